@@ -1,0 +1,116 @@
+//! What the mock is started with: the registered test apps (official account and mini-program, each with
+//! its AppID and AppSecret) and the token rules, with defaults equal to WeChat's published limits.
+
+use serde::Serialize;
+
+/// AppID of the default official account (公众号).
+pub const OA_APPID: &str = "wx_mock_oa_appid";
+/// AppSecret of the default official account.
+pub const OA_SECRET: &str = "mock_oa_secret_0123456789abcdef";
+/// AppID of the default mini-program (小程序).
+pub const MP_APPID: &str = "wx_mock_mp_appid";
+/// AppSecret of the default mini-program.
+pub const MP_SECRET: &str = "mock_mp_secret_0123456789abcdef";
+
+/// Environment variable the binary reads its listen address from.
+pub const LISTEN_ENV: &str = "WECHAT_MOCK_LISTEN";
+/// Listen address of the binary when [`LISTEN_ENV`] is not set.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
+
+/// Which kind of WeChat account an app is; later APIs (jscode2session, OA user info) depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKind {
+    /// An official account (公众号 / 服务号).
+    OfficialAccount,
+    /// A mini-program (小程序).
+    MiniProgram,
+}
+
+/// One app registered with the mock: WeChat answers only for these AppIDs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockApp {
+    /// The AppID, as passed in `appid=`.
+    pub appid: String,
+    /// The AppSecret, as passed in `secret=`.
+    pub secret: String,
+    /// Official account or mini-program.
+    pub kind: AppKind,
+}
+
+impl MockApp {
+    /// An official account with the given credentials.
+    pub fn official_account(appid: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self {
+            appid: appid.into(),
+            secret: secret.into(),
+            kind: AppKind::OfficialAccount,
+        }
+    }
+
+    /// A mini-program with the given credentials.
+    pub fn mini_program(appid: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self {
+            appid: appid.into(),
+            secret: secret.into(),
+            kind: AppKind::MiniProgram,
+        }
+    }
+}
+
+/// Lifetimes and limits of access tokens. The defaults are WeChat's documented values; tests may
+/// shrink them, but most tests should keep them and move the mock clock instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRules {
+    /// Lifetime of a fresh token, returned as `expires_in` (WeChat: 7200 s).
+    pub ttl_secs: i64,
+    /// How long a `/cgi-bin/token` token keeps working after a newer one was fetched (WeChat: 5 min).
+    pub grace_secs: i64,
+    /// In its last this-many seconds a stable token is renewed by a normal-mode call (WeChat: 5 min).
+    pub stable_renew_before_secs: i64,
+    /// A `force_refresh` within this many seconds of the previous one does not refresh (WeChat: 30 s).
+    pub force_refresh_min_interval_secs: i64,
+    /// Forced refreshes allowed per app per day (WeChat: 20).
+    pub force_refresh_daily_limit: u32,
+    /// `/cgi-bin/token` calls allowed per app per day (WeChat: 2000).
+    pub token_daily_limit: u32,
+}
+
+impl Default for TokenRules {
+    fn default() -> Self {
+        Self {
+            ttl_secs: 7200,
+            grace_secs: 300,
+            stable_renew_before_secs: 300,
+            force_refresh_min_interval_secs: 30,
+            force_refresh_daily_limit: 20,
+            token_daily_limit: 2000,
+        }
+    }
+}
+
+/// Everything [`crate::start`] needs besides the listen address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockConfig {
+    /// The apps WeChat knows; any other AppID is answered with `40013 invalid appid`.
+    pub apps: Vec<MockApp>,
+    /// Token lifetimes and limits.
+    pub token_rules: TokenRules,
+    /// Where the mock clock starts, Unix seconds; `None` starts at the wall clock. Tests that count
+    /// daily quotas set it so that Beijing midnight does not fall inside the test.
+    pub clock_start_unix: Option<i64>,
+}
+
+impl Default for MockConfig {
+    /// One official account ([`OA_APPID`]) and one mini-program ([`MP_APPID`]), WeChat's token rules.
+    fn default() -> Self {
+        Self {
+            apps: vec![
+                MockApp::official_account(OA_APPID, OA_SECRET),
+                MockApp::mini_program(MP_APPID, MP_SECRET),
+            ],
+            token_rules: TokenRules::default(),
+            clock_start_unix: None,
+        }
+    }
+}

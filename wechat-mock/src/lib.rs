@@ -1,0 +1,154 @@
+//! linli's fake WeChat: a server that answers like WeChat's APIs do, for development, the test suite
+//! and the quickstart. Use it in-process with [`start`] (port 0 works and reports the real port) or
+//! run the `wechat-mock` binary.
+//!
+//! One module per WeChat API area, each adding its routes and its `impl MockWechat` block:
+//! - [`token`]: `GET /cgi-bin/token`, `POST /cgi-bin/stable_token` and the access-token check every
+//!   other API uses;
+//! - [`control`]: the `/__mock/` control API (clock, counters, reset), which is not part of WeChat.
+//!
+//! Shared pieces: [`MockWechat`] (the state behind one lock), [`MockClock`] (wall clock plus a
+//! test-controlled offset), [`WxError`] (WeChat's error bodies and codes) and [`MockConfig`].
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let mock = wechat_mock::start(wechat_mock::MockConfig::default(), "127.0.0.1:0").await?;
+//! println!("WECHAT_API_BASE={}", mock.base_url);
+//! mock.advance_clock(7200); // every token issued so far has now expired
+//! mock.shutdown().await
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod config;
+pub mod control;
+mod state;
+pub mod token;
+pub mod wx_error;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Deref;
+use std::time::Duration;
+
+use poem::{
+    error::NotFoundError, listener::TcpAcceptor, Endpoint, EndpointExt, Response, Route, Server,
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+pub use clock::MockClock;
+pub use config::{
+    AppKind, MockApp, MockConfig, TokenRules, DEFAULT_LISTEN, LISTEN_ENV, MP_APPID, MP_SECRET,
+    OA_APPID, OA_SECRET,
+};
+pub use state::{AppReport, MockReport, MockWechat};
+pub use token::{AppTokenStats, StableTokenRequest, TokenGrant, TokenRequest};
+pub use wx_error::WxError;
+
+/// How long a graceful shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The whole fake WeChat as one poem endpoint. Unknown paths are answered as WeChat does,
+/// HTTP 200 with `40066 invalid url`.
+pub fn routes(mock: MockWechat) -> impl Endpoint<Output = Response> {
+    let route = control::routes(token::routes(Route::new()));
+    let for_errors = mock.clone();
+    route.data(mock).catch_error(move |_: NotFoundError| {
+        let now_ms = for_errors.now_ms();
+        async move { WxError::INVALID_URL.to_response(now_ms) }
+    })
+}
+
+/// A mock serving on a socket. Dereferences to its [`MockWechat`], so tests can call
+/// `running.advance_clock(…)` or `running.token_fetch_count(…)` directly. Dropping it stops the
+/// server too; [`RunningMock::shutdown`] also waits until it has stopped.
+#[derive(Debug)]
+pub struct RunningMock {
+    /// The address actually bound (the real port when asked for port 0).
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`, to use as `WECHAT_API_BASE`.
+    pub base_url: String,
+    /// The state the server answers from.
+    pub wechat: MockWechat,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<io::Result<()>>,
+}
+
+impl RunningMock {
+    /// Stops accepting connections, lets requests in flight finish, and waits for the server to end.
+    pub async fn shutdown(self) -> io::Result<()> {
+        // The server may already have ended, in which case nobody listens: nothing to signal.
+        let _ = self.shutdown.send(());
+        match self.server.await {
+            Ok(result) => result,
+            Err(join_error) => Err(io::Error::other(join_error)),
+        }
+    }
+}
+
+impl Deref for RunningMock {
+    type Target = MockWechat;
+
+    fn deref(&self) -> &MockWechat {
+        &self.wechat
+    }
+}
+
+/// Binds `listen` (e.g. `"127.0.0.1:0"`) and serves a fresh mock built from `config` on the current
+/// tokio runtime.
+pub async fn start(config: MockConfig, listen: &str) -> io::Result<RunningMock> {
+    let wechat = MockWechat::new(config);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    let (shutdown, shutdown_requested) = oneshot::channel::<()>();
+    let app = routes(wechat.clone());
+    let server = tokio::spawn(async move {
+        // A dropped sender (the RunningMock was dropped) also means "stop".
+        let signal = async move {
+            let _ = shutdown_requested.await;
+        };
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(app, signal, Some(SHUTDOWN_GRACE))
+            .await
+    });
+    tracing::info!(%addr, "wechat-mock listening");
+    Ok(RunningMock {
+        addr,
+        base_url: base_url_for(addr),
+        wechat,
+        shutdown,
+        server,
+    })
+}
+
+/// The URL clients should use: a wildcard bind address is reached through loopback.
+fn base_url_for(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_uses_loopback_for_wildcard_binds() {
+        assert_eq!(
+            base_url_for("0.0.0.0:9090".parse().unwrap()),
+            "http://127.0.0.1:9090"
+        );
+        assert_eq!(base_url_for("[::]:80".parse().unwrap()), "http://[::1]:80");
+        assert_eq!(
+            base_url_for("127.0.0.1:1234".parse().unwrap()),
+            "http://127.0.0.1:1234"
+        );
+    }
+}

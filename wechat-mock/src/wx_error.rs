@@ -1,0 +1,110 @@
+//! WeChat's error answers: the `{"errcode":N,"errmsg":"… rid: …"}` body sent with HTTP 200, and the
+//! error codes with the texts WeChat uses for them.
+
+use poem::{http::StatusCode, web::Json, IntoResponse, Response};
+use rand::Rng;
+use serde_json::json;
+
+/// One WeChat API error: the numeric code and WeChat's message for it (without the `rid:` suffix,
+/// which is added per answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WxError {
+    /// WeChat's `errcode`.
+    pub errcode: i64,
+    /// WeChat's `errmsg` text for that code.
+    pub errmsg: &'static str,
+}
+
+impl WxError {
+    /// `-1`: WeChat is busy; callers should retry with back-off.
+    pub const SYSTEM_BUSY: Self = Self::new(-1, "system error");
+    /// `40001`: the access token is unknown or was superseded; for the token endpoints this is also
+    /// the documented answer to a wrong AppSecret, but WeChat now answers [`Self::INVALID_APPSECRET`].
+    pub const INVALID_CREDENTIAL: Self = Self::new(
+        40001,
+        "invalid credential, access_token is invalid or not latest, could get access_token by getStableAccessToken, more details at https://mmbizurl.cn/s/JtxxFh33r",
+    );
+    /// `40002`: `grant_type` is missing or is not `client_credential`.
+    pub const INVALID_GRANT_TYPE: Self = Self::new(40002, "invalid grant_type");
+    /// `40013`: no such AppID.
+    pub const INVALID_APPID: Self = Self::new(40013, "invalid appid");
+    /// `40066`: no such API.
+    pub const INVALID_URL: Self = Self::new(40066, "invalid url");
+    /// `40125`: the AppSecret does not belong to the AppID.
+    pub const INVALID_APPSECRET: Self = Self::new(40125, "invalid appsecret");
+    /// `41001`: the `access_token` parameter is missing.
+    pub const ACCESS_TOKEN_MISSING: Self = Self::new(41001, "access_token missing");
+    /// `41002`: the `appid` parameter is missing.
+    pub const APPID_MISSING: Self = Self::new(41002, "appid missing");
+    /// `41004`: the `secret` parameter is missing.
+    pub const APPSECRET_MISSING: Self = Self::new(41004, "appsecret missing");
+    /// `42001`: the access token reached the end of its lifetime.
+    pub const ACCESS_TOKEN_EXPIRED: Self = Self::new(42001, "access_token expired");
+    /// `43002`: the API only accepts POST.
+    pub const REQUIRE_POST: Self = Self::new(43002, "require POST method");
+    /// `44002`: a POST arrived with an empty body.
+    pub const EMPTY_POST_DATA: Self = Self::new(44002, "empty post data");
+    /// `45009`: the daily quota of this API (or of forced refreshes) is used up.
+    pub const DAILY_QUOTA_REACHED: Self = Self::new(45009, "reach max api daily quota limit");
+    /// `47001`: the JSON body could not be understood.
+    pub const DATA_FORMAT_ERROR: Self = Self::new(47001, "data format error");
+
+    const fn new(errcode: i64, errmsg: &'static str) -> Self {
+        Self { errcode, errmsg }
+    }
+
+    /// The `errmsg` WeChat sends: the message followed by a request id, e.g.
+    /// `invalid appid rid: 66b5fb8f-5e3c0071-3d7f539a`.
+    pub fn errmsg_with_rid(&self, now_ms: i64) -> String {
+        format!("{} rid: {}", self.errmsg, new_rid(now_ms))
+    }
+
+    /// The HTTP answer: status 200 and the JSON error body, as WeChat sends it.
+    pub fn to_response(self, now_ms: i64) -> Response {
+        Json(json!({ "errcode": self.errcode, "errmsg": self.errmsg_with_rid(now_ms) }))
+            .with_status(StatusCode::OK)
+            .into_response()
+    }
+}
+
+impl From<WxError> for (i64, &'static str) {
+    fn from(err: WxError) -> Self {
+        (err.errcode, err.errmsg)
+    }
+}
+
+impl std::fmt::Display for WxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "errcode {}: {}", self.errcode, self.errmsg)
+    }
+}
+
+impl std::error::Error for WxError {}
+
+/// WeChat's request ids are three groups of eight hex digits, the first being the Unix time.
+fn new_rid(now_ms: i64) -> String {
+    let mut rng = rand::thread_rng();
+    let secs = u32::try_from(now_ms.div_euclid(1000)).unwrap_or(u32::MAX);
+    format!(
+        "{secs:08x}-{:08x}-{:08x}",
+        rng.gen::<u32>(),
+        rng.gen::<u32>()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errmsg_carries_a_rid_like_wechat() {
+        let msg = WxError::INVALID_APPID.errmsg_with_rid(1_722_000_000_000);
+        let rid = msg.strip_prefix("invalid appid rid: ").expect("prefix");
+        let groups: Vec<&str> = rid.split('-').collect();
+        assert_eq!(groups.len(), 3);
+        assert!(groups
+            .iter()
+            .all(|g| g.len() == 8 && g.chars().all(|c| c.is_ascii_hexdigit())));
+        assert_eq!(groups[0], format!("{:08x}", 1_722_000_000u32));
+    }
+}
