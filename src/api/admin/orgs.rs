@@ -1,0 +1,248 @@
+//! `/admin/v1/orgs`: the org tree.
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use time::OffsetDateTime;
+
+use super::{page_request, patch, ts, PageInfo};
+use crate::api::auth::OperatorKey;
+use crate::api::ApiTags;
+use crate::app::AppState;
+use crate::db::orgs::{OrgFilter, OrgRow};
+use crate::domain::orgs::{self, NewOrg, OrgKind, OrgPatch};
+use crate::error::ApiError;
+
+pub struct OrgsApi;
+
+/// What an org is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "OrgKind", rename_all = "lowercase")]
+pub enum OrgKindView {
+    /// The root; there is one.
+    Platform,
+    /// A property company (物业公司), under the platform.
+    Company,
+    /// A residential community (小区), under a company.
+    Community,
+    /// A merchant, under a community or a company.
+    Merchant,
+}
+
+impl From<OrgKindView> for OrgKind {
+    fn from(k: OrgKindView) -> Self {
+        match k {
+            OrgKindView::Platform => OrgKind::Platform,
+            OrgKindView::Company => OrgKind::Company,
+            OrgKindView::Community => OrgKind::Community,
+            OrgKindView::Merchant => OrgKind::Merchant,
+        }
+    }
+}
+
+impl From<OrgKind> for OrgKindView {
+    fn from(k: OrgKind) -> Self {
+        match k {
+            OrgKind::Platform => OrgKindView::Platform,
+            OrgKind::Company => OrgKindView::Company,
+            OrgKind::Community => OrgKindView::Community,
+            OrgKind::Merchant => OrgKindView::Merchant,
+        }
+    }
+}
+
+/// An org of the tree.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Org")]
+pub struct OrgView {
+    pub id: i64,
+    /// The org above; absent for the platform.
+    pub parent_id: Option<i64>,
+    pub kind: OrgKindView,
+    pub name: String,
+    pub address: Option<String>,
+    pub contact_name: Option<String>,
+    pub contact_phone: Option<String>,
+    /// When it was archived; archived orgs take no changes and their keys stop working.
+    pub archived_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<OrgRow> for OrgView {
+    fn from(o: OrgRow) -> Self {
+        Self {
+            id: o.id,
+            parent_id: o.parent_id,
+            kind: OrgKind::parse(&o.kind).unwrap_or(OrgKind::Merchant).into(),
+            name: o.name,
+            address: o.address,
+            contact_name: o.contact_name,
+            contact_phone: o.contact_phone,
+            archived_at: o.archived_at.map(ts),
+            created_at: ts(o.created_at),
+            updated_at: ts(o.updated_at),
+        }
+    }
+}
+
+/// A new org. Companies go under the platform, communities under a company, merchants under a
+/// community or a company.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateOrg {
+    pub parent_id: i64,
+    pub kind: OrgKindView,
+    /// Unique among the parent's active orgs.
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub name: String,
+    #[oai(validator(max_length = 200))]
+    pub address: Option<String>,
+    #[oai(validator(max_length = 32))]
+    pub contact_name: Option<String>,
+    #[oai(validator(max_length = 20))]
+    pub contact_phone: Option<String>,
+}
+
+/// Changes to an org: absent fields keep their value, `null` clears an optional one.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct UpdateOrg {
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub name: Option<String>,
+    #[oai(validator(max_length = 200))]
+    pub address: MaybeUndefined<String>,
+    #[oai(validator(max_length = 32))]
+    pub contact_name: MaybeUndefined<String>,
+    #[oai(validator(max_length = 20))]
+    pub contact_phone: MaybeUndefined<String>,
+}
+
+/// A page of orgs.
+#[derive(Debug, Clone, Object)]
+pub struct OrgPage {
+    pub items: Vec<OrgView>,
+    pub page: PageInfo,
+}
+
+#[derive(ApiResponse)]
+pub enum OrgCreated {
+    /// The org was created.
+    #[oai(status = 201)]
+    Created(Json<OrgView>),
+}
+
+#[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Orgs")]
+impl OrgsApi {
+    /// Create an org under one the key reaches. Admins only.
+    #[oai(path = "/orgs", method = "post", operation_id = "create_org")]
+    async fn create_org(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        body: Json<CreateOrg>,
+    ) -> Result<OrgCreated, ApiError> {
+        let b = body.0;
+        let new = NewOrg {
+            parent_id: b.parent_id,
+            kind: b.kind.into(),
+            name: b.name,
+            address: b.address,
+            contact_name: b.contact_name,
+            contact_phone: b.contact_phone,
+        };
+        let org = orgs::create(&state.db, &key.0, new).await?;
+        Ok(OrgCreated::Created(Json(org.into())))
+    }
+
+    /// List the orgs the key reaches (its own and those below), filtered and paginated.
+    #[oai(path = "/orgs", method = "get", operation_id = "list_orgs")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_orgs(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        /// Only orgs of this kind.
+        kind: Query<Option<OrgKindView>>,
+        /// Only the direct children of this org.
+        parent_id: Query<Option<i64>>,
+        /// Only orgs whose name contains this text.
+        #[oai(validator(max_length = 64))]
+        q: Query<Option<String>>,
+        /// Include archived orgs.
+        #[oai(default)]
+        include_archived: Query<bool>,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
+    ) -> Result<Json<OrgPage>, ApiError> {
+        let req = page_request(page.0, page_size.0);
+        let filter = OrgFilter {
+            scope_path: String::new(),
+            kind: kind.0.map(|k| OrgKind::from(k).as_str().to_owned()),
+            parent_id: parent_id.0,
+            name_contains: q.0.filter(|s| !s.is_empty()),
+            include_archived: include_archived.0,
+        };
+        let found = orgs::list(&state.db, &key.0, filter, req).await?;
+        Ok(Json(OrgPage {
+            items: found.items.into_iter().map(Into::into).collect(),
+            page: PageInfo::new(req, found.total),
+        }))
+    }
+
+    /// One org.
+    #[oai(path = "/orgs/:org_id", method = "get", operation_id = "get_org")]
+    async fn get_org(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        org_id: Path<i64>,
+    ) -> Result<Json<OrgView>, ApiError> {
+        Ok(Json(orgs::get(&state.db, &key.0, org_id.0).await?.into()))
+    }
+
+    /// Edit an org's name and contact details. Admins only.
+    #[oai(path = "/orgs/:org_id", method = "patch", operation_id = "update_org")]
+    async fn update_org(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        org_id: Path<i64>,
+        body: Json<UpdateOrg>,
+    ) -> Result<Json<OrgView>, ApiError> {
+        let b = body.0;
+        let p = OrgPatch {
+            name: b.name,
+            address: patch(b.address),
+            contact_name: patch(b.contact_name),
+            contact_phone: patch(b.contact_phone),
+        };
+        Ok(Json(
+            orgs::update(&state.db, &key.0, org_id.0, p).await?.into(),
+        ))
+    }
+
+    /// Archive an org (orgs are never deleted: their history stays). Refused while active orgs
+    /// remain below it. Admins only.
+    #[oai(
+        path = "/orgs/:org_id",
+        method = "delete",
+        operation_id = "archive_org"
+    )]
+    async fn archive_org(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        org_id: Path<i64>,
+    ) -> Result<Json<OrgView>, ApiError> {
+        Ok(Json(
+            orgs::archive(&state.db, &key.0, org_id.0).await?.into(),
+        ))
+    }
+}

@@ -1,0 +1,123 @@
+//! What every request goes through: a request id (taken from `X-Request-Id` when sane, made
+//! otherwise, echoed in the answer), the body size cap, one JSON error body for every error, a
+//! log line and the metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::error::ReadBodyError;
+use poem::http::{header, HeaderValue, StatusCode};
+use poem::{Endpoint, Request, Response};
+use rand::RngCore;
+
+use crate::app::AppState;
+use crate::error::{framework_error_response, REQUEST_ID};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+#[derive(Clone)]
+pub struct RequestContext {
+    state: AppState,
+}
+
+fn incoming_request_id(req: &Request) -> Option<String> {
+    let v = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let sane = !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    sane.then(|| v.to_owned())
+}
+
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The metrics label of a route that is not an API operation.
+fn system_route(path: &str, status: StatusCode) -> &'static str {
+    match path {
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        "/metrics" => "metrics",
+        "/openapi.json" => "openapi",
+        p if p == "/docs" || p.starts_with("/docs/") => "docs",
+        _ if status == StatusCode::NOT_FOUND => "unmatched",
+        _ => "other",
+    }
+}
+
+impl RequestContext {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    pub async fn handle<E: Endpoint<Output = Response>>(
+        &self,
+        ep: Arc<E>,
+        mut req: Request,
+    ) -> poem::Result<Response> {
+        let started = Instant::now();
+        let request_id = incoming_request_id(&req).unwrap_or_else(new_request_id);
+        let method = req.method().to_string();
+        let path = req.uri().path().to_owned();
+
+        let result = REQUEST_ID
+            .scope(request_id.clone(), async {
+                self.limit_body(&mut req).await?;
+                ep.call(req).await
+            })
+            .await;
+        let (operation, mut resp) = match result {
+            Ok(resp) => (resp.data::<poem_openapi::OperationId>().map(|o| o.0), resp),
+            Err(err) => {
+                let op = err.data::<poem_openapi::OperationId>().map(|o| o.0);
+                (
+                    op,
+                    REQUEST_ID.sync_scope(request_id.clone(), || framework_error_response(err)),
+                )
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        let status = resp.status();
+        let route = operation.unwrap_or_else(|| system_route(&path, status));
+        let elapsed = started.elapsed();
+        self.state
+            .metrics
+            .observe(&method, route, status.as_u16(), elapsed);
+        tracing::info!(
+            request_id = %request_id, method = %method, path = %path, route, status = status.as_u16(),
+            elapsed_ms = elapsed.as_millis() as u64, "request"
+        );
+        Ok(resp)
+    }
+
+    /// Reads the body up to the cap, so no handler can be made to buffer more; a declared or
+    /// actual size over it is refused with 413 before any handler runs.
+    async fn limit_body(&self, req: &mut Request) -> poem::Result<()> {
+        let max = self.state.settings.max_body_bytes;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return Err(ReadBodyError::PayloadTooLarge.into());
+        }
+        let body = req.take_body();
+        match body.into_bytes_limit(max).await {
+            Ok(bytes) => {
+                req.set_body(bytes);
+                Ok(())
+            }
+            Err(e @ ReadBodyError::PayloadTooLarge) => Err(e.into()),
+            Err(e) => Err(poem::Error::from_string(
+                format!("cannot read the request body: {e}"),
+                StatusCode::BAD_REQUEST,
+            )),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The HTTP surface: poem-openapi groups (admin now; mini-program and merchant later), the
+//! system routes (`/healthz`, `/readyz`, `/metrics`, `/docs`, `/openapi.json`) and the request
+//! middleware every route goes through.
+
+pub mod admin;
+mod auth;
+mod middleware;
+mod payload;
+mod system;
+
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::app::AppState;
+
+/// The tags operations are grouped by in the docs and in generated SDKs.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// The calling operator: its key, org and role.
+    Me,
+    /// The org tree: platform, property companies, communities, merchants.
+    Orgs,
+    /// Rooms of a community: building, unit, number.
+    Rooms,
+    /// A community's resident roster, which bindings are verified against.
+    Roster,
+    /// Operator API keys.
+    ApiKeys,
+    /// Who changed what, when.
+    Audit,
+}
+
+type Apis = (
+    admin::MeApi,
+    admin::OrgsApi,
+    admin::RoomsApi,
+    admin::RosterApi,
+    admin::ApiKeysApi,
+    admin::AuditApi,
+);
+
+/// The OpenAPI service: the operations and the spec they generate.
+pub fn openapi_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (admin::MeApi, admin::OrgsApi, admin::RoomsApi, admin::RosterApi, admin::ApiKeysApi, admin::AuditApi),
+        "linli",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "linli (邻里) runs the marketing and engagement side of a smart-community system on WeChat.\n\n\
+         The admin API (`/admin/v1`) is for operators of property companies, communities and \
+         merchants; authenticate with an API key in the `X-Api-Key` header. A key reaches its own \
+         org and the orgs below it; anything else answers 404.\n\n\
+         Every error answer has the body `{code, message, request_id}`.",
+    )
+}
+
+/// The spec as YAML, exactly as committed in `openapi/openapi.yaml`.
+pub fn openapi_yaml() -> String {
+    openapi_service().spec_yaml()
+}
+
+/// Every route, wrapped in the request middleware, with the shared state attached.
+pub fn routes(state: AppState) -> impl Endpoint {
+    let service = openapi_service();
+    let docs = service.swagger_ui();
+    let spec = service.spec_endpoint();
+    let route = Route::new()
+        .nest("/", service)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .at("/healthz", poem::get(system::healthz))
+        .at("/readyz", poem::get(system::readyz))
+        .at("/metrics", poem::get(system::metrics));
+    let ctx = middleware::RequestContext::new(state.clone());
+    route.data(state).map_to_response().around(move |ep, req| {
+        let ctx = ctx.clone();
+        async move { ctx.handle(ep, req).await }
+    })
+}

@@ -1,0 +1,221 @@
+//! Settings: read once from the environment (and `.env` in development) at start-up.
+//!
+//! Every setting is named in `.env.example`. Secrets are wrapped in [`Secret`], whose `Debug` and
+//! `Display` are redacted, so a settings dump in a log never shows them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// A secret string (an app secret, a key). Its `Debug`/`Display` never show the value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself: call it only where the value is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Everything linli needs to start.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `LINLI_LISTEN`: where the HTTP server binds (port 0 picks a free port).
+    pub listen: String,
+    /// `DATABASE_URL`: `sqlite://…` or `postgres://…`.
+    pub database_url: Secret,
+    /// `LINLI_DB_MAX_CONNECTIONS`: PostgreSQL pool size, or the SQLite read pool size.
+    pub db_max_connections: u32,
+    /// `LINLI_DB_ACQUIRE_TIMEOUT_MS`: how long a request waits for a database connection.
+    pub db_acquire_timeout: Duration,
+    /// `LINLI_MAX_BODY_BYTES`: request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// `LINLI_IMPORT_MAX_ROWS`: the most rows one bulk import may carry.
+    pub import_max_rows: usize,
+    /// `LINLI_SHUTDOWN_GRACE_SECS`: how long in-flight requests may run after SIGTERM.
+    pub shutdown_grace: Duration,
+    pub wechat: WechatSettings,
+    pub pay: PaySettings,
+}
+
+/// The official account (OA) and mini-program (MP) credentials.
+#[derive(Clone, Debug, Default)]
+pub struct WechatSettings {
+    pub api_base: String,
+    pub oa_appid: Option<String>,
+    pub oa_secret: Option<Secret>,
+    pub oa_token: Option<Secret>,
+    pub oa_aes_key: Option<Secret>,
+    pub mp_appid: Option<String>,
+    pub mp_secret: Option<Secret>,
+}
+
+/// WeChat Pay merchant settings (v2 and v3).
+#[derive(Clone, Debug, Default)]
+pub struct PaySettings {
+    pub api_base: String,
+    pub mch_id: Option<String>,
+    pub api_key_v2: Option<Secret>,
+    pub api_v3_key: Option<Secret>,
+    pub cert_serial: Option<String>,
+    pub private_key_path: Option<String>,
+    pub client_cert_path: Option<String>,
+    pub public_key_id: Option<String>,
+    pub public_key_path: Option<String>,
+    pub notify_url: Option<String>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://linli.db";
+pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
+pub const DEFAULT_WECHATPAY_API_BASE: &str = "https://api.mch.weixin.qq.com";
+
+impl Settings {
+    /// Settings with every default and the given database: what tests start from.
+    pub fn with_database(database_url: impl Into<String>) -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_owned(),
+            database_url: Secret::new(database_url),
+            db_max_connections: 10,
+            db_acquire_timeout: Duration::from_secs(5),
+            max_body_bytes: 2 * 1024 * 1024,
+            import_max_rows: 10_000,
+            shutdown_grace: Duration::from_secs(10),
+            wechat: WechatSettings {
+                api_base: DEFAULT_WECHAT_API_BASE.to_owned(),
+                ..Default::default()
+            },
+            pay: PaySettings {
+                api_base: DEFAULT_WECHATPAY_API_BASE.to_owned(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Reads the process environment. Call `dotenvy::dotenv()` before this to honour `.env`.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can supply their own environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let secret = |name: &str| get(name).map(Secret::new);
+        let number = |name: &str, default: u64| -> anyhow::Result<u64> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .with_context(|| format!("{name} must be a non-negative integer, got {v:?}")),
+            }
+        };
+
+        let mut s = Self::with_database(
+            get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+        );
+        s.listen = get("LINLI_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        if s.listen.parse::<SocketAddr>().is_err() {
+            bail!(
+                "LINLI_LISTEN must be host:port with a numeric host, got {:?}",
+                s.listen
+            );
+        }
+        s.db_max_connections = number("LINLI_DB_MAX_CONNECTIONS", 10)?.clamp(1, 1000) as u32;
+        s.db_acquire_timeout = Duration::from_millis(number("LINLI_DB_ACQUIRE_TIMEOUT_MS", 5000)?);
+        s.max_body_bytes = number("LINLI_MAX_BODY_BYTES", 2 * 1024 * 1024)? as usize;
+        s.import_max_rows = number("LINLI_IMPORT_MAX_ROWS", 10_000)? as usize;
+        s.shutdown_grace = Duration::from_secs(number("LINLI_SHUTDOWN_GRACE_SECS", 10)?);
+
+        s.wechat = WechatSettings {
+            api_base: get("WECHAT_API_BASE").unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_owned()),
+            oa_appid: get("WECHAT_OA_APPID"),
+            oa_secret: secret("WECHAT_OA_SECRET"),
+            oa_token: secret("WECHAT_OA_TOKEN"),
+            oa_aes_key: secret("WECHAT_OA_AES_KEY"),
+            mp_appid: get("WECHAT_MP_APPID"),
+            mp_secret: secret("WECHAT_MP_SECRET"),
+        };
+        s.pay = PaySettings {
+            api_base: get("WECHATPAY_API_BASE")
+                .unwrap_or_else(|| DEFAULT_WECHATPAY_API_BASE.to_owned()),
+            mch_id: get("WECHATPAY_MCH_ID"),
+            api_key_v2: secret("WECHATPAY_API_KEY_V2"),
+            api_v3_key: secret("WECHATPAY_API_V3_KEY"),
+            cert_serial: get("WECHATPAY_CERT_SERIAL"),
+            private_key_path: get("WECHATPAY_PRIVATE_KEY_PATH"),
+            client_cert_path: get("WECHATPAY_CLIENT_CERT_PATH"),
+            public_key_id: get("WECHATPAY_PUBLIC_KEY_ID"),
+            public_key_path: get("WECHATPAY_PUBLIC_KEY_PATH"),
+            notify_url: get("WECHATPAY_NOTIFY_URL"),
+        };
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.listen, DEFAULT_LISTEN);
+        assert_eq!(s.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(s.wechat.api_base, DEFAULT_WECHAT_API_BASE);
+        assert!(s.wechat.oa_secret.is_none());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let s = from(&[
+            ("WECHAT_OA_SECRET", "oa-secret-value"),
+            ("WECHATPAY_API_V3_KEY", "v3-key-value"),
+            ("DATABASE_URL", "postgres://u:db-password@h/db"),
+        ])
+        .unwrap();
+        let dump = format!("{s:?}");
+        assert!(!dump.contains("oa-secret-value"), "{dump}");
+        assert!(!dump.contains("v3-key-value"), "{dump}");
+        assert!(!dump.contains("db-password"), "{dump}");
+        assert_eq!(s.wechat.oa_secret.unwrap().expose(), "oa-secret-value");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_setting_named() {
+        let err = from(&[("LINLI_LISTEN", "not an address")]).unwrap_err();
+        assert!(err.to_string().contains("LINLI_LISTEN"));
+        let err = from(&[("LINLI_MAX_BODY_BYTES", "-1")]).unwrap_err();
+        assert!(err.to_string().contains("LINLI_MAX_BODY_BYTES"));
+    }
+}

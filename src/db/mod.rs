@@ -1,0 +1,329 @@
+//! The one place SQL lives. SQLite and PostgreSQL sit behind [`Db`], chosen by the URL scheme.
+//!
+//! Queries are written once, in SQL both engines accept (`$N` placeholders, `RETURNING`,
+//! `ON CONFLICT`), and run through sqlx's `Any` driver. Times are unix milliseconds in `BIGINT`
+//! columns, money and points are `BIGINT`, so every value crosses the driver as an `i64` or a
+//! string. Where the engines differ in meaning, the query is written twice side by side and
+//! chosen by [`Db::engine`].
+//!
+//! SQLite runs with WAL, `synchronous=FULL` and foreign keys on; writes go through a pool of one
+//! connection and start with `BEGIN IMMEDIATE`, reads through a separate read-only pool.
+//! PostgreSQL uses one pool for both, and is what several linli instances share.
+
+pub mod api_keys;
+pub mod audit;
+pub mod orgs;
+pub mod rooms;
+pub mod roster;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::pool::PoolOptions;
+use sqlx::{Any, AnyPool, Executor};
+
+/// Which engine a [`Db`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A write transaction. Commit it or it rolls back when dropped.
+pub type Tx = sqlx::Transaction<'static, Any>;
+
+/// A row as the `Any` driver returns it.
+pub type Row = AnyRow;
+
+/// Errors of the storage layer. Constraint violations are told apart so callers can answer
+/// 409/422 from the error kind instead of checking before inserting.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unique constraint violated")]
+    UniqueViolation,
+    #[error("foreign key constraint violated")]
+    ForeignKeyViolation,
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Sqlx(#[source] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported DATABASE_URL scheme (use sqlite:// or postgres://)")]
+    UnsupportedScheme,
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => DbError::UniqueViolation,
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                DbError::ForeignKeyViolation
+            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                DbError::Unavailable(err)
+            }
+            _ => DbError::Sqlx(err),
+        }
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// How to size and time the pools.
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A pool's occupancy, for `/metrics`.
+#[derive(Clone, Debug)]
+pub struct PoolStats {
+    pub name: &'static str,
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// The database handle: cheap to clone, shared by every request and worker.
+#[derive(Clone, Debug)]
+pub struct Db {
+    engine: Engine,
+    write: AnyPool,
+    read: AnyPool,
+    write_max: u32,
+    read_max: u32,
+}
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
+
+impl Db {
+    /// Connects to `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`).
+    pub async fn connect(url: &str, options: &DbOptions) -> DbResult<Db> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            Self::connect_sqlite(url, options).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = Self::pool_options(options.max_connections, options)
+                .connect(url)
+                .await
+                .map_err(DbError::Unavailable)?;
+            Ok(Db {
+                engine: Engine::Postgres,
+                write: pool.clone(),
+                read: pool,
+                write_max: options.max_connections,
+                read_max: options.max_connections,
+            })
+        } else {
+            Err(DbError::UnsupportedScheme)
+        }
+    }
+
+    async fn connect_sqlite(url: &str, options: &DbOptions) -> DbResult<Db> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // Create the file on first start unless the URL says otherwise.
+        let url = if in_memory || url.contains("mode=") {
+            url.to_owned()
+        } else if url.contains('?') {
+            format!("{url}&mode=rwc")
+        } else {
+            format!("{url}?mode=rwc")
+        };
+        let write = Self::pool_options(1, options)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(sqlx::raw_sql(SQLITE_PRAGMAS)).await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(DbError::Unavailable)?;
+        if in_memory {
+            // Each in-memory connection is its own database: reads must share the writer.
+            return Ok(Db {
+                engine: Engine::Sqlite,
+                read: write.clone(),
+                write,
+                write_max: 1,
+                read_max: 1,
+            });
+        }
+        let read = Self::pool_options(options.max_connections, options)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(sqlx::raw_sql(SQLITE_PRAGMAS)).await?;
+                    conn.execute(sqlx::raw_sql("PRAGMA query_only = ON;"))
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(DbError::Unavailable)?;
+        Ok(Db {
+            engine: Engine::Sqlite,
+            write,
+            read,
+            write_max: 1,
+            read_max: options.max_connections,
+        })
+    }
+
+    fn pool_options(max: u32, options: &DbOptions) -> PoolOptions<Any> {
+        AnyPoolOptions::new()
+            .max_connections(max)
+            .min_connections(0)
+            .acquire_timeout(options.acquire_timeout)
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Applies the pending migrations of this engine. On PostgreSQL an advisory lock keeps
+    /// several instances starting at once from racing.
+    pub async fn migrate(&self) -> DbResult<()> {
+        let migrator = match self.engine {
+            Engine::Sqlite => &SQLITE_MIGRATOR,
+            Engine::Postgres => &POSTGRES_MIGRATOR,
+        };
+        migrator.run(&self.write).await?;
+        Ok(())
+    }
+
+    /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite, so the write lock is taken up
+    /// front and a transaction never fails half-way on a lock upgrade.
+    pub async fn begin(&self) -> DbResult<Tx> {
+        let tx = match self.engine {
+            Engine::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Postgres => self.write.begin().await,
+        };
+        tx.map_err(DbError::from)
+    }
+
+    /// The pool for reads outside a transaction.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// Checks both pools answer.
+    pub async fn ping(&self) -> DbResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        sqlx::query("SELECT 1").execute(&self.write).await?;
+        Ok(())
+    }
+
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        let stat = |name, pool: &AnyPool, max| PoolStats {
+            name,
+            size: pool.size(),
+            idle: pool.num_idle() as u32,
+            max,
+        };
+        match self.engine {
+            Engine::Postgres => vec![stat("main", &self.write, self.write_max)],
+            Engine::Sqlite => vec![
+                stat("write", &self.write, self.write_max),
+                stat("read", &self.read, self.read_max),
+            ],
+        }
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// Now, as stored: unix milliseconds, UTC.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A `LIKE` pattern matching `needle` anywhere, with `%`, `_` and `\` escaped.
+/// Use it with `LIKE $n ESCAPE '\'`.
+pub fn like_contains(needle: &str) -> String {
+    let mut out = String::with_capacity(needle.len() + 2);
+    out.push('%');
+    for ch in needle.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('%');
+    out
+}
+
+/// A `LIKE` pattern matching every org path under `path` (itself included).
+pub fn subtree_pattern(path: &str) -> String {
+    // Paths hold only digits and '/', so nothing needs escaping.
+    format!("{path}%")
+}
+
+/// One page of a list: 1-based page number and a size.
+#[derive(Clone, Copy, Debug)]
+pub struct PageRequest {
+    pub page: u32,
+    pub page_size: u32,
+}
+
+impl PageRequest {
+    pub fn limit(&self) -> i64 {
+        i64::from(self.page_size)
+    }
+    pub fn offset(&self) -> i64 {
+        i64::from(self.page.saturating_sub(1)) * i64::from(self.page_size)
+    }
+}
+
+/// A page of results and the total number of matches.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_contains("a%b_c\\"), "%a\\%b\\_c\\\\%");
+        assert_eq!(subtree_pattern("/1/4/"), "/1/4/%");
+    }
+
+    #[test]
+    fn pages_start_at_one() {
+        let p = PageRequest {
+            page: 3,
+            page_size: 20,
+        };
+        assert_eq!((p.limit(), p.offset()), (20, 40));
+        let p = PageRequest {
+            page: 0,
+            page_size: 20,
+        };
+        assert_eq!(p.offset(), 0);
+    }
+}

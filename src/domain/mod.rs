@@ -1,0 +1,87 @@
+//! Rules and invariants, one module per concept. No HTTP here: callers get typed results and
+//! [`DomainError`]s, and `api/` decides how they look on the wire.
+
+pub mod access;
+pub mod audit;
+pub mod import;
+pub mod orgs;
+pub mod rooms;
+pub mod roster;
+
+use crate::db::DbError;
+
+/// Why a domain operation refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    /// Missing, or outside the caller's org subtree: the two look the same so ids don't leak.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Inside the caller's subtree, but its role does not allow the action.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The action clashes with the current state (a duplicate, an archived org…).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The input is well-formed but breaks a rule.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl DomainError {
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub type DomainResult<T> = Result<T, DomainError>;
+
+/// Trims `value` and checks it is 1..=`max` characters without control characters.
+pub(crate) fn required_text(field: &str, value: &str, max: usize) -> DomainResult<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(DomainError::invalid(
+            "validation_failed",
+            format!("{field} must not be blank"),
+        ));
+    }
+    bounded_text(field, v, max)
+}
+
+/// Trims `value`; blank becomes `None`; otherwise as [`required_text`].
+pub(crate) fn optional_text(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+) -> DomainResult<Option<String>> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => bounded_text(field, v, max).map(Some),
+    }
+}
+
+fn bounded_text(field: &str, v: &str, max: usize) -> DomainResult<String> {
+    if v.chars().count() > max {
+        return Err(DomainError::invalid(
+            "validation_failed",
+            format!("{field} must be at most {max} characters"),
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            "validation_failed",
+            format!("{field} must not contain control characters"),
+        ));
+    }
+    Ok(v.to_owned())
+}

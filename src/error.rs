@@ -1,0 +1,219 @@
+//! The one error type of the HTTP surface and the one error body every 4xx/5xx carries:
+//! `{code, message, request_id}`. Each domain error maps to one status here, and nowhere else.
+//! Server-side causes are logged with the request id; the client sees an opaque message.
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaResponses, Registry};
+use poem_openapi::{ApiResponse, Object};
+
+use crate::db::DbError;
+use crate::domain::DomainError;
+
+tokio::task_local! {
+    /// The id of the request being served, set by the request middleware.
+    pub static REQUEST_ID: String;
+}
+
+/// The current request's id, or an empty string outside a request.
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code, e.g. `not_found`, `validation_failed`, `room_exists`.
+    pub code: String,
+    /// What went wrong, for people; may change between versions.
+    pub message: String,
+    /// The request's id, also in the `X-Request-Id` header and in the server's logs.
+    pub request_id: String,
+}
+
+/// The error answers every operation documents.
+#[derive(ApiResponse)]
+pub enum ErrorResponse {
+    /// The request is malformed: bad JSON, a wrong type, an unknown field, a value out of range.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No valid credentials were given.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The credentials are valid but their role does not allow this.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such thing within the caller's reach.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The request clashes with the current state (a duplicate, an archived org, …).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The request is well-formed but breaks a rule.
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// Too many requests; retry after the given number of seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// An unexpected failure on the server.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// A dependency (the database) is unavailable; retry later.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+/// What an API operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("a valid API key is required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("service unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
+        match err {
+            DomainError::NotFound(what) => ApiError::NotFound(what),
+            DomainError::Forbidden(msg) => ApiError::Forbidden(msg),
+            DomainError::Conflict { code, message } => ApiError::Conflict { code, message },
+            DomainError::Invalid { code, message } => ApiError::Unprocessable { code, message },
+            DomainError::Db(db) => db.into(),
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Unavailable(_) => ApiError::Unavailable(err.into()),
+            // A constraint the domain did not anticipate: still the caller's input, not a crash.
+            DbError::UniqueViolation => ApiError::Conflict {
+                code: "conflict",
+                message: "the change conflicts with existing data".into(),
+            },
+            DbError::ForeignKeyViolation => ApiError::Unprocessable {
+                code: "invalid_reference",
+                message: "the change refers to something that does not exist".into(),
+            },
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl ApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict { code, .. } => code,
+            ApiError::Unprocessable { code, .. } => code,
+            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn into_error_response(self) -> ErrorResponse {
+        let request_id = current_request_id();
+        match &self {
+            ApiError::Internal(cause) | ApiError::Unavailable(cause) => {
+                tracing::error!(request_id = %request_id, error = %format!("{cause:#}"), "request failed");
+            }
+            _ => {}
+        }
+        let body = Json(ErrorBody {
+            code: self.code().to_owned(),
+            message: self.to_string(),
+            request_id,
+        });
+        match self {
+            ApiError::BadRequest { .. } => ErrorResponse::BadRequest(body),
+            ApiError::Unauthorized => ErrorResponse::Unauthorized(body),
+            ApiError::Forbidden(_) => ErrorResponse::Forbidden(body),
+            ApiError::NotFound(_) => ErrorResponse::NotFound(body),
+            ApiError::Conflict { .. } => ErrorResponse::Conflict(body),
+            ApiError::Unprocessable { .. } => ErrorResponse::Unprocessable(body),
+            ApiError::TooManyRequests { retry_after_secs } => {
+                ErrorResponse::TooManyRequests(body, retry_after_secs)
+            }
+            ApiError::Unavailable(_) => ErrorResponse::Unavailable(body),
+            ApiError::Internal(_) => ErrorResponse::Internal(body),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.into_error_response().into_response()
+    }
+}
+
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        ErrorResponse::meta()
+    }
+    fn register(registry: &mut Registry) {
+        ErrorResponse::register(registry);
+    }
+}
+
+impl From<ApiError> for poem::Error {
+    fn from(err: ApiError) -> Self {
+        poem::Error::from_response(err.into_response())
+    }
+}
+
+/// The JSON error answer for an error raised outside our handlers: poem's routing (404, 405),
+/// poem-openapi's request parsing (400) and authentication (401), body limits (413).
+pub fn framework_error_response(err: poem::Error) -> Response {
+    if err.is_from_response() {
+        return err.into_response();
+    }
+    let status = err.status();
+    let request_id = current_request_id();
+    let (code, message) = match status {
+        StatusCode::BAD_REQUEST => ("bad_request", err.to_string()),
+        StatusCode::UNAUTHORIZED => ("unauthorized", "a valid API key is required".to_owned()),
+        StatusCode::FORBIDDEN => ("forbidden", err.to_string()),
+        StatusCode::NOT_FOUND => ("not_found", "no such route".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "method not allowed on this route".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is too large".to_owned(),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", err.to_string()),
+        s if s.is_server_error() => {
+            tracing::error!(request_id = %request_id, error = %err, "request failed");
+            ("internal", "internal error".to_owned())
+        }
+        _ => ("bad_request", err.to_string()),
+    };
+    let body = ErrorBody {
+        code: code.to_owned(),
+        message,
+        request_id,
+    };
+    (status, poem::web::Json(body)).into_response()
+}

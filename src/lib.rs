@@ -1,0 +1,11 @@
+//! linli (邻里): the marketing and engagement back end of a smart-community system on WeChat.
+//! See `README.md` for running it and `DESIGN` notes in the module docs for how it is built.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod telemetry;

@@ -1,0 +1,142 @@
+//! The `linli` command line: parse, load settings and logging, call into the library.
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use linli::app::{connect_and_migrate, shutdown_signal, Application};
+use linli::config::Settings;
+use linli::domain::access::{self, Actor, Role};
+use linli::telemetry;
+
+#[derive(Parser)]
+#[command(
+    name = "linli",
+    version,
+    about = "linli (邻里): community marketing and engagement on WeChat"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI spec (YAML) to stdout.
+    Openapi,
+    /// Manage operator API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its secret (shown only this once).
+    Create {
+        /// The org the key belongs to (the platform is 1).
+        #[arg(long)]
+        org: i64,
+        /// admin, operator or viewer.
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// What the key is for.
+        #[arg(long, default_value = "created on the command line")]
+        name: String,
+    },
+    /// List keys (without secrets).
+    List {
+        /// Only keys of this org.
+        #[arg(long)]
+        org: Option<i64>,
+    },
+    /// Revoke a key by id.
+    Revoke { id: i64 },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", linli::api::openapi_yaml());
+        return Ok(());
+    }
+    let _ = dotenvy::dotenv();
+    telemetry::init_logging();
+    let settings = Settings::from_env()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            connect_and_migrate(&settings).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Openapi => unreachable!("handled above"),
+        Command::Keys { command } => keys(settings, command).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let addr = app.address();
+    tracing::info!(%addr, "linli listening");
+    println!("linli is listening on http://{addr}");
+    println!("  API docs:     http://{addr}/docs");
+    println!("  OpenAPI spec: http://{addr}/openapi.json");
+    app.run_until(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    println!("linli stopped");
+    Ok(())
+}
+
+async fn keys(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
+    let db = connect_and_migrate(&settings).await?;
+    let actor = Actor::cli();
+    match command {
+        KeysCommand::Create { org, role, name } => {
+            let role = Role::parse(&role).context("--role must be admin, operator or viewer")?;
+            let (key, secret) = access::create_key(&db, &actor, org, role, &name)
+                .await
+                .with_context(|| format!("creating a key for org {org}"))?;
+            println!(
+                "created API key {} ({}) for org {} with role {}",
+                key.id, key.prefix, key.org_id, key.role
+            );
+            println!("secret (shown only now; send it as the X-Api-Key header):");
+            println!("{secret}");
+        }
+        KeysCommand::List { org } => {
+            let page = linli::db::PageRequest {
+                page: 1,
+                page_size: 1000,
+            };
+            let keys = access::list_keys(&db, &actor, org, true, page).await?;
+            println!(
+                "{:>6}  {:>6}  {:<9} {:<12} {:<8} name",
+                "id", "org", "role", "prefix", "state"
+            );
+            for k in keys.items {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:>6}  {:>6}  {:<9} {:<12} {:<8} {}",
+                    k.id, k.org_id, k.role, k.prefix, state, k.name
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let key = access::revoke_key(&db, &actor, id).await?;
+            println!("revoked API key {} ({})", key.id, key.prefix);
+        }
+    }
+    db.close().await;
+    Ok(())
+}
