@@ -109,6 +109,25 @@ pub fn parse_csv(
 
     let mut rows = Vec::new();
     let mut rejected = Vec::new();
+    // The csv reader does not count the blank lines it skips, so line numbers come from byte
+    // offsets, counted forward as records arrive in order.
+    let mut counted_to = 0usize;
+    let mut line_at = 1usize;
+    let mut line_of = |byte: u64| {
+        let mut byte = (byte as usize).min(text.len());
+        // A record's position can be the start of the blank lines skipped before it.
+        while matches!(text.as_bytes().get(byte), Some(b'\n' | b'\r')) {
+            byte += 1;
+        }
+        if byte > counted_to {
+            line_at += text.as_bytes()[counted_to..byte]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            counted_to = byte;
+        }
+        line_at
+    };
     for (index, record) in reader.records().enumerate() {
         if rows.len() + rejected.len() >= max_rows {
             return Err(too_many_rows(max_rows));
@@ -116,7 +135,7 @@ pub fn parse_csv(
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map(|p| p.line() as usize).unwrap_or(index + 2);
+                let line = e.position().map(|p| line_of(p.byte())).unwrap_or(index + 2);
                 rejected.push(RejectedRow {
                     line,
                     reason: format!("unreadable row: {e}"),
@@ -129,7 +148,7 @@ pub fn parse_csv(
         }
         let line = record
             .position()
-            .map(|p| p.line() as usize)
+            .map(|p| line_of(p.byte()))
             .unwrap_or(index + 2);
         let get = |c: Column| {
             present

@@ -1,0 +1,11 @@
+//! Integration tests: the real application over HTTP, a fresh database per test, on SQLite or
+//! (with `TEST_DATABASE_URL`) PostgreSQL. One binary, so it links once.
+
+mod access;
+mod cli;
+mod helpers;
+mod imports;
+mod openapi;
+mod orgs;
+mod rooms_and_roster;
+mod surface;
