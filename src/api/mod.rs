@@ -73,8 +73,23 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/readyz", poem::get(system::readyz))
         .at("/metrics", poem::get(system::metrics));
     let ctx = middleware::RequestContext::new(state.clone());
-    route.data(state).map_to_response().around(move |ep, req| {
-        let ctx = ctx.clone();
-        async move { ctx.handle(ep, req).await }
-    })
+    // A panic in a handler answers the JSON 500 like any other failure instead of dropping the
+    // connection; it runs inside the middleware's scope, so the answer carries the request id.
+    route
+        .data(state)
+        .with(poem::middleware::CatchPanic::new().with_handler(panic_answer))
+        .map_to_response()
+        .around(move |ep, req| {
+            let ctx = ctx.clone();
+            async move { ctx.handle(ep, req).await }
+        })
+}
+
+fn panic_answer(panic: Box<dyn std::any::Any + Send>) -> crate::error::ApiError {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked: {what}"))
 }
