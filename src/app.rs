@@ -13,6 +13,7 @@ use poem::Server;
 use crate::config::Settings;
 use crate::db::{Db, DbOptions};
 use crate::telemetry::Metrics;
+use crate::wechat::api::WechatClient;
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -20,6 +21,7 @@ pub struct AppState {
     pub db: Db,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
+    pub wechat: WechatClient,
 }
 
 pub struct Application {
@@ -30,10 +32,8 @@ pub struct Application {
 
 /// Connects to the configured database and applies pending migrations.
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Db> {
-    let options = DbOptions {
-        max_connections: settings.db_max_connections,
-        acquire_timeout: settings.db_acquire_timeout,
-    };
+    let options =
+        DbOptions { max_connections: settings.db_max_connections, acquire_timeout: settings.db_acquire_timeout };
     let db = Db::connect(settings.database_url.expose(), &options)
         .await
         .context("connecting to the database (DATABASE_URL)")?;
@@ -53,16 +53,9 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .context("the listener has no socket address")?;
-        let state = AppState {
-            db,
-            settings: Arc::new(settings),
-            metrics: Arc::new(Metrics::default()),
-        };
-        Ok(Application {
-            addr,
-            acceptor,
-            state,
-        })
+        let wechat = WechatClient::new(&settings.wechat.api_base, db.clone());
+        let state = AppState { db, settings: Arc::new(settings), metrics: Arc::new(Metrics::default()), wechat };
+        Ok(Application { addr, acceptor, state })
     }
 
     /// The address actually bound.
@@ -76,16 +69,12 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish within the grace
     /// period and closes the database pools.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let grace = self.state.settings.shutdown_grace;
         let db = self.state.db.clone();
         let app = crate::api::routes(self.state);
-        let result = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(app, shutdown, Some(grace))
-            .await;
+        let result =
+            Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(app, shutdown, Some(grace)).await;
         db.close().await;
         result
     }

@@ -66,6 +66,12 @@ pub struct WechatSettings {
     pub oa_aes_key: Option<Secret>,
     pub mp_appid: Option<String>,
     pub mp_secret: Option<Secret>,
+    /// `LINLI_OA_COMPANY_ID`: the property company (org id) the official account belongs to;
+    /// its points programme is the one follows and check-ins earn in.
+    pub oa_company_id: Option<i64>,
+    /// `LINLI_OA_TIMESTAMP_WINDOW_SECS`: pushes whose timestamp is further than this from now
+    /// are refused as stale or replayed.
+    pub oa_timestamp_window_secs: u64,
 }
 
 /// WeChat Pay merchant settings (v2 and v3).
@@ -101,12 +107,10 @@ impl Settings {
             shutdown_grace: Duration::from_secs(10),
             wechat: WechatSettings {
                 api_base: DEFAULT_WECHAT_API_BASE.to_owned(),
+                oa_timestamp_window_secs: 300,
                 ..Default::default()
             },
-            pay: PaySettings {
-                api_base: DEFAULT_WECHATPAY_API_BASE.to_owned(),
-                ..Default::default()
-            },
+            pay: PaySettings { api_base: DEFAULT_WECHATPAY_API_BASE.to_owned(), ..Default::default() },
         }
     }
 
@@ -117,30 +121,21 @@ impl Settings {
 
     /// Reads settings through `lookup`, so tests can supply their own environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let secret = |name: &str| get(name).map(Secret::new);
         let number = |name: &str, default: u64| -> anyhow::Result<u64> {
             match get(name) {
                 None => Ok(default),
-                Some(v) => v
-                    .parse::<u64>()
-                    .with_context(|| format!("{name} must be a non-negative integer, got {v:?}")),
+                Some(v) => {
+                    v.parse::<u64>().with_context(|| format!("{name} must be a non-negative integer, got {v:?}"))
+                }
             }
         };
 
-        let mut s = Self::with_database(
-            get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
-        );
+        let mut s = Self::with_database(get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()));
         s.listen = get("LINLI_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         if s.listen.parse::<SocketAddr>().is_err() {
-            bail!(
-                "LINLI_LISTEN must be host:port with a numeric host, got {:?}",
-                s.listen
-            );
+            bail!("LINLI_LISTEN must be host:port with a numeric host, got {:?}", s.listen);
         }
         s.db_max_connections = number("LINLI_DB_MAX_CONNECTIONS", 10)?.clamp(1, 1000) as u32;
         s.db_acquire_timeout = Duration::from_millis(number("LINLI_DB_ACQUIRE_TIMEOUT_MS", 5000)?);
@@ -156,10 +151,16 @@ impl Settings {
             oa_aes_key: secret("WECHAT_OA_AES_KEY"),
             mp_appid: get("WECHAT_MP_APPID"),
             mp_secret: secret("WECHAT_MP_SECRET"),
+            oa_company_id: match get("LINLI_OA_COMPANY_ID") {
+                None => None,
+                Some(v) => Some(
+                    v.parse::<i64>().with_context(|| format!("LINLI_OA_COMPANY_ID must be an org id, got {v:?}"))?,
+                ),
+            },
+            oa_timestamp_window_secs: number("LINLI_OA_TIMESTAMP_WINDOW_SECS", 300)?,
         };
         s.pay = PaySettings {
-            api_base: get("WECHATPAY_API_BASE")
-                .unwrap_or_else(|| DEFAULT_WECHATPAY_API_BASE.to_owned()),
+            api_base: get("WECHATPAY_API_BASE").unwrap_or_else(|| DEFAULT_WECHATPAY_API_BASE.to_owned()),
             mch_id: get("WECHATPAY_MCH_ID"),
             api_key_v2: secret("WECHATPAY_API_KEY_V2"),
             api_v3_key: secret("WECHATPAY_API_V3_KEY"),
@@ -180,10 +181,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn from(pairs: &[(&str, &str)]) -> anyhow::Result<Settings> {
-        let env: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Settings::from_lookup(|k| env.get(k).cloned())
     }
 

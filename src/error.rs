@@ -104,10 +104,9 @@ impl From<DbError> for ApiError {
         match err {
             DbError::Unavailable(_) => ApiError::Unavailable(err.into()),
             // A constraint the domain did not anticipate: still the caller's input, not a crash.
-            DbError::UniqueViolation => ApiError::Conflict {
-                code: "conflict",
-                message: "the change conflicts with existing data".into(),
-            },
+            DbError::UniqueViolation => {
+                ApiError::Conflict { code: "conflict", message: "the change conflicts with existing data".into() }
+            }
             DbError::ForeignKeyViolation => ApiError::Unprocessable {
                 code: "invalid_reference",
                 message: "the change refers to something that does not exist".into(),
@@ -140,11 +139,7 @@ impl ApiError {
             }
             _ => {}
         }
-        let body = Json(ErrorBody {
-            code: self.code().to_owned(),
-            message: self.to_string(),
-            request_id,
-        });
+        let body = Json(ErrorBody { code: self.code().to_owned(), message: self.to_string(), request_id });
         match self {
             ApiError::BadRequest { .. } => ErrorResponse::BadRequest(body),
             ApiError::Unauthorized => ErrorResponse::Unauthorized(body),
@@ -152,9 +147,7 @@ impl ApiError {
             ApiError::NotFound(_) => ErrorResponse::NotFound(body),
             ApiError::Conflict { .. } => ErrorResponse::Conflict(body),
             ApiError::Unprocessable { .. } => ErrorResponse::Unprocessable(body),
-            ApiError::TooManyRequests { retry_after_secs } => {
-                ErrorResponse::TooManyRequests(body, retry_after_secs)
-            }
+            ApiError::TooManyRequests { retry_after_secs } => ErrorResponse::TooManyRequests(body, retry_after_secs),
             ApiError::Unavailable(_) => ErrorResponse::Unavailable(body),
             ApiError::Internal(_) => ErrorResponse::Internal(body),
         }
@@ -195,14 +188,8 @@ pub fn framework_error_response(err: poem::Error) -> Response {
         StatusCode::UNAUTHORIZED => ("unauthorized", "a valid API key is required".to_owned()),
         StatusCode::FORBIDDEN => ("forbidden", err.to_string()),
         StatusCode::NOT_FOUND => ("not_found", "no such route".to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
-            "method not allowed on this route".to_owned(),
-        ),
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            "payload_too_large",
-            "the request body is too large".to_owned(),
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed on this route".to_owned()),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large".to_owned()),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", err.to_string()),
         s if s.is_server_error() => {
             tracing::error!(request_id = %request_id, error = %err, "request failed");
@@ -210,10 +197,6 @@ pub fn framework_error_response(err: poem::Error) -> Response {
         }
         _ => ("bad_request", err.to_string()),
     };
-    let body = ErrorBody {
-        code: code.to_owned(),
-        message,
-        request_id,
-    };
+    let body = ErrorBody { code: code.to_owned(), message, request_id };
     (status, poem::web::Json(body)).into_response()
 }

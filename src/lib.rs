@@ -9,3 +9,4 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod telemetry;
+pub mod wechat;

@@ -9,11 +9,7 @@ use linli::domain::access::{self, Actor, Role};
 use linli::telemetry;
 
 #[derive(Parser)]
-#[command(
-    name = "linli",
-    version,
-    about = "linli (邻里): community marketing and engagement on WeChat"
-)]
+#[command(name = "linli", version, about = "linli (邻里): community marketing and engagement on WeChat")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -87,9 +83,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("linli is listening on http://{addr}");
     println!("  API docs:     http://{addr}/docs");
     println!("  OpenAPI spec: http://{addr}/openapi.json");
-    app.run_until(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    app.run_until(shutdown_signal()).await.context("serving HTTP")?;
     println!("linli stopped");
     Ok(())
 }
@@ -103,33 +97,17 @@ async fn keys(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
             let (key, secret) = access::create_key(&db, &actor, org, role, &name)
                 .await
                 .with_context(|| format!("creating a key for org {org}"))?;
-            println!(
-                "created API key {} ({}) for org {} with role {}",
-                key.id, key.prefix, key.org_id, key.role
-            );
+            println!("created API key {} ({}) for org {} with role {}", key.id, key.prefix, key.org_id, key.role);
             println!("secret (shown only now; send it as the X-Api-Key header):");
             println!("{secret}");
         }
         KeysCommand::List { org } => {
-            let page = linli::db::PageRequest {
-                page: 1,
-                page_size: 1000,
-            };
+            let page = linli::db::PageRequest { page: 1, page_size: 1000 };
             let keys = access::list_keys(&db, &actor, org, true, page).await?;
-            println!(
-                "{:>6}  {:>6}  {:<9} {:<12} {:<8} name",
-                "id", "org", "role", "prefix", "state"
-            );
+            println!("{:>6}  {:>6}  {:<9} {:<12} {:<8} name", "id", "org", "role", "prefix", "state");
             for k in keys.items {
-                let state = if k.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                println!(
-                    "{:>6}  {:>6}  {:<9} {:<12} {:<8} {}",
-                    k.id, k.org_id, k.role, k.prefix, state, k.name
-                );
+                let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{:>6}  {:>6}  {:<9} {:<12} {:<8} {}", k.id, k.org_id, k.role, k.prefix, state, k.name);
             }
         }
         KeysCommand::Revoke { id } => {

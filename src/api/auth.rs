@@ -11,20 +11,13 @@ use crate::error::{current_request_id, ApiError};
 /// An operator's API key (`lk_…`), sent in the `X-Api-Key` header. Create the first one with
 /// `linli keys create --org 1 --role admin`.
 #[derive(SecurityScheme)]
-#[oai(
-    ty = "api_key",
-    key_name = "X-Api-Key",
-    key_in = "header",
-    checker = "operator_from_key"
-)]
+#[oai(ty = "api_key", key_name = "X-Api-Key", key_in = "header", checker = "operator_from_key")]
 pub struct OperatorKey(pub Actor);
 
 async fn operator_from_key(req: &Request, key: ApiKey) -> poem::Result<Actor> {
-    let state = req.data::<AppState>().ok_or_else(|| {
-        ApiError::Internal(anyhow::anyhow!(
-            "application state missing from the request"
-        ))
-    })?;
+    let state = req
+        .data::<AppState>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing from the request")))?;
     match access::authenticate(&state.db, key.key.trim(), Some(current_request_id())).await {
         Ok(Some(actor)) => Ok(actor),
         Ok(None) => Err(ApiError::Unauthorized.into()),

@@ -24,8 +24,7 @@ fn incoming_request_id(req: &Request) -> Option<String> {
     let v = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
     let sane = !v.is_empty()
         && v.len() <= 64
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     sane.then(|| v.to_owned())
 }
 
@@ -53,11 +52,7 @@ impl RequestContext {
         Self { state }
     }
 
-    pub async fn handle<E: Endpoint<Output = Response>>(
-        &self,
-        ep: Arc<E>,
-        mut req: Request,
-    ) -> poem::Result<Response> {
+    pub async fn handle<E: Endpoint<Output = Response>>(&self, ep: Arc<E>, mut req: Request) -> poem::Result<Response> {
         let started = Instant::now();
         let request_id = incoming_request_id(&req).unwrap_or_else(new_request_id);
         let method = req.method().to_string();
@@ -73,10 +68,7 @@ impl RequestContext {
             Ok(resp) => (resp.data::<poem_openapi::OperationId>().map(|o| o.0), resp),
             Err(err) => {
                 let op = err.data::<poem_openapi::OperationId>().map(|o| o.0);
-                (
-                    op,
-                    REQUEST_ID.sync_scope(request_id.clone(), || framework_error_response(err)),
-                )
+                (op, REQUEST_ID.sync_scope(request_id.clone(), || framework_error_response(err)))
             }
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -85,9 +77,7 @@ impl RequestContext {
         let status = resp.status();
         let route = operation.unwrap_or_else(|| system_route(&path, status));
         let elapsed = started.elapsed();
-        self.state
-            .metrics
-            .observe(&method, route, status.as_u16(), elapsed);
+        self.state.metrics.observe(&method, route, status.as_u16(), elapsed);
         tracing::info!(
             request_id = %request_id, method = %method, path = %path, route, status = status.as_u16(),
             elapsed_ms = elapsed.as_millis() as u64, "request"
@@ -99,11 +89,8 @@ impl RequestContext {
     /// actual size over it is refused with 413 before any handler runs.
     async fn limit_body(&self, req: &mut Request) -> poem::Result<()> {
         let max = self.state.settings.max_body_bytes;
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared =
+            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max as u64) {
             return Err(ReadBodyError::PayloadTooLarge.into());
         }
@@ -114,10 +101,9 @@ impl RequestContext {
                 Ok(())
             }
             Err(e @ ReadBodyError::PayloadTooLarge) => Err(e.into()),
-            Err(e) => Err(poem::Error::from_string(
-                format!("cannot read the request body: {e}"),
-                StatusCode::BAD_REQUEST,
-            )),
+            Err(e) => {
+                Err(poem::Error::from_string(format!("cannot read the request body: {e}"), StatusCode::BAD_REQUEST))
+            }
         }
     }
 }

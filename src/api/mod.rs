@@ -30,14 +30,7 @@ pub enum ApiTags {
     Audit,
 }
 
-type Apis = (
-    admin::MeApi,
-    admin::OrgsApi,
-    admin::RoomsApi,
-    admin::RosterApi,
-    admin::ApiKeysApi,
-    admin::AuditApi,
-);
+type Apis = (admin::MeApi, admin::OrgsApi, admin::RoomsApi, admin::RosterApi, admin::ApiKeysApi, admin::AuditApi);
 
 /// The OpenAPI service: the operations and the spec they generate.
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
@@ -75,14 +68,12 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let ctx = middleware::RequestContext::new(state.clone());
     // A panic in a handler answers the JSON 500 like any other failure instead of dropping the
     // connection; it runs inside the middleware's scope, so the answer carries the request id.
-    route
-        .data(state)
-        .with(poem::middleware::CatchPanic::new().with_handler(panic_answer))
-        .map_to_response()
-        .around(move |ep, req| {
+    route.data(state).with(poem::middleware::CatchPanic::new().with_handler(panic_answer)).map_to_response().around(
+        move |ep, req| {
             let ctx = ctx.clone();
             async move { ctx.handle(ep, req).await }
-        })
+        },
+    )
 }
 
 fn panic_answer(panic: Box<dyn std::any::Any + Send>) -> crate::error::ApiError {

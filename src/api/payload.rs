@@ -13,10 +13,7 @@ impl Payload for Csv {
     const CONTENT_TYPE: &'static str = "text/csv";
 
     fn check_content_type(content_type: &str) -> bool {
-        content_type
-            .split(';')
-            .next()
-            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/csv"))
+        content_type.split(';').next().is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/csv"))
     }
 
     fn schema_ref() -> MetaSchemaRef {
@@ -30,10 +27,7 @@ impl ParsePayload for Csv {
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
         let bytes = Vec::<u8>::from_request(request, body).await?;
         let text = String::from_utf8(bytes).map_err(|_| {
-            poem::Error::from_string(
-                "the CSV file must be UTF-8 text",
-                poem::http::StatusCode::BAD_REQUEST,
-            )
+            poem::Error::from_string("the CSV file must be UTF-8 text", poem::http::StatusCode::BAD_REQUEST)
         })?;
         Ok(Csv(text))
     }

@@ -32,7 +32,5 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
 #[handler]
 pub async fn metrics(state: Data<&AppState>) -> Response {
     let body = state.metrics.render(&state.db.pool_stats());
-    Response::builder()
-        .content_type("text/plain; version=0.0.4")
-        .body(body)
+    Response::builder().content_type("text/plain; version=0.0.4").body(body)
 }

@@ -69,14 +69,9 @@ pub async fn find_active(pool: &sqlx::AnyPool, key_hash: &str) -> DbResult<Optio
     Ok(row)
 }
 
-pub async fn get<'c, E: Executor<'c, Database = Any>>(
-    ex: E,
-    id: i64,
-) -> DbResult<Option<ApiKeyRow>> {
-    let row = sqlx::query_as(&format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(ex)
-        .await?;
+pub async fn get<'c, E: Executor<'c, Database = Any>>(ex: E, id: i64) -> DbResult<Option<ApiKeyRow>> {
+    let row =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1")).bind(id).fetch_optional(ex).await?;
     Ok(row)
 }
 
@@ -87,14 +82,9 @@ pub struct ApiKeyFilter {
     pub include_revoked: bool,
 }
 
-const FILTER: &str =
-    "o.path LIKE $1 AND ($2 IS NULL OR k.org_id = $2) AND ($3 = 1 OR k.revoked_at IS NULL)";
+const FILTER: &str = "o.path LIKE $1 AND ($2 IS NULL OR k.org_id = $2) AND ($3 = 1 OR k.revoked_at IS NULL)";
 
-pub async fn list(
-    pool: &sqlx::AnyPool,
-    filter: &ApiKeyFilter,
-    page: PageRequest,
-) -> DbResult<Page<ApiKeyRow>> {
+pub async fn list(pool: &sqlx::AnyPool, filter: &ApiKeyFilter, page: PageRequest) -> DbResult<Page<ApiKeyRow>> {
     let scope = subtree_pattern(&filter.scope_path);
     let revoked = i64::from(filter.include_revoked);
     let items = sqlx::query_as(&format!(
@@ -109,14 +99,13 @@ pub async fn list(
     .bind(page.offset())
     .fetch_all(pool)
     .await?;
-    let (total,): (i64,) = sqlx::query_as(&format!(
-        "SELECT COUNT(*) FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE {FILTER}"
-    ))
-    .bind(&scope)
-    .bind(filter.org_id)
-    .bind(revoked)
-    .fetch_one(pool)
-    .await?;
+    let (total,): (i64,) =
+        sqlx::query_as(&format!("SELECT COUNT(*) FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE {FILTER}"))
+            .bind(&scope)
+            .bind(filter.org_id)
+            .bind(revoked)
+            .fetch_one(pool)
+            .await?;
     Ok(Page { items, total })
 }
 

@@ -75,28 +75,10 @@ const FILTER: &str = "org_path LIKE $1 AND ($2 IS NULL OR action = $2) \
      AND ($5 IS NULL OR actor_key_id = $5) AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7)";
 
 /// Newest first.
-pub async fn list(
-    pool: &AnyPool,
-    filter: &AuditFilter,
-    page: PageRequest,
-) -> DbResult<Page<AuditRow>> {
+pub async fn list(pool: &AnyPool, filter: &AuditFilter, page: PageRequest) -> DbResult<Page<AuditRow>> {
     let scope = subtree_pattern(&filter.scope_path);
-    let items = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM audit_log WHERE {FILTER} ORDER BY id DESC LIMIT $8 OFFSET $9"
-    ))
-    .bind(&scope)
-    .bind(&filter.action)
-    .bind(&filter.target_type)
-    .bind(&filter.target_id)
-    .bind(filter.actor_key_id)
-    .bind(filter.since)
-    .bind(filter.until)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(pool)
-    .await?;
-    let (total,): (i64,) =
-        sqlx::query_as(&format!("SELECT COUNT(*) FROM audit_log WHERE {FILTER}"))
+    let items =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM audit_log WHERE {FILTER} ORDER BY id DESC LIMIT $8 OFFSET $9"))
             .bind(&scope)
             .bind(&filter.action)
             .bind(&filter.target_type)
@@ -104,7 +86,19 @@ pub async fn list(
             .bind(filter.actor_key_id)
             .bind(filter.since)
             .bind(filter.until)
-            .fetch_one(pool)
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(pool)
             .await?;
+    let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM audit_log WHERE {FILTER}"))
+        .bind(&scope)
+        .bind(&filter.action)
+        .bind(&filter.target_type)
+        .bind(&filter.target_id)
+        .bind(filter.actor_key_id)
+        .bind(filter.since)
+        .bind(filter.until)
+        .fetch_one(pool)
+        .await?;
     Ok(Page { items, total })
 }

@@ -13,8 +13,11 @@
 pub mod api_keys;
 pub mod audit;
 pub mod orgs;
+pub mod points;
+pub mod residents;
 pub mod rooms;
 pub mod roster;
+pub mod wechat;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,12 +60,8 @@ impl From<sqlx::Error> for DbError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => DbError::UniqueViolation,
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                DbError::ForeignKeyViolation
-            }
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                DbError::Unavailable(err)
-            }
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => DbError::ForeignKeyViolation,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => DbError::Unavailable(err),
             _ => DbError::Sqlx(err),
         }
     }
@@ -79,10 +78,7 @@ pub struct DbOptions {
 
 impl Default for DbOptions {
     fn default() -> Self {
-        Self {
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-        }
+        Self { max_connections: 10, acquire_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -156,40 +152,24 @@ impl Db {
             .map_err(DbError::Unavailable)?;
         if in_memory {
             // Each in-memory connection is its own database: reads must share the writer.
-            return Ok(Db {
-                engine: Engine::Sqlite,
-                read: write.clone(),
-                write,
-                write_max: 1,
-                read_max: 1,
-            });
+            return Ok(Db { engine: Engine::Sqlite, read: write.clone(), write, write_max: 1, read_max: 1 });
         }
         let read = Self::pool_options(options.max_connections, options)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(sqlx::raw_sql(SQLITE_PRAGMAS)).await?;
-                    conn.execute(sqlx::raw_sql("PRAGMA query_only = ON;"))
-                        .await?;
+                    conn.execute(sqlx::raw_sql("PRAGMA query_only = ON;")).await?;
                     Ok(())
                 })
             })
             .connect(&url)
             .await
             .map_err(DbError::Unavailable)?;
-        Ok(Db {
-            engine: Engine::Sqlite,
-            write,
-            read,
-            write_max: 1,
-            read_max: options.max_connections,
-        })
+        Ok(Db { engine: Engine::Sqlite, write, read, write_max: 1, read_max: options.max_connections })
     }
 
     fn pool_options(max: u32, options: &DbOptions) -> PoolOptions<Any> {
-        AnyPoolOptions::new()
-            .max_connections(max)
-            .min_connections(0)
-            .acquire_timeout(options.acquire_timeout)
+        AnyPoolOptions::new().max_connections(max).min_connections(0).acquire_timeout(options.acquire_timeout)
     }
 
     pub fn engine(&self) -> Engine {
@@ -217,6 +197,11 @@ impl Db {
         tx.map_err(DbError::from)
     }
 
+    /// The pool for single-statement writes outside a transaction (on SQLite, the one writer).
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
     /// The pool for reads outside a transaction.
     pub fn reader(&self) -> &AnyPool {
         &self.read
@@ -230,18 +215,10 @@ impl Db {
     }
 
     pub fn pool_stats(&self) -> Vec<PoolStats> {
-        let stat = |name, pool: &AnyPool, max| PoolStats {
-            name,
-            size: pool.size(),
-            idle: pool.num_idle() as u32,
-            max,
-        };
+        let stat = |name, pool: &AnyPool, max| PoolStats { name, size: pool.size(), idle: pool.num_idle() as u32, max };
         match self.engine {
             Engine::Postgres => vec![stat("main", &self.write, self.write_max)],
-            Engine::Sqlite => vec![
-                stat("write", &self.write, self.write_max),
-                stat("read", &self.read, self.read_max),
-            ],
+            Engine::Sqlite => vec![stat("write", &self.write, self.write_max), stat("read", &self.read, self.read_max)],
         }
     }
 
@@ -253,10 +230,7 @@ impl Db {
 
 /// Now, as stored: unix milliseconds, UTC.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// A `LIKE` pattern matching `needle` anywhere, with `%`, `_` and `\` escaped.
@@ -315,15 +289,9 @@ mod tests {
 
     #[test]
     fn pages_start_at_one() {
-        let p = PageRequest {
-            page: 3,
-            page_size: 20,
-        };
+        let p = PageRequest { page: 3, page_size: 20 };
         assert_eq!((p.limit(), p.offset()), (20, 40));
-        let p = PageRequest {
-            page: 0,
-            page_size: 20,
-        };
+        let p = PageRequest { page: 0, page_size: 20 };
         assert_eq!(p.offset(), 0);
     }
 }

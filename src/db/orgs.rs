@@ -33,13 +33,7 @@ pub struct OrgFields {
 }
 
 /// Inserts an org under `parent` and sets its path from its new id.
-pub async fn insert(
-    tx: &mut Tx,
-    parent: &OrgRow,
-    kind: &str,
-    fields: &OrgFields,
-    now: i64,
-) -> DbResult<OrgRow> {
+pub async fn insert(tx: &mut Tx, parent: &OrgRow, kind: &str, fields: &OrgFields, now: i64) -> DbResult<OrgRow> {
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO orgs (parent_id, kind, name, path, address, contact_name, contact_phone, \
                            created_at, updated_at) \
@@ -55,21 +49,16 @@ pub async fn insert(
     .fetch_one(&mut **tx)
     .await?;
     let path = format!("{}{id}/", parent.path);
-    let row = sqlx::query_as(&format!(
-        "UPDATE orgs SET path = $1 WHERE id = $2 RETURNING {COLUMNS}"
-    ))
-    .bind(path)
-    .bind(id)
-    .fetch_one(&mut **tx)
-    .await?;
+    let row = sqlx::query_as(&format!("UPDATE orgs SET path = $1 WHERE id = $2 RETURNING {COLUMNS}"))
+        .bind(path)
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
     Ok(row)
 }
 
 pub async fn get<'c, E: Executor<'c, Database = Any>>(ex: E, id: i64) -> DbResult<Option<OrgRow>> {
-    let row = sqlx::query_as(&format!("SELECT {COLUMNS} FROM orgs WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(ex)
-        .await?;
+    let row = sqlx::query_as(&format!("SELECT {COLUMNS} FROM orgs WHERE id = $1")).bind(id).fetch_optional(ex).await?;
     Ok(row)
 }
 
@@ -83,30 +72,23 @@ pub struct OrgFilter {
     pub include_archived: bool,
 }
 
-const FILTER: &str =
-    "path LIKE $1 AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR parent_id = $3) \
+const FILTER: &str = "path LIKE $1 AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR parent_id = $3) \
      AND ($4 IS NULL OR name LIKE $4 ESCAPE '\\') AND ($5 = 1 OR archived_at IS NULL)";
 
-pub async fn list(
-    pool: &sqlx::AnyPool,
-    filter: &OrgFilter,
-    page: PageRequest,
-) -> DbResult<Page<OrgRow>> {
+pub async fn list(pool: &sqlx::AnyPool, filter: &OrgFilter, page: PageRequest) -> DbResult<Page<OrgRow>> {
     let name = filter.name_contains.as_deref().map(like_contains);
     let scope = subtree_pattern(&filter.scope_path);
     let archived = i64::from(filter.include_archived);
-    let items = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM orgs WHERE {FILTER} ORDER BY id LIMIT $6 OFFSET $7"
-    ))
-    .bind(&scope)
-    .bind(&filter.kind)
-    .bind(filter.parent_id)
-    .bind(&name)
-    .bind(archived)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(pool)
-    .await?;
+    let items = sqlx::query_as(&format!("SELECT {COLUMNS} FROM orgs WHERE {FILTER} ORDER BY id LIMIT $6 OFFSET $7"))
+        .bind(&scope)
+        .bind(&filter.kind)
+        .bind(filter.parent_id)
+        .bind(&name)
+        .bind(archived)
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(pool)
+        .await?;
     let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM orgs WHERE {FILTER}"))
         .bind(&scope)
         .bind(&filter.kind)
@@ -136,22 +118,20 @@ pub async fn update(tx: &mut Tx, id: i64, fields: &OrgFields, now: i64) -> DbRes
 }
 
 pub async fn archive(tx: &mut Tx, id: i64, now: i64) -> DbResult<OrgRow> {
-    let row = sqlx::query_as(&format!(
-        "UPDATE orgs SET archived_at = $1, updated_at = $1 WHERE id = $2 RETURNING {COLUMNS}"
-    ))
-    .bind(now)
-    .bind(id)
-    .fetch_one(&mut **tx)
-    .await?;
+    let row =
+        sqlx::query_as(&format!("UPDATE orgs SET archived_at = $1, updated_at = $1 WHERE id = $2 RETURNING {COLUMNS}"))
+            .bind(now)
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await?;
     Ok(row)
 }
 
 /// How many orgs directly under `id` are still active.
 pub async fn count_active_children(tx: &mut Tx, id: i64) -> DbResult<i64> {
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM orgs WHERE parent_id = $1 AND archived_at IS NULL")
-            .bind(id)
-            .fetch_one(&mut **tx)
-            .await?;
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orgs WHERE parent_id = $1 AND archived_at IS NULL")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
     Ok(n)
 }

@@ -17,8 +17,7 @@ pub struct RoomRow {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str =
-    "id, community_id, building, unit, number, archived_at, created_at, updated_at";
+const COLUMNS: &str = "id, community_id, building, unit, number, archived_at, created_at, updated_at";
 
 /// A room's address inside its community.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -28,12 +27,7 @@ pub struct RoomAddress {
     pub number: String,
 }
 
-pub async fn insert(
-    tx: &mut Tx,
-    community_id: i64,
-    addr: &RoomAddress,
-    now: i64,
-) -> DbResult<RoomRow> {
+pub async fn insert(tx: &mut Tx, community_id: i64, addr: &RoomAddress, now: i64) -> DbResult<RoomRow> {
     let row = sqlx::query_as(&format!(
         "INSERT INTO rooms (community_id, building, unit, number, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $5) RETURNING {COLUMNS}"
@@ -49,12 +43,7 @@ pub async fn insert(
 }
 
 /// Inserts the room unless its address exists; `None` when it did.
-pub async fn insert_if_absent(
-    tx: &mut Tx,
-    community_id: i64,
-    addr: &RoomAddress,
-    now: i64,
-) -> DbResult<Option<i64>> {
+pub async fn insert_if_absent(tx: &mut Tx, community_id: i64, addr: &RoomAddress, now: i64) -> DbResult<Option<i64>> {
     let row: Option<(i64,)> = sqlx::query_as(
         "INSERT INTO rooms (community_id, building, unit, number, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $5) \
@@ -71,21 +60,16 @@ pub async fn insert_if_absent(
 }
 
 pub async fn get<'c, E: Executor<'c, Database = Any>>(ex: E, id: i64) -> DbResult<Option<RoomRow>> {
-    let row = sqlx::query_as(&format!("SELECT {COLUMNS} FROM rooms WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(ex)
-        .await?;
+    let row = sqlx::query_as(&format!("SELECT {COLUMNS} FROM rooms WHERE id = $1")).bind(id).fetch_optional(ex).await?;
     Ok(row)
 }
 
 /// Every room of a community, archived ones included: what an import compares against.
 pub async fn all_in_community(tx: &mut Tx, community_id: i64) -> DbResult<Vec<RoomRow>> {
-    let rows = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM rooms WHERE community_id = $1"
-    ))
-    .bind(community_id)
-    .fetch_all(&mut **tx)
-    .await?;
+    let rows = sqlx::query_as(&format!("SELECT {COLUMNS} FROM rooms WHERE community_id = $1"))
+        .bind(community_id)
+        .fetch_all(&mut **tx)
+        .await?;
     Ok(rows)
 }
 
@@ -103,11 +87,7 @@ const FILTER: &str = "c.path LIKE $1 AND ($2 IS NULL OR r.community_id = $2) \
      AND ($3 IS NULL OR r.building = $3) AND ($4 IS NULL OR r.unit = $4) \
      AND ($5 IS NULL OR r.number LIKE $5 ESCAPE '\\') AND ($6 = 1 OR r.archived_at IS NULL)";
 
-pub async fn list(
-    pool: &sqlx::AnyPool,
-    filter: &RoomFilter,
-    page: PageRequest,
-) -> DbResult<Page<RoomRow>> {
+pub async fn list(pool: &sqlx::AnyPool, filter: &RoomFilter, page: PageRequest) -> DbResult<Page<RoomRow>> {
     let scope = subtree_pattern(&filter.scope_path);
     let number = filter.number_contains.as_deref().map(like_contains);
     let archived = i64::from(filter.include_archived);
@@ -127,17 +107,16 @@ pub async fn list(
     .bind(page.offset())
     .fetch_all(pool)
     .await?;
-    let (total,): (i64,) = sqlx::query_as(&format!(
-        "SELECT COUNT(*) FROM rooms r JOIN orgs c ON c.id = r.community_id WHERE {FILTER}"
-    ))
-    .bind(&scope)
-    .bind(filter.community_id)
-    .bind(&filter.building)
-    .bind(&filter.unit)
-    .bind(&number)
-    .bind(archived)
-    .fetch_one(pool)
-    .await?;
+    let (total,): (i64,) =
+        sqlx::query_as(&format!("SELECT COUNT(*) FROM rooms r JOIN orgs c ON c.id = r.community_id WHERE {FILTER}"))
+            .bind(&scope)
+            .bind(filter.community_id)
+            .bind(&filter.building)
+            .bind(&filter.unit)
+            .bind(&number)
+            .bind(archived)
+            .fetch_one(pool)
+            .await?;
     Ok(Page { items, total })
 }
 
@@ -169,11 +148,9 @@ pub async fn archive(tx: &mut Tx, id: i64, now: i64) -> DbResult<RoomRow> {
 
 /// How many active rooms a community has.
 pub async fn count_active_in_community(tx: &mut Tx, community_id: i64) -> DbResult<i64> {
-    let (n,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM rooms WHERE community_id = $1 AND archived_at IS NULL",
-    )
-    .bind(community_id)
-    .fetch_one(&mut **tx)
-    .await?;
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM rooms WHERE community_id = $1 AND archived_at IS NULL")
+        .bind(community_id)
+        .fetch_one(&mut **tx)
+        .await?;
     Ok(n)
 }

@@ -20,8 +20,7 @@ pub struct RosterRow {
     pub updated_at: i64,
 }
 
-const SELECT: &str =
-    "SELECT e.id, e.community_id, e.room_id, r.building, r.unit, r.number, e.name, \
+const SELECT: &str = "SELECT e.id, e.community_id, e.room_id, r.building, r.unit, r.number, e.name, \
                              e.phone, e.role, e.created_at, e.updated_at \
                       FROM roster_entries e JOIN rooms r ON r.id = e.room_id";
 
@@ -34,10 +33,7 @@ pub struct RosterFields {
 }
 
 async fn fetch(tx: &mut Tx, id: i64) -> DbResult<RosterRow> {
-    let row = sqlx::query_as(&format!("{SELECT} WHERE e.id = $1"))
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?;
+    let row = sqlx::query_as(&format!("{SELECT} WHERE e.id = $1")).bind(id).fetch_one(&mut **tx).await?;
     Ok(row)
 }
 
@@ -86,23 +82,15 @@ pub async fn insert_if_absent(
     Ok(row.map(|(id,)| id))
 }
 
-pub async fn get<'c, E: Executor<'c, Database = Any>>(
-    ex: E,
-    id: i64,
-) -> DbResult<Option<RosterRow>> {
-    let row = sqlx::query_as(&format!("{SELECT} WHERE e.id = $1"))
-        .bind(id)
-        .fetch_optional(ex)
-        .await?;
+pub async fn get<'c, E: Executor<'c, Database = Any>>(ex: E, id: i64) -> DbResult<Option<RosterRow>> {
+    let row = sqlx::query_as(&format!("{SELECT} WHERE e.id = $1")).bind(id).fetch_optional(ex).await?;
     Ok(row)
 }
 
 /// Every entry of a community: what an import compares against.
 pub async fn all_in_community(tx: &mut Tx, community_id: i64) -> DbResult<Vec<RosterRow>> {
-    let rows = sqlx::query_as(&format!("{SELECT} WHERE e.community_id = $1"))
-        .bind(community_id)
-        .fetch_all(&mut **tx)
-        .await?;
+    let rows =
+        sqlx::query_as(&format!("{SELECT} WHERE e.community_id = $1")).bind(community_id).fetch_all(&mut **tx).await?;
     Ok(rows)
 }
 
@@ -119,11 +107,7 @@ const FILTER: &str = "c.path LIKE $1 AND ($2 IS NULL OR e.community_id = $2) \
      AND ($3 IS NULL OR e.room_id = $3) AND ($4 IS NULL OR e.phone = $4) \
      AND ($5 IS NULL OR e.name LIKE $5 ESCAPE '\\')";
 
-pub async fn list(
-    pool: &sqlx::AnyPool,
-    filter: &RosterFilter,
-    page: PageRequest,
-) -> DbResult<Page<RosterRow>> {
+pub async fn list(pool: &sqlx::AnyPool, filter: &RosterFilter, page: PageRequest) -> DbResult<Page<RosterRow>> {
     let scope = subtree_pattern(&filter.scope_path);
     let name = filter.name_contains.as_deref().map(like_contains);
     let items = sqlx::query_as(&format!(
@@ -152,13 +136,7 @@ pub async fn list(
     Ok(Page { items, total })
 }
 
-pub async fn update(
-    tx: &mut Tx,
-    id: i64,
-    room_id: i64,
-    fields: &RosterFields,
-    now: i64,
-) -> DbResult<RosterRow> {
+pub async fn update(tx: &mut Tx, id: i64, room_id: i64, fields: &RosterFields, now: i64) -> DbResult<RosterRow> {
     sqlx::query(
         "UPDATE roster_entries SET room_id = $1, name = $2, phone = $3, role = $4, updated_at = $5 \
          WHERE id = $6",
@@ -175,10 +153,7 @@ pub async fn update(
 }
 
 pub async fn delete(tx: &mut Tx, id: i64) -> DbResult<()> {
-    sqlx::query("DELETE FROM roster_entries WHERE id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("DELETE FROM roster_entries WHERE id = $1").bind(id).execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -101,11 +101,7 @@ pub fn issue_key() -> IssuedKey {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let secret = format!("{KEY_PREFIX}{}", hex::encode(bytes));
-    IssuedKey {
-        prefix: secret[..KEY_PREFIX.len() + 8].to_owned(),
-        hash: hash_key(&secret),
-        secret,
-    }
+    IssuedKey { prefix: secret[..KEY_PREFIX.len() + 8].to_owned(), hash: hash_key(&secret), secret }
 }
 
 /// A key's stored form. Keys carry 256 random bits, so a fast hash is enough: nobody can guess
@@ -115,11 +111,7 @@ pub fn hash_key(secret: &str) -> String {
 }
 
 /// The actor behind a key, or `None` when it is unknown, revoked or its org archived.
-pub async fn authenticate(
-    db: &Db,
-    secret: &str,
-    request_id: Option<String>,
-) -> DomainResult<Option<Actor>> {
+pub async fn authenticate(db: &Db, secret: &str, request_id: Option<String>) -> DomainResult<Option<Actor>> {
     // Reject obviously malformed keys without a query.
     if !secret.starts_with(KEY_PREFIX) || secret.len() != KEY_PREFIX.len() + 64 {
         return Ok(None);
@@ -150,9 +142,7 @@ pub async fn create_key(
 ) -> DomainResult<(ApiKeyRow, String)> {
     let name = required_text("name", name, 64)?;
     let mut tx = db.begin().await?;
-    let org = orgs::get(&mut *tx, org_id)
-        .await?
-        .filter(|o| actor.reaches(&o.path));
+    let org = orgs::get(&mut *tx, org_id).await?.filter(|o| actor.reaches(&o.path));
     let org = org.ok_or(DomainError::NotFound("org"))?;
     actor.require(Role::Admin)?;
     if org.archived_at.is_some() {
@@ -172,17 +162,7 @@ pub async fn create_key(
         db::now_ms(),
     )
     .await?;
-    audit::record(
-        &mut tx,
-        actor,
-        &org,
-        "api_key.create",
-        "api_key",
-        row.id,
-        None::<&ApiKeyRow>,
-        Some(&row),
-    )
-    .await?;
+    audit::record(&mut tx, actor, &org, "api_key.create", "api_key", row.id, None::<&ApiKeyRow>, Some(&row)).await?;
     tx.commit().await.map_err(db::DbError::from)?;
     Ok((row, issued.secret))
 }
@@ -196,39 +176,21 @@ pub async fn list_keys(
 ) -> DomainResult<Page<ApiKeyRow>> {
     let scope_path = scope_of(db, actor, org_id).await?;
     actor.require(Role::Admin)?;
-    let filter = ApiKeyFilter {
-        scope_path,
-        org_id,
-        include_revoked,
-    };
+    let filter = ApiKeyFilter { scope_path, org_id, include_revoked };
     Ok(api_keys::list(db.reader(), &filter, page).await?)
 }
 
 pub async fn revoke_key(db: &Db, actor: &Actor, key_id: i64) -> DomainResult<ApiKeyRow> {
     let mut tx = db.begin().await?;
-    let key = api_keys::get(&mut *tx, key_id)
-        .await?
-        .ok_or(DomainError::NotFound("api key"))?;
-    let org = orgs::get(&mut *tx, key.org_id)
-        .await?
-        .filter(|o| actor.reaches(&o.path));
+    let key = api_keys::get(&mut *tx, key_id).await?.ok_or(DomainError::NotFound("api key"))?;
+    let org = orgs::get(&mut *tx, key.org_id).await?.filter(|o| actor.reaches(&o.path));
     let org = org.ok_or(DomainError::NotFound("api key"))?;
     actor.require(Role::Admin)?;
     if key.revoked_at.is_some() {
         return Ok(key);
     }
     let row = api_keys::revoke(&mut tx, key_id, db::now_ms()).await?;
-    audit::record(
-        &mut tx,
-        actor,
-        &org,
-        "api_key.revoke",
-        "api_key",
-        key_id,
-        Some(&key),
-        Some(&row),
-    )
-    .await?;
+    audit::record(&mut tx, actor, &org, "api_key.revoke", "api_key", key_id, Some(&key), Some(&row)).await?;
     tx.commit().await.map_err(db::DbError::from)?;
     Ok(row)
 }
@@ -238,9 +200,7 @@ pub(crate) async fn scope_of(db: &Db, actor: &Actor, org_id: Option<i64>) -> Dom
     match org_id {
         None => Ok(actor.org_path.clone()),
         Some(id) => {
-            let org = orgs::get(db.reader(), id)
-                .await?
-                .filter(|o| actor.reaches(&o.path));
+            let org = orgs::get(db.reader(), id).await?.filter(|o| actor.reaches(&o.path));
             Ok(org.ok_or(DomainError::NotFound("org"))?.path)
         }
     }
@@ -278,9 +238,6 @@ mod tests {
         actor.role = Role::Operator;
         assert!(actor.require(Role::Viewer).is_ok());
         assert!(actor.require(Role::Operator).is_ok());
-        assert!(matches!(
-            actor.require(Role::Admin),
-            Err(DomainError::Forbidden(_))
-        ));
+        assert!(matches!(actor.require(Role::Admin), Err(DomainError::Forbidden(_))));
     }
 }

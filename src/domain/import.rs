@@ -38,10 +38,7 @@ pub struct ImportReport {
 
 impl ImportReport {
     pub fn reject(&mut self, line: usize, reason: impl Into<String>) {
-        self.rejected.push(RejectedRow {
-            line,
-            reason: reason.into(),
-        });
+        self.rejected.push(RejectedRow { line, reason: reason.into() });
     }
 }
 
@@ -72,28 +69,15 @@ fn column_of(header: &str) -> Option<Column> {
 /// Parses a CSV file with a header row into raw rows. A file that cannot be read as a table at
 /// all (no header, or a required column missing) is refused whole; a row that cannot be read is
 /// rejected alone.
-pub fn parse_csv(
-    text: &str,
-    required: &[&str],
-    max_rows: usize,
-) -> DomainResult<(Vec<RawRow>, Vec<RejectedRow>)> {
+pub fn parse_csv(text: &str, required: &[&str], max_rows: usize) -> DomainResult<(Vec<RawRow>, Vec<RejectedRow>)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
     let headers = reader
         .headers()
-        .map_err(|e| {
-            DomainError::invalid("invalid_csv", format!("cannot read the CSV header: {e}"))
-        })?
+        .map_err(|e| DomainError::invalid("invalid_csv", format!("cannot read the CSV header: {e}")))?
         .clone();
     let columns: Vec<Option<Column>> = headers.iter().map(column_of).collect();
-    let present: HashMap<Column, usize> = columns
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| c.map(|c| (c, i)))
-        .collect();
+    let present: HashMap<Column, usize> = columns.iter().enumerate().filter_map(|(i, c)| c.map(|c| (c, i))).collect();
     for name in required {
         let col = column_of(name).expect("required columns are known names");
         if !present.contains_key(&col) {
@@ -120,10 +104,7 @@ pub fn parse_csv(
             byte += 1;
         }
         if byte > counted_to {
-            line_at += text.as_bytes()[counted_to..byte]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
+            line_at += text.as_bytes()[counted_to..byte].iter().filter(|&&b| b == b'\n').count();
             counted_to = byte;
         }
         line_at
@@ -136,26 +117,15 @@ pub fn parse_csv(
             Ok(r) => r,
             Err(e) => {
                 let line = e.position().map(|p| line_of(p.byte())).unwrap_or(index + 2);
-                rejected.push(RejectedRow {
-                    line,
-                    reason: format!("unreadable row: {e}"),
-                });
+                rejected.push(RejectedRow { line, reason: format!("unreadable row: {e}") });
                 continue;
             }
         };
         if record.iter().all(str::is_empty) {
             continue;
         }
-        let line = record
-            .position()
-            .map(|p| line_of(p.byte()))
-            .unwrap_or(index + 2);
-        let get = |c: Column| {
-            present
-                .get(&c)
-                .and_then(|&i| record.get(i))
-                .map(str::to_owned)
-        };
+        let line = record.position().map(|p| line_of(p.byte())).unwrap_or(index + 2);
+        let get = |c: Column| present.get(&c).and_then(|&i| record.get(i)).map(str::to_owned);
         rows.push(RawRow {
             line,
             building: get(Column::Building),
@@ -170,10 +140,7 @@ pub fn parse_csv(
 }
 
 pub fn too_many_rows(max_rows: usize) -> DomainError {
-    DomainError::invalid(
-        "too_many_rows",
-        format!("an import may carry at most {max_rows} rows; split the file"),
-    )
+    DomainError::invalid("too_many_rows", format!("an import may carry at most {max_rows} rows; split the file"))
 }
 
 #[cfg(test)]
@@ -204,12 +171,6 @@ mod tests {
         assert_eq!(rows[0].name.as_deref(), Some("An"));
         assert_eq!(rows[0].phone, None);
         let many = format!("building,number\n{}", "1,1\n".repeat(11));
-        assert!(matches!(
-            parse_csv(&many, &["building"], 10),
-            Err(DomainError::Invalid {
-                code: "too_many_rows",
-                ..
-            })
-        ));
+        assert!(matches!(parse_csv(&many, &["building"], 10), Err(DomainError::Invalid { code: "too_many_rows", .. })));
     }
 }

@@ -5,6 +5,8 @@ pub mod access;
 pub mod audit;
 pub mod import;
 pub mod orgs;
+pub mod points;
+pub mod residents;
 pub mod rooms;
 pub mod roster;
 
@@ -31,16 +33,10 @@ pub enum DomainError {
 
 impl DomainError {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            message: message.into(),
-        }
+        Self::Conflict { code, message: message.into() }
     }
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            code,
-            message: message.into(),
-        }
+        Self::Invalid { code, message: message.into() }
     }
 }
 
@@ -50,20 +46,13 @@ pub type DomainResult<T> = Result<T, DomainError>;
 pub(crate) fn required_text(field: &str, value: &str, max: usize) -> DomainResult<String> {
     let v = value.trim();
     if v.is_empty() {
-        return Err(DomainError::invalid(
-            "validation_failed",
-            format!("{field} must not be blank"),
-        ));
+        return Err(DomainError::invalid("validation_failed", format!("{field} must not be blank")));
     }
     bounded_text(field, v, max)
 }
 
 /// Trims `value`; blank becomes `None`; otherwise as [`required_text`].
-pub(crate) fn optional_text(
-    field: &str,
-    value: Option<&str>,
-    max: usize,
-) -> DomainResult<Option<String>> {
+pub(crate) fn optional_text(field: &str, value: Option<&str>, max: usize) -> DomainResult<Option<String>> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) => bounded_text(field, v, max).map(Some),
@@ -72,16 +61,10 @@ pub(crate) fn optional_text(
 
 fn bounded_text(field: &str, v: &str, max: usize) -> DomainResult<String> {
     if v.chars().count() > max {
-        return Err(DomainError::invalid(
-            "validation_failed",
-            format!("{field} must be at most {max} characters"),
-        ));
+        return Err(DomainError::invalid("validation_failed", format!("{field} must be at most {max} characters")));
     }
     if v.chars().any(char::is_control) {
-        return Err(DomainError::invalid(
-            "validation_failed",
-            format!("{field} must not contain control characters"),
-        ));
+        return Err(DomainError::invalid("validation_failed", format!("{field} must not contain control characters")));
     }
     Ok(v.to_owned())
 }

@@ -81,31 +81,17 @@ fn validated(
 }
 
 fn name_taken(name: &str) -> DomainError {
-    DomainError::conflict(
-        "org_name_taken",
-        format!("an active org named {name:?} already exists under this parent"),
-    )
+    DomainError::conflict("org_name_taken", format!("an active org named {name:?} already exists under this parent"))
 }
 
 /// Loads an org the actor reaches, or answers not found.
-async fn load<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
-    ex: E,
-    actor: &Actor,
-    id: i64,
-) -> DomainResult<OrgRow> {
-    store::get(ex, id)
-        .await?
-        .filter(|o| actor.reaches(&o.path))
-        .ok_or(DomainError::NotFound("org"))
+async fn load<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(ex: E, actor: &Actor, id: i64) -> DomainResult<OrgRow> {
+    store::get(ex, id).await?.filter(|o| actor.reaches(&o.path)).ok_or(DomainError::NotFound("org"))
 }
 
 pub async fn create(db: &Db, actor: &Actor, new: NewOrg) -> DomainResult<OrgRow> {
-    let fields = validated(
-        &new.name,
-        new.address.as_deref(),
-        new.contact_name.as_deref(),
-        new.contact_phone.as_deref(),
-    )?;
+    let fields =
+        validated(&new.name, new.address.as_deref(), new.contact_name.as_deref(), new.contact_phone.as_deref())?;
     let mut tx = db.begin().await?;
     let parent = load(&mut *tx, actor, new.parent_id).await?;
     actor.require(Role::Admin)?;
@@ -113,35 +99,17 @@ pub async fn create(db: &Db, actor: &Actor, new: NewOrg) -> DomainResult<OrgRow>
     if !new.kind.allowed_parents().contains(&parent_kind) {
         return Err(DomainError::invalid(
             "invalid_parent",
-            format!(
-                "a {} cannot be placed under a {}",
-                new.kind.as_str(),
-                parent_kind.as_str()
-            ),
+            format!("a {} cannot be placed under a {}", new.kind.as_str(), parent_kind.as_str()),
         ));
     }
     if parent.archived_at.is_some() {
-        return Err(DomainError::conflict(
-            "org_archived",
-            "the parent org is archived",
-        ));
+        return Err(DomainError::conflict("org_archived", "the parent org is archived"));
     }
-    let org = match store::insert(&mut tx, &parent, new.kind.as_str(), &fields, db::now_ms()).await
-    {
+    let org = match store::insert(&mut tx, &parent, new.kind.as_str(), &fields, db::now_ms()).await {
         Err(DbError::UniqueViolation) => return Err(name_taken(&fields.name)),
         other => other?,
     };
-    audit::record(
-        &mut tx,
-        actor,
-        &org,
-        "org.create",
-        "org",
-        org.id,
-        None::<&OrgRow>,
-        Some(&org),
-    )
-    .await?;
+    audit::record(&mut tx, actor, &org, "org.create", "org", org.id, None::<&OrgRow>, Some(&org)).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(org)
 }
@@ -151,12 +119,7 @@ pub async fn get(db: &Db, actor: &Actor, id: i64) -> DomainResult<OrgRow> {
 }
 
 /// Lists orgs in the actor's subtree; `filter.scope_path` is set here.
-pub async fn list(
-    db: &Db,
-    actor: &Actor,
-    mut filter: OrgFilter,
-    page: PageRequest,
-) -> DomainResult<Page<OrgRow>> {
+pub async fn list(db: &Db, actor: &Actor, mut filter: OrgFilter, page: PageRequest) -> DomainResult<Page<OrgRow>> {
     if let Some(parent) = filter.parent_id {
         // Naming a parent outside the subtree is "not found", like any other id.
         scope_of(db, actor, Some(parent)).await?;
@@ -186,17 +149,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, patch: OrgPatch) -> DomainR
         Err(DbError::UniqueViolation) => return Err(name_taken(&fields.name)),
         other => other?,
     };
-    audit::record(
-        &mut tx,
-        actor,
-        &after,
-        "org.update",
-        "org",
-        id,
-        Some(&before),
-        Some(&after),
-    )
-    .await?;
+    audit::record(&mut tx, actor, &after, "org.update", "org", id, Some(&before), Some(&after)).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(after)
 }
@@ -211,16 +164,10 @@ pub async fn archive(db: &Db, actor: &Actor, id: i64) -> DomainResult<OrgRow> {
         return Ok(before);
     }
     if before.kind == OrgKind::Platform.as_str() {
-        return Err(DomainError::invalid(
-            "cannot_archive",
-            "the platform cannot be archived",
-        ));
+        return Err(DomainError::invalid("cannot_archive", "the platform cannot be archived"));
     }
     if before.id == actor.org_id {
-        return Err(DomainError::invalid(
-            "cannot_archive",
-            "a key cannot archive its own org",
-        ));
+        return Err(DomainError::invalid("cannot_archive", "a key cannot archive its own org"));
     }
     let children = store::count_active_children(&mut tx, id).await?;
     if children > 0 {
@@ -230,17 +177,7 @@ pub async fn archive(db: &Db, actor: &Actor, id: i64) -> DomainResult<OrgRow> {
         ));
     }
     let after = store::archive(&mut tx, id, db::now_ms()).await?;
-    audit::record(
-        &mut tx,
-        actor,
-        &after,
-        "org.archive",
-        "org",
-        id,
-        Some(&before),
-        Some(&after),
-    )
-    .await?;
+    audit::record(&mut tx, actor, &after, "org.archive", "org", id, Some(&before), Some(&after)).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(after)
 }
@@ -269,12 +206,8 @@ mod tests {
     fn the_tree_shape_is_enforced() {
         assert_eq!(OrgKind::Company.allowed_parents(), &[OrgKind::Platform]);
         assert_eq!(OrgKind::Community.allowed_parents(), &[OrgKind::Company]);
-        assert!(OrgKind::Merchant
-            .allowed_parents()
-            .contains(&OrgKind::Community));
-        assert!(OrgKind::Merchant
-            .allowed_parents()
-            .contains(&OrgKind::Company));
+        assert!(OrgKind::Merchant.allowed_parents().contains(&OrgKind::Community));
+        assert!(OrgKind::Merchant.allowed_parents().contains(&OrgKind::Company));
         assert!(OrgKind::Platform.allowed_parents().is_empty());
         for k in ["platform", "company", "community", "merchant"] {
             assert_eq!(OrgKind::parse(k).unwrap().as_str(), k);

@@ -33,28 +33,17 @@ pub fn label(addr: &RoomAddress) -> String {
 }
 
 fn room_exists(addr: &RoomAddress) -> DomainError {
-    DomainError::conflict(
-        "room_exists",
-        format!("room {} already exists in this community", label(addr)),
-    )
+    DomainError::conflict("room_exists", format!("room {} already exists in this community", label(addr)))
 }
 
 fn writable(community: &OrgRow) -> DomainResult<()> {
     if community.archived_at.is_some() {
-        return Err(DomainError::conflict(
-            "org_archived",
-            "the community is archived",
-        ));
+        return Err(DomainError::conflict("org_archived", "the community is archived"));
     }
     Ok(())
 }
 
-pub async fn create(
-    db: &Db,
-    actor: &Actor,
-    community_id: i64,
-    addr: RoomAddress,
-) -> DomainResult<RoomRow> {
+pub async fn create(db: &Db, actor: &Actor, community_id: i64, addr: RoomAddress) -> DomainResult<RoomRow> {
     let mut tx = db.begin().await?;
     let community = load_community(&mut *tx, actor, community_id).await?;
     actor.require(Role::Operator)?;
@@ -63,54 +52,31 @@ pub async fn create(
         Err(DbError::UniqueViolation) => return Err(room_exists(&addr)),
         other => other?,
     };
-    audit::record(
-        &mut tx,
-        actor,
-        &community,
-        "room.create",
-        "room",
-        room.id,
-        None::<&RoomRow>,
-        Some(&room),
-    )
-    .await?;
+    audit::record(&mut tx, actor, &community, "room.create", "room", room.id, None::<&RoomRow>, Some(&room)).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(room)
 }
 
 /// Loads a room the actor reaches, with its community.
 async fn load(tx: &mut db::Tx, actor: &Actor, id: i64) -> DomainResult<(RoomRow, OrgRow)> {
-    let room = store::get(&mut **tx, id)
-        .await?
-        .ok_or(DomainError::NotFound("room"))?;
-    let community = load_community(&mut **tx, actor, room.community_id)
-        .await
-        .map_err(|e| match e {
-            DomainError::NotFound(_) => DomainError::NotFound("room"),
-            other => other,
-        })?;
+    let room = store::get(&mut **tx, id).await?.ok_or(DomainError::NotFound("room"))?;
+    let community = load_community(&mut **tx, actor, room.community_id).await.map_err(|e| match e {
+        DomainError::NotFound(_) => DomainError::NotFound("room"),
+        other => other,
+    })?;
     Ok((room, community))
 }
 
 pub async fn get(db: &Db, actor: &Actor, id: i64) -> DomainResult<RoomRow> {
-    let room = store::get(db.reader(), id)
-        .await?
-        .ok_or(DomainError::NotFound("room"))?;
-    scope_of(db, actor, Some(room.community_id))
-        .await
-        .map_err(|e| match e {
-            DomainError::NotFound(_) => DomainError::NotFound("room"),
-            other => other,
-        })?;
+    let room = store::get(db.reader(), id).await?.ok_or(DomainError::NotFound("room"))?;
+    scope_of(db, actor, Some(room.community_id)).await.map_err(|e| match e {
+        DomainError::NotFound(_) => DomainError::NotFound("room"),
+        other => other,
+    })?;
     Ok(room)
 }
 
-pub async fn list(
-    db: &Db,
-    actor: &Actor,
-    mut filter: RoomFilter,
-    page: PageRequest,
-) -> DomainResult<Page<RoomRow>> {
+pub async fn list(db: &Db, actor: &Actor, mut filter: RoomFilter, page: PageRequest) -> DomainResult<Page<RoomRow>> {
     filter.scope_path = scope_of(db, actor, filter.community_id).await?;
     Ok(store::list(db.reader(), &filter, page).await?)
 }
@@ -129,10 +95,7 @@ pub async fn update(
     actor.require(Role::Operator)?;
     writable(&community)?;
     if before.archived_at.is_some() {
-        return Err(DomainError::conflict(
-            "room_archived",
-            "the room is archived",
-        ));
+        return Err(DomainError::conflict("room_archived", "the room is archived"));
     }
     let addr = address(
         building.as_deref().unwrap_or(&before.building),
@@ -143,17 +106,7 @@ pub async fn update(
         Err(DbError::UniqueViolation) => return Err(room_exists(&addr)),
         other => other?,
     };
-    audit::record(
-        &mut tx,
-        actor,
-        &community,
-        "room.update",
-        "room",
-        id,
-        Some(&before),
-        Some(&after),
-    )
-    .await?;
+    audit::record(&mut tx, actor, &community, "room.update", "room", id, Some(&before), Some(&after)).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(after)
 }
@@ -167,17 +120,7 @@ pub async fn archive(db: &Db, actor: &Actor, id: i64) -> DomainResult<RoomRow> {
         return Ok(before);
     }
     let after = store::archive(&mut tx, id, db::now_ms()).await?;
-    audit::record(
-        &mut tx,
-        actor,
-        &community,
-        "room.archive",
-        "room",
-        id,
-        Some(&before),
-        Some(&after),
-    )
-    .await?;
+    audit::record(&mut tx, actor, &community, "room.archive", "room", id, Some(&before), Some(&after)).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(after)
 }
@@ -205,14 +148,7 @@ pub async fn import(
         .into_iter()
         .map(|r| {
             let archived = r.archived_at.is_some();
-            (
-                RoomAddress {
-                    building: r.building,
-                    unit: r.unit,
-                    number: r.number,
-                },
-                archived,
-            )
+            (RoomAddress { building: r.building, unit: r.unit, number: r.number }, archived)
         })
         .collect();
     let now = db::now_ms();
@@ -232,10 +168,7 @@ pub async fn import(
             Some(true) => report.reject(row.line, format!("room {} is archived", label(&addr))),
             Some(false) => report.unchanged += 1,
             None => {
-                if store::insert_if_absent(&mut tx, community_id, &addr, now)
-                    .await?
-                    .is_some()
-                {
+                if store::insert_if_absent(&mut tx, community_id, &addr, now).await?.is_some() {
                     report.created += 1;
                 } else {
                     report.unchanged += 1;
@@ -275,10 +208,7 @@ mod tests {
     #[test]
     fn addresses_are_trimmed_and_checked() {
         let a = address(" 3 ", " ", "301").unwrap();
-        assert_eq!(
-            (a.building.as_str(), a.unit.as_str(), a.number.as_str()),
-            ("3", "", "301")
-        );
+        assert_eq!((a.building.as_str(), a.unit.as_str(), a.number.as_str()), ("3", "", "301"));
         assert_eq!(label(&a), "3-301");
         assert!(address("", "1", "101").is_err());
         assert!(address("1", "1", &"9".repeat(33)).is_err());

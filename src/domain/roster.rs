@@ -20,26 +20,14 @@ pub fn normalize_phone(raw: &str) -> DomainResult<String> {
     let national = digits
         .strip_prefix("+86")
         .or_else(|| digits.strip_prefix("0086"))
-        .or_else(|| {
-            if digits.len() == 13 {
-                digits.strip_prefix("86")
-            } else {
-                None
-            }
-        })
+        .or_else(|| if digits.len() == 13 { digits.strip_prefix("86") } else { None })
         .unwrap_or(&digits);
     let b = national.as_bytes();
-    let ok = b.len() == 11
-        && b.iter().all(u8::is_ascii_digit)
-        && b[0] == b'1'
-        && (b'3'..=b'9').contains(&b[1]);
+    let ok = b.len() == 11 && b.iter().all(u8::is_ascii_digit) && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]);
     if ok {
         Ok(national.to_owned())
     } else {
-        Err(DomainError::invalid(
-            "invalid_phone",
-            format!("phone {raw:?} is not a mainland mobile number"),
-        ))
+        Err(DomainError::invalid("invalid_phone", format!("phone {raw:?} is not a mainland mobile number")))
     }
 }
 
@@ -49,10 +37,9 @@ pub fn parse_role(raw: &str) -> DomainResult<&'static str> {
         "owner" | "业主" => Ok("owner"),
         "family" | "家属" | "家庭成员" => Ok("family"),
         "tenant" | "租户" | "租客" => Ok("tenant"),
-        other => Err(DomainError::invalid(
-            "invalid_role",
-            format!("role {other:?} is not one of owner, family, tenant"),
-        )),
+        other => {
+            Err(DomainError::invalid("invalid_role", format!("role {other:?} is not one of owner, family, tenant")))
+        }
     }
 }
 
@@ -66,52 +53,30 @@ pub fn fields(name: &str, phone: &str, role: &str) -> DomainResult<RosterFields>
 }
 
 fn already_listed(phone: &str) -> DomainError {
-    DomainError::conflict(
-        "roster_entry_exists",
-        format!("phone {phone} is already on the roster for this room"),
-    )
+    DomainError::conflict("roster_entry_exists", format!("phone {phone} is already on the roster for this room"))
 }
 
 /// A room of the actor's subtree that entries can point at, with its community.
-async fn writable_room(
-    tx: &mut db::Tx,
-    actor: &Actor,
-    room_id: i64,
-) -> DomainResult<(RoomRow, OrgRow)> {
-    let room = db::rooms::get(&mut **tx, room_id)
-        .await?
-        .ok_or(DomainError::NotFound("room"))?;
-    let community = load_community(&mut **tx, actor, room.community_id)
-        .await
-        .map_err(|e| match e {
-            DomainError::NotFound(_) => DomainError::NotFound("room"),
-            other => other,
-        })?;
+async fn writable_room(tx: &mut db::Tx, actor: &Actor, room_id: i64) -> DomainResult<(RoomRow, OrgRow)> {
+    let room = db::rooms::get(&mut **tx, room_id).await?.ok_or(DomainError::NotFound("room"))?;
+    let community = load_community(&mut **tx, actor, room.community_id).await.map_err(|e| match e {
+        DomainError::NotFound(_) => DomainError::NotFound("room"),
+        other => other,
+    })?;
     Ok((room, community))
 }
 
 fn check_open(room: &RoomRow, community: &OrgRow) -> DomainResult<()> {
     if community.archived_at.is_some() {
-        return Err(DomainError::conflict(
-            "org_archived",
-            "the community is archived",
-        ));
+        return Err(DomainError::conflict("org_archived", "the community is archived"));
     }
     if room.archived_at.is_some() {
-        return Err(DomainError::conflict(
-            "room_archived",
-            "the room is archived",
-        ));
+        return Err(DomainError::conflict("room_archived", "the room is archived"));
     }
     Ok(())
 }
 
-pub async fn create(
-    db: &Db,
-    actor: &Actor,
-    room_id: i64,
-    f: RosterFields,
-) -> DomainResult<RosterRow> {
+pub async fn create(db: &Db, actor: &Actor, room_id: i64, f: RosterFields) -> DomainResult<RosterRow> {
     let mut tx = db.begin().await?;
     let (room, community) = writable_room(&mut tx, actor, room_id).await?;
     actor.require(Role::Operator)?;
@@ -136,28 +101,20 @@ pub async fn create(
 }
 
 async fn load(tx: &mut db::Tx, actor: &Actor, id: i64) -> DomainResult<(RosterRow, OrgRow)> {
-    let entry = store::get(&mut **tx, id)
-        .await?
-        .ok_or(DomainError::NotFound("roster entry"))?;
-    let community = load_community(&mut **tx, actor, entry.community_id)
-        .await
-        .map_err(|e| match e {
-            DomainError::NotFound(_) => DomainError::NotFound("roster entry"),
-            other => other,
-        })?;
+    let entry = store::get(&mut **tx, id).await?.ok_or(DomainError::NotFound("roster entry"))?;
+    let community = load_community(&mut **tx, actor, entry.community_id).await.map_err(|e| match e {
+        DomainError::NotFound(_) => DomainError::NotFound("roster entry"),
+        other => other,
+    })?;
     Ok((entry, community))
 }
 
 pub async fn get(db: &Db, actor: &Actor, id: i64) -> DomainResult<RosterRow> {
-    let entry = store::get(db.reader(), id)
-        .await?
-        .ok_or(DomainError::NotFound("roster entry"))?;
-    scope_of(db, actor, Some(entry.community_id))
-        .await
-        .map_err(|e| match e {
-            DomainError::NotFound(_) => DomainError::NotFound("roster entry"),
-            other => other,
-        })?;
+    let entry = store::get(db.reader(), id).await?.ok_or(DomainError::NotFound("roster entry"))?;
+    scope_of(db, actor, Some(entry.community_id)).await.map_err(|e| match e {
+        DomainError::NotFound(_) => DomainError::NotFound("roster entry"),
+        other => other,
+    })?;
     Ok(entry)
 }
 
@@ -184,12 +141,7 @@ pub struct RosterPatch {
     pub role: Option<String>,
 }
 
-pub async fn update(
-    db: &Db,
-    actor: &Actor,
-    id: i64,
-    patch: RosterPatch,
-) -> DomainResult<RosterRow> {
+pub async fn update(db: &Db, actor: &Actor, id: i64, patch: RosterPatch) -> DomainResult<RosterRow> {
     let mut tx = db.begin().await?;
     let (before, community) = load(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
@@ -211,17 +163,7 @@ pub async fn update(
         Err(DbError::UniqueViolation) => return Err(already_listed(&f.phone)),
         other => other?,
     };
-    audit::record(
-        &mut tx,
-        actor,
-        &community,
-        "roster.update",
-        "roster_entry",
-        id,
-        Some(&before),
-        Some(&after),
-    )
-    .await?;
+    audit::record(&mut tx, actor, &community, "roster.update", "roster_entry", id, Some(&before), Some(&after)).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(after)
 }
@@ -232,17 +174,8 @@ pub async fn delete(db: &Db, actor: &Actor, id: i64) -> DomainResult<()> {
     let (before, community) = load(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
     store::delete(&mut tx, id).await?;
-    audit::record(
-        &mut tx,
-        actor,
-        &community,
-        "roster.delete",
-        "roster_entry",
-        id,
-        Some(&before),
-        None::<&RosterRow>,
-    )
-    .await?;
+    audit::record(&mut tx, actor, &community, "roster.delete", "roster_entry", id, Some(&before), None::<&RosterRow>)
+        .await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(())
 }
@@ -267,31 +200,18 @@ pub async fn import(
     let community = load_community(&mut *tx, actor, community_id).await?;
     actor.require(Role::Operator)?;
     if community.archived_at.is_some() {
-        return Err(DomainError::conflict(
-            "org_archived",
-            "the community is archived",
-        ));
+        return Err(DomainError::conflict("org_archived", "the community is archived"));
     }
     let rooms: HashMap<RoomAddress, RoomRow> = db::rooms::all_in_community(&mut tx, community_id)
         .await?
         .into_iter()
-        .map(|r| {
-            (
-                RoomAddress {
-                    building: r.building.clone(),
-                    unit: r.unit.clone(),
-                    number: r.number.clone(),
-                },
-                r,
-            )
-        })
+        .map(|r| (RoomAddress { building: r.building.clone(), unit: r.unit.clone(), number: r.number.clone() }, r))
         .collect();
-    let mut listed: HashMap<(i64, String), RosterRow> =
-        store::all_in_community(&mut tx, community_id)
-            .await?
-            .into_iter()
-            .map(|e| ((e.room_id, e.phone.clone()), e))
-            .collect();
+    let mut listed: HashMap<(i64, String), RosterRow> = store::all_in_community(&mut tx, community_id)
+        .await?
+        .into_iter()
+        .map(|e| ((e.room_id, e.phone.clone()), e))
+        .collect();
     // Which line of this file last wrote each (room, phone), to name conflicts within the file.
     let mut seen: HashMap<(i64, String), (usize, RosterFields)> = HashMap::new();
     let now = db::now_ms();
@@ -305,10 +225,7 @@ pub async fn import(
             let f = fields(
                 row.name.as_deref().unwrap_or(""),
                 row.phone.as_deref().unwrap_or(""),
-                row.role
-                    .as_deref()
-                    .filter(|r| !r.trim().is_empty())
-                    .unwrap_or("owner"),
+                row.role.as_deref().filter(|r| !r.trim().is_empty()).unwrap_or("owner"),
             )?;
             Ok((addr, f))
         });
@@ -320,10 +237,7 @@ pub async fn import(
             }
         };
         let Some(room) = rooms.get(&addr) else {
-            report.reject(
-                row.line,
-                format!("room {} does not exist in this community", label(&addr)),
-            );
+            report.reject(row.line, format!("room {} does not exist in this community", label(&addr)));
             continue;
         };
         if room.archived_at.is_some() {
@@ -333,10 +247,7 @@ pub async fn import(
         let key = (room.id, f.phone.clone());
         if let Some((line, earlier)) = seen.get(&key) {
             if *earlier != f {
-                report.reject(
-                    row.line,
-                    format!("conflicts with line {line} for the same room and phone"),
-                );
+                report.reject(row.line, format!("conflicts with line {line} for the same room and phone"));
             } else {
                 report.unchanged += 1;
             }
@@ -344,17 +255,13 @@ pub async fn import(
         }
         seen.insert(key.clone(), (row.line, f.clone()));
         match listed.get(&key) {
-            Some(existing) if existing.name == f.name && existing.role == f.role => {
-                report.unchanged += 1
-            }
+            Some(existing) if existing.name == f.name && existing.role == f.role => report.unchanged += 1,
             Some(existing) => {
                 store::update(&mut tx, existing.id, room.id, &f, now).await?;
                 report.updated += 1;
             }
             None => {
-                if let Some(id) =
-                    store::insert_if_absent(&mut tx, community_id, room.id, &f, now).await?
-                {
+                if let Some(id) = store::insert_if_absent(&mut tx, community_id, room.id, &f, now).await? {
                     report.created += 1;
                     listed.insert(
                         key,
@@ -413,14 +320,7 @@ mod tests {
         assert_eq!(normalize_phone("+86 138-0013-8000").unwrap(), "13800138000");
         assert_eq!(normalize_phone("8613800138000").unwrap(), "13800138000");
         assert_eq!(normalize_phone("008613800138000").unwrap(), "13800138000");
-        for bad in [
-            "",
-            "12800138000",
-            "1380013800",
-            "138001380001",
-            "1380013800x",
-            "０１",
-        ] {
+        for bad in ["", "12800138000", "1380013800", "138001380001", "1380013800x", "０１"] {
             assert!(normalize_phone(bad).is_err(), "{bad}");
         }
     }

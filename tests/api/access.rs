@@ -7,12 +7,7 @@ use crate::helpers::{spawn_app, two_companies, TestApp};
 
 /// Every way of reading or changing company B's things, tried with `key`: all must answer 404
 /// and leave the database as it was.
-async fn assert_cannot_reach_b(
-    app: &TestApp,
-    key: &str,
-    b: &crate::helpers::Company,
-    b_key_id: i64,
-) {
+async fn assert_cannot_reach_b(app: &TestApp, key: &str, b: &crate::helpers::Company, b_key_id: i64) {
     let before = app.fingerprint().await;
     let reads = [
         format!("/admin/v1/orgs/{}", b.id),
@@ -27,45 +22,16 @@ async fn assert_cannot_reach_b(
     ];
     for path in &reads {
         let a = app.get(key, path).await;
-        assert_eq!(
-            a.status.as_u16(),
-            404,
-            "GET {path} reached another company: {}",
-            a.body
-        );
+        assert_eq!(a.status.as_u16(), 404, "GET {path} reached another company: {}", a.body);
         assert_eq!(a.code(), "not_found");
     }
     let writes: Vec<(&str, String, serde_json::Value)> = vec![
-        (
-            "PATCH",
-            format!("/admin/v1/orgs/{}", b.id),
-            json!({"name": "taken over"}),
-        ),
-        (
-            "PATCH",
-            format!("/admin/v1/orgs/{}", b.community),
-            json!({"name": "taken over"}),
-        ),
-        (
-            "DELETE",
-            format!("/admin/v1/orgs/{}", b.sibling_community),
-            json!(null),
-        ),
-        (
-            "POST",
-            "/admin/v1/orgs".into(),
-            json!({"parent_id": b.id, "kind": "community", "name": "intruder"}),
-        ),
-        (
-            "POST",
-            "/admin/v1/rooms".into(),
-            json!({"community_id": b.community, "building": "9", "number": "901"}),
-        ),
-        (
-            "PATCH",
-            format!("/admin/v1/rooms/{}", b.room),
-            json!({"number": "999"}),
-        ),
+        ("PATCH", format!("/admin/v1/orgs/{}", b.id), json!({"name": "taken over"})),
+        ("PATCH", format!("/admin/v1/orgs/{}", b.community), json!({"name": "taken over"})),
+        ("DELETE", format!("/admin/v1/orgs/{}", b.sibling_community), json!(null)),
+        ("POST", "/admin/v1/orgs".into(), json!({"parent_id": b.id, "kind": "community", "name": "intruder"})),
+        ("POST", "/admin/v1/rooms".into(), json!({"community_id": b.community, "building": "9", "number": "901"})),
+        ("PATCH", format!("/admin/v1/rooms/{}", b.room), json!({"number": "999"})),
         ("DELETE", format!("/admin/v1/rooms/{}", b.room), json!(null)),
         (
             "POST",
@@ -77,31 +43,15 @@ async fn assert_cannot_reach_b(
             "/admin/v1/roster".into(),
             json!({"room_id": b.room, "name": "Intruder", "phone": "13900000009", "role": "owner"}),
         ),
-        (
-            "PATCH",
-            format!("/admin/v1/roster/{}", b.roster_entry),
-            json!({"name": "Changed"}),
-        ),
-        (
-            "DELETE",
-            format!("/admin/v1/roster/{}", b.roster_entry),
-            json!(null),
-        ),
+        ("PATCH", format!("/admin/v1/roster/{}", b.roster_entry), json!({"name": "Changed"})),
+        ("DELETE", format!("/admin/v1/roster/{}", b.roster_entry), json!(null)),
         (
             "POST",
             format!("/admin/v1/communities/{}/roster/import", b.community),
             json!({"rows": [{"name": "X", "phone": "13900000008", "building": "1", "unit": "1", "number": "101"}]}),
         ),
-        (
-            "POST",
-            "/admin/v1/api-keys".into(),
-            json!({"org_id": b.id, "role": "admin", "name": "backdoor"}),
-        ),
-        (
-            "DELETE",
-            format!("/admin/v1/api-keys/{b_key_id}"),
-            json!(null),
-        ),
+        ("POST", "/admin/v1/api-keys".into(), json!({"org_id": b.id, "role": "admin", "name": "backdoor"})),
+        ("DELETE", format!("/admin/v1/api-keys/{b_key_id}"), json!(null)),
     ];
     for (method, path, body) in &writes {
         let a = match *method {
@@ -109,12 +59,7 @@ async fn assert_cannot_reach_b(
             "PATCH" => app.patch(key, path, body.clone()).await,
             _ => app.delete(key, path).await,
         };
-        assert_eq!(
-            a.status.as_u16(),
-            404,
-            "{method} {path} reached another company: {}",
-            a.body
-        );
+        assert_eq!(a.status.as_u16(), 404, "{method} {path} reached another company: {}", a.body);
     }
     // CSV imports too.
     let a = app
@@ -126,11 +71,7 @@ async fn assert_cannot_reach_b(
         )
         .await;
     assert_eq!(a.status.as_u16(), 404);
-    assert_eq!(
-        app.fingerprint().await,
-        before,
-        "a refused request changed the database"
-    );
+    assert_eq!(app.fingerprint().await, before, "a refused request changed the database");
 }
 
 #[tokio::test]
@@ -149,16 +90,8 @@ async fn a_company_key_cannot_read_or_change_another_company() {
 async fn lists_show_only_the_subtree() {
     let app = spawn_app().await;
     let t = two_companies(&app).await;
-    let orgs = app
-        .get(&t.a.admin, "/admin/v1/orgs?page_size=200")
-        .await
-        .expect(200);
-    let ids: Vec<i64> = orgs["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["id"].as_i64().unwrap())
-        .collect();
+    let orgs = app.get(&t.a.admin, "/admin/v1/orgs?page_size=200").await.expect(200);
+    let ids: Vec<i64> = orgs["items"].as_array().unwrap().iter().map(|o| o["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, vec![t.a.id, t.a.community, t.a.sibling_community]);
     assert_eq!(orgs["page"]["total"], 3);
 
@@ -172,30 +105,18 @@ async fn lists_show_only_the_subtree() {
 
     let keys = app.get(&t.a.admin, "/admin/v1/api-keys").await.expect(200);
     for k in keys["items"].as_array().unwrap() {
-        assert!(
-            [t.a.id, t.a.community].contains(&k["org_id"].as_i64().unwrap()),
-            "foreign key listed: {k}"
-        );
+        assert!([t.a.id, t.a.community].contains(&k["org_id"].as_i64().unwrap()), "foreign key listed: {k}");
         assert!(k.get("secret").is_none() && k.get("key_hash").is_none());
     }
 
-    let audit = app
-        .get(&t.a.admin, "/admin/v1/audit-log?page_size=200")
-        .await
-        .expect(200);
+    let audit = app.get(&t.a.admin, "/admin/v1/audit-log?page_size=200").await.expect(200);
     for e in audit["items"].as_array().unwrap() {
         let org = e["org_id"].as_i64().unwrap();
-        assert!(
-            [t.a.id, t.a.community, t.a.sibling_community].contains(&org),
-            "foreign audit entry: {e}"
-        );
+        assert!([t.a.id, t.a.community, t.a.sibling_community].contains(&org), "foreign audit entry: {e}");
     }
 
     // The platform sees everything.
-    let all = app
-        .get(&app.root_key, "/admin/v1/orgs?page_size=200")
-        .await
-        .expect(200);
+    let all = app.get(&app.root_key, "/admin/v1/orgs?page_size=200").await.expect(200);
     assert_eq!(all["page"]["total"], 7);
 }
 
@@ -204,51 +125,23 @@ async fn a_community_key_cannot_reach_its_parent_or_siblings() {
     let app = spawn_app().await;
     let t = two_companies(&app).await;
     let key = &t.a.community_admin;
-    app.get(key, &format!("/admin/v1/orgs/{}", t.a.community))
-        .await
-        .expect(200);
-    app.get(key, &format!("/admin/v1/orgs/{}", t.a.id))
-        .await
-        .expect(404);
-    app.get(key, &format!("/admin/v1/orgs/{}", t.a.sibling_community))
+    app.get(key, &format!("/admin/v1/orgs/{}", t.a.community)).await.expect(200);
+    app.get(key, &format!("/admin/v1/orgs/{}", t.a.id)).await.expect(404);
+    app.get(key, &format!("/admin/v1/orgs/{}", t.a.sibling_community)).await.expect(404);
+    app.patch(key, &format!("/admin/v1/orgs/{}", t.a.id), json!({"name": "mine now"})).await.expect(404);
+    app.post(key, "/admin/v1/rooms", json!({"community_id": t.a.sibling_community, "building": "1", "number": "1"}))
         .await
         .expect(404);
-    app.patch(
-        key,
-        &format!("/admin/v1/orgs/{}", t.a.id),
-        json!({"name": "mine now"}),
-    )
-    .await
-    .expect(404);
-    app.post(
-        key,
-        "/admin/v1/rooms",
-        json!({"community_id": t.a.sibling_community, "building": "1", "number": "1"}),
-    )
-    .await
-    .expect(404);
-    app.post(
-        key,
-        "/admin/v1/api-keys",
-        json!({"org_id": t.a.id, "role": "admin", "name": "escalate"}),
-    )
-    .await
-    .expect(404);
+    app.post(key, "/admin/v1/api-keys", json!({"org_id": t.a.id, "role": "admin", "name": "escalate"}))
+        .await
+        .expect(404);
     // …but it runs its own community.
-    app.post(
-        key,
-        "/admin/v1/rooms",
-        json!({"community_id": t.a.community, "building": "2", "number": "201"}),
-    )
-    .await
-    .expect(201);
-    app.post(
-        key,
-        "/admin/v1/orgs",
-        json!({"parent_id": t.a.community, "kind": "merchant", "name": "Corner Shop"}),
-    )
-    .await
-    .expect(201);
+    app.post(key, "/admin/v1/rooms", json!({"community_id": t.a.community, "building": "2", "number": "201"}))
+        .await
+        .expect(201);
+    app.post(key, "/admin/v1/orgs", json!({"parent_id": t.a.community, "kind": "merchant", "name": "Corner Shop"}))
+        .await
+        .expect(201);
 }
 
 #[tokio::test]
@@ -257,9 +150,7 @@ async fn roles_bound_what_a_key_may_change() {
     let t = two_companies(&app).await;
     let before = app.fingerprint().await;
     // Viewers read, and change nothing.
-    app.get(&t.a.viewer, &format!("/admin/v1/rooms/{}", t.a.room))
-        .await
-        .expect(200);
+    app.get(&t.a.viewer, &format!("/admin/v1/rooms/{}", t.a.room)).await.expect(200);
     for a in [
         app.post(
             &t.a.viewer,
@@ -267,17 +158,8 @@ async fn roles_bound_what_a_key_may_change() {
             json!({"community_id": t.a.community, "building": "5", "number": "501"}),
         )
         .await,
-        app.patch(
-            &t.a.viewer,
-            &format!("/admin/v1/rooms/{}", t.a.room),
-            json!({"number": "102"}),
-        )
-        .await,
-        app.delete(
-            &t.a.viewer,
-            &format!("/admin/v1/roster/{}", t.a.roster_entry),
-        )
-        .await,
+        app.patch(&t.a.viewer, &format!("/admin/v1/rooms/{}", t.a.room), json!({"number": "102"})).await,
+        app.delete(&t.a.viewer, &format!("/admin/v1/roster/{}", t.a.roster_entry)).await,
         app.post_raw(
             &t.a.viewer,
             &format!("/admin/v1/communities/{}/rooms/import", t.a.community),
@@ -286,29 +168,12 @@ async fn roles_bound_what_a_key_may_change() {
         )
         .await,
         // Operators run rooms and rosters, not orgs, keys or the audit log.
-        app.post(
-            &t.a.operator,
-            "/admin/v1/orgs",
-            json!({"parent_id": t.a.id, "kind": "community", "name": "New"}),
-        )
-        .await,
-        app.patch(
-            &t.a.operator,
-            &format!("/admin/v1/orgs/{}", t.a.community),
-            json!({"name": "Renamed"}),
-        )
-        .await,
-        app.delete(
-            &t.a.operator,
-            &format!("/admin/v1/orgs/{}", t.a.sibling_community),
-        )
-        .await,
-        app.post(
-            &t.a.operator,
-            "/admin/v1/api-keys",
-            json!({"org_id": t.a.id, "role": "admin", "name": "escalate"}),
-        )
-        .await,
+        app.post(&t.a.operator, "/admin/v1/orgs", json!({"parent_id": t.a.id, "kind": "community", "name": "New"}))
+            .await,
+        app.patch(&t.a.operator, &format!("/admin/v1/orgs/{}", t.a.community), json!({"name": "Renamed"})).await,
+        app.delete(&t.a.operator, &format!("/admin/v1/orgs/{}", t.a.sibling_community)).await,
+        app.post(&t.a.operator, "/admin/v1/api-keys", json!({"org_id": t.a.id, "role": "admin", "name": "escalate"}))
+            .await,
         app.get(&t.a.operator, "/admin/v1/audit-log").await,
         app.get(&t.a.operator, "/admin/v1/api-keys").await,
     ] {
@@ -317,21 +182,9 @@ async fn roles_bound_what_a_key_may_change() {
     }
     assert_eq!(app.fingerprint().await, before);
     // Viewers see phones masked; operators see them whole.
-    let v = app
-        .get(
-            &t.a.viewer,
-            &format!("/admin/v1/roster/{}", t.a.roster_entry),
-        )
-        .await
-        .expect(200);
+    let v = app.get(&t.a.viewer, &format!("/admin/v1/roster/{}", t.a.roster_entry)).await.expect(200);
     assert_eq!(v["phone"], "138****0001");
-    let o = app
-        .get(
-            &t.a.operator,
-            &format!("/admin/v1/roster/{}", t.a.roster_entry),
-        )
-        .await
-        .expect(200);
+    let o = app.get(&t.a.operator, &format!("/admin/v1/roster/{}", t.a.roster_entry)).await.expect(200);
     assert_eq!(o["phone"], "13800000001");
     app.post(
         &t.a.operator,
@@ -347,18 +200,8 @@ async fn missing_wrong_revoked_and_archived_keys_are_refused() {
     let app = spawn_app().await;
     let t = two_companies(&app).await;
     let before = app.fingerprint().await;
-    for key in [
-        "",
-        "nonsense",
-        "lk_0000000000000000000000000000000000000000000000000000000000000000",
-    ] {
-        let a = app
-            .post(
-                key,
-                "/admin/v1/orgs",
-                json!({"parent_id": 1, "kind": "company", "name": "X"}),
-            )
-            .await;
+    for key in ["", "nonsense", "lk_0000000000000000000000000000000000000000000000000000000000000000"] {
+        let a = app.post(key, "/admin/v1/orgs", json!({"parent_id": 1, "kind": "company", "name": "X"})).await;
         assert_eq!(a.status.as_u16(), 401, "{key:?}: {}", a.body);
         assert_eq!(a.code(), "unauthorized");
         crate::helpers::assert_error_body(&a);
@@ -370,22 +213,13 @@ async fn missing_wrong_revoked_and_archived_keys_are_refused() {
     let me = app.get(&key, "/admin/v1/me").await.expect(200);
     assert_eq!(me["role"], "operator");
     assert_eq!(me["org"]["id"], t.a.community);
-    app.delete(&t.a.admin, &format!("/admin/v1/api-keys/{}", me["key_id"]))
-        .await
-        .expect(200);
+    app.delete(&t.a.admin, &format!("/admin/v1/api-keys/{}", me["key_id"])).await.expect(200);
     app.get(&key, "/admin/v1/me").await.expect(401);
 
     // Archived org: its keys stop working.
-    let key = app
-        .create_key(&t.a.admin, t.a.sibling_community, "admin")
-        .await;
+    let key = app.create_key(&t.a.admin, t.a.sibling_community, "admin").await;
     app.get(&key, "/admin/v1/me").await.expect(200);
-    app.delete(
-        &t.a.admin,
-        &format!("/admin/v1/orgs/{}", t.a.sibling_community),
-    )
-    .await
-    .expect(200);
+    app.delete(&t.a.admin, &format!("/admin/v1/orgs/{}", t.a.sibling_community)).await.expect(200);
     app.get(&key, "/admin/v1/me").await.expect(401);
 }
 
@@ -394,11 +228,7 @@ async fn keys_are_stored_hashed_and_shown_once() {
     let app = spawn_app().await;
     let t = two_companies(&app).await;
     let created = app
-        .post(
-            &t.a.admin,
-            "/admin/v1/api-keys",
-            json!({"org_id": t.a.id, "role": "viewer", "name": "dashboard"}),
-        )
+        .post(&t.a.admin, "/admin/v1/api-keys", json!({"org_id": t.a.id, "role": "viewer", "name": "dashboard"}))
         .await
         .expect(201);
     let secret = created["secret"].as_str().unwrap();
@@ -408,13 +238,7 @@ async fn keys_are_stored_hashed_and_shown_once() {
         .fetch_one(app.db.reader())
         .await
         .unwrap();
-    assert!(
-        !stored.contains(&secret[3..]),
-        "the secret is stored in clear"
-    );
-    let listed = app
-        .get(&t.a.admin, &format!("/admin/v1/api-keys?org_id={}", t.a.id))
-        .await
-        .expect(200);
+    assert!(!stored.contains(&secret[3..]), "the secret is stored in clear");
+    let listed = app.get(&t.a.admin, &format!("/admin/v1/api-keys?org_id={}", t.a.id)).await.expect(200);
     assert!(!listed.to_string().contains(secret));
 }

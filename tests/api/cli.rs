@@ -22,57 +22,36 @@ fn linli(database_url: &str, args: &[&str]) -> (bool, String, String) {
 async fn keys_create_makes_a_working_admin_key_shown_once() {
     let app = spawn_app().await;
     let url = app.database_url.clone();
-    let (ok, out, err) = tokio::task::spawn_blocking(move || {
-        linli(&url, &["keys", "create", "--org", "1", "--role", "admin"])
-    })
-    .await
-    .unwrap();
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || linli(&url, &["keys", "create", "--org", "1", "--role", "admin"]))
+            .await
+            .unwrap();
     assert!(ok, "{out}{err}");
     let secret = out.lines().last().unwrap().trim().to_owned();
     assert!(secret.starts_with("lk_"), "{out}");
     let me = app.get(&secret, "/admin/v1/me").await.expect(200);
-    assert_eq!(
-        (me["role"].as_str(), me["org"]["kind"].as_str()),
-        (Some("admin"), Some("platform"))
-    );
+    assert_eq!((me["role"].as_str(), me["org"]["kind"].as_str()), (Some("admin"), Some("platform")));
 
     let url = app.database_url.clone();
-    let (ok, listed, _) = tokio::task::spawn_blocking(move || linli(&url, &["keys", "list"]))
-        .await
-        .unwrap();
+    let (ok, listed, _) = tokio::task::spawn_blocking(move || linli(&url, &["keys", "list"])).await.unwrap();
     assert!(ok);
     assert!(!listed.contains(&secret), "a listing shows a secret");
-    assert!(
-        listed.contains(&secret[..11]),
-        "the listing lacks the key's prefix: {listed}"
-    );
+    assert!(listed.contains(&secret[..11]), "the listing lacks the key's prefix: {listed}");
 
-    let log = app
-        .get(&secret, "/admin/v1/audit-log?action=api_key.create")
-        .await
-        .expect(200);
-    assert!(log["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["actor"] == "cli"));
+    let log = app.get(&secret, "/admin/v1/audit-log?action=api_key.create").await.expect(200);
+    assert!(log["items"].as_array().unwrap().iter().any(|e| e["actor"] == "cli"));
 
     let url = app.database_url.clone();
-    let (ok, _, err) = tokio::task::spawn_blocking(move || {
-        linli(
-            &url,
-            &["keys", "create", "--org", "424242", "--role", "admin"],
-        )
-    })
-    .await
-    .unwrap();
+    let (ok, _, err) =
+        tokio::task::spawn_blocking(move || linli(&url, &["keys", "create", "--org", "424242", "--role", "admin"]))
+            .await
+            .unwrap();
     assert!(!ok, "a key for a missing org was made");
     assert!(err.contains("424242"), "{err}");
     let url = app.database_url.clone();
-    let (ok, _, _) = tokio::task::spawn_blocking(move || {
-        linli(&url, &["keys", "create", "--org", "1", "--role", "root"])
-    })
-    .await
-    .unwrap();
+    let (ok, _, _) =
+        tokio::task::spawn_blocking(move || linli(&url, &["keys", "create", "--org", "1", "--role", "root"]))
+            .await
+            .unwrap();
     assert!(!ok);
 }

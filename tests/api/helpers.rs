@@ -42,18 +42,13 @@ impl Drop for TestDatabase {
                 let (admin_url, name) = (admin_url.clone(), name.clone());
                 // Drop runs inside the test's runtime: use a thread with a runtime of its own.
                 let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                     rt.block_on(async {
                         use sqlx::Connection;
                         if let Ok(mut conn) = sqlx::AnyConnection::connect(&admin_url).await {
-                            let _ = sqlx::query(&format!(
-                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                            ))
-                            .execute(&mut conn)
-                            .await;
+                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
                         }
                     });
                 })
@@ -71,27 +66,15 @@ fn random_suffix() -> String {
 
 async fn fresh_database() -> (String, TestDatabase) {
     sqlx::any::install_default_drivers();
-    match std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
+    match std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(admin_url) if admin_url.starts_with("postgres") => {
             use sqlx::Connection;
             let name = format!("linli_test_{}", random_suffix());
-            let mut conn = sqlx::AnyConnection::connect(&admin_url)
-                .await
-                .expect("connect to TEST_DATABASE_URL");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
+            let mut conn = sqlx::AnyConnection::connect(&admin_url).await.expect("connect to TEST_DATABASE_URL");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
             let _ = conn.close().await;
-            let (base, query) = admin_url
-                .split_once('?')
-                .map_or((admin_url.as_str(), None), |(b, q)| (b, Some(q)));
-            let (server, _) = base
-                .rsplit_once('/')
-                .expect("TEST_DATABASE_URL has a database path");
+            let (base, query) = admin_url.split_once('?').map_or((admin_url.as_str(), None), |(b, q)| (b, Some(q)));
+            let (server, _) = base.rsplit_once('/').expect("TEST_DATABASE_URL has a database path");
             let url = match query {
                 Some(q) => format!("{server}/{name}?{q}"),
                 None => format!("{server}/{name}"),
@@ -101,10 +84,7 @@ async fn fresh_database() -> (String, TestDatabase) {
         Some(other) => panic!("TEST_DATABASE_URL must be a postgres:// URL, got {other}"),
         None => {
             let path = std::env::temp_dir().join(format!("linli-test-{}.db", random_suffix()));
-            (
-                format!("sqlite://{}", path.display()),
-                TestDatabase::Sqlite(path),
-            )
+            (format!("sqlite://{}", path.display()), TestDatabase::Sqlite(path))
         }
     }
 }
@@ -121,18 +101,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::with_database(database_url.clone());
     settings.listen = "127.0.0.1:0".into();
     configure(&mut settings);
-    let app = Application::build(settings)
-        .await
-        .expect("build the application");
+    let app = Application::build(settings).await.expect("build the application");
     let address = format!("http://{}", app.address());
     let db = app.db().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
-    let (_, root_key) = access::create_key(&db, &Actor::cli(), 1, Role::Admin, "test root")
-        .await
-        .expect("root key");
+    let (_, root_key) = access::create_key(&db, &Actor::cli(), 1, Role::Admin, "test root").await.expect("root key");
     TestApp {
         address,
         client: reqwest::Client::new(),
@@ -163,12 +139,7 @@ impl Answer {
     /// Asserts the status and, for errors, the `{code, message, request_id}` body.
     #[track_caller]
     pub fn expect(self, status: u16) -> Value {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status; body: {}",
-            self.body
-        );
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
         if status >= 400 {
             assert_error_body(&self);
         }
@@ -183,10 +154,7 @@ impl Answer {
 #[track_caller]
 pub fn assert_error_body(a: &Answer) {
     let b = &a.body;
-    assert!(
-        b["code"].is_string() && !b["code"].as_str().unwrap().is_empty(),
-        "error without code: {b}"
-    );
+    assert!(b["code"].is_string() && !b["code"].as_str().unwrap().is_empty(), "error without code: {b}");
     assert!(b["message"].is_string(), "error without message: {b}");
     let rid = b["request_id"].as_str().expect("error without request_id");
     assert_eq!(
@@ -207,11 +175,7 @@ impl TestApp {
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer {
-            status,
-            body,
-            headers,
-        }
+        Answer { status, body, headers }
     }
 
     fn with_key(&self, req: reqwest::RequestBuilder, key: &str) -> reqwest::RequestBuilder {
@@ -223,47 +187,29 @@ impl TestApp {
     }
 
     pub async fn get(&self, key: &str, path: &str) -> Answer {
-        self.send(self.with_key(self.client.get(self.url(path)), key))
-            .await
+        self.send(self.with_key(self.client.get(self.url(path)), key)).await
     }
 
     pub async fn post(&self, key: &str, path: &str, body: Value) -> Answer {
-        self.send(self.with_key(self.client.post(self.url(path)).json(&body), key))
-            .await
+        self.send(self.with_key(self.client.post(self.url(path)).json(&body), key)).await
     }
 
-    pub async fn post_raw(
-        &self,
-        key: &str,
-        path: &str,
-        content_type: &str,
-        body: impl Into<reqwest::Body>,
-    ) -> Answer {
-        let req = self
-            .client
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body);
+    pub async fn post_raw(&self, key: &str, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Answer {
+        let req = self.client.post(self.url(path)).header("content-type", content_type).body(body);
         self.send(self.with_key(req, key)).await
     }
 
     pub async fn patch(&self, key: &str, path: &str, body: Value) -> Answer {
-        self.send(self.with_key(self.client.patch(self.url(path)).json(&body), key))
-            .await
+        self.send(self.with_key(self.client.patch(self.url(path)).json(&body), key)).await
     }
 
     pub async fn delete(&self, key: &str, path: &str) -> Answer {
-        self.send(self.with_key(self.client.delete(self.url(path)), key))
-            .await
+        self.send(self.with_key(self.client.delete(self.url(path)), key)).await
     }
 
     pub async fn create_org(&self, key: &str, parent_id: i64, kind: &str, name: &str) -> i64 {
         let body = self
-            .post(
-                key,
-                "/admin/v1/orgs",
-                json!({"parent_id": parent_id, "kind": kind, "name": name}),
-            )
+            .post(key, "/admin/v1/orgs", json!({"parent_id": parent_id, "kind": kind, "name": name}))
             .await
             .expect(201);
         body["id"].as_i64().unwrap()
@@ -281,34 +227,21 @@ impl TestApp {
         body["secret"].as_str().unwrap().to_owned()
     }
 
-    pub async fn create_room(
-        &self,
-        key: &str,
-        community_id: i64,
-        building: &str,
-        unit: &str,
-        number: &str,
-    ) -> i64 {
+    pub async fn create_room(&self, key: &str, community_id: i64, building: &str, unit: &str, number: &str) -> i64 {
         let body = self
-            .post(key, "/admin/v1/rooms", json!({"community_id": community_id, "building": building, "unit": unit, "number": number}))
+            .post(
+                key,
+                "/admin/v1/rooms",
+                json!({"community_id": community_id, "building": building, "unit": unit, "number": number}),
+            )
             .await
             .expect(201);
         body["id"].as_i64().unwrap()
     }
 
-    pub async fn create_roster_entry(
-        &self,
-        key: &str,
-        room_id: i64,
-        name: &str,
-        phone: &str,
-    ) -> i64 {
+    pub async fn create_roster_entry(&self, key: &str, room_id: i64, name: &str, phone: &str) -> i64 {
         let body = self
-            .post(
-                key,
-                "/admin/v1/roster",
-                json!({"room_id": room_id, "name": name, "phone": phone, "role": "owner"}),
-            )
+            .post(key, "/admin/v1/roster", json!({"room_id": room_id, "name": name, "phone": phone, "role": "owner"}))
             .await
             .expect(201);
         body["id"].as_i64().unwrap()
@@ -325,12 +258,11 @@ impl TestApp {
             ("api_keys", "COALESCE(revoked_at, 0)"),
             ("audit_log", "at"),
         ] {
-            let (n, sum): (i64, i64) = sqlx::query_as(&format!(
-                "SELECT COUNT(*), CAST(COALESCE(SUM({col}), 0) AS BIGINT) FROM {table}"
-            ))
-            .fetch_one(self.db.reader())
-            .await
-            .unwrap();
+            let (n, sum): (i64, i64) =
+                sqlx::query_as(&format!("SELECT COUNT(*), CAST(COALESCE(SUM({col}), 0) AS BIGINT) FROM {table}"))
+                    .fetch_one(self.db.reader())
+                    .await
+                    .unwrap();
             out.push((table.to_owned(), n, sum));
         }
         out
@@ -358,23 +290,12 @@ pub struct Company {
 
 pub async fn two_companies(app: &TestApp) -> TwoCompanies {
     let mut made = Vec::new();
-    for (name, phone) in [
-        ("Acme Property", "13800000001"),
-        ("Bright Property", "13800000002"),
-    ] {
+    for (name, phone) in [("Acme Property", "13800000001"), ("Bright Property", "13800000002")] {
         let id = app.create_org(&app.root_key, 1, "company", name).await;
-        let community = app
-            .create_org(&app.root_key, id, "community", &format!("{name} Garden"))
-            .await;
-        let sibling_community = app
-            .create_org(&app.root_key, id, "community", &format!("{name} Court"))
-            .await;
-        let room = app
-            .create_room(&app.root_key, community, "1", "1", "101")
-            .await;
-        let roster_entry = app
-            .create_roster_entry(&app.root_key, room, "Resident", phone)
-            .await;
+        let community = app.create_org(&app.root_key, id, "community", &format!("{name} Garden")).await;
+        let sibling_community = app.create_org(&app.root_key, id, "community", &format!("{name} Court")).await;
+        let room = app.create_room(&app.root_key, community, "1", "1", "101").await;
+        let roster_entry = app.create_roster_entry(&app.root_key, room, "Resident", phone).await;
         let admin = app.create_key(&app.root_key, id, "admin").await;
         let operator = app.create_key(&app.root_key, id, "operator").await;
         let viewer = app.create_key(&app.root_key, id, "viewer").await;

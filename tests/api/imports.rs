@@ -7,8 +7,7 @@ use crate::helpers::{spawn_app, TestApp};
 
 async fn community(app: &TestApp) -> i64 {
     let company = app.create_org(&app.root_key, 1, "company", "Acme").await;
-    app.create_org(&app.root_key, company, "community", "Garden")
-        .await
+    app.create_org(&app.root_key, company, "community", "Garden").await
 }
 
 const ROOMS_CSV: &str = "\u{feff}楼栋,单元,房号\n\
@@ -25,33 +24,18 @@ async fn room_csv_import_rejects_bad_rows_imports_the_rest_and_is_idempotent() {
     let app = spawn_app().await;
     let c = community(&app).await;
     let path = format!("/admin/v1/communities/{c}/rooms/import");
-    let report = app
-        .post_raw(&app.root_key, &path, "text/csv; charset=utf-8", ROOMS_CSV)
-        .await
-        .expect(200);
+    let report = app.post_raw(&app.root_key, &path, "text/csv; charset=utf-8", ROOMS_CSV).await.expect(200);
     assert_eq!(report["received"], 7);
     assert_eq!(report["created"], 3);
-    assert_eq!(
-        report["unchanged"], 1,
-        "the repeated 1-1-101 is not created twice"
-    );
+    assert_eq!(report["unchanged"], 1, "the repeated 1-1-101 is not created twice");
     let rejected = report["rejected"].as_array().unwrap();
-    let lines: Vec<i64> = rejected
-        .iter()
-        .map(|r| r["line"].as_i64().unwrap())
-        .collect();
+    let lines: Vec<i64> = rejected.iter().map(|r| r["line"].as_i64().unwrap()).collect();
     assert_eq!(lines, [4, 5, 8]);
     assert!(rejected[0]["reason"].as_str().unwrap().contains("building"));
     assert!(rejected[1]["reason"].as_str().unwrap().contains("number"));
-    assert!(rejected[2]["reason"]
-        .as_str()
-        .unwrap()
-        .contains("at most 32"));
+    assert!(rejected[2]["reason"].as_str().unwrap().contains("at most 32"));
 
-    let rooms = app
-        .get(&app.root_key, &format!("/admin/v1/rooms?community_id={c}"))
-        .await
-        .expect(200);
+    let rooms = app.get(&app.root_key, &format!("/admin/v1/rooms?community_id={c}")).await.expect(200);
     let labels: Vec<String> = rooms["items"]
         .as_array()
         .unwrap()
@@ -68,20 +52,10 @@ async fn room_csv_import_rejects_bad_rows_imports_the_rest_and_is_idempotent() {
     assert_eq!(labels, ["1-1-101", "1-1-102", "2--201"]);
 
     let before = app.fingerprint().await;
-    let again = app
-        .post_raw(&app.root_key, &path, "text/csv", ROOMS_CSV)
-        .await
-        .expect(200);
-    assert_eq!(
-        (again["created"].as_i64(), again["unchanged"].as_i64()),
-        (Some(0), Some(4))
-    );
+    let again = app.post_raw(&app.root_key, &path, "text/csv", ROOMS_CSV).await.expect(200);
+    assert_eq!((again["created"].as_i64(), again["unchanged"].as_i64()), (Some(0), Some(4)));
     assert_eq!(again["rejected"].as_array().unwrap().len(), 3);
-    assert_eq!(
-        app.fingerprint().await,
-        before,
-        "re-importing the same file changed something"
-    );
+    assert_eq!(app.fingerprint().await, before, "re-importing the same file changed something");
 }
 
 #[tokio::test]
@@ -94,34 +68,13 @@ async fn room_json_import_reports_rows_by_index() {
         {"unit": "1", "number": "103"},
         {"building": "1", "unit": "1", "number": "10\u{0007}4"},
     ]});
-    let report = app
-        .post(
-            &app.root_key,
-            &format!("/admin/v1/communities/{c}/rooms/import"),
-            body.clone(),
-        )
-        .await
-        .expect(200);
+    let report =
+        app.post(&app.root_key, &format!("/admin/v1/communities/{c}/rooms/import"), body.clone()).await.expect(200);
     assert_eq!(report["created"], 2);
-    let lines: Vec<i64> = report["rejected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["line"].as_i64().unwrap())
-        .collect();
+    let lines: Vec<i64> = report["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_i64().unwrap()).collect();
     assert_eq!(lines, [3, 4]);
-    let again = app
-        .post(
-            &app.root_key,
-            &format!("/admin/v1/communities/{c}/rooms/import"),
-            body,
-        )
-        .await
-        .expect(200);
-    assert_eq!(
-        (again["created"].as_i64(), again["unchanged"].as_i64()),
-        (Some(0), Some(2))
-    );
+    let again = app.post(&app.root_key, &format!("/admin/v1/communities/{c}/rooms/import"), body).await.expect(200);
+    assert_eq!((again["created"].as_i64(), again["unchanged"].as_i64()), (Some(0), Some(2)));
 }
 
 #[tokio::test]
@@ -129,9 +82,7 @@ async fn archived_rooms_are_not_revived_by_an_import() {
     let app = spawn_app().await;
     let c = community(&app).await;
     let room = app.create_room(&app.root_key, c, "1", "1", "101").await;
-    app.delete(&app.root_key, &format!("/admin/v1/rooms/{room}"))
-        .await
-        .expect(200);
+    app.delete(&app.root_key, &format!("/admin/v1/rooms/{room}")).await.expect(200);
     let report = app
         .post_raw(
             &app.root_key,
@@ -142,10 +93,7 @@ async fn archived_rooms_are_not_revived_by_an_import() {
         .await
         .expect(200);
     assert_eq!(report["created"], 0);
-    assert!(report["rejected"][0]["reason"]
-        .as_str()
-        .unwrap()
-        .contains("archived"));
+    assert!(report["rejected"][0]["reason"].as_str().unwrap().contains("archived"));
 }
 
 const ROSTER_CSV: &str = "name,phone,building,unit,number,role\n\
@@ -172,35 +120,21 @@ async fn roster_import_matches_rooms_rejects_bad_rows_and_is_idempotent() {
     .await
     .expect(200);
     let path = format!("/admin/v1/communities/{c}/roster/import");
-    let report = app
-        .post_raw(&app.root_key, &path, "text/csv", ROSTER_CSV)
-        .await
-        .expect(200);
+    let report = app.post_raw(&app.root_key, &path, "text/csv", ROSTER_CSV).await.expect(200);
     assert_eq!(report["received"], 9);
     assert_eq!(report["created"], 3, "{report}");
     assert_eq!(report["unchanged"], 1);
     let rejected = report["rejected"].as_array().unwrap();
-    let by_line: Vec<(i64, &str)> = rejected
-        .iter()
-        .map(|r| (r["line"].as_i64().unwrap(), r["reason"].as_str().unwrap()))
-        .collect();
-    assert_eq!(
-        by_line.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
-        [4, 5, 6, 7, 10]
-    );
+    let by_line: Vec<(i64, &str)> =
+        rejected.iter().map(|r| (r["line"].as_i64().unwrap(), r["reason"].as_str().unwrap())).collect();
+    assert_eq!(by_line.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [4, 5, 6, 7, 10]);
     assert!(by_line[0].1.contains("phone"));
     assert!(by_line[1].1.contains("9-9-909"));
     assert!(by_line[2].1.contains("role"));
     assert!(by_line[3].1.contains("name"));
     assert!(by_line[4].1.contains("conflicts with line 2"));
 
-    let roster = app
-        .get(
-            &app.root_key,
-            &format!("/admin/v1/roster?community_id={c}&page_size=50"),
-        )
-        .await
-        .expect(200);
+    let roster = app.get(&app.root_key, &format!("/admin/v1/roster?community_id={c}&page_size=50")).await.expect(200);
     let people: Vec<(String, String, String)> = roster["items"]
         .as_array()
         .unwrap()
@@ -214,25 +148,12 @@ async fn roster_import_matches_rooms_rejects_bad_rows_and_is_idempotent() {
         })
         .collect();
     assert!(people.contains(&("李四".into(), "13900139000".into(), "family".into())));
-    assert!(
-        people.contains(&("孙八".into(), "13400134000".into(), "owner".into())),
-        "role defaults to owner"
-    );
+    assert!(people.contains(&("孙八".into(), "13400134000".into(), "owner".into())), "role defaults to owner");
 
     let before = app.fingerprint().await;
-    let again = app
-        .post_raw(&app.root_key, &path, "text/csv", ROSTER_CSV)
-        .await
-        .expect(200);
-    assert_eq!(
-        (again["created"].as_i64(), again["updated"].as_i64()),
-        (Some(0), Some(0))
-    );
-    assert_eq!(
-        app.fingerprint().await,
-        before,
-        "re-importing the same roster changed something"
-    );
+    let again = app.post_raw(&app.root_key, &path, "text/csv", ROSTER_CSV).await.expect(200);
+    assert_eq!((again["created"].as_i64(), again["updated"].as_i64()), (Some(0), Some(0)));
+    assert_eq!(app.fingerprint().await, before, "re-importing the same roster changed something");
 
     // A changed name for the same room and phone updates the entry.
     let changed = app
@@ -248,35 +169,17 @@ async fn malformed_files_and_oversized_imports_are_refused_whole() {
     let c = community(&app).await;
     let path = format!("/admin/v1/communities/{c}/rooms/import");
     let before = app.fingerprint().await;
-    let a = app
-        .post_raw(&app.root_key, &path, "text/csv", "floor,door\n1,2\n")
-        .await;
+    let a = app.post_raw(&app.root_key, &path, "text/csv", "floor,door\n1,2\n").await;
     assert_eq!((a.status.as_u16(), a.code()), (422, "invalid_csv"));
-    let a = app
-        .post_raw(
-            &app.root_key,
-            &path,
-            "text/csv",
-            vec![0xff_u8, 0xfe, 0x00, b'\n'],
-        )
-        .await;
+    let a = app.post_raw(&app.root_key, &path, "text/csv", vec![0xff_u8, 0xfe, 0x00, b'\n']).await;
     assert_eq!(a.status.as_u16(), 400);
-    let many = format!(
-        "building,number\n{}",
-        (0..6).map(|i| format!("1,{i}\n")).collect::<String>()
-    );
+    let many = format!("building,number\n{}", (0..6).map(|i| format!("1,{i}\n")).collect::<String>());
     let a = app.post_raw(&app.root_key, &path, "text/csv", many).await;
     assert_eq!((a.status.as_u16(), a.code()), (422, "too_many_rows"));
-    let rows: Vec<_> = (0..6)
-        .map(|i| json!({"building": "1", "number": i.to_string()}))
-        .collect();
-    let a = app
-        .post(&app.root_key, &path, json!({ "rows": rows }))
-        .await;
+    let rows: Vec<_> = (0..6).map(|i| json!({"building": "1", "number": i.to_string()})).collect();
+    let a = app.post(&app.root_key, &path, json!({ "rows": rows })).await;
     assert_eq!((a.status.as_u16(), a.code()), (422, "too_many_rows"));
-    let a = app
-        .post_raw(&app.root_key, &path, "application/xml", "<rows/>")
-        .await;
+    let a = app.post_raw(&app.root_key, &path, "application/xml", "<rows/>").await;
     assert_eq!(a.status.as_u16(), 415, "{}", a.body);
     assert_eq!(app.fingerprint().await, before);
 }
@@ -304,9 +207,7 @@ async fn concurrent_imports_of_one_file_create_each_room_once() {
         runs.spawn(async move {
             let resp = req.send().await.unwrap();
             assert_eq!(resp.status().as_u16(), 200);
-            resp.json::<serde_json::Value>().await.unwrap()["created"]
-                .as_i64()
-                .unwrap()
+            resp.json::<serde_json::Value>().await.unwrap()["created"].as_i64().unwrap()
         });
     }
     let created: i64 = runs.join_all().await.into_iter().sum();

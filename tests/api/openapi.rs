@@ -20,20 +20,14 @@ fn the_committed_spec_matches_the_code() {
 
 #[test]
 fn every_operation_has_a_unique_operation_id_and_documents_its_errors() {
-    let spec: serde_json::Value =
-        serde_json::from_str(&linli::api::openapi_service().spec()).unwrap();
+    let spec: serde_json::Value = serde_json::from_str(&linli::api::openapi_service().spec()).unwrap();
     let mut ids = HashSet::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            let id = op["operationId"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
             assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");
             for status in ["400", "401", "404", "500"] {
-                assert!(
-                    op["responses"][status].is_object(),
-                    "{method} {path} does not document {status}"
-                );
+                assert!(op["responses"][status].is_object(), "{method} {path} does not document {status}");
             }
         }
     }

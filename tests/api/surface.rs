@@ -13,42 +13,19 @@ async fn health_readiness_metrics_and_docs_answer() {
     assert!(spec["paths"]["/admin/v1/orgs"]["post"]["operationId"] == "create_org");
     let docs = app.client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status().as_u16(), 200);
-    assert!(docs
-        .text()
-        .await
-        .unwrap()
-        .to_lowercase()
-        .contains("swagger"));
+    assert!(docs.text().await.unwrap().to_lowercase().contains("swagger"));
 
     app.get(&app.root_key, "/admin/v1/orgs").await.expect(200);
-    app.get(&app.root_key, "/admin/v1/orgs/424242")
-        .await
-        .expect(404);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    app.get(&app.root_key, "/admin/v1/orgs/424242").await.expect(404);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(
-        metrics.contains(
-            r#"linli_http_requests_total{method="GET",route="list_orgs",status="200"} 1"#
-        ),
+        metrics.contains(r#"linli_http_requests_total{method="GET",route="list_orgs",status="200"} 1"#),
         "{metrics}"
     );
-    assert!(
-        metrics
-            .contains(r#"linli_http_requests_total{method="GET",route="get_org",status="404"} 1"#),
-        "{metrics}"
-    );
-    assert!(metrics.contains("linli_http_request_duration_seconds_bucket{method=\"GET\",route=\"list_orgs\",le=\"+Inf\"} 1"));
-    assert!(
-        metrics.contains("linli_db_pool_connections{pool="),
-        "{metrics}"
-    );
+    assert!(metrics.contains(r#"linli_http_requests_total{method="GET",route="get_org",status="404"} 1"#), "{metrics}");
+    assert!(metrics
+        .contains("linli_http_request_duration_seconds_bucket{method=\"GET\",route=\"list_orgs\",le=\"+Inf\"} 1"));
+    assert!(metrics.contains("linli_db_pool_connections{pool="), "{metrics}");
 }
 
 #[tokio::test]
@@ -59,31 +36,15 @@ async fn readiness_fails_when_the_database_is_gone() {
     assert_eq!(a.status.as_u16(), 503);
     let a = app.get(&app.root_key, "/admin/v1/orgs").await;
     assert!(a.status.is_server_error(), "{}", a.body);
-    assert!(
-        !a.body.to_string().to_lowercase().contains("pool"),
-        "internal details leaked: {}",
-        a.body
-    );
+    assert!(!a.body.to_string().to_lowercase().contains("pool"), "internal details leaked: {}", a.body);
 }
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_made() {
     let app = spawn_app().await;
-    let resp = app
-        .client
-        .get(app.url("/healthz"))
-        .header("X-Request-Id", "trace-abc.123")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(app.url("/healthz")).header("X-Request-Id", "trace-abc.123").send().await.unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-abc.123");
-    let resp = app
-        .client
-        .get(app.url("/healthz"))
-        .header("X-Request-Id", "bad id with spaces")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(app.url("/healthz")).header("X-Request-Id", "bad id with spaces").send().await.unwrap();
     let made = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(made.len(), 32);
     let a = app.get(&app.root_key, "/admin/v1/rooms/777").await;
@@ -98,107 +59,41 @@ async fn bad_input_gets_a_typed_error_and_changes_nothing() {
     let before = app.fingerprint().await;
     let key = &app.root_key;
     let cases = [
-        (
-            "malformed JSON",
-            app.post_raw(
-                key,
-                "/admin/v1/orgs",
-                "application/json",
-                "{\"parent_id\": 1,",
-            )
-            .await,
-            400,
-        ),
+        ("malformed JSON", app.post_raw(key, "/admin/v1/orgs", "application/json", "{\"parent_id\": 1,").await, 400),
         (
             "unknown field",
-            app.post(
-                key,
-                "/admin/v1/orgs",
-                json!({"parent_id": 1, "kind": "company", "name": "X", "owner": "me"}),
-            )
-            .await,
+            app.post(key, "/admin/v1/orgs", json!({"parent_id": 1, "kind": "company", "name": "X", "owner": "me"}))
+                .await,
             400,
         ),
         (
             "wrong type",
-            app.post(
-                key,
-                "/admin/v1/orgs",
-                json!({"parent_id": "one", "kind": "company", "name": "X"}),
-            )
-            .await,
+            app.post(key, "/admin/v1/orgs", json!({"parent_id": "one", "kind": "company", "name": "X"})).await,
             400,
         ),
         (
             "unknown enum",
-            app.post(
-                key,
-                "/admin/v1/orgs",
-                json!({"parent_id": 1, "kind": "castle", "name": "X"}),
-            )
-            .await,
+            app.post(key, "/admin/v1/orgs", json!({"parent_id": 1, "kind": "castle", "name": "X"})).await,
             400,
         ),
         (
             "too long",
-            app.post(
-                key,
-                "/admin/v1/orgs",
-                json!({"parent_id": 1, "kind": "company", "name": "x".repeat(65)}),
-            )
-            .await,
+            app.post(key, "/admin/v1/orgs", json!({"parent_id": 1, "kind": "company", "name": "x".repeat(65)})).await,
             400,
         ),
-        (
-            "blank",
-            app.post(
-                key,
-                "/admin/v1/orgs",
-                json!({"parent_id": 1, "kind": "company", "name": "  "}),
-            )
-            .await,
-            422,
-        ),
+        ("blank", app.post(key, "/admin/v1/orgs", json!({"parent_id": 1, "kind": "company", "name": "  "})).await, 422),
         (
             "missing field",
-            app.post(
-                key,
-                "/admin/v1/rooms",
-                json!({"community_id": company, "building": "1"}),
-            )
-            .await,
+            app.post(key, "/admin/v1/rooms", json!({"community_id": company, "building": "1"})).await,
             400,
         ),
-        (
-            "id out of range",
-            app.get(key, "/admin/v1/orgs/99999999999999999999").await,
-            400,
-        ),
-        (
-            "no body",
-            app.post_raw(key, "/admin/v1/orgs", "application/json", "")
-                .await,
-            400,
-        ),
-        (
-            "wrong media type",
-            app.post_raw(key, "/admin/v1/orgs", "text/plain", "hello")
-                .await,
-            415,
-        ),
-        (
-            "unknown route",
-            app.get(key, "/admin/v1/castles").await,
-            404,
-        ),
+        ("id out of range", app.get(key, "/admin/v1/orgs/99999999999999999999").await, 400),
+        ("no body", app.post_raw(key, "/admin/v1/orgs", "application/json", "").await, 400),
+        ("wrong media type", app.post_raw(key, "/admin/v1/orgs", "text/plain", "hello").await, 415),
+        ("unknown route", app.get(key, "/admin/v1/castles").await, 404),
         (
             "wrong method",
-            app.send(
-                app.client
-                    .put(app.url("/admin/v1/orgs"))
-                    .header("X-Api-Key", key.as_str()),
-            )
-            .await,
+            app.send(app.client.put(app.url("/admin/v1/orgs")).header("X-Api-Key", key.as_str())).await,
             405,
         ),
     ];
@@ -206,30 +101,12 @@ async fn bad_input_gets_a_typed_error_and_changes_nothing() {
         assert_eq!(answer.status.as_u16(), status, "{what}: {}", answer.body);
         crate::helpers::assert_error_body(&answer);
     }
-    let named = app
-        .post(
-            key,
-            "/admin/v1/orgs",
-            json!({"parent_id": 1, "kind": "company", "name": "x".repeat(65)}),
-        )
-        .await;
-    assert!(
-        named.body["message"].as_str().unwrap().contains("name"),
-        "{}",
-        named.body
-    );
-    let named = app
-        .post(
-            key,
-            "/admin/v1/orgs",
-            json!({"parent_id": 1, "kind": "company", "name": "X", "owner": "me"}),
-        )
-        .await;
-    assert!(
-        named.body["message"].as_str().unwrap().contains("owner"),
-        "{}",
-        named.body
-    );
+    let named =
+        app.post(key, "/admin/v1/orgs", json!({"parent_id": 1, "kind": "company", "name": "x".repeat(65)})).await;
+    assert!(named.body["message"].as_str().unwrap().contains("name"), "{}", named.body);
+    let named =
+        app.post(key, "/admin/v1/orgs", json!({"parent_id": 1, "kind": "company", "name": "X", "owner": "me"})).await;
+    assert!(named.body["message"].as_str().unwrap().contains("owner"), "{}", named.body);
     assert_eq!(app.fingerprint().await, before);
 }
 
@@ -238,20 +115,10 @@ async fn request_bodies_are_capped() {
     let app = spawn_app_with(|s| s.max_body_bytes = 1024).await;
     let before = app.fingerprint().await;
     let big = format!("building,number\n{}", "1,101\n".repeat(400));
-    let a = app
-        .post_raw(
-            &app.root_key,
-            "/admin/v1/communities/1/rooms/import",
-            "text/csv",
-            big.clone(),
-        )
-        .await;
+    let a = app.post_raw(&app.root_key, "/admin/v1/communities/1/rooms/import", "text/csv", big.clone()).await;
     assert_eq!((a.status.as_u16(), a.code()), (413, "payload_too_large"));
     // Without a declared length (chunked), the cap still holds.
-    assert_eq!(
-        post_chunked(&app, "/admin/v1/communities/1/rooms/import", &big).await,
-        413
-    );
+    assert_eq!(post_chunked(&app, "/admin/v1/communities/1/rooms/import", &big).await, 413);
     assert_eq!(app.fingerprint().await, before);
 }
 
@@ -277,8 +144,5 @@ async fn post_chunked(app: &crate::helpers::TestApp, path: &str, body: &str) -> 
     let mut answer = Vec::new();
     let _ = sock.read_to_end(&mut answer).await;
     let text = String::from_utf8_lossy(&answer);
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }

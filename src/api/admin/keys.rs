@@ -121,12 +121,8 @@ impl ApiKeysApi {
         body: Json<CreateApiKey>,
     ) -> Result<ApiKeyCreated, ApiError> {
         let b = body.0;
-        let (row, secret) =
-            access::create_key(&state.db, &key.0, b.org_id, b.role.into(), &b.name).await?;
-        Ok(ApiKeyCreated::Created(Json(CreatedApiKey {
-            key: row.into(),
-            secret,
-        })))
+        let (row, secret) = access::create_key(&state.db, &key.0, b.org_id, b.role.into(), &b.name).await?;
+        Ok(ApiKeyCreated::Created(Json(CreatedApiKey { key: row.into(), secret })))
     }
 
     /// List the keys of the orgs the caller reaches. Admins only.
@@ -156,21 +152,13 @@ impl ApiKeysApi {
     }
 
     /// Revoke a key; it stops working at once. Admins only.
-    #[oai(
-        path = "/api-keys/:key_id",
-        method = "delete",
-        operation_id = "revoke_api_key"
-    )]
+    #[oai(path = "/api-keys/:key_id", method = "delete", operation_id = "revoke_api_key")]
     async fn revoke_api_key(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
         key_id: Path<i64>,
     ) -> Result<Json<ApiKeyView>, ApiError> {
-        Ok(Json(
-            access::revoke_key(&state.db, &key.0, key_id.0)
-                .await?
-                .into(),
-        ))
+        Ok(Json(access::revoke_key(&state.db, &key.0, key_id.0).await?.into()))
     }
 }

@@ -27,17 +27,9 @@ pub struct Me {
 impl MeApi {
     /// The calling key: its role and its org.
     #[oai(path = "/me", method = "get", operation_id = "get_me")]
-    async fn get_me(
-        &self,
-        state: poem::web::Data<&AppState>,
-        key: OperatorKey,
-    ) -> Result<Json<Me>, ApiError> {
+    async fn get_me(&self, state: poem::web::Data<&AppState>, key: OperatorKey) -> Result<Json<Me>, ApiError> {
         let actor = key.0;
         let org = orgs::get(&state.db, &actor, actor.org_id).await?;
-        Ok(Json(Me {
-            key_id: actor.key_id,
-            role: actor.role.as_str().to_owned(),
-            org: org.into(),
-        }))
+        Ok(Json(Me { key_id: actor.key_id, role: actor.role.as_str().to_owned(), org: org.into() }))
     }
 }

@@ -27,8 +27,7 @@ pub const MAX_PAGE_SIZE: u32 = 200;
 
 /// A stored time (unix ms) as the API shows it: RFC 3339, UTC.
 pub(crate) fn ts(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// An API time as stored.
@@ -39,9 +38,7 @@ pub(crate) fn ms(t: OffsetDateTime) -> i64 {
 pub(crate) fn page_request(page: Option<u32>, page_size: Option<u32>) -> PageRequest {
     PageRequest {
         page: page.unwrap_or(1).max(1),
-        page_size: page_size
-            .unwrap_or(DEFAULT_PAGE_SIZE)
-            .clamp(1, MAX_PAGE_SIZE),
+        page_size: page_size.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
     }
 }
 
@@ -67,11 +64,7 @@ pub struct PageInfo {
 
 impl PageInfo {
     pub(crate) fn new(req: PageRequest, total: i64) -> Self {
-        Self {
-            page: req.page,
-            page_size: req.page_size,
-            total,
-        }
+        Self { page: req.page, page_size: req.page_size, total }
     }
 }
 
@@ -111,10 +104,7 @@ impl From<ImportReport> for ImportReportView {
             rejected: r
                 .rejected
                 .into_iter()
-                .map(|x| RejectedRowView {
-                    line: x.line as u64,
-                    reason: x.reason,
-                })
+                .map(|x| RejectedRowView { line: x.line as u64, reason: x.reason })
                 .collect(),
         }
     }

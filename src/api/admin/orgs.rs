@@ -223,26 +223,18 @@ impl OrgsApi {
             contact_name: patch(b.contact_name),
             contact_phone: patch(b.contact_phone),
         };
-        Ok(Json(
-            orgs::update(&state.db, &key.0, org_id.0, p).await?.into(),
-        ))
+        Ok(Json(orgs::update(&state.db, &key.0, org_id.0, p).await?.into()))
     }
 
     /// Archive an org (orgs are never deleted: their history stays). Refused while active orgs
     /// remain below it. Admins only.
-    #[oai(
-        path = "/orgs/:org_id",
-        method = "delete",
-        operation_id = "archive_org"
-    )]
+    #[oai(path = "/orgs/:org_id", method = "delete", operation_id = "archive_org")]
     async fn archive_org(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
         org_id: Path<i64>,
     ) -> Result<Json<OrgView>, ApiError> {
-        Ok(Json(
-            orgs::archive(&state.db, &key.0, org_id.0).await?.into(),
-        ))
+        Ok(Json(orgs::archive(&state.db, &key.0, org_id.0).await?.into()))
     }
 }

@@ -184,11 +184,7 @@ impl RoomsApi {
     }
 
     /// Edit a room's address. Operators and admins.
-    #[oai(
-        path = "/rooms/:room_id",
-        method = "patch",
-        operation_id = "update_room"
-    )]
+    #[oai(path = "/rooms/:room_id", method = "patch", operation_id = "update_room")]
     async fn update_room(
         &self,
         state: Data<&AppState>,
@@ -197,38 +193,24 @@ impl RoomsApi {
         body: Json<UpdateRoom>,
     ) -> Result<Json<RoomView>, ApiError> {
         let b = body.0;
-        Ok(Json(
-            rooms::update(&state.db, &key.0, room_id.0, b.building, b.unit, b.number)
-                .await?
-                .into(),
-        ))
+        Ok(Json(rooms::update(&state.db, &key.0, room_id.0, b.building, b.unit, b.number).await?.into()))
     }
 
     /// Archive a room (kept for history; hidden from lists unless asked for). Operators and admins.
-    #[oai(
-        path = "/rooms/:room_id",
-        method = "delete",
-        operation_id = "archive_room"
-    )]
+    #[oai(path = "/rooms/:room_id", method = "delete", operation_id = "archive_room")]
     async fn archive_room(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
         room_id: Path<i64>,
     ) -> Result<Json<RoomView>, ApiError> {
-        Ok(Json(
-            rooms::archive(&state.db, &key.0, room_id.0).await?.into(),
-        ))
+        Ok(Json(rooms::archive(&state.db, &key.0, room_id.0).await?.into()))
     }
 
     /// Import rooms into a community, as JSON or CSV. Each bad row is reported with its reason
     /// and the rest are imported; rooms that exist are left unchanged, so importing the same
     /// file twice changes nothing. Operators and admins.
-    #[oai(
-        path = "/communities/:community_id/rooms/import",
-        method = "post",
-        operation_id = "import_rooms"
-    )]
+    #[oai(path = "/communities/:community_id/rooms/import", method = "post", operation_id = "import_rooms")]
     async fn import_rooms(
         &self,
         state: Data<&AppState>,
@@ -256,14 +238,7 @@ impl RoomsApi {
             }
             RoomImportBody::Csv(csv) => parse_csv(&csv.0, &["building", "number"], max)?,
         };
-        let report = ImportReport {
-            rejected,
-            ..Default::default()
-        };
-        Ok(Json(
-            rooms::import(&state.db, &key.0, community_id.0, rows, report, max)
-                .await?
-                .into(),
-        ))
+        let report = ImportReport { rejected, ..Default::default() };
+        Ok(Json(rooms::import(&state.db, &key.0, community_id.0, rows, report, max).await?.into()))
     }
 }

@@ -75,11 +75,7 @@ fn mask(phone: &str) -> String {
 }
 
 fn view(e: RosterRow, actor: &Actor) -> RosterEntryView {
-    let phone = if actor.role >= Role::Operator {
-        e.phone
-    } else {
-        mask(&e.phone)
-    };
+    let phone = if actor.role >= Role::Operator { e.phone } else { mask(&e.phone) };
     RosterEntryView {
         id: e.id,
         community_id: e.community_id,
@@ -173,11 +169,7 @@ pub enum RosterEntryDeleted {
 #[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Roster")]
 impl RosterApi {
     /// Add a person to a room's roster. Operators and admins.
-    #[oai(
-        path = "/roster",
-        method = "post",
-        operation_id = "create_roster_entry"
-    )]
+    #[oai(path = "/roster", method = "post", operation_id = "create_roster_entry")]
     async fn create_roster_entry(
         &self,
         state: Data<&AppState>,
@@ -224,36 +216,22 @@ impl RosterApi {
         };
         let found = roster::list(&state.db, &key.0, filter, req).await?;
         let items = found.items.into_iter().map(|e| view(e, &key.0)).collect();
-        Ok(Json(RosterPage {
-            items,
-            page: PageInfo::new(req, found.total),
-        }))
+        Ok(Json(RosterPage { items, page: PageInfo::new(req, found.total) }))
     }
 
     /// One roster entry.
-    #[oai(
-        path = "/roster/:entry_id",
-        method = "get",
-        operation_id = "get_roster_entry"
-    )]
+    #[oai(path = "/roster/:entry_id", method = "get", operation_id = "get_roster_entry")]
     async fn get_roster_entry(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
         entry_id: Path<i64>,
     ) -> Result<Json<RosterEntryView>, ApiError> {
-        Ok(Json(view(
-            roster::get(&state.db, &key.0, entry_id.0).await?,
-            &key.0,
-        )))
+        Ok(Json(view(roster::get(&state.db, &key.0, entry_id.0).await?, &key.0)))
     }
 
     /// Edit a roster entry. Operators and admins.
-    #[oai(
-        path = "/roster/:entry_id",
-        method = "patch",
-        operation_id = "update_roster_entry"
-    )]
+    #[oai(path = "/roster/:entry_id", method = "patch", operation_id = "update_roster_entry")]
     async fn update_roster_entry(
         &self,
         state: Data<&AppState>,
@@ -268,18 +246,11 @@ impl RosterApi {
             phone: b.phone,
             role: b.role.map(|r| r.as_str().to_owned()),
         };
-        Ok(Json(view(
-            roster::update(&state.db, &key.0, entry_id.0, p).await?,
-            &key.0,
-        )))
+        Ok(Json(view(roster::update(&state.db, &key.0, entry_id.0, p).await?, &key.0)))
     }
 
     /// Remove a roster entry (the audit log keeps what it said). Operators and admins.
-    #[oai(
-        path = "/roster/:entry_id",
-        method = "delete",
-        operation_id = "delete_roster_entry"
-    )]
+    #[oai(path = "/roster/:entry_id", method = "delete", operation_id = "delete_roster_entry")]
     async fn delete_roster_entry(
         &self,
         state: Data<&AppState>,
@@ -293,11 +264,7 @@ impl RosterApi {
     /// Import a community's roster, as JSON or CSV. Each row names its room by building, unit
     /// and number; bad rows are reported with their reason and the rest imported; importing the
     /// same file twice changes nothing. Operators and admins.
-    #[oai(
-        path = "/communities/:community_id/roster/import",
-        method = "post",
-        operation_id = "import_roster"
-    )]
+    #[oai(path = "/communities/:community_id/roster/import", method = "post", operation_id = "import_roster")]
     async fn import_roster(
         &self,
         state: Data<&AppState>,
@@ -325,19 +292,10 @@ impl RosterApi {
                     .collect();
                 (rows, Vec::new())
             }
-            RosterImportBody::Csv(csv) => {
-                parse_csv(&csv.0, &["name", "phone", "building", "number"], max)?
-            }
+            RosterImportBody::Csv(csv) => parse_csv(&csv.0, &["name", "phone", "building", "number"], max)?,
         };
-        let report = ImportReport {
-            rejected,
-            ..Default::default()
-        };
-        Ok(Json(
-            roster::import(&state.db, &key.0, community_id.0, rows, report, max)
-                .await?
-                .into(),
-        ))
+        let report = ImportReport { rejected, ..Default::default() };
+        Ok(Json(roster::import(&state.db, &key.0, community_id.0, rows, report, max).await?.into()))
     }
 }
 

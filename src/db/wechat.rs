@@ -1,0 +1,149 @@
+//! WeChat bookkeeping: the dedupe record of OA pushes and the shared access-token cache.
+
+use sqlx::AnyPool;
+
+use super::{DbResult, Tx};
+
+/// Claims a push for processing: `true` for the first delivery, `false` for a duplicate. Called in
+/// the transaction that applies the push's effects, so the claim and the effects commit together;
+/// a concurrent duplicate waits for that transaction and then sees the claim.
+pub async fn claim_push(
+    tx: &mut Tx,
+    appid: &str,
+    dedupe_key: &str,
+    openid: &str,
+    msg_type: &str,
+    event: Option<&str>,
+    now: i64,
+) -> DbResult<bool> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "INSERT INTO wechat_pushes (appid, dedupe_key, openid, msg_type, event, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (appid, dedupe_key) DO NOTHING RETURNING id",
+    )
+    .bind(appid)
+    .bind(dedupe_key)
+    .bind(openid)
+    .bind(msg_type)
+    .bind(event)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Stores the answer given to a push, for its redeliveries.
+pub async fn set_push_reply(tx: &mut Tx, appid: &str, dedupe_key: &str, reply: Option<&str>) -> DbResult<()> {
+    sqlx::query("UPDATE wechat_pushes SET reply = $1 WHERE appid = $2 AND dedupe_key = $3")
+        .bind(reply)
+        .bind(appid)
+        .bind(dedupe_key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A push seen before: `Some(reply)` (the reply itself may be absent: "success").
+pub async fn seen_push(pool: &AnyPool, appid: &str, dedupe_key: &str) -> DbResult<Option<Option<String>>> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT reply FROM wechat_pushes WHERE appid = $1 AND dedupe_key = $2")
+            .bind(appid)
+            .bind(dedupe_key)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|(r,)| r))
+}
+
+pub async fn seen_push_in(tx: &mut Tx, appid: &str, dedupe_key: &str) -> DbResult<Option<Option<String>>> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT reply FROM wechat_pushes WHERE appid = $1 AND dedupe_key = $2")
+            .bind(appid)
+            .bind(dedupe_key)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.map(|(r,)| r))
+}
+
+/// The cached token of an app.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct TokenRow {
+    pub access_token: Option<String>,
+    pub expires_at: i64,
+    pub lease_until: i64,
+}
+
+pub async fn token(pool: &AnyPool, appid: &str) -> DbResult<Option<TokenRow>> {
+    let row = sqlx::query_as("SELECT access_token, expires_at, lease_until FROM wechat_tokens WHERE appid = $1")
+        .bind(appid)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row)
+}
+
+/// Takes the refresh lease when it is free or lapsed. One writer wins; the others wait for the
+/// token it stores.
+pub async fn take_token_lease(pool: &AnyPool, appid: &str, owner: &str, now: i64, until: i64) -> DbResult<bool> {
+    sqlx::query(
+        "INSERT INTO wechat_tokens (appid, expires_at, lease_until, updated_at) VALUES ($1, 0, 0, $2) \
+         ON CONFLICT (appid) DO NOTHING",
+    )
+    .bind(appid)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    let taken = sqlx::query(
+        "UPDATE wechat_tokens SET lease_owner = $1, lease_until = $2, updated_at = $3 \
+         WHERE appid = $4 AND lease_until < $3",
+    )
+    .bind(owner)
+    .bind(until)
+    .bind(now)
+    .bind(appid)
+    .execute(pool)
+    .await?;
+    Ok(taken.rows_affected() == 1)
+}
+
+/// Stores a fresh token and frees the lease, if this owner still holds it.
+pub async fn store_token(
+    pool: &AnyPool,
+    appid: &str,
+    owner: &str,
+    token: &str,
+    expires_at: i64,
+    now: i64,
+) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE wechat_tokens SET access_token = $1, expires_at = $2, lease_owner = NULL, lease_until = 0, \
+                updated_at = $3 WHERE appid = $4 AND lease_owner = $5",
+    )
+    .bind(token)
+    .bind(expires_at)
+    .bind(now)
+    .bind(appid)
+    .bind(owner)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn release_token_lease(pool: &AnyPool, appid: &str, owner: &str) -> DbResult<()> {
+    sqlx::query("UPDATE wechat_tokens SET lease_owner = NULL, lease_until = 0 WHERE appid = $1 AND lease_owner = $2")
+        .bind(appid)
+        .bind(owner)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Expires the cached token only if it is still the one that failed, so a token another instance
+/// just refreshed is not thrown away.
+pub async fn expire_token_if(pool: &AnyPool, appid: &str, token: &str, now: i64) -> DbResult<bool> {
+    let r =
+        sqlx::query("UPDATE wechat_tokens SET expires_at = 0, updated_at = $1 WHERE appid = $2 AND access_token = $3")
+            .bind(now)
+            .bind(appid)
+            .bind(token)
+            .execute(pool)
+            .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -1,0 +1,487 @@
+//! Points: one programme per property company, its earn rules, and the append-only ledger.
+//!
+//! Every movement is one ledger row with a kind, a source and a reference unique in the
+//! programme, so posting the same reference again has no second effect. The account's balance
+//! moves in the same transaction as its row is appended, and never below zero, so the balance
+//! always equals the sum of the account's rows.
+
+use serde::{Deserialize, Serialize};
+
+use super::access::{Actor, Role};
+use super::{audit, required_text, DomainError, DomainResult};
+use crate::db::orgs::OrgRow;
+use crate::db::points::{
+    self as store, LedgerFilter, LedgerRow, LedgerTotals, MemberRow, NewLedgerRow, ProgrammeFields, ProgrammeRow,
+};
+use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
+
+/// Mainland China's offset from UTC, in minutes; it has no daylight saving.
+pub const DEFAULT_UTC_OFFSET_MINUTES: i64 = 8 * 60;
+const DAY_MS: i64 = 86_400_000;
+
+/// What a ledger row records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Points granted by an operator (发行积分).
+    Issue,
+    /// Points earned by a rule: follow, check-in, purchase, referral, task.
+    Earn,
+    /// Points spent (支出积分).
+    Spend,
+    /// Points exchanged for goods or services (积分兑换).
+    Redeem,
+    /// Points given back (返还).
+    Refund,
+    /// Points that lapsed.
+    Expire,
+    /// An operator's correction, either way.
+    Adjust,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] =
+        [Kind::Issue, Kind::Earn, Kind::Spend, Kind::Redeem, Kind::Refund, Kind::Expire, Kind::Adjust];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Issue => "issue",
+            Kind::Earn => "earn",
+            Kind::Spend => "spend",
+            Kind::Redeem => "redeem",
+            Kind::Refund => "refund",
+            Kind::Expire => "expire",
+            Kind::Adjust => "adjust",
+        }
+    }
+}
+
+/// What caused a ledger row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Follow,
+    Checkin,
+    Purchase,
+    Referral,
+    Task,
+    Redemption,
+    Operator,
+}
+
+impl Source {
+    pub const ALL: [Source; 7] = [
+        Source::Follow,
+        Source::Checkin,
+        Source::Purchase,
+        Source::Referral,
+        Source::Task,
+        Source::Redemption,
+        Source::Operator,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Follow => "follow",
+            Source::Checkin => "checkin",
+            Source::Purchase => "purchase",
+            Source::Referral => "referral",
+            Source::Task => "task",
+            Source::Redemption => "redemption",
+            Source::Operator => "operator",
+        }
+    }
+}
+
+/// A bonus on a day of a check-in streak: on day `day` of the streak, or on every multiple of it
+/// when `repeat` is set (e.g. +20 on every 7th consecutive day).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreakBonus {
+    pub day: i64,
+    pub points: i64,
+    #[serde(default)]
+    pub repeat: bool,
+}
+
+/// The total bonus a streak of `streak` days earns today.
+pub fn streak_bonus(bonuses: &[StreakBonus], streak: i64) -> i64 {
+    bonuses
+        .iter()
+        .filter(|b| b.day > 0 && (streak == b.day || (b.repeat && streak % b.day == 0)))
+        .map(|b| b.points)
+        .sum()
+}
+
+/// A programme's rules, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rules {
+    pub name: String,
+    pub utc_offset_minutes: i64,
+    pub follow_points: i64,
+    pub checkin_points: i64,
+    pub streak_bonuses: Vec<StreakBonus>,
+    pub referral_points: i64,
+    pub checkin_keyword: String,
+    pub checkin_menu_key: String,
+    pub default_reply: Option<String>,
+}
+
+impl Rules {
+    /// The rules a programme starts with: +10 for the first follow, +5 a day for checking in,
+    /// +20 more on every 7th consecutive day, +20 to the inviter of a new follower.
+    pub fn defaults(company_name: &str) -> Rules {
+        Rules {
+            name: format!("{company_name} 积分"),
+            utc_offset_minutes: DEFAULT_UTC_OFFSET_MINUTES,
+            follow_points: 10,
+            checkin_points: 5,
+            streak_bonuses: vec![StreakBonus { day: 7, points: 20, repeat: true }],
+            referral_points: 20,
+            checkin_keyword: "签到".to_owned(),
+            checkin_menu_key: "CHECKIN".to_owned(),
+            default_reply: None,
+        }
+    }
+
+    pub fn of(row: &ProgrammeRow) -> Rules {
+        Rules {
+            name: row.name.clone(),
+            utc_offset_minutes: row.utc_offset_minutes,
+            follow_points: row.follow_points,
+            checkin_points: row.checkin_points,
+            streak_bonuses: serde_json::from_str(&row.streak_bonuses).unwrap_or_default(),
+            referral_points: row.referral_points,
+            checkin_keyword: row.checkin_keyword.clone(),
+            checkin_menu_key: row.checkin_menu_key.clone(),
+            default_reply: row.default_reply.clone(),
+        }
+    }
+
+    /// Checks the rules and turns them into what is stored.
+    pub fn validated(self) -> DomainResult<ProgrammeFields> {
+        let invalid = |m: &str| DomainError::invalid("invalid_rules", m.to_owned());
+        if !(-12 * 60..=14 * 60).contains(&self.utc_offset_minutes) {
+            return Err(invalid("utc_offset_minutes must be between -720 and 840"));
+        }
+        for (name, v) in [
+            ("follow_points", self.follow_points),
+            ("checkin_points", self.checkin_points),
+            ("referral_points", self.referral_points),
+        ] {
+            if !(0..=1_000_000).contains(&v) {
+                return Err(DomainError::invalid("invalid_rules", format!("{name} must be between 0 and 1000000")));
+            }
+        }
+        if self.streak_bonuses.len() > 20 {
+            return Err(invalid("at most 20 streak bonuses"));
+        }
+        for b in &self.streak_bonuses {
+            if !(1..=366).contains(&b.day) || !(0..=1_000_000).contains(&b.points) {
+                return Err(invalid("a streak bonus needs a day in 1..=366 and points in 0..=1000000"));
+            }
+        }
+        Ok(ProgrammeFields {
+            name: required_text("name", &self.name, 64)?,
+            utc_offset_minutes: self.utc_offset_minutes,
+            follow_points: self.follow_points,
+            checkin_points: self.checkin_points,
+            streak_bonuses: serde_json::to_string(&self.streak_bonuses).unwrap_or_else(|_| "[]".to_owned()),
+            referral_points: self.referral_points,
+            checkin_keyword: required_text("checkin_keyword", &self.checkin_keyword, 16)?,
+            checkin_menu_key: required_text("checkin_menu_key", &self.checkin_menu_key, 128)?,
+            default_reply: super::optional_text("default_reply", self.default_reply.as_deref(), 600)?,
+        })
+    }
+}
+
+/// The local day number (days since 1970-01-01 in the programme's time zone) of an instant.
+pub fn local_day(at_ms: i64, utc_offset_minutes: i64) -> i64 {
+    (at_ms + utc_offset_minutes * 60_000).div_euclid(DAY_MS)
+}
+
+/// The company's programme, created with the default rules if it has none yet.
+pub async fn programme_for(tx: &mut Tx, company: &OrgRow, now: i64) -> DomainResult<ProgrammeRow> {
+    let fields = Rules::defaults(&company.name).validated()?;
+    Ok(store::create_programme_if_absent(tx, company.id, &fields, now).await?)
+}
+
+/// One movement to post.
+#[derive(Clone, Debug)]
+pub struct Posting<'a> {
+    pub kind: Kind,
+    pub source: Source,
+    pub reference: String,
+    pub amount: i64,
+    pub operator: Option<&'a Actor>,
+    pub remark: Option<String>,
+}
+
+/// What posting did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Posted {
+    /// A new row.
+    New(LedgerRow),
+    /// The reference was posted before, with the same resident and amount: that row.
+    Replayed(LedgerRow),
+}
+
+impl Posted {
+    pub fn row(&self) -> &LedgerRow {
+        match self {
+            Posted::New(r) | Posted::Replayed(r) => r,
+        }
+    }
+}
+
+/// Posts one movement to the resident's account in the programme (opening it if needed).
+/// Refuses to take the balance below zero; a reference already used for another movement is a
+/// conflict.
+pub async fn post(tx: &mut Tx, programme_id: i64, resident_id: i64, p: &Posting<'_>, now: i64) -> DomainResult<Posted> {
+    if p.amount == 0 {
+        return Err(DomainError::invalid("invalid_amount", "a posting moves at least one point"));
+    }
+    let account = store::open_account(tx, programme_id, resident_id, now).await?;
+    let Some(balance_after) = store::move_balance(tx, account.id, p.amount, now).await? else {
+        return Err(DomainError::invalid(
+            "insufficient_points",
+            format!("the balance is {} points, less than {}", account.balance, -p.amount),
+        ));
+    };
+    let row = NewLedgerRow {
+        programme_id,
+        account_id: account.id,
+        resident_id,
+        kind: p.kind.as_str(),
+        source: p.source.as_str(),
+        reference: &p.reference,
+        amount: p.amount,
+        balance_after,
+        operator_key_id: p.operator.and_then(|a| a.key_id),
+        operator: p.operator.map(|a| a.label.as_str()),
+        remark: p.remark.as_deref(),
+        created_at: now,
+    };
+    if let Some(new) = store::append(tx, &row).await? {
+        return Ok(Posted::New(new));
+    }
+    // The reference exists: undo the move (the account row is still locked by this transaction).
+    store::move_balance(tx, account.id, -p.amount, now).await?;
+    let existing = store::by_reference(tx, programme_id, &p.reference).await?.ok_or(DbError::UniqueViolation)?;
+    if existing.resident_id == resident_id && existing.amount == p.amount {
+        Ok(Posted::Replayed(existing))
+    } else {
+        Err(DomainError::conflict(
+            "reference_used",
+            format!("reference {:?} was already used for another posting", p.reference),
+        ))
+    }
+}
+
+/// What a check-in did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkin {
+    /// The resident had already checked in today: nothing was credited.
+    pub already: bool,
+    pub streak: i64,
+    /// Points credited now (0 when `already`).
+    pub points: i64,
+    /// Of which the streak bonus.
+    pub bonus: i64,
+    pub balance: i64,
+}
+
+/// Checks the resident in for the programme's current local day: once a day, whatever the
+/// channel (OA menu, keyword, mini-program) and however many requests arrive at once.
+pub async fn check_in(tx: &mut Tx, programme: &ProgrammeRow, resident_id: i64, now: i64) -> DomainResult<Checkin> {
+    let rules = Rules::of(programme);
+    let day = local_day(now, rules.utc_offset_minutes);
+    let account = store::open_account(tx, programme.id, resident_id, now).await?;
+    if let Some(today) = store::checkin_on(tx, programme.id, resident_id, day).await? {
+        return Ok(Checkin { already: true, streak: today.streak, points: 0, bonus: 0, balance: account.balance });
+    }
+    let streak = match store::last_checkin(tx, programme.id, resident_id).await? {
+        Some(last) if last.day == day - 1 => last.streak + 1,
+        _ => 1,
+    };
+    let bonus = streak_bonus(&rules.streak_bonuses, streak);
+    let points = rules.checkin_points + bonus;
+    if !store::insert_checkin(tx, programme.id, resident_id, day, streak, points, now).await? {
+        // A concurrent request checked in first.
+        let today = store::checkin_on(tx, programme.id, resident_id, day).await?;
+        let account = store::open_account(tx, programme.id, resident_id, now).await?;
+        return Ok(Checkin {
+            already: true,
+            streak: today.map_or(streak, |c| c.streak),
+            points: 0,
+            bonus: 0,
+            balance: account.balance,
+        });
+    }
+    let mut balance = account.balance;
+    if points > 0 {
+        let posting = Posting {
+            kind: Kind::Earn,
+            source: Source::Checkin,
+            reference: format!("checkin:{resident_id}:{day}"),
+            amount: points,
+            operator: None,
+            remark: (bonus > 0).then(|| format!("连续签到 {streak} 天奖励 {bonus}")),
+        };
+        balance = post(tx, programme.id, resident_id, &posting, now).await?.row().balance_after;
+    }
+    Ok(Checkin { already: false, streak, points, bonus, balance })
+}
+
+// ----- the operator side -------------------------------------------------------------------
+
+async fn company_in_reach<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
+    ex: E,
+    actor: &Actor,
+    company_id: i64,
+) -> DomainResult<OrgRow> {
+    let org = db::orgs::get(ex, company_id).await?.filter(|o| actor.reaches(&o.path) && o.kind == "company");
+    org.ok_or(DomainError::NotFound("company"))
+}
+
+async fn programme_in_reach(db: &Db, actor: &Actor, company_id: i64) -> DomainResult<ProgrammeRow> {
+    company_in_reach(db.reader(), actor, company_id).await?;
+    store::programme_of(db.reader(), company_id).await?.ok_or(DomainError::NotFound("points programme"))
+}
+
+pub async fn get_programme(db: &Db, actor: &Actor, company_id: i64) -> DomainResult<ProgrammeRow> {
+    programme_in_reach(db, actor, company_id).await
+}
+
+/// Sets the company's earn rules, creating its programme if needed. Admins only.
+pub async fn configure(db: &Db, actor: &Actor, company_id: i64, rules: Rules) -> DomainResult<ProgrammeRow> {
+    let fields = rules.validated()?;
+    let mut tx = db.begin().await?;
+    let company = company_in_reach(&mut *tx, actor, company_id).await?;
+    actor.require(Role::Admin)?;
+    let before = store::programme_of(&mut *tx, company_id).await?;
+    let now = db::now_ms();
+    let current = match &before {
+        Some(p) => p.clone(),
+        None => store::create_programme_if_absent(&mut tx, company_id, &fields, now).await?,
+    };
+    let after = store::update_programme(&mut tx, current.id, &fields, now).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        &company,
+        "points.programme.configure",
+        "points_programme",
+        after.id,
+        before.as_ref(),
+        Some(&after),
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(after)
+}
+
+/// Issues points to a resident (positive amount, kind `issue`) or takes them back (negative,
+/// kind `adjust`), with a remark, idempotent by `reference`. Operators and admins.
+pub async fn adjust(
+    db: &Db,
+    actor: &Actor,
+    company_id: i64,
+    resident_id: i64,
+    amount: i64,
+    reference: &str,
+    remark: &str,
+) -> DomainResult<Posted> {
+    let reference = required_text("reference", reference, 64)?;
+    let remark = required_text("remark", remark, 200)?;
+    let programme = programme_in_reach(db, actor, company_id).await?;
+    actor.require(Role::Operator)?;
+    if amount == 0 || amount.abs() > 100_000_000 {
+        return Err(DomainError::invalid("invalid_amount", "amount must be non-zero and at most 100000000 either way"));
+    }
+    let mut tx = db.begin().await?;
+    // Only residents who belong to this programme can be credited.
+    store::account(&mut *tx, programme.id, resident_id).await?.ok_or(DomainError::NotFound("resident"))?;
+    let company = company_in_reach(&mut *tx, actor, company_id).await?;
+    let posting = Posting {
+        kind: if amount > 0 { Kind::Issue } else { Kind::Adjust },
+        source: Source::Operator,
+        reference: format!("operator:{reference}"),
+        amount,
+        operator: Some(actor),
+        remark: Some(remark),
+    };
+    let posted = post(&mut tx, programme.id, resident_id, &posting, db::now_ms()).await?;
+    if let Posted::New(row) = &posted {
+        audit::record(&mut tx, actor, &company, "points.adjust", "points_ledger", row.id, None::<&()>, Some(row))
+            .await?;
+    }
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(posted)
+}
+
+/// The programme's ledger, filtered, newest first, with totals. Any role.
+pub async fn ledger(
+    db: &Db,
+    actor: &Actor,
+    company_id: i64,
+    mut filter: LedgerFilter,
+    page: PageRequest,
+) -> DomainResult<(Page<LedgerRow>, LedgerTotals)> {
+    let programme = programme_in_reach(db, actor, company_id).await?;
+    filter.programme_id = programme.id;
+    Ok(store::list(db.reader(), &filter, page).await?)
+}
+
+/// Residents with an account in the company's programme, with balances. Any role.
+pub async fn members(db: &Db, actor: &Actor, company_id: i64, page: PageRequest) -> DomainResult<Page<MemberRow>> {
+    let programme = programme_in_reach(db, actor, company_id).await?;
+    Ok(store::members(db.reader(), programme.id, page).await?)
+}
+
+/// One member's balance and identities.
+pub async fn member(
+    db: &Db,
+    actor: &Actor,
+    company_id: i64,
+    resident_id: i64,
+) -> DomainResult<(crate::db::residents::ResidentRow, i64, Vec<crate::db::residents::IdentityRow>)> {
+    let programme = programme_in_reach(db, actor, company_id).await?;
+    let account =
+        store::account(db.reader(), programme.id, resident_id).await?.ok_or(DomainError::NotFound("resident"))?;
+    let resident =
+        crate::db::residents::get(db.reader(), resident_id).await?.ok_or(DomainError::NotFound("resident"))?;
+    let identities = crate::db::residents::identities_of(db.reader(), resident_id).await?;
+    Ok((resident, account.balance, identities))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_days_turn_at_local_midnight() {
+        // 2026-11-22 15:59:59.999 UTC is 23:59:59.999 in Shanghai; one ms later is the next day.
+        let before = 1_795_363_199_999; // 2026-11-22T15:59:59.999Z
+        assert_eq!(local_day(before + 1, 480), local_day(before, 480) + 1);
+        assert_eq!(local_day(before, 0), local_day(before + 1, 0));
+        assert_eq!(local_day(-1, 0), -1, "days before 1970 floor, not truncate");
+    }
+
+    #[test]
+    fn streak_bonuses_apply_on_their_days() {
+        let b = [StreakBonus { day: 7, points: 20, repeat: true }, StreakBonus { day: 30, points: 100, repeat: false }];
+        assert_eq!(streak_bonus(&b, 6), 0);
+        assert_eq!(streak_bonus(&b, 7), 20);
+        assert_eq!(streak_bonus(&b, 14), 20);
+        assert_eq!(streak_bonus(&b, 30), 100);
+        assert_eq!(streak_bonus(&b, 60), 0);
+        assert_eq!(streak_bonus(&b, 70), 20);
+    }
+
+    #[test]
+    fn default_rules_are_valid_and_bad_ones_refused() {
+        assert!(Rules::defaults("Acme").validated().is_ok());
+        let mut r = Rules::defaults("Acme");
+        r.checkin_points = -1;
+        assert!(r.validated().is_err());
+        let mut r = Rules::defaults("Acme");
+        r.streak_bonuses = vec![StreakBonus { day: 0, points: 1, repeat: true }];
+        assert!(r.validated().is_err());
+    }
+}

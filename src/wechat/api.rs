@@ -1,0 +1,210 @@
+//! WeChat's server API (api.weixin.qq.com): access tokens and the calls made with them.
+//!
+//! Access tokens are shared by every instance through the database (`wechat_tokens`): one
+//! instance at a time takes a lease and refreshes with `stable_token`; the others wait for the
+//! token it stores. When WeChat calls a token invalid or expired (40001, 40014, 42001), the cached
+//! token is expired only if it is still the one that failed (another instance may have refreshed
+//! it already), and the call is retried once.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rand::RngCore;
+use serde::Deserialize;
+
+use crate::config::Secret;
+use crate::db::{self, Db, DbError};
+
+/// An app's credentials.
+#[derive(Clone, Debug)]
+pub struct AppCredentials {
+    pub appid: String,
+    pub secret: Secret,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WechatError {
+    #[error("WeChat answered errcode {errcode}: {errmsg}")]
+    Api { errcode: i64, errmsg: String },
+    #[error("calling WeChat failed")]
+    Transport(#[source] reqwest::Error),
+    #[error("WeChat's answer could not be read: {0}")]
+    Decode(String),
+    #[error("no access token arrived in time from the instance refreshing it")]
+    TokenBusy,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl WechatError {
+    /// The token was rejected: invalid, not the latest, or expired.
+    fn is_token_rejection(&self) -> bool {
+        matches!(self, WechatError::Api { errcode: 40001 | 40014 | 42001, .. })
+    }
+}
+
+/// A follower's profile from `/cgi-bin/user/info`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct UserInfo {
+    #[serde(default)]
+    pub subscribe: i64,
+    pub openid: String,
+    #[serde(default)]
+    pub unionid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<i64>,
+    #[serde(default)]
+    errcode: Option<i64>,
+    #[serde(default)]
+    errmsg: Option<String>,
+}
+
+/// Treat a token as expired this long before WeChat would, so a call never races its expiry.
+const EXPIRY_MARGIN_MS: i64 = 60_000;
+/// How long a refresh lease lasts before another instance may take over.
+const LEASE_MS: i64 = 15_000;
+/// How long a caller waits for another instance's refresh.
+const WAIT_FOR_REFRESH: Duration = Duration::from_secs(5);
+
+/// The client of WeChat's server API. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct WechatClient {
+    http: reqwest::Client,
+    api_base: String,
+    db: Db,
+    /// This process's name as a lease owner.
+    instance: String,
+}
+
+impl WechatClient {
+    pub fn new(api_base: &str, db: Db) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap_or_default();
+        let mut id = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        Self { http, api_base: api_base.trim_end_matches('/').to_owned(), db, instance: hex::encode(id) }
+    }
+
+    /// A valid access token for the app: the shared cached one, or a fresh one.
+    pub async fn access_token(&self, app: &AppCredentials) -> Result<String, WechatError> {
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_REFRESH;
+        loop {
+            let now = db::now_ms();
+            if let Some(row) = db::wechat::token(self.db.writer(), &app.appid).await? {
+                if let Some(token) = row.access_token.filter(|_| row.expires_at > now + EXPIRY_MARGIN_MS) {
+                    return Ok(token);
+                }
+            }
+            if db::wechat::take_token_lease(self.db.writer(), &app.appid, &self.instance, now, now + LEASE_MS).await? {
+                let fetched = self.fetch_stable_token(app).await;
+                return match fetched {
+                    Ok((token, expires_in)) => {
+                        let now = db::now_ms();
+                        db::wechat::store_token(
+                            self.db.writer(),
+                            &app.appid,
+                            &self.instance,
+                            &token,
+                            now + expires_in * 1000,
+                            now,
+                        )
+                        .await?;
+                        Ok(token)
+                    }
+                    Err(e) => {
+                        db::wechat::release_token_lease(self.db.writer(), &app.appid, &self.instance).await?;
+                        Err(e)
+                    }
+                };
+            }
+            // Another instance is refreshing: wait for its token.
+            if tokio::time::Instant::now() >= deadline {
+                return Err(WechatError::TokenBusy);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn fetch_stable_token(&self, app: &AppCredentials) -> Result<(String, i64), WechatError> {
+        let body = serde_json::json!({
+            "grant_type": "client_credential",
+            "appid": app.appid,
+            "secret": app.secret.expose(),
+            "force_refresh": false,
+        });
+        let answer: TokenAnswer = self
+            .http
+            .post(format!("{}/cgi-bin/stable_token", self.api_base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(WechatError::Transport)?
+            .json()
+            .await
+            .map_err(|e| WechatError::Decode(e.to_string()))?;
+        match (answer.access_token, answer.expires_in, answer.errcode.unwrap_or(0)) {
+            (Some(token), Some(expires_in), 0) if !token.is_empty() => Ok((token, expires_in)),
+            (_, _, errcode) => Err(WechatError::Api { errcode, errmsg: answer.errmsg.unwrap_or_default() }),
+        }
+    }
+
+    /// Runs `call` with a token; when WeChat rejects the token, expires it (if still current)
+    /// and retries once with a fresh one.
+    async fn with_token<T, F, Fut>(&self, app: &AppCredentials, call: F) -> Result<T, WechatError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T, WechatError>>,
+    {
+        let token = self.access_token(app).await?;
+        match call(token.clone()).await {
+            Err(e) if e.is_token_rejection() => {
+                tracing::warn!(appid = %app.appid, error = %e, "access token rejected; refreshing once");
+                db::wechat::expire_token_if(self.db.writer(), &app.appid, &token, db::now_ms()).await?;
+                let token = self.access_token(app).await?;
+                call(token).await
+            }
+            other => other,
+        }
+    }
+
+    /// A follower's profile, with the unionid when the account is bound to an Open Platform.
+    pub async fn user_info(&self, app: &AppCredentials, openid: &str) -> Result<UserInfo, WechatError> {
+        let url = format!("{}/cgi-bin/user/info", self.api_base);
+        self.with_token(app, |token| {
+            let req =
+                self.http.get(&url).query(&[("access_token", token.as_str()), ("openid", openid), ("lang", "zh_CN")]);
+            async move {
+                let value: serde_json::Value = req
+                    .send()
+                    .await
+                    .map_err(WechatError::Transport)?
+                    .json()
+                    .await
+                    .map_err(|e| WechatError::Decode(e.to_string()))?;
+                check_errcode(&value)?;
+                serde_json::from_value(value).map_err(|e| WechatError::Decode(e.to_string()))
+            }
+        })
+        .await
+    }
+}
+
+/// WeChat answers errors with HTTP 200 and a non-zero `errcode`.
+fn check_errcode(value: &serde_json::Value) -> Result<(), WechatError> {
+    match value.get("errcode").and_then(|c| c.as_i64()) {
+        Some(0) | None => Ok(()),
+        Some(errcode) => Err(WechatError::Api {
+            errcode,
+            errmsg: value.get("errmsg").and_then(|m| m.as_str()).unwrap_or_default().to_owned(),
+        }),
+    }
+}

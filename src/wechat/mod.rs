@@ -1,0 +1,4 @@
+//! WeChat protocol code, no business rules: the official-account callback protocol (`oa`) and
+//! WeChat's server API (`api`).
+
+pub mod api;
