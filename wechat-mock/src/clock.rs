@@ -17,9 +17,7 @@ impl MockClock {
     /// A clock that reads `start_unix_ms` now and runs at wall-clock speed from there; tests use it
     /// to start at a known instant (e.g. away from the daily quota rollover at Beijing midnight).
     pub fn starting_at(start_unix_ms: i64) -> Self {
-        Self {
-            offset_ms: start_unix_ms.saturating_sub(wall_clock_ms()),
-        }
+        Self { offset_ms: start_unix_ms.saturating_sub(wall_clock_ms()) }
     }
 
     /// The mock's current time in Unix milliseconds.
@@ -29,9 +27,7 @@ impl MockClock {
 
     /// Moves the clock forward by `seconds` (negative values are ignored: time never goes back).
     pub fn advance_secs(&mut self, seconds: i64) {
-        self.offset_ms = self
-            .offset_ms
-            .saturating_add(seconds.max(0).saturating_mul(1000));
+        self.offset_ms = self.offset_ms.saturating_add(seconds.max(0).saturating_mul(1000));
     }
 
     /// How far the clock is ahead of the wall clock (negative when started in the past), in whole seconds.

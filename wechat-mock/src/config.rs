@@ -1,5 +1,6 @@
 //! What the mock is started with: the registered test apps (official account and mini-program, each with
-//! its AppID and AppSecret) and the token rules, with defaults equal to WeChat's published limits.
+//! its AppID and AppSecret) and the token rules, with defaults equal to WeChat's published limits; and
+//! the default callback settings of the official account, which the pusher uses.
 
 use serde::Serialize;
 
@@ -11,6 +12,21 @@ pub const OA_SECRET: &str = "mock_oa_secret_0123456789abcdef";
 pub const MP_APPID: &str = "wx_mock_mp_appid";
 /// AppSecret of the default mini-program.
 pub const MP_SECRET: &str = "mock_mp_secret_0123456789abcdef";
+
+/// Original id (原始ID) of the default official account: `ToUserName` of every push.
+pub const OA_ORIGINAL_ID: &str = "gh_6d6f636b6f61";
+/// Callback Token (令牌) of the default official account (3–32 letters and digits, as WeChat requires).
+pub const OA_CALLBACK_TOKEN: &str = "LinliMockOaToken2024";
+/// EncodingAESKey of the default official account: 43 characters of the base64 alphabet that decode
+/// (after appending `=`) to a 32-byte AES key.
+pub const OA_ENCODING_AES_KEY: &str = "LinliWechatMockEncodingAesKey0123456789abcE";
+
+/// Environment variable `wechat-mock push` reads the callback Token from (as linli does).
+pub const OA_TOKEN_ENV: &str = "WECHAT_OA_TOKEN";
+/// Environment variable `wechat-mock push` reads the EncodingAESKey from (as linli does).
+pub const OA_AES_KEY_ENV: &str = "WECHAT_OA_AES_KEY";
+/// Environment variable `wechat-mock push` reads the OA AppID from (as linli does).
+pub const OA_APPID_ENV: &str = "WECHAT_OA_APPID";
 
 /// Environment variable the binary reads its listen address from.
 pub const LISTEN_ENV: &str = "WECHAT_MOCK_LISTEN";
@@ -41,20 +57,12 @@ pub struct MockApp {
 impl MockApp {
     /// An official account with the given credentials.
     pub fn official_account(appid: impl Into<String>, secret: impl Into<String>) -> Self {
-        Self {
-            appid: appid.into(),
-            secret: secret.into(),
-            kind: AppKind::OfficialAccount,
-        }
+        Self { appid: appid.into(), secret: secret.into(), kind: AppKind::OfficialAccount }
     }
 
     /// A mini-program with the given credentials.
     pub fn mini_program(appid: impl Into<String>, secret: impl Into<String>) -> Self {
-        Self {
-            appid: appid.into(),
-            secret: secret.into(),
-            kind: AppKind::MiniProgram,
-        }
+        Self { appid: appid.into(), secret: secret.into(), kind: AppKind::MiniProgram }
     }
 }
 
@@ -99,18 +107,19 @@ pub struct MockConfig {
     /// Where the mock clock starts, Unix seconds; `None` starts at the wall clock. Tests that count
     /// daily quotas set it so that Beijing midnight does not fall inside the test.
     pub clock_start_unix: Option<i64>,
+    /// Whether the apps are bound to one Open Platform account (开放平台): then a user has one
+    /// unionid across them and `/cgi-bin/user/info` returns it. Default `true`.
+    pub open_platform_bound: bool,
 }
 
 impl Default for MockConfig {
     /// One official account ([`OA_APPID`]) and one mini-program ([`MP_APPID`]), WeChat's token rules.
     fn default() -> Self {
         Self {
-            apps: vec![
-                MockApp::official_account(OA_APPID, OA_SECRET),
-                MockApp::mini_program(MP_APPID, MP_SECRET),
-            ],
+            apps: vec![MockApp::official_account(OA_APPID, OA_SECRET), MockApp::mini_program(MP_APPID, MP_SECRET)],
             token_rules: TokenRules::default(),
             clock_start_unix: None,
+            open_platform_bound: true,
         }
     }
 }

@@ -5,7 +5,16 @@
 //! One module per WeChat API area, each adding its routes and its `impl MockWechat` block:
 //! - [`token`]: `GET /cgi-bin/token`, `POST /cgi-bin/stable_token` and the access-token check every
 //!   other API uses;
-//! - [`control`]: the `/__mock/` control API (clock, counters, reset), which is not part of WeChat.
+//! - [`users`]: simulated users (a unionid, an openid per app, follow state) and
+//!   `GET /cgi-bin/user/info`;
+//! - [`control`]: the `/__mock/` control API (clock, counters, reset, users), which is not part of
+//!   WeChat.
+//!
+//! WeChat's side of the official account's callback, played towards a URL:
+//! - [`callback`]: the message-push protocol (signatures, AES, XML, passive replies), written
+//!   independently of linli's so that the two implementations check each other;
+//! - [`push`]: [`OaPusher`], which builds, signs, encrypts, delivers (also several times at once)
+//!   and tampers with pushes, and reads replies as WeChat does.
 //!
 //! Shared pieces: [`MockWechat`] (the state behind one lock), [`MockClock`] (wall clock plus a
 //! test-controlled offset), [`WxError`] (WeChat's error bodies and codes) and [`MockConfig`].
@@ -22,11 +31,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod callback;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod push;
 mod state;
 pub mod token;
+pub mod users;
 pub mod wx_error;
 
 use std::io;
@@ -34,18 +46,22 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Deref;
 use std::time::Duration;
 
-use poem::{
-    error::NotFoundError, listener::TcpAcceptor, Endpoint, EndpointExt, Response, Route, Server,
-};
+use poem::{error::NotFoundError, listener::TcpAcceptor, Endpoint, EndpointExt, Response, Route, Server};
 use tokio::{sync::oneshot, task::JoinHandle};
 
+pub use callback::reply::{Reply, ReplyError, TextReply};
+pub use callback::PushMode;
 pub use clock::MockClock;
 pub use config::{
-    AppKind, MockApp, MockConfig, TokenRules, DEFAULT_LISTEN, LISTEN_ENV, MP_APPID, MP_SECRET,
-    OA_APPID, OA_SECRET,
+    AppKind, MockApp, MockConfig, TokenRules, DEFAULT_LISTEN, LISTEN_ENV, MP_APPID, MP_SECRET, OA_AES_KEY_ENV,
+    OA_APPID, OA_APPID_ENV, OA_CALLBACK_TOKEN, OA_ENCODING_AES_KEY, OA_ORIGINAL_ID, OA_SECRET, OA_TOKEN_ENV,
+};
+pub use push::{
+    DeliveryError, OaMessage, OaPusher, Push, PushOutcome, PusherConfig, PusherError, Tamper, TamperError, UrlCheck,
 };
 pub use state::{AppReport, MockReport, MockWechat};
 pub use token::{AppTokenStats, StableTokenRequest, TokenGrant, TokenRequest};
+pub use users::{MockUser, OaFollow, SubscribeScene, UserError, UserInfo, UserOptions, UserRecord};
 pub use wx_error::WxError;
 
 /// How long a graceful shutdown waits for requests in flight.
@@ -54,7 +70,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The whole fake WeChat as one poem endpoint. Unknown paths are answered as WeChat does,
 /// HTTP 200 with `40066 invalid url`.
 pub fn routes(mock: MockWechat) -> impl Endpoint<Output = Response> {
-    let route = control::routes(token::routes(Route::new()));
+    let route = control::routes(users::routes(token::routes(Route::new())));
     let for_errors = mock.clone();
     route.data(mock).catch_error(move |_: NotFoundError| {
         let now_ms = for_errors.now_ms();
@@ -111,18 +127,10 @@ pub async fn start(config: MockConfig, listen: &str) -> io::Result<RunningMock> 
         let signal = async move {
             let _ = shutdown_requested.await;
         };
-        Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(app, signal, Some(SHUTDOWN_GRACE))
-            .await
+        Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, signal, Some(SHUTDOWN_GRACE)).await
     });
     tracing::info!(%addr, "wechat-mock listening");
-    Ok(RunningMock {
-        addr,
-        base_url: base_url_for(addr),
-        wechat,
-        shutdown,
-        server,
-    })
+    Ok(RunningMock { addr, base_url: base_url_for(addr), wechat, shutdown, server })
 }
 
 /// The URL clients should use: a wildcard bind address is reached through loopback.
@@ -141,14 +149,8 @@ mod tests {
 
     #[test]
     fn base_url_uses_loopback_for_wildcard_binds() {
-        assert_eq!(
-            base_url_for("0.0.0.0:9090".parse().unwrap()),
-            "http://127.0.0.1:9090"
-        );
+        assert_eq!(base_url_for("0.0.0.0:9090".parse().unwrap()), "http://127.0.0.1:9090");
         assert_eq!(base_url_for("[::]:80".parse().unwrap()), "http://[::1]:80");
-        assert_eq!(
-            base_url_for("127.0.0.1:1234".parse().unwrap()),
-            "http://127.0.0.1:1234"
-        );
+        assert_eq!(base_url_for("127.0.0.1:1234".parse().unwrap()), "http://127.0.0.1:1234");
     }
 }

@@ -1,4 +1,4 @@
-//! The fake WeChat's memory: registered apps, the clock, per-area stores (tokens for now) and call
+//! The fake WeChat's memory: registered apps, the clock, per-area stores (tokens, users) and call
 //! counters, shared behind one lock by the HTTP handlers and the library handle. API areas add their
 //! own `impl MockWechat` blocks in their modules; this module holds what they all share.
 
@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::clock::MockClock;
 use crate::config::{AppKind, MockApp, MockConfig, TokenRules};
 use crate::token::{AppTokenStats, TokenStore};
+use crate::users::UserStore;
 use crate::wx_error::WxError;
 
 /// A handle on the fake WeChat; cheap to clone, all clones see the same state.
@@ -26,6 +27,10 @@ pub(crate) struct MockState {
     pub(crate) tokens: TokenStore,
     /// Requests per API path, failed ones included.
     pub(crate) calls: BTreeMap<String, u64>,
+    /// Simulated users and their follow state.
+    pub(crate) users: UserStore,
+    /// Whether the apps share an Open Platform account (unionids are visible).
+    pub(crate) open_platform_bound: bool,
 }
 
 impl MockState {
@@ -72,22 +77,19 @@ pub struct AppReport {
 impl MockWechat {
     /// A fresh mock knowing the apps of `config`.
     pub fn new(config: MockConfig) -> Self {
-        let apps = config
-            .apps
-            .into_iter()
-            .map(|app| (app.appid.clone(), app))
-            .collect();
+        let users = UserStore::new(config.apps.iter().map(|app| (app.appid.clone(), app.kind)).collect());
+        let apps = config.apps.into_iter().map(|app| (app.appid.clone(), app)).collect();
         Self {
             inner: Arc::new(Mutex::new(MockState {
                 apps,
                 token_rules: config.token_rules,
                 clock: config
                     .clock_start_unix
-                    .map_or_else(MockClock::default, |start| {
-                        MockClock::starting_at(start.saturating_mul(1000))
-                    }),
+                    .map_or_else(MockClock::default, |start| MockClock::starting_at(start.saturating_mul(1000))),
                 tokens: TokenStore::default(),
                 calls: BTreeMap::new(),
+                users,
+                open_platform_bound: config.open_platform_bound,
             })),
         }
     }
@@ -126,8 +128,8 @@ impl MockWechat {
         self.lock().calls.get(path).copied().unwrap_or(0)
     }
 
-    /// Forgets every token, quota and counter, as if WeChat had just started. The apps stay, and so
-    /// does the clock: time never goes backwards.
+    /// Forgets every token, quota and counter, as if WeChat had just started. The apps and the users
+    /// (people exist outside WeChat's caches) stay, and so does the clock: time never goes backwards.
     pub fn reset(&self) {
         let mut state = self.lock();
         state.tokens = TokenStore::default();

@@ -26,6 +26,8 @@ impl WxError {
     );
     /// `40002`: `grant_type` is missing or is not `client_credential`.
     pub const INVALID_GRANT_TYPE: Self = Self::new(40002, "invalid grant_type");
+    /// `40003`: the openid is not a user of the app the access token belongs to.
+    pub const INVALID_OPENID: Self = Self::new(40003, "invalid openid");
     /// `40013`: no such AppID.
     pub const INVALID_APPID: Self = Self::new(40013, "invalid appid");
     /// `40066`: no such API.
@@ -48,6 +50,8 @@ impl WxError {
     pub const DAILY_QUOTA_REACHED: Self = Self::new(45009, "reach max api daily quota limit");
     /// `47001`: the JSON body could not be understood.
     pub const DATA_FORMAT_ERROR: Self = Self::new(47001, "data format error");
+    /// `48001`: the app has no right to this API (e.g. a mini-program calling an official-account API).
+    pub const API_UNAUTHORIZED: Self = Self::new(48001, "api unauthorized");
 
     const fn new(errcode: i64, errmsg: &'static str) -> Self {
         Self { errcode, errmsg }
@@ -85,11 +89,7 @@ impl std::error::Error for WxError {}
 fn new_rid(now_ms: i64) -> String {
     let mut rng = rand::thread_rng();
     let secs = u32::try_from(now_ms.div_euclid(1000)).unwrap_or(u32::MAX);
-    format!(
-        "{secs:08x}-{:08x}-{:08x}",
-        rng.gen::<u32>(),
-        rng.gen::<u32>()
-    )
+    format!("{secs:08x}-{:08x}-{:08x}", rng.gen::<u32>(), rng.gen::<u32>())
 }
 
 #[cfg(test)]
@@ -102,9 +102,7 @@ mod tests {
         let rid = msg.strip_prefix("invalid appid rid: ").expect("prefix");
         let groups: Vec<&str> = rid.split('-').collect();
         assert_eq!(groups.len(), 3);
-        assert!(groups
-            .iter()
-            .all(|g| g.len() == 8 && g.chars().all(|c| c.is_ascii_hexdigit())));
+        assert!(groups.iter().all(|g| g.len() == 8 && g.chars().all(|c| c.is_ascii_hexdigit())));
         assert_eq!(groups[0], format!("{:08x}", 1_722_000_000u32));
     }
 }

@@ -16,10 +16,9 @@ use crate::wx_error::WxError;
 
 /// Adds the token endpoints to `route`.
 pub(crate) fn routes(route: Route) -> Route {
-    route.at(TOKEN_PATH, get(token).post(token)).at(
-        STABLE_TOKEN_PATH,
-        get(stable_token_requires_post).post(stable_token),
-    )
+    route
+        .at(TOKEN_PATH, get(token).post(token))
+        .at(STABLE_TOKEN_PATH, get(stable_token_requires_post).post(stable_token))
 }
 
 fn answer<T: serde::Serialize + Send>(mock: &MockWechat, result: Result<T, WxError>) -> Response {
@@ -50,10 +49,7 @@ fn stable_token_requires_post(Data(mock): Data<&MockWechat>) -> Response {
 async fn stable_token(body: Body, Data(mock): Data<&MockWechat>) -> Response {
     let bytes = body.into_bytes().await.unwrap_or_default();
     let parsed = parse_stable_token_body(&bytes);
-    answer(
-        mock,
-        mock.answer_stable_token(parsed.as_ref().map_err(|e| *e)),
-    )
+    answer(mock, mock.answer_stable_token(parsed.as_ref().map_err(|e| *e)))
 }
 
 /// Reads a stable_token body. WeChat only understands JSON: a form-encoded or otherwise non-JSON body
@@ -73,11 +69,7 @@ fn parse_stable_token_body(bytes: &[u8]) -> Result<StableTokenRequest, WxError> 
         Some(_) => return Err(WxError::DATA_FORMAT_ERROR),
     };
     Ok(StableTokenRequest {
-        credentials: TokenRequest {
-            grant_type: text("grant_type"),
-            appid: text("appid"),
-            secret: text("secret"),
-        },
+        credentials: TokenRequest { grant_type: text("grant_type"), appid: text("appid"), secret: text("secret") },
         force_refresh,
     })
 }
@@ -88,18 +80,9 @@ mod tests {
 
     #[test]
     fn stable_body_parsing() {
-        assert_eq!(
-            parse_stable_token_body(b"  \n"),
-            Err(WxError::EMPTY_POST_DATA)
-        );
-        assert_eq!(
-            parse_stable_token_body(b"grant_type=client_credential&appid=x"),
-            Ok(StableTokenRequest::default())
-        );
-        assert_eq!(
-            parse_stable_token_body(br#"{"appid":"x","force_refresh":"yes"}"#),
-            Err(WxError::DATA_FORMAT_ERROR)
-        );
+        assert_eq!(parse_stable_token_body(b"  \n"), Err(WxError::EMPTY_POST_DATA));
+        assert_eq!(parse_stable_token_body(b"grant_type=client_credential&appid=x"), Ok(StableTokenRequest::default()));
+        assert_eq!(parse_stable_token_body(br#"{"appid":"x","force_refresh":"yes"}"#), Err(WxError::DATA_FORMAT_ERROR));
         let parsed = parse_stable_token_body(
             br#"{"grant_type":"client_credential","appid":"a","secret":"s","force_refresh":true}"#,
         )

@@ -88,9 +88,7 @@ impl MockWechat {
         state.authenticate_app(appid, secret)?;
         let now_ms = state.clock.now_ms();
         let rules = state.token_rules.clone();
-        state
-            .tokens
-            .fetch_stable_token(appid, request.force_refresh, now_ms, &rules)
+        state.tokens.fetch_stable_token(appid, request.force_refresh, now_ms, &rules)
     }
 
     /// Which app an access token belongs to, or WeChat's answer to a token that does not work:

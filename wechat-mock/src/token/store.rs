@@ -51,23 +51,17 @@ enum TokenStatus {
 
 impl IssuedToken {
     fn status(&self, now_ms: i64) -> TokenStatus {
-        let cut_off_early = self
-            .superseded_at_ms
-            .filter(|&cut| cut < self.expires_at_ms);
+        let cut_off_early = self.superseded_at_ms.filter(|&cut| cut < self.expires_at_ms);
         match cut_off_early {
             Some(cut) if now_ms >= cut => TokenStatus::Superseded,
             _ if now_ms >= self.expires_at_ms => TokenStatus::Expired,
-            cut => TokenStatus::Live {
-                remaining_ms: cut.unwrap_or(self.expires_at_ms) - now_ms,
-            },
+            cut => TokenStatus::Live { remaining_ms: cut.unwrap_or(self.expires_at_ms) - now_ms },
         }
     }
 
     /// Makes the token stop working at `at_ms` unless it already stops earlier.
     fn supersede_at(&mut self, at_ms: i64) {
-        let at = self
-            .superseded_at_ms
-            .map_or(at_ms, |earlier| earlier.min(at_ms));
+        let at = self.superseded_at_ms.map_or(at_ms, |earlier| earlier.min(at_ms));
         self.superseded_at_ms = Some(at);
     }
 }
@@ -89,10 +83,7 @@ impl DailyCount {
     }
 
     fn bump(&mut self, day: i64) {
-        *self = Self {
-            day,
-            count: self.on(day).saturating_add(1),
-        };
+        *self = Self { day, count: self.on(day).saturating_add(1) };
     }
 }
 
@@ -137,12 +128,7 @@ pub(crate) struct TokenStore {
 impl TokenStore {
     /// `/cgi-bin/token`: always a new token; the previous one keeps working for the grace period.
     /// The caller has checked the credentials.
-    pub(crate) fn fetch_token(
-        &mut self,
-        appid: &str,
-        now_ms: i64,
-        rules: &TokenRules,
-    ) -> Result<TokenGrant, WxError> {
+    pub(crate) fn fetch_token(&mut self, appid: &str, now_ms: i64, rules: &TokenRules) -> Result<TokenGrant, WxError> {
         let day = beijing_day(now_ms);
         let app = self.apps.entry(appid.to_owned()).or_default();
         if app.token_fetches_daily.on(day) >= rules.token_daily_limit {
@@ -153,20 +139,11 @@ impl TokenStore {
                 token.supersede_at(now_ms.saturating_add(rules.grace_secs.saturating_mul(1000)));
             }
         }
-        let access_token = mint(
-            &mut self.tokens,
-            appid,
-            TokenSource::Token,
-            now_ms,
-            rules.ttl_secs,
-        );
+        let access_token = mint(&mut self.tokens, appid, TokenSource::Token, now_ms, rules.ttl_secs);
         app.latest_token = Some(access_token.clone());
         app.token_fetches += 1;
         app.token_fetches_daily.bump(day);
-        Ok(TokenGrant {
-            access_token,
-            expires_in: rules.ttl_secs,
-        })
+        Ok(TokenGrant { access_token, expires_in: rules.ttl_secs })
     }
 
     /// `/cgi-bin/stable_token`. Normal mode returns the current token until its last minutes, then a
@@ -182,23 +159,19 @@ impl TokenStore {
     ) -> Result<TokenGrant, WxError> {
         let day = beijing_day(now_ms);
         let app = self.apps.entry(appid.to_owned()).or_default();
-        let current = app.latest_stable.as_ref().and_then(|token| {
-            match self.tokens.get(token).map(|t| t.status(now_ms)) {
+        let current =
+            app.latest_stable.as_ref().and_then(|token| match self.tokens.get(token).map(|t| t.status(now_ms)) {
                 Some(TokenStatus::Live { remaining_ms }) => Some((token.clone(), remaining_ms)),
                 _ => None,
-            }
-        });
+            });
 
         if force_refresh {
-            let too_soon = app.last_force_refresh_ms.is_some_and(|last| {
-                now_ms - last < rules.force_refresh_min_interval_secs.saturating_mul(1000)
-            });
+            let too_soon = app
+                .last_force_refresh_ms
+                .is_some_and(|last| now_ms - last < rules.force_refresh_min_interval_secs.saturating_mul(1000));
             if let (true, Some((access_token, remaining_ms))) = (too_soon, &current) {
                 app.stable_fetches += 1;
-                return Ok(TokenGrant {
-                    access_token: access_token.clone(),
-                    expires_in: remaining_ms / 1000,
-                });
+                return Ok(TokenGrant { access_token: access_token.clone(), expires_in: remaining_ms / 1000 });
             }
             if app.force_refreshes_daily.on(day) >= rules.force_refresh_daily_limit {
                 return Err(WxError::DAILY_QUOTA_REACHED);
@@ -211,27 +184,15 @@ impl TokenStore {
         } else if let Some((access_token, remaining_ms)) = current {
             if remaining_ms > rules.stable_renew_before_secs.saturating_mul(1000) {
                 app.stable_fetches += 1;
-                return Ok(TokenGrant {
-                    access_token,
-                    expires_in: remaining_ms / 1000,
-                });
+                return Ok(TokenGrant { access_token, expires_in: remaining_ms / 1000 });
             }
         }
 
-        let access_token = mint(
-            &mut self.tokens,
-            appid,
-            TokenSource::StableToken,
-            now_ms,
-            rules.ttl_secs,
-        );
+        let access_token = mint(&mut self.tokens, appid, TokenSource::StableToken, now_ms, rules.ttl_secs);
         app.latest_stable = Some(access_token.clone());
         app.stable_fetches += 1;
         app.stable_issued += 1;
-        Ok(TokenGrant {
-            access_token,
-            expires_in: rules.ttl_secs,
-        })
+        Ok(TokenGrant { access_token, expires_in: rules.ttl_secs })
     }
 
     /// Which app a token belongs to, or WeChat's error for a token that does not work.
@@ -239,10 +200,7 @@ impl TokenStore {
         if access_token.is_empty() {
             return Err(WxError::ACCESS_TOKEN_MISSING);
         }
-        let token = self
-            .tokens
-            .get(access_token)
-            .ok_or(WxError::INVALID_CREDENTIAL)?;
+        let token = self.tokens.get(access_token).ok_or(WxError::INVALID_CREDENTIAL)?;
         match token.status(now_ms) {
             TokenStatus::Live { .. } => Ok(token.appid.clone()),
             TokenStatus::Superseded => Err(WxError::INVALID_CREDENTIAL),
@@ -302,9 +260,8 @@ fn mint(
 fn random_token() -> String {
     let mut rng = rand::thread_rng();
     let prefix: u8 = rng.gen_range(80..100);
-    let body: String = (0..TOKEN_RANDOM_LEN)
-        .map(|_| char::from(TOKEN_ALPHABET[rng.gen_range(0..TOKEN_ALPHABET.len())]))
-        .collect();
+    let body: String =
+        (0..TOKEN_RANDOM_LEN).map(|_| char::from(TOKEN_ALPHABET[rng.gen_range(0..TOKEN_ALPHABET.len())])).collect();
     format!("{prefix}_{body}")
 }
 
@@ -326,9 +283,7 @@ mod tests {
         assert!(token.len() > 100);
         let (prefix, body) = token.split_once('_').expect("numeric prefix");
         assert!(prefix.chars().all(|c| c.is_ascii_digit()));
-        assert!(body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+        assert!(body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
     }
 
     #[test]
@@ -340,20 +295,9 @@ mod tests {
         assert_ne!(first.access_token, second.access_token);
 
         let end_of_grace = T0 + 1300 * SEC;
-        assert_eq!(
-            store
-                .check(&first.access_token, end_of_grace - 1)
-                .as_deref(),
-            Ok(APP)
-        );
-        assert_eq!(
-            store.check(&first.access_token, end_of_grace),
-            Err(WxError::INVALID_CREDENTIAL)
-        );
-        assert_eq!(
-            store.check(&second.access_token, end_of_grace).as_deref(),
-            Ok(APP)
-        );
+        assert_eq!(store.check(&first.access_token, end_of_grace - 1).as_deref(), Ok(APP));
+        assert_eq!(store.check(&first.access_token, end_of_grace), Err(WxError::INVALID_CREDENTIAL));
+        assert_eq!(store.check(&second.access_token, end_of_grace).as_deref(), Ok(APP));
         assert_eq!(store.app_stats(APP, end_of_grace).live_tokens, 1);
     }
 
@@ -363,25 +307,16 @@ mod tests {
         let first = store.fetch_token(APP, T0, &rules()).unwrap();
         // Re-fetched 100 s before it would expire anyway: the grace cut-off is its natural end.
         store.fetch_token(APP, T0 + 7100 * SEC, &rules()).unwrap();
-        assert_eq!(
-            store.check(&first.access_token, T0 + 7200 * SEC),
-            Err(WxError::ACCESS_TOKEN_EXPIRED)
-        );
+        assert_eq!(store.check(&first.access_token, T0 + 7200 * SEC), Err(WxError::ACCESS_TOKEN_EXPIRED));
     }
 
     #[test]
     fn fetch_token_daily_quota_resets_at_beijing_midnight() {
-        let tight = TokenRules {
-            token_daily_limit: 2,
-            ..rules()
-        };
+        let tight = TokenRules { token_daily_limit: 2, ..rules() };
         let mut store = TokenStore::default();
         store.fetch_token(APP, T0, &tight).unwrap();
         store.fetch_token(APP, T0, &tight).unwrap();
-        assert_eq!(
-            store.fetch_token(APP, T0, &tight),
-            Err(WxError::DAILY_QUOTA_REACHED)
-        );
+        assert_eq!(store.fetch_token(APP, T0, &tight), Err(WxError::DAILY_QUOTA_REACHED));
         let next_day = T0 + 24 * 3600 * SEC;
         assert!(store.fetch_token(APP, next_day, &tight).is_ok());
     }
@@ -390,46 +325,30 @@ mod tests {
     fn stable_token_is_stable_then_renewed_in_its_last_five_minutes() {
         let mut store = TokenStore::default();
         let first = store.fetch_stable_token(APP, false, T0, &rules()).unwrap();
-        let again = store
-            .fetch_stable_token(APP, false, T0 + 6000 * SEC, &rules())
-            .unwrap();
+        let again = store.fetch_stable_token(APP, false, T0 + 6000 * SEC, &rules()).unwrap();
         assert_eq!(again.access_token, first.access_token);
         assert_eq!(again.expires_in, 1200);
 
-        let renewed = store
-            .fetch_stable_token(APP, false, T0 + 6900 * SEC, &rules())
-            .unwrap();
+        let renewed = store.fetch_stable_token(APP, false, T0 + 6900 * SEC, &rules()).unwrap();
         assert_ne!(renewed.access_token, first.access_token);
         assert_eq!(renewed.expires_in, 7200);
         // The old one lives out its lifetime, then expires.
         assert!(store.check(&first.access_token, T0 + 7199 * SEC).is_ok());
-        assert_eq!(
-            store.check(&first.access_token, T0 + 7200 * SEC),
-            Err(WxError::ACCESS_TOKEN_EXPIRED)
-        );
+        assert_eq!(store.check(&first.access_token, T0 + 7200 * SEC), Err(WxError::ACCESS_TOKEN_EXPIRED));
     }
 
     #[test]
     fn force_refresh_replaces_at_once_but_not_twice_within_30_seconds() {
         let mut store = TokenStore::default();
         let first = store.fetch_stable_token(APP, false, T0, &rules()).unwrap();
-        let forced = store
-            .fetch_stable_token(APP, true, T0 + SEC, &rules())
-            .unwrap();
+        let forced = store.fetch_stable_token(APP, true, T0 + SEC, &rules()).unwrap();
         assert_ne!(forced.access_token, first.access_token);
-        assert_eq!(
-            store.check(&first.access_token, T0 + SEC),
-            Err(WxError::INVALID_CREDENTIAL)
-        );
+        assert_eq!(store.check(&first.access_token, T0 + SEC), Err(WxError::INVALID_CREDENTIAL));
 
-        let too_soon = store
-            .fetch_stable_token(APP, true, T0 + 30 * SEC, &rules())
-            .unwrap();
+        let too_soon = store.fetch_stable_token(APP, true, T0 + 30 * SEC, &rules()).unwrap();
         assert_eq!(too_soon.access_token, forced.access_token);
 
-        let later = store
-            .fetch_stable_token(APP, true, T0 + 31 * SEC, &rules())
-            .unwrap();
+        let later = store.fetch_stable_token(APP, true, T0 + 31 * SEC, &rules()).unwrap();
         assert_ne!(later.access_token, forced.access_token);
         assert_eq!(store.app_stats(APP, T0 + 31 * SEC).force_refreshes_today, 2);
     }
@@ -442,10 +361,7 @@ mod tests {
             store.fetch_stable_token(APP, true, now, &rules()).unwrap();
             now += 30 * SEC;
         }
-        assert_eq!(
-            store.fetch_stable_token(APP, true, now, &rules()),
-            Err(WxError::DAILY_QUOTA_REACHED)
-        );
+        assert_eq!(store.fetch_stable_token(APP, true, now, &rules()), Err(WxError::DAILY_QUOTA_REACHED));
         // Normal mode still answers.
         assert!(store.fetch_stable_token(APP, false, now, &rules()).is_ok());
     }
@@ -459,10 +375,7 @@ mod tests {
         store.fetch_token(APP, T0, &rules()).unwrap();
         // A forced stable refresh does not touch /cgi-bin/token tokens, and vice versa.
         assert!(store.check(&basic.access_token, T0).is_ok());
-        assert_eq!(
-            store.check(&stable.access_token, T0),
-            Err(WxError::INVALID_CREDENTIAL)
-        );
+        assert_eq!(store.check(&stable.access_token, T0), Err(WxError::INVALID_CREDENTIAL));
         let stats = store.app_stats(APP, T0);
         assert_eq!((stats.live_tokens, stats.live_stable_tokens), (2, 1));
     }

@@ -1,0 +1,290 @@
+//! The user ledger: people by unionid, an index from (app, openid) to person, and each person's
+//! follow state per official account. Pure bookkeeping; the clock and the HTTP layer live elsewhere.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::ids::{new_openid, new_unionid};
+use super::{MockUser, OaFollow, SubscribeScene, UserError, UserInfo, UserOptions, UserRecord};
+use crate::config::AppKind;
+
+const DEFAULT_LANGUAGE: &str = "zh_CN";
+
+#[derive(Debug, Clone)]
+struct Person {
+    openids: BTreeMap<String, String>,
+    follows: BTreeMap<String, OaFollow>,
+    remark: String,
+    tagid_list: Vec<u64>,
+    language: String,
+}
+
+/// Every simulated user.
+#[derive(Debug)]
+pub(crate) struct UserStore {
+    /// The registered apps in configuration order; the first of each kind is the "primary" one
+    /// whose openid [`MockUser`] reports.
+    apps: Vec<(String, AppKind)>,
+    people: BTreeMap<String, Person>,
+    by_openid: HashMap<(String, String), String>,
+}
+
+impl UserStore {
+    /// An empty ledger for these apps (in configuration order).
+    pub(crate) fn new(apps: Vec<(String, AppKind)>) -> Self {
+        Self { apps, people: BTreeMap::new(), by_openid: HashMap::new() }
+    }
+
+    fn primary(&self, kind: AppKind) -> Option<&str> {
+        self.apps.iter().find(|(_, k)| *k == kind).map(|(appid, _)| appid.as_str())
+    }
+
+    /// Refuses chosen ids that are empty or already taken.
+    pub(crate) fn check_choices(&self, options: &UserOptions) -> Result<(), UserError> {
+        if let Some(unionid) = &options.unionid {
+            if unionid.is_empty() {
+                return Err(UserError::EmptyId);
+            }
+            if self.people.contains_key(unionid) {
+                return Err(UserError::UnionidTaken(unionid.clone()));
+            }
+        }
+        for (kind, chosen) in
+            [(AppKind::OfficialAccount, &options.oa_openid), (AppKind::MiniProgram, &options.mp_openid)]
+        {
+            let (Some(openid), Some(appid)) = (chosen, self.primary(kind)) else {
+                continue;
+            };
+            if openid.is_empty() {
+                return Err(UserError::EmptyId);
+            }
+            if self.by_openid.contains_key(&(appid.to_owned(), openid.clone())) {
+                return Err(UserError::OpenidTaken { appid: appid.to_owned(), openid: openid.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a person; chosen ids must have passed [`Self::check_choices`], generated ones are
+    /// minted until unused.
+    pub(crate) fn insert(&mut self, options: &UserOptions, now: i64) -> MockUser {
+        let unionid = match &options.unionid {
+            Some(chosen) => chosen.clone(),
+            None => loop {
+                let candidate = new_unionid();
+                if !self.people.contains_key(&candidate) {
+                    break candidate;
+                }
+            },
+        };
+        let primary_oa = self.primary(AppKind::OfficialAccount).map(str::to_owned);
+        let primary_mp = self.primary(AppKind::MiniProgram).map(str::to_owned);
+        let mut openids = BTreeMap::new();
+        let mut follows = BTreeMap::new();
+        for (appid, kind) in self.apps.clone() {
+            let chosen = if Some(&appid) == primary_oa.as_ref() {
+                options.oa_openid.clone()
+            } else if Some(&appid) == primary_mp.as_ref() {
+                options.mp_openid.clone()
+            } else {
+                None
+            };
+            let openid = chosen.unwrap_or_else(|| loop {
+                let candidate = new_openid(&appid);
+                if !self.by_openid.contains_key(&(appid.clone(), candidate.clone())) {
+                    break candidate;
+                }
+            });
+            self.by_openid.insert((appid.clone(), openid.clone()), unionid.clone());
+            if kind == AppKind::OfficialAccount {
+                let follow = if options.subscribed && Some(&appid) == primary_oa.as_ref() {
+                    initial_follow(options, now)
+                } else {
+                    OaFollow::never()
+                };
+                follows.insert(appid.clone(), follow);
+            }
+            openids.insert(appid, openid);
+        }
+        let user = MockUser {
+            oa_openid: primary_oa.and_then(|appid| openids.get(&appid).cloned()).unwrap_or_default(),
+            mp_openid: primary_mp.and_then(|appid| openids.get(&appid).cloned()).unwrap_or_default(),
+            unionid: unionid.clone(),
+        };
+        self.people.insert(
+            unionid,
+            Person {
+                openids,
+                follows,
+                remark: options.remark.clone(),
+                tagid_list: options.tagid_list.clone(),
+                language: options.language.clone().unwrap_or_else(|| DEFAULT_LANGUAGE.to_owned()),
+            },
+        );
+        user
+    }
+
+    pub(crate) fn unionid_of(&self, appid: &str, openid: &str) -> Option<&str> {
+        self.by_openid.get(&(appid.to_owned(), openid.to_owned())).map(String::as_str)
+    }
+
+    fn person_mut(&mut self, appid: &str, openid: &str) -> Option<&mut Person> {
+        let unionid = self.unionid_of(appid, openid)?.to_owned();
+        self.people.get_mut(&unionid)
+    }
+
+    pub(crate) fn record(&self, unionid: &str) -> Option<UserRecord> {
+        let person = self.people.get(unionid)?;
+        Some(UserRecord {
+            unionid: unionid.to_owned(),
+            openids: person.openids.clone(),
+            follows: person.follows.clone(),
+            remark: person.remark.clone(),
+            tagid_list: person.tagid_list.clone(),
+            language: person.language.clone(),
+        })
+    }
+
+    pub(crate) fn records(&self) -> Vec<UserRecord> {
+        self.people.keys().filter_map(|unionid| self.record(unionid)).collect()
+    }
+
+    /// Sets the follow state; only official accounts have one.
+    pub(crate) fn set_follow(&mut self, oa_appid: &str, openid: &str, follow: OaFollow) -> bool {
+        let Some(person) = self.person_mut(oa_appid, openid) else {
+            return false;
+        };
+        match person.follows.get_mut(oa_appid) {
+            Some(state) => {
+                *state = follow;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn unfollow(&mut self, oa_appid: &str, openid: &str) -> bool {
+        let Some(person) = self.person_mut(oa_appid, openid) else {
+            return false;
+        };
+        match person.follows.get_mut(oa_appid) {
+            Some(state) => {
+                state.subscribed = false;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The `user/info` body for `openid` of official account `appid`, or `None` if unknown.
+    pub(crate) fn user_info(&self, appid: &str, openid: &str, bound: bool) -> Option<UserInfo> {
+        let unionid = self.unionid_of(appid, openid)?;
+        let person = self.people.get(unionid)?;
+        let follow = person.follows.get(appid)?;
+        if !follow.subscribed {
+            return Some(UserInfo {
+                subscribe: 0,
+                openid: openid.to_owned(),
+                language: None,
+                subscribe_time: None,
+                unionid: None,
+                remark: None,
+                groupid: None,
+                tagid_list: None,
+                subscribe_scene: None,
+                qr_scene: None,
+                qr_scene_str: None,
+            });
+        }
+        Some(UserInfo {
+            subscribe: 1,
+            openid: openid.to_owned(),
+            language: Some(person.language.clone()),
+            subscribe_time: Some(follow.subscribe_time),
+            unionid: bound.then(|| unionid.to_owned()),
+            remark: Some(person.remark.clone()),
+            groupid: Some(0),
+            tagid_list: Some(person.tagid_list.clone()),
+            subscribe_scene: Some(follow.subscribe_scene),
+            qr_scene: Some(follow.qr_scene),
+            qr_scene_str: Some(follow.qr_scene_str.clone()),
+        })
+    }
+}
+
+fn initial_follow(options: &UserOptions, now: i64) -> OaFollow {
+    let at = options.subscribe_time.unwrap_or(now);
+    let mut follow = match &options.qr_scene_str {
+        Some(scene) => OaFollow::via_qr(scene, at),
+        None => OaFollow::via(SubscribeScene::Search, at),
+    };
+    if let Some(scene) = options.subscribe_scene {
+        follow.subscribe_scene = scene;
+    }
+    follow
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> UserStore {
+        UserStore::new(vec![
+            ("wx_oa".into(), AppKind::OfficialAccount),
+            ("wx_mp".into(), AppKind::MiniProgram),
+            ("wx_oa2".into(), AppKind::OfficialAccount),
+        ])
+    }
+
+    #[test]
+    fn one_unionid_and_an_openid_per_app() {
+        let mut users = store();
+        let user = users.insert(&UserOptions::default(), 100);
+        let record = users.record(&user.unionid).unwrap();
+        assert_eq!(record.openids.len(), 3);
+        assert_eq!(record.openids["wx_oa"], user.oa_openid);
+        assert_eq!(record.openids["wx_mp"], user.mp_openid);
+        assert_ne!(record.openids["wx_oa2"], user.oa_openid);
+        assert_eq!(record.follows.len(), 2, "only official accounts are followed");
+        assert_eq!(users.unionid_of("wx_mp", &user.mp_openid), Some(user.unionid.as_str()));
+        assert_eq!(users.unionid_of("wx_oa", &user.mp_openid), None);
+    }
+
+    #[test]
+    fn chosen_ids_must_be_free_and_non_empty() {
+        let mut users = store();
+        let options = UserOptions {
+            unionid: Some("u1".into()),
+            oa_openid: Some("o_any_string".into()),
+            ..UserOptions::default()
+        };
+        users.check_choices(&options).unwrap();
+        let user = users.insert(&options, 0);
+        assert_eq!(user.oa_openid, "o_any_string");
+        assert_eq!(users.check_choices(&options), Err(UserError::UnionidTaken("u1".into())));
+        let same_openid = UserOptions { oa_openid: Some("o_any_string".into()), ..UserOptions::default() };
+        assert!(matches!(users.check_choices(&same_openid), Err(UserError::OpenidTaken { .. })));
+        let empty = UserOptions { mp_openid: Some(String::new()), ..UserOptions::default() };
+        assert_eq!(users.check_choices(&empty), Err(UserError::EmptyId));
+    }
+
+    #[test]
+    fn follow_state_changes() {
+        let mut users = store();
+        let user = users.insert(&UserOptions::default(), 0);
+        let info = users.user_info("wx_oa", &user.oa_openid, true).unwrap();
+        assert_eq!(info.subscribe, 0);
+        assert!(users.set_follow("wx_oa", &user.oa_openid, OaFollow::via_qr("42", 500)));
+        let info = users.user_info("wx_oa", &user.oa_openid, true).unwrap();
+        assert_eq!(info.subscribe, 1);
+        assert_eq!(info.qr_scene, Some(42));
+        assert_eq!(info.qr_scene_str.as_deref(), Some(""));
+        assert_eq!(info.subscribe_time, Some(500));
+        assert_eq!(info.unionid.as_deref(), Some(user.unionid.as_str()));
+        assert!(users.unfollow("wx_oa", &user.oa_openid));
+        assert_eq!(users.user_info("wx_oa", &user.oa_openid, true).unwrap().subscribe, 0);
+        // The mini-program's openid has no follow state, an unknown openid none at all.
+        assert!(!users.set_follow("wx_mp", &user.mp_openid, OaFollow::via(SubscribeScene::Search, 1)));
+        assert!(!users.unfollow("wx_oa", "o_nobody"));
+        assert!(users.user_info("wx_oa", "o_nobody", true).is_none());
+    }
+}
