@@ -2,3 +2,4 @@
 //! WeChat's server API (`api`).
 
 pub mod api;
+pub mod oa;
