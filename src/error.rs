@@ -53,6 +53,9 @@ pub enum ErrorResponse {
     /// The request is well-formed but breaks a rule.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// The request body is larger than allowed.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
     /// Too many requests; retry after the given number of seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
@@ -81,6 +84,13 @@ pub enum ApiError {
     Unprocessable { code: &'static str, message: String },
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
+    /// A webhook whose signature, timestamp or encryption does not check out.
+    #[error("{0}")]
+    SignatureRejected(String),
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    #[error("{0} is not configured")]
+    NotConfigured(&'static str),
     #[error("service unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -126,6 +136,9 @@ impl ApiError {
             ApiError::Conflict { code, .. } => code,
             ApiError::Unprocessable { code, .. } => code,
             ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::SignatureRejected(_) => "bad_signature",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::NotConfigured(_) => "not_configured",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -142,7 +155,9 @@ impl ApiError {
         let body = Json(ErrorBody { code: self.code().to_owned(), message: self.to_string(), request_id });
         match self {
             ApiError::BadRequest { .. } => ErrorResponse::BadRequest(body),
-            ApiError::Unauthorized => ErrorResponse::Unauthorized(body),
+            ApiError::Unauthorized | ApiError::SignatureRejected(_) => ErrorResponse::Unauthorized(body),
+            ApiError::PayloadTooLarge => ErrorResponse::PayloadTooLarge(body),
+            ApiError::NotConfigured(_) => ErrorResponse::Unavailable(body),
             ApiError::Forbidden(_) => ErrorResponse::Forbidden(body),
             ApiError::NotFound(_) => ErrorResponse::NotFound(body),
             ApiError::Conflict { .. } => ErrorResponse::Conflict(body),

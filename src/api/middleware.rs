@@ -41,6 +41,7 @@ fn system_route(path: &str, status: StatusCode) -> &'static str {
         "/readyz" => "readyz",
         "/metrics" => "metrics",
         "/openapi.json" => "openapi",
+        "/wechat/oa/callback" => "wechat_oa_callback",
         p if p == "/docs" || p.starts_with("/docs/") => "docs",
         _ if status == StatusCode::NOT_FOUND => "unmatched",
         _ => "other",

@@ -7,6 +7,7 @@ mod auth;
 mod middleware;
 mod payload;
 mod system;
+mod wechat_oa;
 
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
@@ -28,14 +29,32 @@ pub enum ApiTags {
     ApiKeys,
     /// Who changed what, when.
     Audit,
+    /// A property company's points programme: earn rules, the ledger, residents' balances.
+    Points,
 }
 
-type Apis = (admin::MeApi, admin::OrgsApi, admin::RoomsApi, admin::RosterApi, admin::ApiKeysApi, admin::AuditApi);
+type Apis = (
+    admin::MeApi,
+    admin::OrgsApi,
+    admin::RoomsApi,
+    admin::RosterApi,
+    admin::ApiKeysApi,
+    admin::AuditApi,
+    admin::PointsApi,
+);
 
 /// The OpenAPI service: the operations and the spec they generate.
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (admin::MeApi, admin::OrgsApi, admin::RoomsApi, admin::RosterApi, admin::ApiKeysApi, admin::AuditApi),
+        (
+            admin::MeApi,
+            admin::OrgsApi,
+            admin::RoomsApi,
+            admin::RosterApi,
+            admin::ApiKeysApi,
+            admin::AuditApi,
+            admin::PointsApi,
+        ),
         "linli",
         env!("CARGO_PKG_VERSION"),
     )
@@ -64,7 +83,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/openapi.json", spec)
         .at("/healthz", poem::get(system::healthz))
         .at("/readyz", poem::get(system::readyz))
-        .at("/metrics", poem::get(system::metrics));
+        .at("/metrics", poem::get(system::metrics))
+        .at("/wechat/oa/callback", poem::get(wechat_oa::verify_url).post(wechat_oa::receive_push));
     let ctx = middleware::RequestContext::new(state.clone());
     // A panic in a handler answers the JSON 500 like any other failure instead of dropping the
     // connection; it runs inside the middleware's scope, so the answer carries the request id.

@@ -79,9 +79,17 @@ pub async fn token(pool: &AnyPool, appid: &str) -> DbResult<Option<TokenRow>> {
     Ok(row)
 }
 
-/// Takes the refresh lease when it is free or lapsed. One writer wins; the others wait for the
-/// token it stores.
-pub async fn take_token_lease(pool: &AnyPool, appid: &str, owner: &str, now: i64, until: i64) -> DbResult<bool> {
+/// Takes the refresh lease when it is free or lapsed and no token valid past `fresh_until` is
+/// stored. One writer wins; the others wait for the token it stores (a caller that looked before
+/// the token arrived finds it stored and does not refresh again).
+pub async fn take_token_lease(
+    pool: &AnyPool,
+    appid: &str,
+    owner: &str,
+    now: i64,
+    until: i64,
+    fresh_until: i64,
+) -> DbResult<bool> {
     sqlx::query(
         "INSERT INTO wechat_tokens (appid, expires_at, lease_until, updated_at) VALUES ($1, 0, 0, $2) \
          ON CONFLICT (appid) DO NOTHING",
@@ -92,12 +100,13 @@ pub async fn take_token_lease(pool: &AnyPool, appid: &str, owner: &str, now: i64
     .await?;
     let taken = sqlx::query(
         "UPDATE wechat_tokens SET lease_owner = $1, lease_until = $2, updated_at = $3 \
-         WHERE appid = $4 AND lease_until < $3",
+         WHERE appid = $4 AND lease_until < $3 AND (access_token IS NULL OR expires_at <= $5)",
     )
     .bind(owner)
     .bind(until)
     .bind(now)
     .bind(appid)
+    .bind(fresh_until)
     .execute(pool)
     .await?;
     Ok(taken.rows_affected() == 1)

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod import;
+pub mod oa;
 pub mod orgs;
 pub mod points;
 pub mod residents;

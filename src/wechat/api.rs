@@ -104,7 +104,17 @@ impl WechatClient {
                     return Ok(token);
                 }
             }
-            if db::wechat::take_token_lease(self.db.writer(), &app.appid, &self.instance, now, now + LEASE_MS).await? {
+            let fresh_until = now + EXPIRY_MARGIN_MS;
+            if db::wechat::take_token_lease(
+                self.db.writer(),
+                &app.appid,
+                &self.instance,
+                now,
+                now + LEASE_MS,
+                fresh_until,
+            )
+            .await?
+            {
                 let fetched = self.fetch_stable_token(app).await;
                 return match fetched {
                     Ok((token, expires_in)) => {

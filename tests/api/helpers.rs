@@ -318,3 +318,65 @@ pub async fn two_companies(app: &TestApp) -> TwoCompanies {
     let a = made.pop().unwrap();
     TwoCompanies { a, b }
 }
+
+/// An app wired to an in-process wechat-mock as its WeChat: the official account's callback
+/// settings are the mock's, and the account belongs to the company with id 2, made here.
+pub struct OaApp {
+    pub app: TestApp,
+    pub mock: wechat_mock::RunningMock,
+    pub company_id: i64,
+}
+
+impl std::ops::Deref for OaApp {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+pub async fn spawn_oa_app(clock_start_unix: Option<i64>, window_secs: u64) -> OaApp {
+    let config = wechat_mock::MockConfig { clock_start_unix, ..Default::default() };
+    let mock = wechat_mock::start(config, "127.0.0.1:0").await.expect("start wechat-mock");
+    let base = mock.base_url.clone();
+    let app = spawn_app_with(move |s| {
+        s.wechat.api_base = base;
+        s.wechat.oa_appid = Some(wechat_mock::OA_APPID.to_owned());
+        s.wechat.oa_secret = Some(linli::config::Secret::new(wechat_mock::OA_SECRET));
+        s.wechat.oa_token = Some(linli::config::Secret::new(wechat_mock::OA_CALLBACK_TOKEN));
+        s.wechat.oa_aes_key = Some(linli::config::Secret::new(wechat_mock::OA_ENCODING_AES_KEY));
+        s.wechat.oa_company_id = Some(2);
+        s.wechat.oa_timestamp_window_secs = window_secs;
+    })
+    .await;
+    let company_id = app.create_org(&app.root_key, 1, "company", "阳光物业").await;
+    assert_eq!(company_id, 2, "the OA's company must be the first company made");
+    OaApp { app, mock, company_id }
+}
+
+impl OaApp {
+    pub fn pusher(&self, mode: wechat_mock::PushMode) -> wechat_mock::OaPusher {
+        let mut config = wechat_mock::PusherConfig::new(self.url("/wechat/oa/callback"));
+        config.mode = mode;
+        wechat_mock::OaPusher::new(config).expect("pusher").with_mock(self.mock.wechat.clone())
+    }
+
+    /// Delivers a push and returns the text reply (`None` for `success`), asserting WeChat would
+    /// accept the answer.
+    pub async fn say(&self, pusher: &wechat_mock::OaPusher, push: &wechat_mock::Push) -> Option<String> {
+        let outcome = pusher.deliver(push).await.expect("delivered");
+        assert_eq!(outcome.status, 200, "{}", outcome.body);
+        assert!(outcome.is_acknowledged(), "WeChat would refuse this answer: {outcome:?}");
+        outcome.text().map(|t| t.content.clone())
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        let (n,): (i64,) = sqlx::query_as(sql).fetch_one(self.db.reader()).await.unwrap();
+        n
+    }
+
+    /// The invariant every test ends with: each points account's balance is the sum of its rows.
+    pub async fn assert_ledger_balanced(&self) {
+        let off = linli::db::points::unbalanced_accounts(self.db.reader()).await.unwrap();
+        assert!(off.is_empty(), "accounts whose balance is not the sum of their rows: {off:?}");
+    }
+}

@@ -5,6 +5,7 @@ mod audit;
 mod keys;
 mod me;
 mod orgs;
+mod points;
 mod rooms;
 mod roster;
 
@@ -12,6 +13,7 @@ pub use audit::AuditApi;
 pub use keys::ApiKeysApi;
 pub use me::MeApi;
 pub use orgs::OrgsApi;
+pub use points::PointsApi;
 pub use rooms::RoomsApi;
 pub use roster::RosterApi;
 

@@ -56,6 +56,14 @@ pub enum OaMessage {
         /// WeChat's 64-bit message id.
         msg_id: u64,
     },
+    /// Anything else WeChat may push (an image, a location report, an event the account does not
+    /// use): the common header, then these fields in order (`MsgType` first, as WeChat writes it).
+    Raw {
+        /// The user's openid under the account.
+        openid: String,
+        /// Field names and text values after `CreateTime`.
+        fields: Vec<(String, String)>,
+    },
 }
 
 impl OaMessage {
@@ -67,7 +75,8 @@ impl OaMessage {
             | Self::Unfollow { openid }
             | Self::Scan { openid, .. }
             | Self::Click { openid, .. }
-            | Self::Text { openid, .. } => openid,
+            | Self::Text { openid, .. }
+            | Self::Raw { openid, .. } => openid,
         }
     }
 
@@ -94,6 +103,7 @@ impl OaMessage {
             Self::Text { content, msg_id, .. } => {
                 head.clone().text("MsgType", "text").text("Content", content).number("MsgId", msg_id)
             }
+            Self::Raw { fields, .. } => fields.iter().fold(head.clone(), |w, (name, value)| w.text(name, value)),
         }
     }
 }

@@ -413,7 +413,7 @@ impl OaPusher {
             OaMessage::Unfollow { openid } => {
                 mock.record_unfollow(appid, openid);
             }
-            OaMessage::Scan { .. } | OaMessage::Click { .. } | OaMessage::Text { .. } => {}
+            OaMessage::Scan { .. } | OaMessage::Click { .. } | OaMessage::Text { .. } | OaMessage::Raw { .. } => {}
         }
     }
 }

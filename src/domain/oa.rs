@@ -1,0 +1,264 @@
+//! What the official account's pushes do: a follow makes (or finds) a resident and may earn the
+//! first-follow and referral rewards; a check-in by menu or keyword earns the day's points; an
+//! unfollow is recorded. Each push has one effect however often WeChat delivers it, and every
+//! delivery gets the answer the first one got.
+
+use super::points::{self, Checkin, Kind, Posted, Posting, Rules, Source};
+use super::residents::{self, invite_code_of_scene, AppKind};
+use super::DomainResult;
+use crate::db::points::ProgrammeRow;
+use crate::db::{self, Db, DbError, Tx};
+use crate::wechat::api::{AppCredentials, WechatClient};
+use crate::wechat::oa::message::{Event, Message, MessageKind};
+
+/// The official account a push arrived for.
+#[derive(Clone, Debug)]
+pub struct OfficialAccount {
+    pub appid: String,
+    /// For calls back to WeChat (user info); absent, unionids are not looked up.
+    pub credentials: Option<AppCredentials>,
+    /// The property company the account belongs to; absent, nothing earns points.
+    pub company_id: Option<i64>,
+}
+
+/// Handles one push and answers the text to reply with (`None`: reply `success`). `at_ms` is
+/// when the resident acted (the push's `CreateTime`, checked by the caller against the clock):
+/// check-in days and records are dated by it, so a redelivery lands on the same day.
+pub async fn handle_push(
+    db: &Db,
+    wechat: &WechatClient,
+    oa: &OfficialAccount,
+    msg: &Message,
+    at_ms: i64,
+) -> DomainResult<Option<String>> {
+    let key = msg.dedupe_key();
+    if let Some(reply) = db::wechat::seen_push(db.reader(), &oa.appid, &key).await? {
+        return Ok(reply);
+    }
+    // Learn the unionid of an openid new to us before the transaction: no transaction is held
+    // open across a call to WeChat. A failure only means the resident is keyed by openid for now.
+    let unionid =
+        if needs_resident(msg) && db::residents::identity(db.reader(), &oa.appid, &msg.from_user).await?.is_none() {
+            lookup_unionid(wechat, oa, &msg.from_user).await
+        } else {
+            None
+        };
+
+    let now = at_ms;
+    let (msg_type, event) = labels(msg);
+    let mut tx = db.begin().await?;
+    if !db::wechat::claim_push(&mut tx, &oa.appid, &key, &msg.from_user, msg_type, event, now).await? {
+        // A redelivery: the first delivery has committed (a concurrent one waited for it).
+        let reply = db::wechat::seen_push_in(&mut tx, &oa.appid, &key).await?.flatten();
+        tx.commit().await.map_err(DbError::from)?;
+        return Ok(reply);
+    }
+    let reply = apply(&mut tx, oa, msg, unionid.as_deref(), now).await?;
+    db::wechat::set_push_reply(&mut tx, &oa.appid, &key, reply.as_deref()).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(reply)
+}
+
+fn needs_resident(msg: &Message) -> bool {
+    matches!(
+        msg.kind,
+        MessageKind::Text { .. }
+            | MessageKind::Event(Event::Subscribe { .. } | Event::Scan { .. } | Event::Click { .. })
+    )
+}
+
+fn labels(msg: &Message) -> (&str, Option<&str>) {
+    match &msg.kind {
+        MessageKind::Text { .. } => ("text", None),
+        MessageKind::Other { msg_type } => (msg_type.as_str(), None),
+        MessageKind::Event(e) => (
+            "event",
+            Some(match e {
+                Event::Subscribe { .. } => "subscribe",
+                Event::Unsubscribe => "unsubscribe",
+                Event::Scan { .. } => "scan",
+                Event::Click { .. } => "click",
+                Event::View { .. } => "view",
+                Event::Location { .. } => "location",
+                Event::Other { event, .. } => event.as_str(),
+            }),
+        ),
+    }
+}
+
+async fn lookup_unionid(wechat: &WechatClient, oa: &OfficialAccount, openid: &str) -> Option<String> {
+    let creds = oa.credentials.as_ref()?;
+    match wechat.user_info(creds, openid).await {
+        Ok(info) => info.unionid.filter(|u| !u.is_empty()),
+        Err(e) => {
+            tracing::warn!(error = %e, "user info lookup failed; continuing without a unionid");
+            None
+        }
+    }
+}
+
+async fn programme(tx: &mut Tx, oa: &OfficialAccount, now: i64) -> DomainResult<Option<ProgrammeRow>> {
+    let Some(company_id) = oa.company_id else { return Ok(None) };
+    match db::orgs::get(&mut **tx, company_id).await? {
+        Some(company) if company.kind == "company" && company.archived_at.is_none() => {
+            Ok(Some(points::programme_for(tx, &company, now).await?))
+        }
+        _ => {
+            tracing::warn!(company_id, "LINLI_OA_COMPANY_ID names no active property company; no points are earned");
+            Ok(None)
+        }
+    }
+}
+
+async fn apply(
+    tx: &mut Tx,
+    oa: &OfficialAccount,
+    msg: &Message,
+    unionid: Option<&str>,
+    now: i64,
+) -> DomainResult<Option<String>> {
+    let openid = msg.from_user.as_str();
+    match &msg.kind {
+        MessageKind::Event(Event::Subscribe { scene, .. }) => {
+            follow(tx, oa, openid, scene.as_deref(), unionid, now).await
+        }
+        MessageKind::Event(Event::Unsubscribe) => {
+            if let Some(identity) = db::residents::identity(&mut **tx, &oa.appid, openid).await? {
+                db::residents::record_follow(tx, &identity, false, None, now).await?;
+            }
+            Ok(None)
+        }
+        MessageKind::Event(Event::Click { key }) => {
+            let resident = residents::find_or_create(tx, AppKind::Oa, &oa.appid, openid, unionid, now).await?;
+            match programme(tx, oa, now).await? {
+                Some(p) if *key == p.checkin_menu_key => {
+                    check_in_reply(tx, &p, resident.resident.id, now).await.map(Some)
+                }
+                _ => Ok(None),
+            }
+        }
+        MessageKind::Text { content } => {
+            let resident = residents::find_or_create(tx, AppKind::Oa, &oa.appid, openid, unionid, now).await?;
+            match programme(tx, oa, now).await? {
+                Some(p) if content.trim() == p.checkin_keyword => {
+                    check_in_reply(tx, &p, resident.resident.id, now).await.map(Some)
+                }
+                Some(p) => Ok(p.default_reply.clone()),
+                None => Ok(None),
+            }
+        }
+        MessageKind::Event(Event::Scan { .. }) => {
+            // An existing follower scanning a QR code: known to us from now on, no reward.
+            residents::find_or_create(tx, AppKind::Oa, &oa.appid, openid, unionid, now).await?;
+            Ok(None)
+        }
+        other => {
+            tracing::info!(push = ?labels_of(other), "push acknowledged without effect");
+            Ok(None)
+        }
+    }
+}
+
+fn labels_of(kind: &MessageKind) -> String {
+    match kind {
+        MessageKind::Other { msg_type } => format!("msg_type={msg_type}"),
+        MessageKind::Event(Event::Other { event, .. }) => format!("event={event}"),
+        MessageKind::Event(e) => format!("{e:?}"),
+        MessageKind::Text { .. } => "text".to_owned(),
+    }
+}
+
+/// A follow: the resident, the follow history, the first-follow reward (once per resident,
+/// ever), and the referral reward when a resident new to the account came through an invitation.
+async fn follow(
+    tx: &mut Tx,
+    oa: &OfficialAccount,
+    openid: &str,
+    scene: Option<&str>,
+    unionid: Option<&str>,
+    now: i64,
+) -> DomainResult<Option<String>> {
+    let found = residents::find_or_create(tx, AppKind::Oa, &oa.appid, openid, unionid, now).await?;
+    let resident_id = found.resident.id;
+    let first_follow = db::residents::follow_count(tx, resident_id).await? == 0;
+    db::residents::record_follow(tx, &found.identity, true, scene, now).await?;
+    let Some(p) = programme(tx, oa, now).await? else {
+        return Ok(Some("欢迎关注！".to_owned()));
+    };
+    let rules = Rules::of(&p);
+    db::points::open_account(tx, p.id, resident_id, now).await?;
+
+    let mut earned = 0;
+    if rules.follow_points > 0 {
+        let posting = Posting {
+            kind: Kind::Earn,
+            source: Source::Follow,
+            reference: format!("follow:{resident_id}"),
+            amount: rules.follow_points,
+            operator: None,
+            remark: None,
+        };
+        // The reference makes it once per resident, ever: re-follows replay it.
+        if let Posted::New(_) = points::post(tx, p.id, resident_id, &posting, now).await? {
+            earned = rules.follow_points;
+        }
+    }
+    if first_follow {
+        if let Some(code) = scene.and_then(invite_code_of_scene) {
+            reward_referral(tx, &p, &rules, resident_id, code, scene.unwrap_or_default(), now).await?;
+        }
+    }
+    let balance = db::points::account(&mut **tx, p.id, resident_id).await?.map_or(0, |a| a.balance);
+    let keyword = &rules.checkin_keyword;
+    Ok(Some(if earned > 0 {
+        format!("欢迎关注！关注奖励 {earned} 积分，当前积分 {balance}。回复「{keyword}」每日签到领积分。")
+    } else {
+        format!("欢迎回来！当前积分 {balance}。回复「{keyword}」每日签到领积分。")
+    }))
+}
+
+async fn reward_referral(
+    tx: &mut Tx,
+    p: &ProgrammeRow,
+    rules: &Rules,
+    invitee_id: i64,
+    code: &str,
+    scene: &str,
+    now: i64,
+) -> DomainResult<()> {
+    let Some(inviter) = db::residents::by_invite_code(tx, code).await? else { return Ok(()) };
+    if inviter.id == invitee_id || !db::residents::insert_referral(tx, invitee_id, inviter.id, scene, now).await? {
+        return Ok(());
+    }
+    if rules.referral_points > 0 {
+        let posting = Posting {
+            kind: Kind::Earn,
+            source: Source::Referral,
+            reference: format!("referral:{invitee_id}"),
+            amount: rules.referral_points,
+            operator: None,
+            remark: Some(format!("邀请新邻居关注 (resident {invitee_id})")),
+        };
+        points::post(tx, p.id, inviter.id, &posting, now).await?;
+    }
+    Ok(())
+}
+
+async fn check_in_reply(tx: &mut Tx, p: &ProgrammeRow, resident_id: i64, now: i64) -> DomainResult<String> {
+    let c: Checkin = points::check_in(tx, p, resident_id, now).await?;
+    Ok(checkin_text(&c))
+}
+
+/// What a resident is told after a check-in.
+pub fn checkin_text(c: &Checkin) -> String {
+    if c.already {
+        format!("今天已经签到过了，明天再来吧～已连续签到 {} 天，当前积分 {}。", c.streak, c.balance)
+    } else if c.bonus > 0 {
+        format!(
+            "签到成功！获得 {} 积分（含连续签到 {} 天奖励 {}），当前积分 {}。",
+            c.points, c.streak, c.bonus, c.balance
+        )
+    } else {
+        format!("签到成功！获得 {} 积分，已连续签到 {} 天，当前积分 {}。", c.points, c.streak, c.balance)
+    }
+}

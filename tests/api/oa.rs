@@ -1,0 +1,428 @@
+//! The official-account webhook end to end: wechat-mock plays WeChat (pushes signed and, in safe
+//! mode, encrypted with its own implementation of the protocol) against the real app.
+
+use serde_json::json;
+use wechat_mock::{PushMode, Tamper};
+
+use crate::helpers::{spawn_oa_app, OaApp};
+
+const WINDOW: u64 = 300;
+/// Monday 2026-11-16 23:59:00 in Asia/Shanghai (15:59:00 UTC).
+const LATE_EVENING: i64 = 1_794_844_740;
+
+async fn balance(app: &OaApp, resident_id: i64) -> i64 {
+    let r = app
+        .get(&app.root_key, &format!("/admin/v1/companies/{}/residents/{resident_id}", app.company_id))
+        .await
+        .expect(200);
+    r["balance"].as_i64().unwrap()
+}
+
+async fn resident_of(app: &OaApp, openid: &str) -> i64 {
+    let (id,): (i64,) = sqlx::query_as("SELECT resident_id FROM resident_identities WHERE openid = $1")
+        .bind(openid)
+        .fetch_one(app.db.reader())
+        .await
+        .expect("a resident for this openid");
+    id
+}
+
+#[tokio::test]
+async fn a_resident_follows_checks_in_and_sees_the_result_in_every_mode() {
+    let app = spawn_oa_app(None, WINDOW).await;
+    for mode in [PushMode::Plaintext, PushMode::Compatible, PushMode::Safe] {
+        let pusher = app.pusher(mode);
+        let user = app.mock.add_user();
+        let reply = app.say(&pusher, &pusher.follow(&user.oa_openid)).await.unwrap();
+        assert!(reply.contains("关注奖励 10 积分") && reply.contains("当前积分 10"), "{mode:?}: {reply}");
+        let reply = app.say(&pusher, &pusher.text(&user.oa_openid, "签到")).await.unwrap();
+        assert!(
+            reply.contains("签到成功") && reply.contains("获得 5 积分") && reply.contains("当前积分 15"),
+            "{reply}"
+        );
+        let reply = app.say(&pusher, &pusher.click(&user.oa_openid, "CHECKIN")).await.unwrap();
+        assert!(reply.contains("已经签到"), "{reply}");
+        // Other text and other clicks are acknowledged without a reply.
+        assert_eq!(app.say(&pusher, &pusher.text(&user.oa_openid, "你好")).await, None);
+        assert_eq!(app.say(&pusher, &pusher.click(&user.oa_openid, "MENU_ABOUT")).await, None);
+
+        let resident = resident_of(&app, &user.oa_openid).await;
+        assert_eq!(balance(&app, resident).await, 15);
+        // The unionid came from /cgi-bin/user/info.
+        let detail = app
+            .get(&app.root_key, &format!("/admin/v1/companies/{}/residents/{resident}", app.company_id))
+            .await
+            .expect(200);
+        assert_eq!(detail["unionid"], user.unionid.as_str());
+        assert_eq!(detail["identities"][0]["subscribed"], true);
+    }
+    // One token fetch served every user/info call.
+    assert_eq!(app.mock.stable_token_fetch_count(wechat_mock::OA_APPID), 1);
+    assert!(app.pusher(PushMode::Safe).verify_url().await.is_ok());
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn the_same_push_delivered_three_times_at_once_has_one_effect_and_three_answers() {
+    let app = spawn_oa_app(None, WINDOW).await;
+    let pusher = app.pusher(PushMode::Safe);
+    let user = app.mock.add_user();
+    let follow = pusher.follow(&user.oa_openid);
+    let outcomes = pusher.deliver_concurrently(&follow, 3).await;
+    let replies: Vec<String> = outcomes.into_iter().map(|o| o.unwrap().text().unwrap().content.clone()).collect();
+    assert!(replies.iter().all(|r| r == &replies[0] && r.contains("关注奖励")), "{replies:?}");
+    // …and seconds later, once more.
+    app.mock.advance_clock(3);
+    assert_eq!(app.say(&pusher, &follow).await.unwrap(), replies[0]);
+
+    let checkin = pusher.text(&user.oa_openid, "签到");
+    let outcomes = pusher.deliver_concurrently(&checkin, 3).await;
+    let replies: Vec<String> = outcomes.into_iter().map(|o| o.unwrap().text().unwrap().content.clone()).collect();
+    assert!(replies.iter().all(|r| r.contains("签到成功")), "every delivery gets the first answer: {replies:?}");
+
+    assert_eq!(app.count("SELECT COUNT(*) FROM follow_events").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM points_ledger").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM wechat_pushes").await, 2);
+    assert_eq!(balance(&app, resident_of(&app, &user.oa_openid).await).await, 15);
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_check_ins_by_one_resident_credits_once() {
+    let app = spawn_oa_app(None, WINDOW).await;
+    let pusher = app.pusher(PushMode::Plaintext);
+    let user = app.mock.add_user();
+    app.say(&pusher, &pusher.follow(&user.oa_openid)).await;
+    // Twelve distinct pushes at once: keywords (distinct MsgIds) and menu clicks (events are told
+    // apart by CreateTime, so each click carries its own second; same-second clicks are, by
+    // WeChat's dedupe rule, one push).
+    let now = app.mock.now_unix();
+    let pushes: Vec<_> = (0..12)
+        .map(|i| {
+            if i % 2 == 0 {
+                pusher.text(&user.oa_openid, "签到")
+            } else {
+                let click = wechat_mock::OaMessage::Click { openid: user.oa_openid.clone(), key: "CHECKIN".into() };
+                pusher.build_at(click, now - i)
+            }
+        })
+        .collect();
+    let mut runs = tokio::task::JoinSet::new();
+    for push in pushes {
+        let pusher = pusher.clone();
+        runs.spawn(async move { pusher.deliver(&push).await.unwrap().text().unwrap().content.clone() });
+    }
+    let replies = runs.join_all().await;
+    let credited = replies.iter().filter(|r| r.contains("签到成功")).count();
+    assert_eq!(credited, 1, "{replies:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM points_ledger WHERE source = 'checkin'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM checkins").await, 1);
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn bad_stale_or_foreign_pushes_are_refused_and_change_nothing() {
+    let app = spawn_oa_app(None, WINDOW).await;
+    let safe = app.pusher(PushMode::Safe);
+    let plain = app.pusher(PushMode::Plaintext);
+    let user = app.mock.add_user();
+    let tables = "SELECT (SELECT COUNT(*) FROM wechat_pushes) + (SELECT COUNT(*) FROM residents) \
+                  + (SELECT COUNT(*) FROM points_ledger) + (SELECT COUNT(*) FROM follow_events)";
+    let cases = [
+        safe.tampered(&safe.follow(&user.oa_openid), Tamper::BadSignature).unwrap(),
+        safe.tampered(&safe.follow(&user.oa_openid), Tamper::BadMsgSignature).unwrap(),
+        safe.tampered(&safe.follow(&user.oa_openid), Tamper::StaleTimestamp { seconds_ago: 301 }).unwrap(),
+        safe.tampered(&safe.follow(&user.oa_openid), Tamper::StaleTimestamp { seconds_ago: -301 }).unwrap(),
+        safe.tampered(&safe.follow(&user.oa_openid), Tamper::WrongAppid("wx_someone_else".into())).unwrap(),
+        plain.tampered(&plain.follow(&user.oa_openid), Tamper::BadSignature).unwrap(),
+        plain.tampered(&plain.text(&user.oa_openid, "签到"), Tamper::StaleTimestamp { seconds_ago: 3600 }).unwrap(),
+    ];
+    for push in &cases {
+        let outcome = safe.deliver(push).await.unwrap();
+        assert_eq!(outcome.status, 401, "{}", outcome.body);
+        let body: serde_json::Value = serde_json::from_str(&outcome.body).unwrap();
+        assert_eq!(body["code"], "bad_signature");
+    }
+    assert_eq!(app.count(tables).await, 0);
+
+    // Well signed but malformed, hostile or oversized XML.
+    let signed = |body: &str| {
+        let ts = (linli::db::now_ms() / 1000).to_string();
+        let sig = linli::wechat::oa::crypto::signature(&[wechat_mock::OA_CALLBACK_TOKEN, &ts, "42"]);
+        let url = app.url(&format!("/wechat/oa/callback?signature={sig}&timestamp={ts}&nonce=42&openid=x"));
+        app.client.post(url).body(body.to_owned())
+    };
+    let hostile = [
+        ("<xml><ToUserName>gh</ToUserName>", 400),
+        ("<!DOCTYPE xml [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><xml><ToUserName>&x;</ToUserName></xml>", 400),
+        ("<xml><ToUserName>gh</ToUserName><MsgType>text</MsgType></xml>", 400),
+    ];
+    for (body, status) in hostile {
+        let a = app.send(signed(body)).await;
+        assert_eq!(a.status.as_u16(), status, "{body}: {}", a.body);
+    }
+    let huge = format!("<xml><Content>{}</Content></xml>", "x".repeat(70 * 1024));
+    assert_eq!(app.send(signed(&huge)).await.status.as_u16(), 413);
+    assert_eq!(app.count(tables).await, 0);
+}
+
+#[tokio::test]
+async fn unknown_messages_and_events_are_acknowledged() {
+    let app = spawn_oa_app(None, WINDOW).await;
+    let pusher = app.pusher(PushMode::Compatible);
+    let user = app.mock.add_user();
+    let location = wechat_mock::OaMessage::Raw {
+        openid: user.oa_openid.clone(),
+        fields: vec![
+            ("MsgType".into(), "event".into()),
+            ("Event".into(), "LOCATION".into()),
+            ("Latitude".into(), "31.2".into()),
+        ],
+    };
+    let push = pusher.build(location);
+    assert_eq!(app.say(&pusher, &push).await, None);
+    let image = wechat_mock::OaMessage::Raw {
+        openid: user.oa_openid.clone(),
+        fields: vec![
+            ("MsgType".into(), "image".into()),
+            ("PicUrl".into(), "http://x/y.jpg".into()),
+            ("MsgId".into(), "77".into()),
+        ],
+    };
+    assert_eq!(app.say(&pusher, &pusher.build(image)).await, None);
+}
+
+#[tokio::test]
+async fn unfollow_and_refollow_are_recorded_but_earn_nothing_more() {
+    let app = spawn_oa_app(None, WINDOW).await;
+    let pusher = app.pusher(PushMode::Safe);
+    let user = app.mock.add_user();
+    let first = app.say(&pusher, &pusher.follow(&user.oa_openid)).await.unwrap();
+    assert!(first.contains("关注奖励 10"));
+    app.mock.advance_clock(60);
+    assert_eq!(app.say(&pusher, &pusher.unfollow(&user.oa_openid)).await, None);
+    app.mock.advance_clock(60);
+    let again = app.say(&pusher, &pusher.follow(&user.oa_openid)).await.unwrap();
+    assert!(again.contains("欢迎回来") && again.contains("当前积分 10"), "{again}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM follow_events").await, 3);
+    assert_eq!(app.count("SELECT COUNT(*) FROM points_ledger WHERE source = 'follow'").await, 1);
+    let resident = resident_of(&app, &user.oa_openid).await;
+    let detail = app
+        .get(&app.root_key, &format!("/admin/v1/companies/{}/residents/{resident}", app.company_id))
+        .await
+        .expect(200);
+    let identity = &detail["identities"][0];
+    assert_eq!(identity["subscribed"], true);
+    assert!(identity["last_unfollowed_at"].is_string());
+    app.assert_ledger_balanced().await;
+}
+
+async fn check_in(app: &OaApp, pusher: &wechat_mock::OaPusher, openid: &str) -> String {
+    app.say(pusher, &pusher.text(openid, "签到")).await.unwrap()
+}
+
+#[tokio::test]
+async fn streaks_follow_the_programme_time_zone_across_midnight() {
+    // A wide window: the mock's clock, which dates the pushes, runs in 2026-11.
+    let app = spawn_oa_app(Some(LATE_EVENING), 10 * 365 * 86_400).await;
+    let pusher = app.pusher(PushMode::Safe);
+    let user = app.mock.add_user();
+    app.say(&pusher, &pusher.follow(&user.oa_openid)).await;
+    let checkin = |app| check_in(app, &pusher, &user.oa_openid);
+    // 23:59 on Monday, then 00:01 on Tuesday (two minutes later, the next day in Shanghai).
+    assert!(checkin(&app).await.contains("已连续签到 1 天"));
+    app.mock.advance_clock(120);
+    assert!(checkin(&app).await.contains("已连续签到 2 天"));
+    // Later the same Tuesday: already done.
+    app.mock.advance_clock(12 * 3600);
+    assert!(checkin(&app).await.contains("已经签到"));
+    // Days 3 to 7: the 7th consecutive day earns the +20 bonus.
+    for day in 3..=7 {
+        app.mock.advance_clock(86_400);
+        let reply = checkin(&app).await;
+        if day == 7 {
+            assert!(reply.contains("获得 25 积分") && reply.contains("连续签到 7 天奖励 20"), "{reply}");
+        } else {
+            assert!(reply.contains(&format!("已连续签到 {day} 天")), "{reply}");
+        }
+    }
+    // A day missed: the streak starts again.
+    app.mock.advance_clock(2 * 86_400);
+    assert!(checkin(&app).await.contains("已连续签到 1 天"));
+    let resident = resident_of(&app, &user.oa_openid).await;
+    assert_eq!(balance(&app, resident).await, 10 + 6 * 5 + 25 + 5);
+
+    // In UTC, the same two pushes at 23:59 and 00:01 Shanghai time are on one day.
+    let rules =
+        app.get(&app.root_key, &format!("/admin/v1/companies/{}/points-programme", app.company_id)).await.expect(200)
+            ["rules"]
+            .clone();
+    let mut utc = rules.clone();
+    utc["utc_offset_minutes"] = json!(0);
+    app.send(
+        app.client
+            .put(app.url(&format!("/admin/v1/companies/{}/points-programme", app.company_id)))
+            .header("X-Api-Key", &app.root_key)
+            .json(&utc),
+    )
+    .await
+    .expect(200);
+    let other = app.mock.add_user();
+    app.say(&pusher, &pusher.follow(&other.oa_openid)).await;
+    let until_local_midnight = 86_400 - (app.mock.now_unix() + 8 * 3600).rem_euclid(86_400);
+    app.mock.advance_clock(until_local_midnight - 60);
+    assert!(app.say(&pusher, &pusher.text(&other.oa_openid, "签到")).await.unwrap().contains("签到成功"));
+    app.mock.advance_clock(120);
+    assert!(app.say(&pusher, &pusher.text(&other.oa_openid, "签到")).await.unwrap().contains("已经签到"));
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_new_follower_through_an_invitation_rewards_the_inviter_once() {
+    let app = spawn_oa_app(None, WINDOW).await;
+    let pusher = app.pusher(PushMode::Safe);
+    let (inviter, invitee, returning) = (app.mock.add_user(), app.mock.add_user(), app.mock.add_user());
+    app.say(&pusher, &pusher.follow(&inviter.oa_openid)).await;
+    app.say(&pusher, &pusher.follow(&returning.oa_openid)).await;
+    let inviter_id = resident_of(&app, &inviter.oa_openid).await;
+    let path = format!("/admin/v1/companies/{}/residents/{inviter_id}", app.company_id);
+    let code = app.get(&app.root_key, &path).await.expect(200)["invite_code"].as_str().unwrap().to_owned();
+    let scene = format!("inv_{code}");
+
+    app.say(&pusher, &pusher.follow_scene(&invitee.oa_openid, &scene)).await;
+    assert_eq!(balance(&app, inviter_id).await, 10 + 20);
+    // Unfollowing and following through the code again, an existing follower scanning it, and the
+    // inviter scanning their own code earn nothing more.
+    app.mock.advance_clock(5);
+    app.say(&pusher, &pusher.unfollow(&invitee.oa_openid)).await;
+    app.mock.advance_clock(5);
+    app.say(&pusher, &pusher.follow_scene(&invitee.oa_openid, &scene)).await;
+    app.say(&pusher, &pusher.scan(&returning.oa_openid, &scene)).await;
+    app.mock.advance_clock(5);
+    app.say(&pusher, &pusher.unfollow(&inviter.oa_openid)).await;
+    app.mock.advance_clock(5);
+    app.say(&pusher, &pusher.follow_scene(&inviter.oa_openid, &scene)).await;
+    assert_eq!(balance(&app, inviter_id).await, 30);
+    assert_eq!(app.count("SELECT COUNT(*) FROM points_ledger WHERE source = 'referral'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM referrals").await, 1);
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn access_tokens_are_shared_refreshed_once_and_renewed_when_rejected() {
+    // A wide window: the mock's clock, which dates the pushes, will run two hours ahead.
+    let app = spawn_oa_app(None, 10 * 365 * 86_400).await;
+    let pusher = app.pusher(PushMode::Safe);
+    // Twenty new followers at once, with no token cached: one refresh, not a storm.
+    let users: Vec<_> = (0..20).map(|_| app.mock.add_user()).collect();
+    let mut runs = tokio::task::JoinSet::new();
+    for u in &users {
+        let push = pusher.follow(&u.oa_openid);
+        let pusher = pusher.clone();
+        runs.spawn(async move { pusher.deliver(&push).await.unwrap().status });
+    }
+    assert!(runs.join_all().await.iter().all(|s| *s == 200));
+    assert_eq!(app.mock.stable_token_fetch_count(wechat_mock::OA_APPID), 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM residents WHERE unionid IS NOT NULL").await, 20);
+
+    // WeChat's clock moves past the token's life: the next call gets 42001, the token is renewed
+    // and the call retried, and the unionid still arrives.
+    app.mock.advance_clock(7300);
+    let late = app.mock.add_user();
+    app.say(&pusher, &pusher.follow(&late.oa_openid)).await;
+    assert_eq!(app.mock.stable_token_fetch_count(wechat_mock::OA_APPID), 2);
+    let id = resident_of(&app, &late.oa_openid).await;
+    let (unionid,): (Option<String>,) = sqlx::query_as("SELECT unionid FROM residents WHERE id = $1")
+        .bind(id)
+        .fetch_one(app.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(unionid.as_deref(), Some(late.unionid.as_str()));
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn operators_configure_rules_issue_points_and_read_the_ledger() {
+    let app = spawn_oa_app(None, WINDOW).await;
+    let pusher = app.pusher(PushMode::Safe);
+    let user = app.mock.add_user();
+    app.say(&pusher, &pusher.follow(&user.oa_openid)).await;
+    let resident = resident_of(&app, &user.oa_openid).await;
+    let company = app.company_id;
+    let operator = app.create_key(&app.root_key, company, "operator").await;
+    let viewer = app.create_key(&app.root_key, company, "viewer").await;
+    let base = format!("/admin/v1/companies/{company}");
+
+    // Rules: admins only; the new check-in points apply at once.
+    let mut rules = app.get(&viewer, &format!("{base}/points-programme")).await.expect(200)["rules"].clone();
+    rules["checkin_points"] = json!(8);
+    rules["checkin_keyword"] = json!("打卡");
+    let put = |key: &str, body: serde_json::Value| {
+        app.client.put(app.url(&format!("{base}/points-programme"))).header("X-Api-Key", key).json(&body)
+    };
+    app.send(put(&operator, rules.clone())).await.expect(403);
+    let mut bad = rules.clone();
+    bad["checkin_points"] = json!(-5);
+    app.send(put(&app.root_key, bad)).await.expect(400);
+    app.send(put(&app.root_key, rules)).await.expect(200);
+    let reply = app.say(&pusher, &pusher.text(&user.oa_openid, "打卡")).await.unwrap();
+    assert!(reply.contains("获得 8 积分"), "{reply}");
+
+    // Issue points with a remark, idempotently by reference.
+    let grant = json!({"resident_id": resident, "amount": 100, "reference": "spring-2027", "remark": "春节活动"});
+    let first = app.post(&operator, &format!("{base}/points/adjustments"), grant.clone()).await.expect(201);
+    assert_eq!((first["kind"].as_str(), first["balance_after"].as_i64()), (Some("issue"), Some(118)));
+    let again = app.post(&operator, &format!("{base}/points/adjustments"), grant).await.expect(200);
+    assert_eq!(again["id"], first["id"]);
+    let reused = json!({"resident_id": resident, "amount": 5, "reference": "spring-2027", "remark": "x"});
+    assert_eq!(app.post(&operator, &format!("{base}/points/adjustments"), reused).await.code(), "reference_used");
+    // Take some back; never below zero.
+    let back = json!({"resident_id": resident, "amount": -18, "reference": "fix-1", "remark": "重复发放"});
+    let row = app.post(&operator, &format!("{base}/points/adjustments"), back).await.expect(201);
+    assert_eq!((row["kind"].as_str(), row["balance_after"].as_i64()), (Some("adjust"), Some(100)));
+    let too_much = json!({"resident_id": resident, "amount": -101, "reference": "fix-2", "remark": "x"});
+    let a = app.post(&operator, &format!("{base}/points/adjustments"), too_much).await;
+    assert_eq!((a.status.as_u16(), a.code()), (422, "insufficient_points"));
+    let view = json!({"resident_id": resident, "amount": 1, "reference": "v", "remark": "x"});
+    app.post(&viewer, &format!("{base}/points/adjustments"), view).await.expect(403);
+    let nobody = json!({"resident_id": 999_999, "amount": 1, "reference": "n", "remark": "x"});
+    app.post(&operator, &format!("{base}/points/adjustments"), nobody).await.expect(404);
+
+    // The ledger: filters and totals over all pages.
+    let all = app.get(&viewer, &format!("{base}/points/ledger?page_size=2")).await.expect(200);
+    assert_eq!(all["page"]["total"], 4);
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+    assert_eq!(all["totals"], json!({"credited": 118, "debited": 18, "net": 100}));
+    let issued = app.get(&viewer, &format!("{base}/points/ledger?kind=issue")).await.expect(200);
+    assert_eq!(issued["items"][0]["remark"], "春节活动");
+    assert!(issued["items"][0]["operator"].as_str().unwrap().starts_with("key:lk_"));
+    let by_source =
+        app.get(&viewer, &format!("{base}/points/ledger?source=checkin&resident_id={resident}")).await.expect(200);
+    assert_eq!(by_source["totals"]["credited"], 8);
+    let future = app.get(&viewer, &format!("{base}/points/ledger?since=2999-01-01T00:00:00Z")).await.expect(200);
+    assert_eq!(future["page"]["total"], 0);
+    let members = app.get(&viewer, &format!("{base}/residents")).await.expect(200);
+    assert_eq!(members["items"][0]["balance"], 100);
+
+    // Another company's keys reach none of it.
+    let other = app.create_org(&app.root_key, 1, "company", "Other Property").await;
+    let outsider = app.create_key(&app.root_key, other, "admin").await;
+    for path in ["points-programme", "points/ledger", "residents", &format!("residents/{resident}")] {
+        app.get(&outsider, &format!("{base}/{path}")).await.expect(404);
+    }
+    let steal = json!({"resident_id": resident, "amount": -100, "reference": "steal", "remark": "x"});
+    app.post(&outsider, &format!("{base}/points/adjustments"), steal).await.expect(404);
+    // …nor does another company's programme know this resident.
+    let grant = json!({"resident_id": resident, "amount": 1, "reference": "x", "remark": "x"});
+    let other_rules = app.get(&app.root_key, &format!("{base}/points-programme")).await.expect(200)["rules"].clone();
+    app.send(
+        app.client
+            .put(app.url(&format!("/admin/v1/companies/{other}/points-programme")))
+            .header("X-Api-Key", &outsider)
+            .json(&other_rules),
+    )
+    .await
+    .expect(200);
+    app.post(&outsider, &format!("/admin/v1/companies/{other}/points/adjustments"), grant).await.expect(404);
+    app.assert_ledger_balanced().await;
+}
