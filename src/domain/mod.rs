@@ -43,6 +43,15 @@ impl DomainError {
 
 pub type DomainResult<T> = Result<T, DomainError>;
 
+/// Reports a thing as not found when what it hangs under is not found (or not in reach), so
+/// the answer names what the caller asked for; other errors pass through.
+pub(crate) fn not_found_as(what: &'static str) -> impl Fn(DomainError) -> DomainError {
+    move |e| match e {
+        DomainError::NotFound(_) => DomainError::NotFound(what),
+        other => other,
+    }
+}
+
 /// Trims `value` and checks it is 1..=`max` characters without control characters.
 pub(crate) fn required_text(field: &str, value: &str, max: usize) -> DomainResult<String> {
     let v = value.trim();

@@ -47,7 +47,7 @@ pub async fn handle_push(
     let now = at_ms;
     let (msg_type, event) = labels(msg);
     let mut tx = db.begin().await?;
-    if !db::wechat::claim_push(&mut tx, &oa.appid, &key, &msg.from_user, msg_type, event, now).await? {
+    if !db::wechat::claim_push(&mut tx, &oa.appid, &key, &msg.from_user, msg_type, event.as_deref(), now).await? {
         // A redelivery: the first delivery has committed (a concurrent one waited for it).
         let reply = db::wechat::seen_push_in(&mut tx, &oa.appid, &key).await?.flatten();
         tx.commit().await.map_err(DbError::from)?;
@@ -67,22 +67,11 @@ fn needs_resident(msg: &Message) -> bool {
     )
 }
 
-fn labels(msg: &Message) -> (&str, Option<&str>) {
+fn labels(msg: &Message) -> (&str, Option<String>) {
     match &msg.kind {
         MessageKind::Text { .. } => ("text", None),
         MessageKind::Other { msg_type } => (msg_type.as_str(), None),
-        MessageKind::Event(e) => (
-            "event",
-            Some(match e {
-                Event::Subscribe { .. } => "subscribe",
-                Event::Unsubscribe => "unsubscribe",
-                Event::Scan { .. } => "scan",
-                Event::Click { .. } => "click",
-                Event::View { .. } => "view",
-                Event::Location { .. } => "location",
-                Event::Other { event, .. } => event.as_str(),
-            }),
-        ),
+        MessageKind::Event(e) => ("event", Some(e.name_lowercase().into_owned())),
     }
 }
 
@@ -152,19 +141,11 @@ async fn apply(
             residents::find_or_create(tx, AppKind::Oa, &oa.appid, openid, unionid, now).await?;
             Ok(None)
         }
-        other => {
-            tracing::info!(push = ?labels_of(other), "push acknowledged without effect");
+        _ => {
+            let (msg_type, event) = labels(msg);
+            tracing::info!(msg_type, event = event.as_deref().unwrap_or(""), "push acknowledged without effect");
             Ok(None)
         }
-    }
-}
-
-fn labels_of(kind: &MessageKind) -> String {
-    match kind {
-        MessageKind::Other { msg_type } => format!("msg_type={msg_type}"),
-        MessageKind::Event(Event::Other { event, .. }) => format!("event={event}"),
-        MessageKind::Event(e) => format!("{e:?}"),
-        MessageKind::Text { .. } => "text".to_owned(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! keep pointing at it; an archived org's keys stop working.
 
 use super::access::{scope_of, Actor, Role};
-use super::{audit, optional_text, required_text, DomainError, DomainResult};
+use super::{audit, not_found_as, optional_text, required_text, DomainError, DomainResult};
 use crate::db::orgs::{self as store, OrgFields, OrgFilter, OrgRow};
 use crate::db::{self, Db, DbError, Page, PageRequest};
 
@@ -188,10 +188,7 @@ pub(crate) async fn load_community<'c, E: sqlx::Executor<'c, Database = sqlx::An
     actor: &Actor,
     id: i64,
 ) -> DomainResult<OrgRow> {
-    let org = load(ex, actor, id).await.map_err(|e| match e {
-        DomainError::NotFound(_) => DomainError::NotFound("community"),
-        other => other,
-    })?;
+    let org = load(ex, actor, id).await.map_err(not_found_as("community"))?;
     if org.kind != OrgKind::Community.as_str() {
         return Err(DomainError::NotFound("community"));
     }

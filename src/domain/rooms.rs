@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::access::{scope_of, Actor, Role};
 use super::import::{too_many_rows, ImportReport, RawRow};
 use super::orgs::load_community;
-use super::{audit, required_text, DomainError, DomainResult};
+use super::{audit, not_found_as, required_text, DomainError, DomainResult};
 use crate::db::orgs::OrgRow;
 use crate::db::rooms::{self as store, RoomAddress, RoomFilter, RoomRow};
 use crate::db::{self, Db, DbError, Page, PageRequest};
@@ -60,19 +60,13 @@ pub async fn create(db: &Db, actor: &Actor, community_id: i64, addr: RoomAddress
 /// Loads a room the actor reaches, with its community.
 async fn load(tx: &mut db::Tx, actor: &Actor, id: i64) -> DomainResult<(RoomRow, OrgRow)> {
     let room = store::get(&mut **tx, id).await?.ok_or(DomainError::NotFound("room"))?;
-    let community = load_community(&mut **tx, actor, room.community_id).await.map_err(|e| match e {
-        DomainError::NotFound(_) => DomainError::NotFound("room"),
-        other => other,
-    })?;
+    let community = load_community(&mut **tx, actor, room.community_id).await.map_err(not_found_as("room"))?;
     Ok((room, community))
 }
 
 pub async fn get(db: &Db, actor: &Actor, id: i64) -> DomainResult<RoomRow> {
     let room = store::get(db.reader(), id).await?.ok_or(DomainError::NotFound("room"))?;
-    scope_of(db, actor, Some(room.community_id)).await.map_err(|e| match e {
-        DomainError::NotFound(_) => DomainError::NotFound("room"),
-        other => other,
-    })?;
+    scope_of(db, actor, Some(room.community_id)).await.map_err(not_found_as("room"))?;
     Ok(room)
 }
 

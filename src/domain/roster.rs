@@ -7,7 +7,7 @@ use super::access::{scope_of, Actor, Role};
 use super::import::{too_many_rows, ImportReport, RawRow};
 use super::orgs::load_community;
 use super::rooms::{self, label};
-use super::{audit, required_text, DomainError, DomainResult};
+use super::{audit, not_found_as, required_text, DomainError, DomainResult};
 use crate::db::orgs::OrgRow;
 use crate::db::rooms::{RoomAddress, RoomRow};
 use crate::db::roster::{self as store, RosterFields, RosterFilter, RosterRow};
@@ -59,10 +59,7 @@ fn already_listed(phone: &str) -> DomainError {
 /// A room of the actor's subtree that entries can point at, with its community.
 async fn writable_room(tx: &mut db::Tx, actor: &Actor, room_id: i64) -> DomainResult<(RoomRow, OrgRow)> {
     let room = db::rooms::get(&mut **tx, room_id).await?.ok_or(DomainError::NotFound("room"))?;
-    let community = load_community(&mut **tx, actor, room.community_id).await.map_err(|e| match e {
-        DomainError::NotFound(_) => DomainError::NotFound("room"),
-        other => other,
-    })?;
+    let community = load_community(&mut **tx, actor, room.community_id).await.map_err(not_found_as("room"))?;
     Ok((room, community))
 }
 
@@ -102,19 +99,13 @@ pub async fn create(db: &Db, actor: &Actor, room_id: i64, f: RosterFields) -> Do
 
 async fn load(tx: &mut db::Tx, actor: &Actor, id: i64) -> DomainResult<(RosterRow, OrgRow)> {
     let entry = store::get(&mut **tx, id).await?.ok_or(DomainError::NotFound("roster entry"))?;
-    let community = load_community(&mut **tx, actor, entry.community_id).await.map_err(|e| match e {
-        DomainError::NotFound(_) => DomainError::NotFound("roster entry"),
-        other => other,
-    })?;
+    let community = load_community(&mut **tx, actor, entry.community_id).await.map_err(not_found_as("roster entry"))?;
     Ok((entry, community))
 }
 
 pub async fn get(db: &Db, actor: &Actor, id: i64) -> DomainResult<RosterRow> {
     let entry = store::get(db.reader(), id).await?.ok_or(DomainError::NotFound("roster entry"))?;
-    scope_of(db, actor, Some(entry.community_id)).await.map_err(|e| match e {
-        DomainError::NotFound(_) => DomainError::NotFound("roster entry"),
-        other => other,
-    })?;
+    scope_of(db, actor, Some(entry.community_id)).await.map_err(not_found_as("roster entry"))?;
     Ok(entry)
 }
 
