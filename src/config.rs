@@ -52,6 +52,12 @@ pub struct Settings {
     pub import_max_rows: usize,
     /// `LINLI_SHUTDOWN_GRACE_SECS`: how long in-flight requests may run after SIGTERM.
     pub shutdown_grace: Duration,
+    /// `LINLI_MP_SESSION_TTL_SECS`: how long a mini-program bearer token lasts.
+    pub mp_session_ttl_secs: i64,
+    /// `LINLI_MP_REFRESH_TTL_SECS`: how long its refresh token lasts.
+    pub mp_refresh_ttl_secs: i64,
+    /// `LINLI_ROOM_BINDING_CAP`: the most open bindings (pending or verified) one room may have.
+    pub room_binding_cap: i64,
     pub wechat: WechatSettings,
     pub pay: PaySettings,
 }
@@ -105,6 +111,9 @@ impl Settings {
             max_body_bytes: 2 * 1024 * 1024,
             import_max_rows: 10_000,
             shutdown_grace: Duration::from_secs(10),
+            mp_session_ttl_secs: 2 * 3600,
+            mp_refresh_ttl_secs: 30 * 86_400,
+            room_binding_cap: 10,
             wechat: WechatSettings {
                 api_base: DEFAULT_WECHAT_API_BASE.to_owned(),
                 oa_timestamp_window_secs: 300,
@@ -142,6 +151,9 @@ impl Settings {
         s.max_body_bytes = number("LINLI_MAX_BODY_BYTES", 2 * 1024 * 1024)? as usize;
         s.import_max_rows = number("LINLI_IMPORT_MAX_ROWS", 10_000)? as usize;
         s.shutdown_grace = Duration::from_secs(number("LINLI_SHUTDOWN_GRACE_SECS", 10)?);
+        s.mp_session_ttl_secs = number("LINLI_MP_SESSION_TTL_SECS", 2 * 3600)?.clamp(60, 30 * 86_400) as i64;
+        s.mp_refresh_ttl_secs = number("LINLI_MP_REFRESH_TTL_SECS", 30 * 86_400)?.clamp(60, 365 * 86_400) as i64;
+        s.room_binding_cap = number("LINLI_ROOM_BINDING_CAP", 10)?.clamp(1, 1000) as i64;
 
         s.wechat = WechatSettings {
             api_base: get("WECHAT_API_BASE").unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_owned()),

@@ -74,6 +74,12 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     #[error("a valid API key is required")]
     Unauthorized,
+    /// Credentials other than an API key that do not check out (a session, a login code).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// WeChat failed us; the client may retry.
+    #[error("{0}")]
+    Upstream(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0} not found")]
@@ -104,6 +110,9 @@ impl From<DomainError> for ApiError {
             DomainError::Forbidden(msg) => ApiError::Forbidden(msg),
             DomainError::Conflict { code, message } => ApiError::Conflict { code, message },
             DomainError::Invalid { code, message } => ApiError::Unprocessable { code, message },
+            DomainError::Unauthenticated(message) => ApiError::Unauthenticated(message),
+            DomainError::RateLimited(secs) => ApiError::TooManyRequests { retry_after_secs: secs },
+            DomainError::Upstream(message) => ApiError::Upstream(message),
             DomainError::Db(db) => db.into(),
         }
     }
@@ -130,7 +139,8 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. } => code,
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::Unauthenticated(_) => "unauthorized",
+            ApiError::Upstream(_) => "upstream_unavailable",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { code, .. } => code,
@@ -155,7 +165,10 @@ impl ApiError {
         let body = Json(ErrorBody { code: self.code().to_owned(), message: self.to_string(), request_id });
         match self {
             ApiError::BadRequest { .. } => ErrorResponse::BadRequest(body),
-            ApiError::Unauthorized | ApiError::SignatureRejected(_) => ErrorResponse::Unauthorized(body),
+            ApiError::Unauthorized | ApiError::Unauthenticated(_) | ApiError::SignatureRejected(_) => {
+                ErrorResponse::Unauthorized(body)
+            }
+            ApiError::Upstream(_) => ErrorResponse::Unavailable(body),
             ApiError::PayloadTooLarge => ErrorResponse::PayloadTooLarge(body),
             ApiError::NotConfigured(_) => ErrorResponse::Unavailable(body),
             ApiError::Forbidden(_) => ErrorResponse::Forbidden(body),

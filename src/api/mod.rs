@@ -5,6 +5,7 @@
 pub mod admin;
 mod auth;
 mod middleware;
+pub mod mp;
 mod payload;
 mod system;
 mod wechat_oa;
@@ -31,6 +32,14 @@ pub enum ApiTags {
     Audit,
     /// A property company's points programme: earn rules, the ledger, residents' balances.
     Points,
+    /// Residents' bindings to rooms: the review queue.
+    Bindings,
+    /// Mini-program: logging in and out.
+    MpSession,
+    /// Mini-program: my profile, points and check-in.
+    MpMe,
+    /// Mini-program: binding myself to my home.
+    MpBindings,
 }
 
 type Apis = (
@@ -41,6 +50,10 @@ type Apis = (
     admin::ApiKeysApi,
     admin::AuditApi,
     admin::PointsApi,
+    admin::BindingsApi,
+    mp::MpSessionsApi,
+    mp::MpMeApi,
+    mp::MpBindingsApi,
 );
 
 /// The OpenAPI service: the operations and the spec they generate.
@@ -54,6 +67,10 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             admin::ApiKeysApi,
             admin::AuditApi,
             admin::PointsApi,
+            admin::BindingsApi,
+            mp::MpSessionsApi,
+            mp::MpMeApi,
+            mp::MpBindingsApi,
         ),
         "linli",
         env!("CARGO_PKG_VERSION"),
@@ -63,6 +80,9 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
          The admin API (`/admin/v1`) is for operators of property companies, communities and \
          merchants; authenticate with an API key in the `X-Api-Key` header. A key reaches its own \
          org and the orgs below it; anything else answers 404.\n\n\
+         The mini-program API (`/mp/v1`) is for residents: log in with a `wx.login` code at \
+         `POST /mp/v1/sessions` and send the session token as `Authorization: Bearer …`; every \
+         operation acts as that resident only.\n\n\
          Every error answer has the body `{code, message, request_id}`.",
     )
 }

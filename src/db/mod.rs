@@ -12,11 +12,13 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod bindings;
 pub mod orgs;
 pub mod points;
 pub mod residents;
 pub mod rooms;
 pub mod roster;
+pub mod sessions;
 pub mod wechat;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

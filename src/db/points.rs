@@ -388,3 +388,26 @@ pub async fn members(pool: &AnyPool, programme_id: i64, page: PageRequest) -> Db
         .await?;
     Ok(Page { items, total })
 }
+
+/// A resident's account in one programme, with whose programme it is.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct HoldingRow {
+    pub programme_id: i64,
+    pub company_id: i64,
+    pub company_name: String,
+    pub programme_name: String,
+    pub balance: i64,
+}
+
+/// Every programme a resident holds points in.
+pub async fn holdings(pool: &AnyPool, resident_id: i64) -> DbResult<Vec<HoldingRow>> {
+    let rows = sqlx::query_as(
+        "SELECT p.id AS programme_id, p.company_id, o.name AS company_name, p.name AS programme_name, a.balance \
+         FROM points_accounts a JOIN points_programmes p ON p.id = a.programme_id JOIN orgs o ON o.id = p.company_id \
+         WHERE a.resident_id = $1 ORDER BY p.id",
+    )
+    .bind(resident_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}

@@ -186,3 +186,21 @@ pub async fn insert_referral(tx: &mut Tx, invitee_id: i64, inviter_id: i64, scen
     .await?;
     Ok(row.is_some())
 }
+
+/// Records the phone number WeChat confirmed for a resident.
+pub async fn set_phone(pool: &sqlx::AnyPool, id: i64, phone: &str, now: i64) -> DbResult<()> {
+    sqlx::query("UPDATE residents SET phone = $1, updated_at = $2 WHERE id = $3")
+        .bind(phone)
+        .bind(now)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The phone number WeChat confirmed for a resident, if any.
+pub async fn phone_of<'c, E: Executor<'c, Database = Any>>(ex: E, id: i64) -> DbResult<Option<String>> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT phone FROM residents WHERE id = $1").bind(id).fetch_optional(ex).await?;
+    Ok(row.and_then(|(p,)| p))
+}

@@ -154,3 +154,17 @@ pub async fn count_active_in_community(tx: &mut Tx, community_id: i64) -> DbResu
         .await?;
     Ok(n)
 }
+
+/// The room at an address in a community.
+pub async fn find(tx: &mut Tx, community_id: i64, addr: &RoomAddress) -> DbResult<Option<RoomRow>> {
+    let row = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM rooms WHERE community_id = $1 AND building = $2 AND unit = $3 AND number = $4"
+    ))
+    .bind(community_id)
+    .bind(&addr.building)
+    .bind(&addr.unit)
+    .bind(&addr.number)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row)
+}

@@ -165,3 +165,9 @@ pub async fn count_for_room(tx: &mut Tx, room_id: i64) -> DbResult<i64> {
         .await?;
     Ok(n)
 }
+
+/// The entries of one room.
+pub async fn all_in_room(tx: &mut Tx, room_id: i64) -> DbResult<Vec<RosterRow>> {
+    let rows = sqlx::query_as(&format!("{SELECT} WHERE e.room_id = $1")).bind(room_id).fetch_all(&mut **tx).await?;
+    Ok(rows)
+}

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod bindings;
 pub mod import;
 pub mod oa;
 pub mod orgs;
@@ -10,6 +11,7 @@ pub mod points;
 pub mod residents;
 pub mod rooms;
 pub mod roster;
+pub mod sessions;
 
 use crate::db::DbError;
 
@@ -28,6 +30,15 @@ pub enum DomainError {
     /// The input is well-formed but breaks a rule.
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    /// The caller's credentials (a login code, a refresh token) are not good.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Too many attempts; try again after this many seconds.
+    #[error("too many attempts; retry in {0} s")]
+    RateLimited(u64),
+    /// WeChat did not give an answer we can use; retrying may help.
+    #[error("{0}")]
+    Upstream(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }

@@ -450,6 +450,40 @@ pub async fn member(
     Ok((resident, account.balance, identities))
 }
 
+// ----- the resident side ---------------------------------------------------------------------
+
+/// Checks a resident in from the mini-program: the same rules and the same once-a-day as the
+/// official account, in the company's programme.
+pub async fn check_in_resident(db: &Db, resident_id: i64, company_id: i64) -> DomainResult<Checkin> {
+    let now = db::now_ms();
+    let mut tx = db.begin().await?;
+    let company = db::orgs::get(&mut *tx, company_id)
+        .await?
+        .filter(|o| o.kind == "company" && o.archived_at.is_none())
+        .ok_or(DomainError::NotFound("company"))?;
+    let programme = programme_for(&mut tx, &company, now).await?;
+    let done = check_in(&mut tx, &programme, resident_id, now).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(done)
+}
+
+/// A resident's own ledger in a company's programme.
+pub async fn my_ledger(
+    db: &Db,
+    resident_id: i64,
+    company_id: i64,
+    mut filter: LedgerFilter,
+    page: PageRequest,
+) -> DomainResult<(Page<LedgerRow>, LedgerTotals)> {
+    let programme =
+        store::programme_of(db.reader(), company_id).await?.ok_or(DomainError::NotFound("points account"))?;
+    store::account(db.reader(), programme.id, resident_id).await?.ok_or(DomainError::NotFound("points account"))?;
+    filter.programme_id = programme.id;
+    filter.resident_id = Some(resident_id);
+    filter.operator_key_id = None;
+    Ok(store::list(db.reader(), &filter, page).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,14 @@ pub enum WechatError {
 }
 
 impl WechatError {
+    /// WeChat's error code, when it answered with one.
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            WechatError::Api { errcode, .. } => Some(*errcode),
+            _ => None,
+        }
+    }
+
     /// The token was rejected: invalid, not the latest, or expired.
     fn is_token_rejection(&self) -> bool {
         matches!(self, WechatError::Api { errcode: 40001 | 40014 | 42001, .. })
@@ -202,6 +210,94 @@ impl WechatClient {
                     .map_err(|e| WechatError::Decode(e.to_string()))?;
                 check_errcode(&value)?;
                 serde_json::from_value(value).map_err(|e| WechatError::Decode(e.to_string()))
+            }
+        })
+        .await
+    }
+}
+
+/// What `jscode2session` gives for a mini-program login code.
+#[derive(Clone, Deserialize)]
+pub struct CodeSession {
+    pub openid: String,
+    /// Secret: used to check the mini-program's signed data; never sent to the client.
+    pub session_key: String,
+    #[serde(default)]
+    pub unionid: Option<String>,
+}
+
+impl std::fmt::Debug for CodeSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeSession")
+            .field("openid", &self.openid)
+            .field("unionid", &self.unionid)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct PhoneAnswer {
+    phone_info: PhoneInfo,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PhoneInfo {
+    pure_phone_number: String,
+    #[serde(default)]
+    country_code: String,
+}
+
+impl WechatClient {
+    /// Exchanges a mini-program `wx.login` code (single use) for the user's openid, unionid and
+    /// session key.
+    pub async fn code_to_session(&self, app: &AppCredentials, code: &str) -> Result<CodeSession, WechatError> {
+        let value: serde_json::Value = self
+            .http
+            .get(format!("{}/sns/jscode2session", self.api_base))
+            .query(&[
+                ("appid", app.appid.as_str()),
+                ("secret", app.secret.expose()),
+                ("js_code", code),
+                ("grant_type", "authorization_code"),
+            ])
+            .send()
+            .await
+            .map_err(WechatError::Transport)?
+            .json()
+            .await
+            .map_err(|e| WechatError::Decode(e.to_string()))?;
+        check_errcode(&value)?;
+        serde_json::from_value(value).map_err(|e| WechatError::Decode(e.to_string()))
+    }
+
+    /// The phone number a mini-program user chose to share (the code from the phone-number
+    /// button), as a national number when it is a mainland one.
+    pub async fn phone_number(&self, app: &AppCredentials, code: &str) -> Result<String, WechatError> {
+        let url = format!("{}/wxa/business/getuserphonenumber", self.api_base);
+        self.with_token(app, |token| {
+            let req = self
+                .http
+                .post(&url)
+                .query(&[("access_token", token.as_str())])
+                .json(&serde_json::json!({ "code": code }));
+            async move {
+                let value: serde_json::Value = req
+                    .send()
+                    .await
+                    .map_err(WechatError::Transport)?
+                    .json()
+                    .await
+                    .map_err(|e| WechatError::Decode(e.to_string()))?;
+                check_errcode(&value)?;
+                let answer: PhoneAnswer =
+                    serde_json::from_value(value).map_err(|e| WechatError::Decode(e.to_string()))?;
+                let info = answer.phone_info;
+                Ok(if info.country_code.is_empty() || info.country_code == "86" {
+                    info.pure_phone_number
+                } else {
+                    format!("+{}{}", info.country_code, info.pure_phone_number)
+                })
             }
         })
         .await

@@ -320,7 +320,8 @@ pub async fn two_companies(app: &TestApp) -> TwoCompanies {
 }
 
 /// An app wired to an in-process wechat-mock as its WeChat: the official account's callback
-/// settings are the mock's, and the account belongs to the company with id 2, made here.
+/// settings and the mini-program's credentials are the mock's, the account belongs to the
+/// company with id 2, made here, and a room takes at most 3 open bindings.
 pub struct OaApp {
     pub app: TestApp,
     pub mock: wechat_mock::RunningMock,
@@ -346,6 +347,9 @@ pub async fn spawn_oa_app(clock_start_unix: Option<i64>, window_secs: u64) -> Oa
         s.wechat.oa_aes_key = Some(linli::config::Secret::new(wechat_mock::OA_ENCODING_AES_KEY));
         s.wechat.oa_company_id = Some(2);
         s.wechat.oa_timestamp_window_secs = window_secs;
+        s.wechat.mp_appid = Some(wechat_mock::MP_APPID.to_owned());
+        s.wechat.mp_secret = Some(linli::config::Secret::new(wechat_mock::MP_SECRET));
+        s.room_binding_cap = 3;
     })
     .await;
     let company_id = app.create_org(&app.root_key, 1, "company", "阳光物业").await;
@@ -379,4 +383,33 @@ impl OaApp {
         let off = linli::db::points::unbalanced_accounts(self.db.reader()).await.unwrap();
         assert!(off.is_empty(), "accounts whose balance is not the sum of their rows: {off:?}");
     }
+}
+
+impl OaApp {
+    /// Logs a simulated resident into the mini-program; answers the session token.
+    pub async fn login(&self, user: &wechat_mock::MockUser) -> String {
+        let code = self.mock.login_code(user);
+        let s = self.post("", "/mp/v1/sessions", serde_json::json!({ "code": code })).await.expect(201);
+        s["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A community with rooms 1-1-101 and 1-1-102 and 张三 (13800138000) on the roster as the
+    /// owner of 1-1-101.
+    pub async fn community_with_roster(&self) -> i64 {
+        let community = self.create_org(&self.root_key, self.company_id, "community", "阳光花园").await;
+        let csv = "building,unit,number\n1,1,101\n1,1,102\n";
+        self.post_raw(&self.root_key, &format!("/admin/v1/communities/{community}/rooms/import"), "text/csv", csv)
+            .await
+            .expect(200);
+        let roster = "name,phone,building,unit,number,role\n张三,13800138000,1,1,101,owner\n";
+        self.post_raw(&self.root_key, &format!("/admin/v1/communities/{community}/roster/import"), "text/csv", roster)
+            .await
+            .expect(200);
+        community
+    }
+}
+
+/// A request with a resident's bearer token.
+pub fn bearer(req: reqwest::RequestBuilder, token: &str) -> reqwest::RequestBuilder {
+    req.header("Authorization", format!("Bearer {token}"))
 }

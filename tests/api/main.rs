@@ -5,6 +5,7 @@ mod access;
 mod cli;
 mod helpers;
 mod imports;
+mod mp;
 mod oa;
 mod openapi;
 mod orgs;

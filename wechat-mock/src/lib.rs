@@ -5,10 +5,13 @@
 //! One module per WeChat API area, each adding its routes and its `impl MockWechat` block:
 //! - [`token`]: `GET /cgi-bin/token`, `POST /cgi-bin/stable_token` and the access-token check every
 //!   other API uses;
-//! - [`users`]: simulated users (a unionid, an openid per app, follow state) and
+//! - [`users`]: simulated users (a unionid, an openid per app, follow state, phone number) and
 //!   `GET /cgi-bin/user/info`;
-//! - [`control`]: the `/__mock/` control API (clock, counters, reset, users), which is not part of
-//!   WeChat.
+//! - [`mini_program`]: `wx.login` and phone codes as the user's client gets them,
+//!   `GET /sns/jscode2session` and `POST /wxa/business/getuserphonenumber`;
+//! - [`faults`]: injected errors, HTTP statuses and delays on any WeChat path;
+//! - [`control`]: the `/__mock/` control API (clock, counters, reset, users, codes, faults), which
+//!   is not part of WeChat.
 //!
 //! WeChat's side of the official account's callback, played towards a URL:
 //! - [`callback`]: the message-push protocol (signatures, AES, XML, passive replies), written
@@ -35,6 +38,8 @@ pub mod callback;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod faults;
+pub mod mini_program;
 pub mod push;
 mod state;
 pub mod token;
@@ -56,6 +61,8 @@ pub use config::{
     AppKind, MockApp, MockConfig, TokenRules, DEFAULT_LISTEN, LISTEN_ENV, MP_APPID, MP_SECRET, OA_AES_KEY_ENV,
     OA_APPID, OA_APPID_ENV, OA_CALLBACK_TOKEN, OA_ENCODING_AES_KEY, OA_ORIGINAL_ID, OA_SECRET, OA_TOKEN_ENV,
 };
+pub use faults::{Fault, FaultError};
+pub use mini_program::{Code2Session, Code2SessionRequest, MiniProgramStats, PhoneInfo, Watermark};
 pub use push::{
     DeliveryError, OaMessage, OaPusher, Push, PushOutcome, PusherConfig, PusherError, Tamper, TamperError, UrlCheck,
 };
@@ -68,10 +75,13 @@ pub use wx_error::WxError;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The whole fake WeChat as one poem endpoint. Unknown paths are answered as WeChat does,
-/// HTTP 200 with `40066 invalid url`.
+/// HTTP 200 with `40066 invalid url`. Every path outside the control API passes the fault
+/// middleware first (see [`faults`]).
 pub fn routes(mock: MockWechat) -> impl Endpoint<Output = Response> {
-    let route = control::routes(users::routes(token::routes(Route::new())));
+    let route = control::routes(mini_program::routes(users::routes(token::routes(Route::new()))));
+    let for_faults = mock.clone();
     let for_errors = mock.clone();
+    let route = route.around(move |endpoint, req| faults::apply(for_faults.clone(), endpoint, req));
     route.data(mock).catch_error(move |_: NotFoundError| {
         let now_ms = for_errors.now_ms();
         async move { WxError::INVALID_URL.to_response(now_ms) }

@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use crate::clock::MockClock;
 use crate::config::{AppKind, MockApp, MockConfig, TokenRules};
+use crate::faults::FaultStore;
+use crate::mini_program::CodeStore;
 use crate::token::{AppTokenStats, TokenStore};
 use crate::users::UserStore;
 use crate::wx_error::WxError;
@@ -31,6 +33,10 @@ pub(crate) struct MockState {
     pub(crate) users: UserStore,
     /// Whether the apps share an Open Platform account (unionids are visible).
     pub(crate) open_platform_bound: bool,
+    /// Mini-program login and phone codes, session keys, per-user login rates.
+    pub(crate) codes: CodeStore,
+    /// Injected faults waiting to happen.
+    pub(crate) faults: FaultStore,
 }
 
 impl MockState {
@@ -90,6 +96,8 @@ impl MockWechat {
                 calls: BTreeMap::new(),
                 users,
                 open_platform_bound: config.open_platform_bound,
+                codes: CodeStore::default(),
+                faults: FaultStore::default(),
             })),
         }
     }
@@ -128,11 +136,14 @@ impl MockWechat {
         self.lock().calls.get(path).copied().unwrap_or(0)
     }
 
-    /// Forgets every token, quota and counter, as if WeChat had just started. The apps and the users
-    /// (people exist outside WeChat's caches) stay, and so does the clock: time never goes backwards.
+    /// Forgets every token, code, session key, quota, counter and injected fault, as if WeChat had
+    /// just started. The apps and the users (people exist outside WeChat's caches) stay, and so does
+    /// the clock: time never goes backwards.
     pub fn reset(&self) {
         let mut state = self.lock();
         state.tokens = TokenStore::default();
+        state.codes = CodeStore::default();
+        state.faults = FaultStore::default();
         state.calls.clear();
     }
 

@@ -30,16 +30,24 @@ impl WxError {
     pub const INVALID_OPENID: Self = Self::new(40003, "invalid openid");
     /// `40013`: no such AppID.
     pub const INVALID_APPID: Self = Self::new(40013, "invalid appid");
+    /// `40029`: the `wx.login` code (or phone code) is unknown, expired, or belongs to another app.
+    pub const INVALID_CODE: Self = Self::new(40029, "invalid code");
     /// `40066`: no such API.
     pub const INVALID_URL: Self = Self::new(40066, "invalid url");
     /// `40125`: the AppSecret does not belong to the AppID.
     pub const INVALID_APPSECRET: Self = Self::new(40125, "invalid appsecret");
+    /// `40163`: the `wx.login` code was already exchanged (codes are single use).
+    pub const CODE_BEEN_USED: Self = Self::new(40163, "code been used");
+    /// `40226`: the user is rated high-risk and WeChat refuses the mini-program login.
+    pub const CODE_BLOCKED: Self = Self::new(40226, "code blocked");
     /// `41001`: the `access_token` parameter is missing.
     pub const ACCESS_TOKEN_MISSING: Self = Self::new(41001, "access_token missing");
     /// `41002`: the `appid` parameter is missing.
     pub const APPID_MISSING: Self = Self::new(41002, "appid missing");
     /// `41004`: the `secret` parameter is missing.
     pub const APPSECRET_MISSING: Self = Self::new(41004, "appsecret missing");
+    /// `41008`: the `js_code` parameter is missing.
+    pub const MISSING_CODE: Self = Self::new(41008, "missing code");
     /// `42001`: the access token reached the end of its lifetime.
     pub const ACCESS_TOKEN_EXPIRED: Self = Self::new(42001, "access_token expired");
     /// `43002`: the API only accepts POST.
@@ -48,13 +56,46 @@ impl WxError {
     pub const EMPTY_POST_DATA: Self = Self::new(44002, "empty post data");
     /// `45009`: the daily quota of this API (or of forced refreshes) is used up.
     pub const DAILY_QUOTA_REACHED: Self = Self::new(45009, "reach max api daily quota limit");
+    /// `45011`: too many calls in a minute (jscode2session: more than 100 per user per minute).
+    pub const MINUTE_QUOTA_REACHED: Self =
+        Self::new(45011, "api minute-quota reach limit mustslower retry next minute");
     /// `47001`: the JSON body could not be understood.
     pub const DATA_FORMAT_ERROR: Self = Self::new(47001, "data format error");
     /// `48001`: the app has no right to this API (e.g. a mini-program calling an official-account API).
     pub const API_UNAUTHORIZED: Self = Self::new(48001, "api unauthorized");
 
+    /// Every code above, for looking a message up by its number.
+    const ALL: &'static [Self] = &[
+        Self::SYSTEM_BUSY,
+        Self::INVALID_CREDENTIAL,
+        Self::INVALID_GRANT_TYPE,
+        Self::INVALID_OPENID,
+        Self::INVALID_APPID,
+        Self::INVALID_CODE,
+        Self::INVALID_URL,
+        Self::INVALID_APPSECRET,
+        Self::CODE_BEEN_USED,
+        Self::CODE_BLOCKED,
+        Self::ACCESS_TOKEN_MISSING,
+        Self::APPID_MISSING,
+        Self::APPSECRET_MISSING,
+        Self::MISSING_CODE,
+        Self::ACCESS_TOKEN_EXPIRED,
+        Self::REQUIRE_POST,
+        Self::EMPTY_POST_DATA,
+        Self::DAILY_QUOTA_REACHED,
+        Self::MINUTE_QUOTA_REACHED,
+        Self::DATA_FORMAT_ERROR,
+        Self::API_UNAUTHORIZED,
+    ];
+
     const fn new(errcode: i64, errmsg: &'static str) -> Self {
         Self { errcode, errmsg }
+    }
+
+    /// The error this mock knows under `errcode`, e.g. `known(-1)` is [`Self::SYSTEM_BUSY`].
+    pub fn known(errcode: i64) -> Option<Self> {
+        Self::ALL.iter().copied().find(|err| err.errcode == errcode)
     }
 
     /// The `errmsg` WeChat sends: the message followed by a request id, e.g.
@@ -65,10 +106,16 @@ impl WxError {
 
     /// The HTTP answer: status 200 and the JSON error body, as WeChat sends it.
     pub fn to_response(self, now_ms: i64) -> Response {
-        Json(json!({ "errcode": self.errcode, "errmsg": self.errmsg_with_rid(now_ms) }))
-            .with_status(StatusCode::OK)
-            .into_response()
+        error_response(self.errcode, self.errmsg, now_ms)
     }
+}
+
+/// A WeChat error body for any code and message (e.g. an injected fault): HTTP 200 and
+/// `{"errcode": errcode, "errmsg": "<errmsg> rid: …"}`.
+pub(crate) fn error_response(errcode: i64, errmsg: &str, now_ms: i64) -> Response {
+    Json(json!({ "errcode": errcode, "errmsg": format!("{errmsg} rid: {}", new_rid(now_ms)) }))
+        .with_status(StatusCode::OK)
+        .into_response()
 }
 
 impl From<WxError> for (i64, &'static str) {
@@ -104,5 +151,16 @@ mod tests {
         assert_eq!(groups.len(), 3);
         assert!(groups.iter().all(|g| g.len() == 8 && g.chars().all(|c| c.is_ascii_hexdigit())));
         assert_eq!(groups[0], format!("{:08x}", 1_722_000_000u32));
+    }
+
+    #[test]
+    fn known_codes_are_found_by_number() {
+        assert_eq!(WxError::known(-1), Some(WxError::SYSTEM_BUSY));
+        assert_eq!(WxError::known(40163), Some(WxError::CODE_BEEN_USED));
+        assert_eq!(WxError::known(12345), None);
+        let mut codes: Vec<i64> = WxError::ALL.iter().map(|e| e.errcode).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), WxError::ALL.len(), "one entry per code");
     }
 }

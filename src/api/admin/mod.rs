@@ -2,18 +2,21 @@
 //! Operations are thin: parse, call `domain/`, shape the answer.
 
 mod audit;
+pub(crate) mod bindings;
 mod keys;
 mod me;
 mod orgs;
-mod points;
+pub(crate) mod points;
 mod rooms;
-mod roster;
+pub(crate) mod roster;
 
 pub use audit::AuditApi;
+pub use bindings::BindingsApi;
 pub use keys::ApiKeysApi;
 pub use me::MeApi;
 pub use orgs::OrgsApi;
 pub use points::PointsApi;
+pub(crate) use points::{kind_of as kind_of_view, source_of as source_of_view};
 pub use rooms::RoomsApi;
 pub use roster::RosterApi;
 
@@ -28,7 +31,7 @@ pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const MAX_PAGE_SIZE: u32 = 200;
 
 /// A stored time (unix ms) as the API shows it: RFC 3339, UTC.
-pub(crate) fn ts(ms: i64) -> OffsetDateTime {
+pub fn ts(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 

@@ -133,10 +133,10 @@ pub enum SourceView {
     Operator,
 }
 
-fn kind_of(v: KindView) -> Kind {
+pub(crate) fn kind_of(v: KindView) -> Kind {
     Kind::ALL[v as usize]
 }
-fn source_of(v: SourceView) -> Source {
+pub(crate) fn source_of(v: SourceView) -> Source {
     Source::ALL[v as usize]
 }
 fn kind_view(s: &str) -> KindView {

@@ -32,14 +32,14 @@ pub enum ResidentRoleView {
 }
 
 impl ResidentRoleView {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ResidentRoleView::Owner => "owner",
             ResidentRoleView::Family => "family",
             ResidentRoleView::Tenant => "tenant",
         }
     }
-    fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "family" => ResidentRoleView::Family,
             "tenant" => ResidentRoleView::Tenant,

@@ -21,6 +21,24 @@ pub(crate) fn new_unionid() -> String {
     new_id("open-platform")
 }
 
+/// A random mainland China mobile number as WeChat's `purePhoneNumber` shows it: eleven digits,
+/// `1`, then `3`–`9`, then nine more.
+pub(crate) fn new_mobile_number() -> String {
+    let mut rng = rand::thread_rng();
+    let mut number = String::with_capacity(11);
+    number.push('1');
+    number.push(char::from(b'0' + rng.gen_range(3..=9u8)));
+    for _ in 0..9 {
+        number.push(char::from(b'0' + rng.gen_range(0..=9u8)));
+    }
+    number
+}
+
+/// Whether `number` could be a `purePhoneNumber`: 5 to 20 ASCII digits.
+pub(crate) fn is_plausible_phone_number(number: &str) -> bool {
+    (5..=20).contains(&number.len()) && number.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn new_id(namespace: &str) -> String {
     let digest = Sha1::digest(namespace.as_bytes());
     let mut id = String::with_capacity(ID_LEN);
@@ -50,5 +68,18 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a[..6], b[..6], "one app, one prefix");
         assert_ne!(a[..6], c[..6], "another app, another prefix");
+    }
+
+    #[test]
+    fn mobile_numbers_are_mainland_ones() {
+        for _ in 0..200 {
+            let number = new_mobile_number();
+            assert_eq!(number.len(), 11, "{number}");
+            assert!(number.starts_with('1'), "{number}");
+            assert!((b'3'..=b'9').contains(&number.as_bytes()[1]), "{number}");
+            assert!(is_plausible_phone_number(&number));
+        }
+        assert!(!is_plausible_phone_number(""));
+        assert!(!is_plausible_phone_number("+86 13800138000"));
     }
 }

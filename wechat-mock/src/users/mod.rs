@@ -138,6 +138,10 @@ pub struct UserRecord {
     pub tagid_list: Vec<u64>,
     /// Language (`language`).
     pub language: String,
+    /// The phone number bound to the WeChat account (`purePhoneNumber`, without country code).
+    pub phone: String,
+    /// Rated high-risk: mini-program logins are refused with `40226 code blocked`.
+    pub blocked: bool,
 }
 
 /// Choices for [`MockWechat::add_user_with`]; the default is a fresh person who does not follow.
@@ -165,6 +169,11 @@ pub struct UserOptions {
     pub tagid_list: Vec<u64>,
     /// Language, default `zh_CN`.
     pub language: Option<String>,
+    /// The phone number bound to the WeChat account, as `purePhoneNumber` (5–20 digits, mainland
+    /// China, country code 86); default: a random mainland mobile number `1[3-9]` + 9 digits.
+    pub phone: Option<String>,
+    /// Whether WeChat rates the user high-risk, refusing mini-program logins with `40226`.
+    pub blocked: bool,
 }
 
 /// Why a user could not be added.
@@ -174,6 +183,8 @@ pub enum UserError {
     EmptyId,
     /// The chosen unionid belongs to another user.
     UnionidTaken(String),
+    /// The chosen phone number is not 5–20 digits.
+    InvalidPhoneNumber(String),
     /// The chosen openid belongs to another user of that app.
     OpenidTaken {
         /// The app.
@@ -188,6 +199,7 @@ impl std::fmt::Display for UserError {
         match self {
             Self::EmptyId => f.write_str("ids must not be empty"),
             Self::UnionidTaken(id) => write!(f, "unionid {id} belongs to another user"),
+            Self::InvalidPhoneNumber(number) => write!(f, "phone number {number:?} is not 5 to 20 digits"),
             Self::OpenidTaken { appid, openid } => {
                 write!(f, "openid {openid} belongs to another user of {appid}")
             }
@@ -265,6 +277,17 @@ impl MockWechat {
     /// Every user, ordered by unionid.
     pub fn users(&self) -> Vec<UserRecord> {
         self.lock().users.records()
+    }
+
+    /// Marks the user as high-risk: from now on WeChat refuses their mini-program logins
+    /// (`jscode2session` answers `40226 code blocked`). Returns `false` for an unknown unionid.
+    pub fn block_user(&self, unionid: &str) -> bool {
+        self.lock().users.set_blocked(unionid, true)
+    }
+
+    /// Lifts [`Self::block_user`]. Returns `false` for an unknown unionid.
+    pub fn unblock_user(&self, unionid: &str) -> bool {
+        self.lock().users.set_blocked(unionid, false)
     }
 
     /// Records that the user known to official account `oa_appid` as `openid` now follows it.

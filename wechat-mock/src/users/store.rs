@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::ids::{new_openid, new_unionid};
+use super::ids::{is_plausible_phone_number, new_mobile_number, new_openid, new_unionid};
 use super::{MockUser, OaFollow, SubscribeScene, UserError, UserInfo, UserOptions, UserRecord};
 use crate::config::AppKind;
 
@@ -16,6 +16,10 @@ struct Person {
     remark: String,
     tagid_list: Vec<u64>,
     language: String,
+    /// `purePhoneNumber` of the WeChat account.
+    phone: String,
+    /// Rated high-risk: mini-program logins are refused with `40226`.
+    blocked: bool,
 }
 
 /// Every simulated user.
@@ -38,8 +42,18 @@ impl UserStore {
         self.apps.iter().find(|(_, k)| *k == kind).map(|(appid, _)| appid.as_str())
     }
 
+    /// The first registered mini-program, whose openid [`MockUser::mp_openid`] is.
+    pub(crate) fn primary_mini_program(&self) -> Option<&str> {
+        self.primary(AppKind::MiniProgram)
+    }
+
     /// Refuses chosen ids that are empty or already taken.
     pub(crate) fn check_choices(&self, options: &UserOptions) -> Result<(), UserError> {
+        if let Some(number) = &options.phone {
+            if !is_plausible_phone_number(number) {
+                return Err(UserError::InvalidPhoneNumber(number.clone()));
+            }
+        }
         if let Some(unionid) = &options.unionid {
             if unionid.is_empty() {
                 return Err(UserError::EmptyId);
@@ -118,6 +132,8 @@ impl UserStore {
                 remark: options.remark.clone(),
                 tagid_list: options.tagid_list.clone(),
                 language: options.language.clone().unwrap_or_else(|| DEFAULT_LANGUAGE.to_owned()),
+                phone: options.phone.clone().unwrap_or_else(new_mobile_number),
+                blocked: options.blocked,
             },
         );
         user
@@ -125,6 +141,32 @@ impl UserStore {
 
     pub(crate) fn unionid_of(&self, appid: &str, openid: &str) -> Option<&str> {
         self.by_openid.get(&(appid.to_owned(), openid.to_owned())).map(String::as_str)
+    }
+
+    /// The openid of person `unionid` under `appid`.
+    pub(crate) fn openid_of(&self, unionid: &str, appid: &str) -> Option<&str> {
+        self.people.get(unionid)?.openids.get(appid).map(String::as_str)
+    }
+
+    /// The person's `purePhoneNumber`.
+    pub(crate) fn phone_number(&self, unionid: &str) -> Option<&str> {
+        self.people.get(unionid).map(|person| person.phone.as_str())
+    }
+
+    /// Whether the person is rated high-risk (unknown people are not).
+    pub(crate) fn is_blocked(&self, unionid: &str) -> bool {
+        self.people.get(unionid).is_some_and(|person| person.blocked)
+    }
+
+    /// Sets the high-risk flag; `false` for an unknown person.
+    pub(crate) fn set_blocked(&mut self, unionid: &str, blocked: bool) -> bool {
+        match self.people.get_mut(unionid) {
+            Some(person) => {
+                person.blocked = blocked;
+                true
+            }
+            None => false,
+        }
     }
 
     fn person_mut(&mut self, appid: &str, openid: &str) -> Option<&mut Person> {
@@ -141,6 +183,8 @@ impl UserStore {
             remark: person.remark.clone(),
             tagid_list: person.tagid_list.clone(),
             language: person.language.clone(),
+            phone: person.phone.clone(),
+            blocked: person.blocked,
         })
     }
 
@@ -265,6 +309,27 @@ mod tests {
         assert!(matches!(users.check_choices(&same_openid), Err(UserError::OpenidTaken { .. })));
         let empty = UserOptions { mp_openid: Some(String::new()), ..UserOptions::default() };
         assert_eq!(users.check_choices(&empty), Err(UserError::EmptyId));
+        let phone = UserOptions { phone: Some("+86 138".into()), ..UserOptions::default() };
+        assert_eq!(users.check_choices(&phone), Err(UserError::InvalidPhoneNumber("+86 138".into())));
+    }
+
+    #[test]
+    fn phone_numbers_and_the_high_risk_flag() {
+        let mut users = store();
+        let chosen = UserOptions { phone: Some("13800138000".into()), blocked: true, ..UserOptions::default() };
+        users.check_choices(&chosen).unwrap();
+        let a = users.insert(&chosen, 0);
+        let b = users.insert(&UserOptions::default(), 0);
+        assert_eq!(users.phone_number(&a.unionid), Some("13800138000"));
+        assert_eq!(users.phone_number(&b.unionid).map(str::len), Some(11));
+        assert!(users.is_blocked(&a.unionid) && !users.is_blocked(&b.unionid));
+        assert!(users.set_blocked(&a.unionid, false));
+        assert!(!users.is_blocked(&a.unionid));
+        assert!(!users.set_blocked("o_nobody", true));
+        assert!(!users.is_blocked("o_nobody"));
+        assert_eq!(users.openid_of(&b.unionid, "wx_mp"), Some(b.mp_openid.as_str()));
+        assert_eq!(users.primary_mini_program(), Some("wx_mp"));
+        assert!(users.record(&a.unionid).unwrap().phone == "13800138000");
     }
 
     #[test]

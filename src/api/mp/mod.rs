@@ -1,0 +1,45 @@
+//! The mini-program API (`/mp/v1`): what residents do, through an SDK generated from the spec.
+//! Every operation but login acts as the resident of the bearer session, and only as them: no
+//! resident id or openid for "me" is ever read from a request.
+
+mod bindings;
+mod me;
+mod sessions;
+
+pub use bindings::MpBindingsApi;
+pub use me::MpMeApi;
+pub use sessions::MpSessionsApi;
+
+use poem::Request;
+use poem_openapi::auth::Bearer;
+use poem_openapi::SecurityScheme;
+
+use crate::app::AppState;
+use crate::domain::sessions::{authenticate, ResidentActor};
+use crate::error::ApiError;
+use crate::wechat::api::AppCredentials;
+
+/// A resident's session token (`ms_…`), from `POST /mp/v1/sessions`, as `Authorization: Bearer …`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", checker = "resident_from_token")]
+pub struct ResidentSession(pub ResidentActor);
+
+async fn resident_from_token(req: &Request, bearer: Bearer) -> poem::Result<ResidentActor> {
+    let state = req
+        .data::<AppState>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing from the request")))?;
+    match authenticate(&state.db, bearer.token.trim()).await {
+        Ok(Some(actor)) => Ok(actor),
+        Ok(None) => Err(ApiError::Unauthenticated("the session is invalid or has expired; log in again".into()).into()),
+        Err(err) => Err(ApiError::from(err).into()),
+    }
+}
+
+/// The mini-program's credentials, or 503 when they are not configured.
+pub(crate) fn mini_program(state: &AppState) -> Result<AppCredentials, ApiError> {
+    let w = &state.settings.wechat;
+    match (&w.mp_appid, &w.mp_secret) {
+        (Some(appid), Some(secret)) => Ok(AppCredentials { appid: appid.clone(), secret: secret.clone() }),
+        _ => Err(ApiError::NotConfigured("the mini-program (WECHAT_MP_APPID, WECHAT_MP_SECRET)")),
+    }
+}
