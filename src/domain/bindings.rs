@@ -12,7 +12,7 @@ use super::access::{scope_of, Actor, Role};
 use super::rooms::{self, label};
 use super::roster::{fields as roster_fields, parse_role};
 use super::sessions::ResidentActor;
-use super::{audit, not_found_as, required_text, DomainError, DomainResult};
+use super::{audit, required_text, DomainError, DomainResult};
 use crate::db::bindings::{self as store, BindingFilter, BindingRow, InvitationRow, NewBinding};
 use crate::db::orgs::OrgRow;
 use crate::db::rooms::RoomAddress;
@@ -267,8 +267,7 @@ async fn reachable(tx: &mut Tx, actor: &Actor, id: i64) -> DomainResult<(Binding
     let community = db::orgs::get(&mut **tx, b.community_id)
         .await?
         .filter(|o| actor.reaches(&o.path))
-        .ok_or(DomainError::NotFound("binding"))
-        .map_err(not_found_as("binding"))?;
+        .ok_or(DomainError::NotFound("binding"))?;
     Ok((b, community))
 }
 
