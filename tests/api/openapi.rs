@@ -33,3 +33,43 @@ fn every_operation_has_a_unique_operation_id_and_documents_its_errors() {
     }
     assert!(ids.len() >= 20, "only {} operations", ids.len());
 }
+
+/// The server writes absent optional fields as `null`, so every optional property of a schema an
+/// answer can carry must say `nullable: true`, or generated clients reject the answer.
+#[test]
+fn optional_fields_of_answers_are_declared_nullable() {
+    let spec: serde_json::Value = serde_json::from_str(&linli::api::openapi_service().spec()).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let mut todo: Vec<String> = Vec::new();
+    let mut refs_in = |v: &serde_json::Value, todo: &mut Vec<String>| {
+        let text = v.to_string();
+        for part in text.split("\"#/components/schemas/").skip(1) {
+            todo.push(part.split('"').next().unwrap().to_owned());
+        }
+    };
+    for item in spec["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            refs_in(&op["responses"], &mut todo);
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut missing = Vec::new();
+    while let Some(name) = todo.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let schema = &schemas[&name];
+        refs_in(schema, &mut todo);
+        let required: HashSet<&str> =
+            schema["required"].as_array().map(|r| r.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+        for (field, prop) in schema["properties"].as_object().into_iter().flatten() {
+            // A field with a default is optional on input but always written on output.
+            let always_written = prop.get("default").is_some();
+            if !required.contains(field.as_str()) && !always_written && prop["nullable"] != true {
+                missing.push(format!("{name}.{field}"));
+            }
+        }
+    }
+    assert!(seen.len() > 20, "only {} response schemas found", seen.len());
+    assert!(missing.is_empty(), "optional response fields not declared nullable: {missing:?}");
+}

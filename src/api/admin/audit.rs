@@ -23,6 +23,7 @@ pub struct AuditEntryView {
     pub id: i64,
     pub at: OffsetDateTime,
     /// The key that made the change; absent for the command line.
+    #[oai(nullable)]
     pub actor_key_id: Option<i64>,
     /// Who made the change: `key:<prefix> (<name>)` or `cli`.
     pub actor: String,
@@ -33,10 +34,13 @@ pub struct AuditEntryView {
     pub target_type: String,
     pub target_id: String,
     /// The target before the change (absent for creations).
+    #[oai(nullable)]
     pub before: Option<serde_json::Value>,
     /// The target after the change (absent for deletions), or an import's summary.
+    #[oai(nullable)]
     pub after: Option<serde_json::Value>,
     /// The request that made the change.
+    #[oai(nullable)]
     pub request_id: Option<String>,
 }
 

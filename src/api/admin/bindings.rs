@@ -69,13 +69,18 @@ pub struct BindingView {
     pub name: String,
     pub phone: String,
     /// How it was verified: `roster`, `owner` (an invitation) or `operator`.
+    #[oai(nullable)]
     pub verified_by: Option<String>,
     /// Why it was rejected or ended.
+    #[oai(nullable)]
     pub reason: Option<String>,
     /// Who decided: an operator key, the room's owner, the resident, or the roster.
+    #[oai(nullable)]
     pub decided_by: Option<String>,
+    #[oai(nullable)]
     pub decided_at: Option<OffsetDateTime>,
     /// The owner binding whose invitation this came from.
+    #[oai(nullable)]
     pub invited_by: Option<i64>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,

@@ -57,8 +57,10 @@ pub struct ApiKeyView {
     /// The first characters of the key, to tell keys apart.
     pub prefix: String,
     /// The key that created this one; absent for keys made on the command line.
+    #[oai(nullable)]
     pub created_by: Option<i64>,
     pub created_at: OffsetDateTime,
+    #[oai(nullable)]
     pub revoked_at: Option<OffsetDateTime>,
 }
 

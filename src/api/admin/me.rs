@@ -16,6 +16,7 @@ pub struct MeApi;
 #[derive(Debug, Clone, Object)]
 pub struct Me {
     /// The key's id.
+    #[oai(nullable)]
     pub key_id: Option<i64>,
     /// The key's role: `admin`, `operator` or `viewer`.
     pub role: String,

@@ -59,13 +59,18 @@ impl From<OrgKind> for OrgKindView {
 pub struct OrgView {
     pub id: i64,
     /// The org above; absent for the platform.
+    #[oai(nullable)]
     pub parent_id: Option<i64>,
     pub kind: OrgKindView,
     pub name: String,
+    #[oai(nullable)]
     pub address: Option<String>,
+    #[oai(nullable)]
     pub contact_name: Option<String>,
+    #[oai(nullable)]
     pub contact_phone: Option<String>,
     /// When it was archived; archived orgs take no changes and their keys stop working.
+    #[oai(nullable)]
     pub archived_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,

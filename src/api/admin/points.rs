@@ -59,7 +59,7 @@ pub struct PointsRules {
     #[oai(validator(min_length = 1, max_length = 128))]
     pub checkin_menu_key: String,
     /// The reply to other text messages; absent: no reply.
-    #[oai(validator(max_length = 600))]
+    #[oai(nullable, validator(max_length = 600))]
     pub default_reply: Option<String>,
 }
 
@@ -178,8 +178,11 @@ pub struct LedgerEntry {
     /// The account's balance after this row.
     pub balance_after: i64,
     /// The key of the operator who posted it, for operator rows.
+    #[oai(nullable)]
     pub operator_key_id: Option<i64>,
+    #[oai(nullable)]
     pub operator: Option<String>,
+    #[oai(nullable)]
     pub remark: Option<String>,
     pub created_at: OffsetDateTime,
 }
@@ -252,6 +255,7 @@ pub enum AdjustmentAnswer {
 #[derive(Debug, Clone, Object)]
 pub struct Member {
     pub resident_id: i64,
+    #[oai(nullable)]
     pub unionid: Option<String>,
     /// The code the resident's invitations carry.
     pub invite_code: String,
@@ -275,8 +279,11 @@ pub struct IdentityView {
     pub openid: String,
     /// Follows the official account now.
     pub subscribed: bool,
+    #[oai(nullable)]
     pub first_followed_at: Option<OffsetDateTime>,
+    #[oai(nullable)]
     pub last_followed_at: Option<OffsetDateTime>,
+    #[oai(nullable)]
     pub last_unfollowed_at: Option<OffsetDateTime>,
 }
 
@@ -284,6 +291,7 @@ pub struct IdentityView {
 #[derive(Debug, Clone, Object)]
 pub struct ResidentDetail {
     pub resident_id: i64,
+    #[oai(nullable)]
     pub unionid: Option<String>,
     pub invite_code: String,
     pub balance: i64,

@@ -28,6 +28,7 @@ pub struct RoomView {
     /// Empty when the building has no units.
     pub unit: String,
     pub number: String,
+    #[oai(nullable)]
     pub archived_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,

@@ -24,6 +24,7 @@ pub struct MpBindingsApi;
 pub struct Community {
     pub id: i64,
     pub name: String,
+    #[oai(nullable)]
     pub address: Option<String>,
 }
 
@@ -55,11 +56,13 @@ pub struct RequestBinding {
     pub phone: Option<String>,
 }
 
-/// An invitation for family or a tenant.
+/// An invitation for family or a tenant: `role` is `family` or `tenant`.
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct InviteToRoom {
-    /// `family` or `tenant`.
+    // Deliberately no doc comment: poem-openapi would emit a described enum `$ref` as
+    // `allOf: [$ref, {description}]`, which SDK generators reject (openapi-python-client drops
+    // the whole operation). The struct's doc says what `role` may be.
     pub role: ResidentRoleView,
 }
 

@@ -44,6 +44,7 @@ pub struct Profile {
     /// The code my invitations carry (QR scene `inv_<code>`).
     pub invite_code: String,
     /// The phone number WeChat confirmed for me, if I shared it.
+    #[oai(nullable)]
     pub phone: Option<String>,
     pub identities: Vec<MyIdentity>,
     pub points: Vec<MyPoints>,
