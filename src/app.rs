@@ -72,9 +72,11 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let grace = self.state.settings.shutdown_grace;
         let db = self.state.db.clone();
+        let expiry = crate::workers::expiry::spawn(db.clone(), self.state.settings.expiry_interval);
         let app = crate::api::routes(self.state);
         let result =
             Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(app, shutdown, Some(grace)).await;
+        expiry.abort();
         db.close().await;
         result
     }

@@ -58,6 +58,8 @@ pub struct Settings {
     pub mp_refresh_ttl_secs: i64,
     /// `LINLI_ROOM_BINDING_CAP`: the most open bindings (pending or verified) one room may have.
     pub room_binding_cap: i64,
+    /// `LINLI_EXPIRY_INTERVAL_SECS`: how often unused coupons past their validity are expired.
+    pub expiry_interval: Duration,
     pub wechat: WechatSettings,
     pub pay: PaySettings,
 }
@@ -114,6 +116,7 @@ impl Settings {
             mp_session_ttl_secs: 2 * 3600,
             mp_refresh_ttl_secs: 30 * 86_400,
             room_binding_cap: 10,
+            expiry_interval: Duration::from_secs(60),
             wechat: WechatSettings {
                 api_base: DEFAULT_WECHAT_API_BASE.to_owned(),
                 oa_timestamp_window_secs: 300,
@@ -154,6 +157,7 @@ impl Settings {
         s.mp_session_ttl_secs = number("LINLI_MP_SESSION_TTL_SECS", 2 * 3600)?.clamp(60, 30 * 86_400) as i64;
         s.mp_refresh_ttl_secs = number("LINLI_MP_REFRESH_TTL_SECS", 30 * 86_400)?.clamp(60, 365 * 86_400) as i64;
         s.room_binding_cap = number("LINLI_ROOM_BINDING_CAP", 10)?.clamp(1, 1000) as i64;
+        s.expiry_interval = Duration::from_secs(number("LINLI_EXPIRY_INTERVAL_SECS", 60)?.clamp(1, 86_400));
 
         s.wechat = WechatSettings {
             api_base: get("WECHAT_API_BASE").unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_owned()),

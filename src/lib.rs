@@ -10,3 +10,4 @@ pub mod domain;
 pub mod error;
 pub mod telemetry;
 pub mod wechat;
+pub mod workers;

@@ -40,6 +40,10 @@ pub enum ApiTags {
     MpMe,
     /// Mini-program: binding myself to my home.
     MpBindings,
+    /// Coupon templates: issue, edit, end, figures.
+    Coupons,
+    /// Mini-program: claiming coupons and my coupons.
+    MpCoupons,
 }
 
 type Apis = (
@@ -54,6 +58,8 @@ type Apis = (
     mp::MpSessionsApi,
     mp::MpMeApi,
     mp::MpBindingsApi,
+    admin::CouponsApi,
+    mp::MpCouponsApi,
 );
 
 /// The OpenAPI service: the operations and the spec they generate.
@@ -71,6 +77,8 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             mp::MpSessionsApi,
             mp::MpMeApi,
             mp::MpBindingsApi,
+            admin::CouponsApi,
+            mp::MpCouponsApi,
         ),
         "linli",
         env!("CARGO_PKG_VERSION"),

@@ -13,6 +13,8 @@
 pub mod api_keys;
 pub mod audit;
 pub mod bindings;
+pub mod coupons;
+pub mod idempotency;
 pub mod orgs;
 pub mod points;
 pub mod residents;

@@ -411,3 +411,20 @@ pub async fn holdings(pool: &AnyPool, resident_id: i64) -> DbResult<Vec<HoldingR
     .await?;
     Ok(rows)
 }
+
+/// How many purchase rows a resident has in a company's programme.
+pub async fn purchase_count<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    company_id: i64,
+    resident_id: i64,
+) -> DbResult<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM points_ledger l JOIN points_programmes p ON p.id = l.programme_id \
+         WHERE p.company_id = $1 AND l.resident_id = $2 AND l.source = 'purchase'",
+    )
+    .bind(company_id)
+    .bind(resident_id)
+    .fetch_one(ex)
+    .await?;
+    Ok(n)
+}

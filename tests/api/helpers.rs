@@ -336,6 +336,19 @@ impl std::ops::Deref for OaApp {
 }
 
 pub async fn spawn_oa_app(clock_start_unix: Option<i64>, window_secs: u64) -> OaApp {
+    spawn_oa_app_configured(clock_start_unix, window_secs, |_| {}).await
+}
+
+/// [`spawn_oa_app`] with further settings.
+pub async fn spawn_oa_app_with(configure: impl FnOnce(&mut Settings) + Send + 'static) -> OaApp {
+    spawn_oa_app_configured(None, 300, configure).await
+}
+
+async fn spawn_oa_app_configured(
+    clock_start_unix: Option<i64>,
+    window_secs: u64,
+    configure: impl FnOnce(&mut Settings) + Send + 'static,
+) -> OaApp {
     let config = wechat_mock::MockConfig { clock_start_unix, ..Default::default() };
     let mock = wechat_mock::start(config, "127.0.0.1:0").await.expect("start wechat-mock");
     let base = mock.base_url.clone();
@@ -350,6 +363,7 @@ pub async fn spawn_oa_app(clock_start_unix: Option<i64>, window_secs: u64) -> Oa
         s.wechat.mp_appid = Some(wechat_mock::MP_APPID.to_owned());
         s.wechat.mp_secret = Some(linli::config::Secret::new(wechat_mock::MP_SECRET));
         s.room_binding_cap = 3;
+        configure(s);
     })
     .await;
     let company_id = app.create_org(&app.root_key, 1, "company", "阳光物业").await;

@@ -3,6 +3,7 @@
 
 mod access;
 mod cli;
+mod coupons;
 mod helpers;
 mod imports;
 mod mp;

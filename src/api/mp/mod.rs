@@ -3,10 +3,12 @@
 //! resident id or openid for "me" is ever read from a request.
 
 mod bindings;
+mod coupons;
 mod me;
 mod sessions;
 
 pub use bindings::MpBindingsApi;
+pub use coupons::MpCouponsApi;
 pub use me::MpMeApi;
 pub use sessions::MpSessionsApi;
 

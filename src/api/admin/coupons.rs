@@ -1,0 +1,335 @@
+//! `/admin/v1/coupon-templates`: coupons an owner issues, with their figures.
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use time::OffsetDateTime;
+
+use super::{ms, page_request, ts, PageInfo};
+use crate::api::auth::OperatorKey;
+use crate::api::ApiTags;
+use crate::app::AppState;
+use crate::db::coupons::{Figures, TemplateFilter, TemplateRow};
+use crate::domain::coupons::{self, TemplateInput};
+use crate::error::ApiError;
+
+pub struct CouponsApi;
+
+/// What a coupon takes off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "CouponKind", rename_all = "lowercase")]
+pub enum CouponKindView {
+    /// A fixed amount off (代金券).
+    Cash,
+    /// A percentage off, optionally capped (折扣券).
+    Discount,
+}
+
+/// Who may claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "CouponAudience", rename_all = "snake_case")]
+pub enum AudienceView {
+    /// Followers of the official account.
+    Followers,
+    /// Verified residents of the issuer's communities.
+    VerifiedResidents,
+    /// Residents who have not bought from the issuer's property company before.
+    NewCustomers,
+}
+
+impl AudienceView {
+    fn as_str(self) -> &'static str {
+        match self {
+            AudienceView::Followers => "followers",
+            AudienceView::VerifiedResidents => "verified_residents",
+            AudienceView::NewCustomers => "new_customers",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "verified_residents" => AudienceView::VerifiedResidents,
+            "new_customers" => AudienceView::NewCustomers,
+            _ => AudienceView::Followers,
+        }
+    }
+}
+
+/// A coupon's terms. Money is integer fen (1 yuan = 100).
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CouponTerms {
+    #[oai(validator(min_length = 1, max_length = 32))]
+    pub category: String,
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub title: String,
+    pub kind: CouponKindView,
+    /// For `cash`: fen off.
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "10000000")))]
+    pub amount_off: Option<i64>,
+    /// For `discount`: percent off, 1–99.
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "99")))]
+    pub percent_off: Option<i64>,
+    /// For `discount`: the most it takes off, in fen.
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "10000000")))]
+    pub discount_cap: Option<i64>,
+    /// The least an order must come to, in fen (0: none).
+    #[oai(default, validator(minimum(value = "0"), maximum(value = "100000000")))]
+    pub min_spend: i64,
+    /// A fixed validity window (with `valid_until`)…
+    #[oai(nullable)]
+    pub valid_from: Option<OffsetDateTime>,
+    #[oai(nullable)]
+    pub valid_until: Option<OffsetDateTime>,
+    /// …or valid for this many days from the claim.
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "3650")))]
+    pub valid_days: Option<i64>,
+    /// When residents may claim it.
+    pub claim_from: OffsetDateTime,
+    pub claim_until: OffsetDateTime,
+    /// How many can be claimed in all.
+    #[oai(validator(minimum(value = "1"), maximum(value = "10000000")))]
+    pub stock_total: i64,
+    /// How many one resident may claim.
+    #[oai(default = "one", validator(minimum(value = "1"), maximum(value = "100")))]
+    pub per_resident_limit: i64,
+    /// How many one household (room) may claim; the claimant needs a verified home.
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "100")))]
+    pub per_household_limit: Option<i64>,
+    pub audience: AudienceView,
+    /// Merchants (org ids) where it may be used; empty: any merchant of the property company.
+    #[oai(default, validator(max_items = 100))]
+    pub merchant_ids: Vec<i64>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+impl CouponTerms {
+    fn into_input(self) -> TemplateInput {
+        TemplateInput {
+            category: self.category,
+            title: self.title,
+            kind: match self.kind {
+                CouponKindView::Cash => "cash".into(),
+                CouponKindView::Discount => "discount".into(),
+            },
+            amount_off: self.amount_off,
+            percent_off: self.percent_off,
+            discount_cap: self.discount_cap,
+            min_spend: self.min_spend,
+            valid_from: self.valid_from.map(ms),
+            valid_until: self.valid_until.map(ms),
+            valid_days: self.valid_days,
+            claim_from: ms(self.claim_from),
+            claim_until: ms(self.claim_until),
+            stock_total: self.stock_total,
+            per_resident_limit: self.per_resident_limit,
+            per_household_limit: self.per_household_limit,
+            audience: self.audience.as_str().into(),
+            merchant_ids: self.merchant_ids,
+        }
+    }
+
+    pub(crate) fn of(t: &TemplateRow) -> Self {
+        Self {
+            category: t.category.clone(),
+            title: t.title.clone(),
+            kind: if t.kind == "discount" { CouponKindView::Discount } else { CouponKindView::Cash },
+            amount_off: t.amount_off,
+            percent_off: t.percent_off,
+            discount_cap: t.discount_cap,
+            min_spend: t.min_spend,
+            valid_from: t.valid_from.map(ts),
+            valid_until: t.valid_until.map(ts),
+            valid_days: t.valid_days,
+            claim_from: ts(t.claim_from),
+            claim_until: ts(t.claim_until),
+            stock_total: t.stock_total,
+            per_resident_limit: t.per_resident_limit,
+            per_household_limit: t.per_household_limit,
+            audience: AudienceView::parse(&t.audience),
+            merchant_ids: serde_json::from_str(&t.merchant_ids).unwrap_or_default(),
+        }
+    }
+}
+
+/// A new coupon template.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateCouponTemplate {
+    /// The issuer: a property company, a community or a merchant the key reaches.
+    pub owner_org_id: i64,
+    pub terms: CouponTerms,
+}
+
+/// What became of a template's coupons.
+#[derive(Debug, Clone, Object)]
+pub struct CouponFigures {
+    pub claimed: i64,
+    pub used: i64,
+    pub expired: i64,
+    /// Fen taken off by used coupons.
+    pub discount_given: i64,
+    /// Still claimable.
+    pub stock_left: i64,
+}
+
+/// A coupon template.
+#[derive(Debug, Clone, Object)]
+pub struct CouponTemplate {
+    pub id: i64,
+    pub owner_org_id: i64,
+    pub company_id: i64,
+    pub terms: CouponTerms,
+    /// `active` or `ended`.
+    pub state: String,
+    #[oai(nullable)]
+    pub ended_at: Option<OffsetDateTime>,
+    pub figures: CouponFigures,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+fn view(t: TemplateRow, f: Figures) -> CouponTemplate {
+    CouponTemplate {
+        terms: CouponTerms::of(&t),
+        figures: CouponFigures {
+            claimed: f.claimed,
+            used: f.used,
+            expired: f.expired,
+            discount_given: f.discount_given,
+            stock_left: t.stock_left,
+        },
+        id: t.id,
+        owner_org_id: t.owner_org_id,
+        company_id: t.company_id,
+        state: t.state,
+        ended_at: t.ended_at.map(ts),
+        created_at: ts(t.created_at),
+        updated_at: ts(t.updated_at),
+    }
+}
+
+/// A page of templates.
+#[derive(Debug, Clone, Object)]
+pub struct CouponTemplatePage {
+    pub items: Vec<CouponTemplate>,
+    pub page: PageInfo,
+}
+
+#[derive(ApiResponse)]
+pub enum TemplateCreated {
+    /// Created.
+    #[oai(status = 201)]
+    Created(Json<CouponTemplate>),
+}
+
+#[derive(ApiResponse)]
+pub enum TemplateDeleted {
+    /// Deleted.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+#[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Coupons")]
+impl CouponsApi {
+    /// Issue a coupon template. Operators and admins of the issuer or above.
+    #[oai(path = "/coupon-templates", method = "post", operation_id = "create_coupon_template")]
+    async fn create_coupon_template(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        body: Json<CreateCouponTemplate>,
+    ) -> Result<TemplateCreated, ApiError> {
+        let b = body.0;
+        let t = coupons::create(&state.db, &key.0, b.owner_org_id, b.terms.into_input()).await?;
+        Ok(TemplateCreated::Created(Json(view(t, Figures::default()))))
+    }
+
+    /// Templates of the orgs the key reaches, newest first, with figures.
+    #[oai(path = "/coupon-templates", method = "get", operation_id = "list_coupon_templates")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_coupon_templates(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        /// Only templates issued by this org or the orgs below it.
+        owner_org_id: Query<Option<i64>>,
+        /// `active` or `ended`.
+        #[oai(name = "state", validator(max_length = 16))]
+        template_state: Query<Option<String>>,
+        #[oai(validator(max_length = 32))] category: Query<Option<String>>,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
+    ) -> Result<Json<CouponTemplatePage>, ApiError> {
+        let req = page_request(page.0, page_size.0);
+        let filter = TemplateFilter {
+            scope_path: String::new(),
+            owner_org_id: owner_org_id.0,
+            state: template_state.0,
+            category: category.0,
+        };
+        let found = coupons::list(&state.db, &key.0, filter, req).await?;
+        let items = found.items.into_iter().map(|(t, f)| view(t, f)).collect();
+        Ok(Json(CouponTemplatePage { items, page: PageInfo::new(req, found.total) }))
+    }
+
+    /// One template with its figures.
+    #[oai(path = "/coupon-templates/:template_id", method = "get", operation_id = "get_coupon_template")]
+    async fn get_coupon_template(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        template_id: Path<i64>,
+    ) -> Result<Json<CouponTemplate>, ApiError> {
+        let (t, f) = coupons::get(&state.db, &key.0, template_id.0).await?;
+        Ok(Json(view(t, f)))
+    }
+
+    /// Rewrite a template's terms. Once coupons have been claimed only the title, the category,
+    /// the stock (not below what was claimed), the end of the claim window and a larger
+    /// per-resident limit may change; anything else answers 409 naming the fields.
+    #[oai(path = "/coupon-templates/:template_id", method = "put", operation_id = "update_coupon_template")]
+    async fn update_coupon_template(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        template_id: Path<i64>,
+        body: Json<CouponTerms>,
+    ) -> Result<Json<CouponTemplate>, ApiError> {
+        let t = coupons::update(&state.db, &key.0, template_id.0, body.0.into_input()).await?;
+        let f = crate::db::coupons::figures(state.db.reader(), t.id).await?;
+        Ok(Json(view(t, f)))
+    }
+
+    /// Delete a template nobody has claimed from (otherwise end it).
+    #[oai(path = "/coupon-templates/:template_id", method = "delete", operation_id = "delete_coupon_template")]
+    async fn delete_coupon_template(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        template_id: Path<i64>,
+    ) -> Result<TemplateDeleted, ApiError> {
+        coupons::delete(&state.db, &key.0, template_id.0).await?;
+        Ok(TemplateDeleted::Deleted)
+    }
+
+    /// End a template: no more claims; claimed coupons stay usable until they expire.
+    #[oai(path = "/coupon-templates/:template_id/end", method = "post", operation_id = "end_coupon_template")]
+    async fn end_coupon_template(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        template_id: Path<i64>,
+    ) -> Result<Json<CouponTemplate>, ApiError> {
+        let t = coupons::end(&state.db, &key.0, template_id.0).await?;
+        let f = crate::db::coupons::figures(state.db.reader(), t.id).await?;
+        Ok(Json(view(t, f)))
+    }
+}
