@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod auth;
+pub mod merchant;
 mod middleware;
 pub mod mp;
 mod payload;
@@ -44,6 +45,8 @@ pub enum ApiTags {
     Coupons,
     /// Mini-program: claiming coupons and my coupons.
     MpCoupons,
+    /// Merchants: orders, refunds and coupon write-offs.
+    Merchant,
 }
 
 type Apis = (
@@ -60,6 +63,7 @@ type Apis = (
     mp::MpBindingsApi,
     admin::CouponsApi,
     mp::MpCouponsApi,
+    merchant::MerchantOrdersApi,
 );
 
 /// The OpenAPI service: the operations and the spec they generate.
@@ -79,6 +83,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             mp::MpBindingsApi,
             admin::CouponsApi,
             mp::MpCouponsApi,
+            merchant::MerchantOrdersApi,
         ),
         "linli",
         env!("CARGO_PKG_VERSION"),

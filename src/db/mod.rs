@@ -15,6 +15,7 @@ pub mod audit;
 pub mod bindings;
 pub mod coupons;
 pub mod idempotency;
+pub mod orders;
 pub mod orgs;
 pub mod points;
 pub mod residents;

@@ -18,13 +18,15 @@ pub struct ProgrammeRow {
     pub checkin_keyword: String,
     pub checkin_menu_key: String,
     pub default_reply: Option<String>,
+    pub points_per_yuan: i64,
+    pub first_purchase_percent: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 const PROGRAMME: &str = "id, company_id, name, utc_offset_minutes, follow_points, checkin_points, \
                          streak_bonuses, referral_points, checkin_keyword, checkin_menu_key, default_reply, \
-                         created_at, updated_at";
+                         points_per_yuan, first_purchase_percent, created_at, updated_at";
 
 /// A programme's rules, as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub struct ProgrammeFields {
     pub checkin_keyword: String,
     pub checkin_menu_key: String,
     pub default_reply: Option<String>,
+    pub points_per_yuan: i64,
+    pub first_purchase_percent: i64,
 }
 
 pub async fn programme_of<'c, E: Executor<'c, Database = Any>>(
@@ -60,8 +64,9 @@ pub async fn create_programme_if_absent(
 ) -> DbResult<ProgrammeRow> {
     sqlx::query(
         "INSERT INTO points_programmes (company_id, name, utc_offset_minutes, follow_points, checkin_points, \
-             streak_bonuses, referral_points, checkin_keyword, checkin_menu_key, default_reply, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT (company_id) DO NOTHING",
+             streak_bonuses, referral_points, checkin_keyword, checkin_menu_key, default_reply, points_per_yuan, \
+             first_purchase_percent, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $13, $11, $11) ON CONFLICT (company_id) DO NOTHING",
     )
     .bind(company_id)
     .bind(&f.name)
@@ -74,6 +79,8 @@ pub async fn create_programme_if_absent(
     .bind(&f.checkin_menu_key)
     .bind(&f.default_reply)
     .bind(now)
+    .bind(f.points_per_yuan)
+    .bind(f.first_purchase_percent)
     .execute(&mut **tx)
     .await?;
     let row = sqlx::query_as(&format!("SELECT {PROGRAMME} FROM points_programmes WHERE company_id = $1"))
@@ -87,7 +94,7 @@ pub async fn update_programme(tx: &mut Tx, id: i64, f: &ProgrammeFields, now: i6
     let row = sqlx::query_as(&format!(
         "UPDATE points_programmes SET name = $1, utc_offset_minutes = $2, follow_points = $3, checkin_points = $4, \
              streak_bonuses = $5, referral_points = $6, checkin_keyword = $7, checkin_menu_key = $8, \
-             default_reply = $9, updated_at = $10 \
+             default_reply = $9, updated_at = $10, points_per_yuan = $12, first_purchase_percent = $13 \
          WHERE id = $11 RETURNING {PROGRAMME}"
     ))
     .bind(&f.name)
@@ -101,6 +108,8 @@ pub async fn update_programme(tx: &mut Tx, id: i64, f: &ProgrammeFields, now: i6
     .bind(&f.default_reply)
     .bind(now)
     .bind(id)
+    .bind(f.points_per_yuan)
+    .bind(f.first_purchase_percent)
     .fetch_one(&mut **tx)
     .await?;
     Ok(row)

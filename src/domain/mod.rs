@@ -7,6 +7,7 @@ pub mod bindings;
 pub mod coupons;
 pub mod import;
 pub mod oa;
+pub mod orders;
 pub mod orgs;
 pub mod points;
 pub mod residents;

@@ -120,6 +120,10 @@ pub struct Rules {
     pub checkin_keyword: String,
     pub checkin_menu_key: String,
     pub default_reply: Option<String>,
+    /// Points per yuan paid at the company's merchants.
+    pub points_per_yuan: i64,
+    /// A resident's first purchase at a merchant earns this percent of the usual points.
+    pub first_purchase_percent: i64,
 }
 
 impl Rules {
@@ -136,6 +140,8 @@ impl Rules {
             checkin_keyword: "签到".to_owned(),
             checkin_menu_key: "CHECKIN".to_owned(),
             default_reply: None,
+            points_per_yuan: 1,
+            first_purchase_percent: 200,
         }
     }
 
@@ -150,6 +156,8 @@ impl Rules {
             checkin_keyword: row.checkin_keyword.clone(),
             checkin_menu_key: row.checkin_menu_key.clone(),
             default_reply: row.default_reply.clone(),
+            points_per_yuan: row.points_per_yuan,
+            first_purchase_percent: row.first_purchase_percent,
         }
     }
 
@@ -167,6 +175,9 @@ impl Rules {
             if !(0..=1_000_000).contains(&v) {
                 return Err(DomainError::invalid("invalid_rules", format!("{name} must be between 0 and 1000000")));
             }
+        }
+        if !(0..=1000).contains(&self.points_per_yuan) || !(100..=1000).contains(&self.first_purchase_percent) {
+            return Err(invalid("points_per_yuan must be 0..=1000 and first_purchase_percent 100..=1000"));
         }
         if self.streak_bonuses.len() > 20 {
             return Err(invalid("at most 20 streak bonuses"));
@@ -186,6 +197,8 @@ impl Rules {
             checkin_keyword: required_text("checkin_keyword", &self.checkin_keyword, 16)?,
             checkin_menu_key: required_text("checkin_menu_key", &self.checkin_menu_key, 128)?,
             default_reply: super::optional_text("default_reply", self.default_reply.as_deref(), 600)?,
+            points_per_yuan: self.points_per_yuan,
+            first_purchase_percent: self.first_purchase_percent,
         })
     }
 }
@@ -448,6 +461,86 @@ pub async fn member(
         crate::db::residents::get(db.reader(), resident_id).await?.ok_or(DomainError::NotFound("resident"))?;
     let identities = crate::db::residents::identities_of(db.reader(), resident_id).await?;
     Ok((resident, account.balance, identities))
+}
+
+/// Adds a campaign: items of `category` bought in [starts_at, ends_at) earn `percent` of the
+/// usual purchase points (200 = double). Operators and admins; audited.
+pub async fn add_multiplier(
+    db: &Db,
+    actor: &Actor,
+    company_id: i64,
+    category: &str,
+    percent: i64,
+    starts_at: i64,
+    ends_at: i64,
+) -> DomainResult<crate::db::orders::MultiplierRow> {
+    let category = required_text("category", category, 32)?;
+    if !(0..=1000).contains(&percent) || starts_at >= ends_at {
+        return Err(DomainError::invalid(
+            "invalid_multiplier",
+            "percent must be 0..=1000 and starts_at before ends_at",
+        ));
+    }
+    let mut tx = db.begin().await?;
+    let company = company_in_reach(&mut *tx, actor, company_id).await?;
+    actor.require(Role::Operator)?;
+    // A campaign may be set up before the company's first purchase: the programme starts here.
+    let programme = programme_for(&mut tx, &company, db::now_ms()).await?;
+    let m = crate::db::orders::insert_multiplier(
+        &mut tx,
+        programme.id,
+        &category,
+        percent,
+        starts_at,
+        ends_at,
+        db::now_ms(),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        &company,
+        "points.multiplier.create",
+        "points_multiplier",
+        m.id,
+        None::<&()>,
+        Some(&m),
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(m)
+}
+
+pub async fn multipliers(
+    db: &Db,
+    actor: &Actor,
+    company_id: i64,
+) -> DomainResult<Vec<crate::db::orders::MultiplierRow>> {
+    let programme = programme_in_reach(db, actor, company_id).await?;
+    Ok(crate::db::orders::multipliers(db.reader(), programme.id).await?)
+}
+
+pub async fn remove_multiplier(db: &Db, actor: &Actor, company_id: i64, id: i64) -> DomainResult<()> {
+    let programme = programme_in_reach(db, actor, company_id).await?;
+    actor.require(Role::Operator)?;
+    let mut tx = db.begin().await?;
+    let company = company_in_reach(&mut *tx, actor, company_id).await?;
+    if !crate::db::orders::delete_multiplier(&mut tx, programme.id, id).await? {
+        return Err(DomainError::NotFound("multiplier"));
+    }
+    audit::record(
+        &mut tx,
+        actor,
+        &company,
+        "points.multiplier.delete",
+        "points_multiplier",
+        id,
+        None::<&()>,
+        None::<&()>,
+    )
+    .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(())
 }
 
 // ----- the resident side ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ mod imports;
 mod mp;
 mod oa;
 mod openapi;
+mod orders;
 mod orgs;
 mod rooms_and_roster;
 mod surface;

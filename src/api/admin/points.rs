@@ -61,6 +61,21 @@ pub struct PointsRules {
     /// The reply to other text messages; absent: no reply.
     #[oai(nullable, validator(max_length = 600))]
     pub default_reply: Option<String>,
+    /// Points per yuan paid at the company's merchants (default 1).
+    #[oai(default = "one_point_per_yuan", validator(minimum(value = "0"), maximum(value = "1000")))]
+    pub points_per_yuan: i64,
+    /// A resident's first purchase at a merchant earns this percent of the usual points (default
+    /// 200: doubled).
+    #[oai(default = "double", validator(minimum(value = "100"), maximum(value = "1000")))]
+    pub first_purchase_percent: i64,
+}
+
+fn one_point_per_yuan() -> i64 {
+    1
+}
+
+fn double() -> i64 {
+    200
 }
 
 /// A property company's points programme.
@@ -93,6 +108,8 @@ impl From<ProgrammeRow> for PointsProgramme {
                 checkin_keyword: r.checkin_keyword,
                 checkin_menu_key: r.checkin_menu_key,
                 default_reply: r.default_reply,
+                points_per_yuan: r.points_per_yuan,
+                first_purchase_percent: r.first_purchase_percent,
             },
             created_at: ts(p.created_at),
             updated_at: ts(p.updated_at),
@@ -299,8 +316,113 @@ pub struct ResidentDetail {
     pub created_at: OffsetDateTime,
 }
 
+/// A points campaign: items of a category bought in a window earn a multiple of the usual points.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct NewMultiplier {
+    #[oai(validator(min_length = 1, max_length = 32))]
+    pub category: String,
+    /// Percent of the usual points: 200 doubles.
+    #[oai(validator(minimum(value = "0"), maximum(value = "1000")))]
+    pub percent: i64,
+    pub starts_at: OffsetDateTime,
+    pub ends_at: OffsetDateTime,
+}
+
+/// A points campaign.
+#[derive(Debug, Clone, Object)]
+pub struct Multiplier {
+    pub id: i64,
+    pub category: String,
+    pub percent: i64,
+    pub starts_at: OffsetDateTime,
+    pub ends_at: OffsetDateTime,
+}
+
+impl From<crate::db::orders::MultiplierRow> for Multiplier {
+    fn from(m: crate::db::orders::MultiplierRow) -> Self {
+        Self { id: m.id, category: m.category, percent: m.percent, starts_at: ts(m.starts_at), ends_at: ts(m.ends_at) }
+    }
+}
+
+/// The company's points campaigns.
+#[derive(Debug, Clone, Object)]
+pub struct MultiplierList {
+    pub items: Vec<Multiplier>,
+}
+
+#[derive(ApiResponse)]
+pub enum MultiplierCreated {
+    /// Created.
+    #[oai(status = 201)]
+    Created(Json<Multiplier>),
+}
+
+#[derive(ApiResponse)]
+pub enum MultiplierDeleted {
+    /// Deleted.
+    #[oai(status = 204)]
+    Deleted,
+}
+
 #[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Points")]
 impl PointsApi {
+    /// Add a points campaign (e.g. double points on fruit this week). Operators and admins.
+    #[oai(
+        path = "/companies/:company_id/points/multipliers",
+        method = "post",
+        operation_id = "create_points_multiplier"
+    )]
+    async fn create_points_multiplier(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        company_id: Path<i64>,
+        body: Json<NewMultiplier>,
+    ) -> Result<MultiplierCreated, ApiError> {
+        let b = body.0;
+        let m = points::add_multiplier(
+            &state.db,
+            &key.0,
+            company_id.0,
+            &b.category,
+            b.percent,
+            ms(b.starts_at),
+            ms(b.ends_at),
+        )
+        .await?;
+        Ok(MultiplierCreated::Created(Json(m.into())))
+    }
+
+    /// The company's points campaigns.
+    #[oai(path = "/companies/:company_id/points/multipliers", method = "get", operation_id = "list_points_multipliers")]
+    async fn list_points_multipliers(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        company_id: Path<i64>,
+    ) -> Result<Json<MultiplierList>, ApiError> {
+        let items = points::multipliers(&state.db, &key.0, company_id.0).await?.into_iter().map(Into::into).collect();
+        Ok(Json(MultiplierList { items }))
+    }
+
+    /// Remove a points campaign. Operators and admins.
+    #[oai(
+        path = "/companies/:company_id/points/multipliers/:multiplier_id",
+        method = "delete",
+        operation_id = "delete_points_multiplier"
+    )]
+    async fn delete_points_multiplier(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        company_id: Path<i64>,
+        multiplier_id: Path<i64>,
+    ) -> Result<MultiplierDeleted, ApiError> {
+        points::remove_multiplier(&state.db, &key.0, company_id.0, multiplier_id.0).await?;
+        Ok(MultiplierDeleted::Deleted)
+    }
+
     /// The company's points programme and its earn rules.
     #[oai(path = "/companies/:company_id/points-programme", method = "get", operation_id = "get_points_programme")]
     async fn get_points_programme(
@@ -340,6 +462,8 @@ impl PointsApi {
             checkin_keyword: b.checkin_keyword,
             checkin_menu_key: b.checkin_menu_key,
             default_reply: b.default_reply,
+            points_per_yuan: b.points_per_yuan,
+            first_purchase_percent: b.first_purchase_percent,
         };
         Ok(Json(points::configure(&state.db, &key.0, company_id.0, rules).await?.into()))
     }

@@ -83,6 +83,14 @@ pub struct PhoneCode {
     pub code: String,
 }
 
+/// A code that names me at a merchant's counter.
+#[derive(Debug, Clone, Object)]
+pub struct MemberCode {
+    /// 18 digits; show it as a barcode or QR code.
+    pub code: String,
+    pub expires_at: OffsetDateTime,
+}
+
 /// The phone number WeChat confirmed.
 #[derive(Debug, Clone, Object)]
 pub struct ConfirmedPhone {
@@ -185,6 +193,18 @@ impl MpMeApi {
             bonus: c.bonus,
             balance: c.balance,
         }))
+    }
+
+    /// A fresh member code to show at a merchant's counter (valid ten minutes), so my purchase
+    /// earns points and my coupons can be used.
+    #[oai(path = "/me/member-code", method = "post", operation_id = "create_member_code")]
+    async fn create_member_code(
+        &self,
+        state: Data<&AppState>,
+        me: ResidentSession,
+    ) -> Result<Json<MemberCode>, ApiError> {
+        let (code, expires_at) = crate::domain::orders::member_code(&state.db, &me.0).await?;
+        Ok(Json(MemberCode { code, expires_at: ts(expires_at) }))
     }
 
     /// Confirm my phone number with the code from the mini-program's phone-number button; the

@@ -1,0 +1,400 @@
+//! What merchants report: orders (with a coupon, earning points), refunds, and coupons written
+//! off at the counter. Money is integer fen; points are whole numbers, rounded down.
+//!
+//! An order is idempotent on (merchant, order number); a coupon is written off by a conditional
+//! update on its state, so one coupon on twenty concurrent orders is used once; a refund is
+//! idempotent on (order, refund number) and can never exceed what was paid.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::points::{self, Kind, Posting, Source};
+use super::sessions::ResidentActor;
+use super::{DomainError, DomainResult};
+use crate::db::orders::{self as store, CouponWithTerms, MultiplierRow, NewOrder, OrderRow, RefundRow};
+use crate::db::{self, Db, DbError, Tx};
+
+/// The merchant a merchant key acts as.
+#[derive(Clone, Debug)]
+pub struct MerchantActor {
+    pub key_id: i64,
+    pub merchant_id: i64,
+    pub company_id: i64,
+    pub label: String,
+}
+
+/// One line of an order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub name: String,
+    pub category: String,
+    /// Fen.
+    pub amount: i64,
+}
+
+/// An order as a merchant reports it.
+#[derive(Clone, Debug)]
+pub struct OrderInput {
+    pub order_no: String,
+    pub member_code: String,
+    pub amount: i64,
+    pub items: Vec<Item>,
+    pub ordered_at: i64,
+    pub coupon_code: Option<String>,
+}
+
+/// What a coupon takes off an amount: a cash voucher its face value (at most the amount), a
+/// discount its percentage rounded down, at most its cap.
+pub fn discount_for(c: &CouponWithTerms, amount: i64) -> i64 {
+    match c.kind.as_str() {
+        "cash" => c.amount_off.unwrap_or(0).min(amount),
+        _ => {
+            let off = amount * c.percent_off.unwrap_or(0) / 100;
+            c.discount_cap.map_or(off, |cap| off.min(cap)).min(amount)
+        }
+    }
+}
+
+/// Points for a purchase: each item earns `per_yuan` points a yuan times its category's
+/// multiplier (the highest campaign running at `at`, 100% without one), scaled to what was paid
+/// after the coupon, times `first_percent` on a first purchase at the merchant; rounded down.
+pub fn purchase_points(
+    items: &[Item],
+    amount: i64,
+    paid: i64,
+    per_yuan: i64,
+    multipliers: &[MultiplierRow],
+    at: i64,
+    first_percent: Option<i64>,
+) -> i64 {
+    if amount <= 0 || paid <= 0 {
+        return 0;
+    }
+    let percent_for = |category: &str| {
+        multipliers
+            .iter()
+            .filter(|m| m.category == category && m.starts_at <= at && at < m.ends_at)
+            .map(|m| m.percent)
+            .max()
+            .unwrap_or(100)
+    };
+    let weighted: i128 =
+        items.iter().map(|i| i128::from(i.amount) * i128::from(per_yuan) * i128::from(percent_for(&i.category))).sum();
+    // weighted is in fen·points/yuan·percent: divide by 100 fen/yuan and 100 percent.
+    let mut points = weighted * i128::from(paid) / (i128::from(amount) * 10_000);
+    if let Some(p) = first_percent {
+        points = points * i128::from(p) / 100;
+    }
+    points.clamp(0, i128::from(i64::MAX)) as i64
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> DomainError {
+    DomainError::invalid(code, message)
+}
+
+fn check_order_no(no: &str, field: &str) -> DomainResult<()> {
+    let ok = (1..=64).contains(&no.len()) && no.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad("validation_failed", format!("{field} must be 1–64 of A-Z a-z 0-9 - _")))
+    }
+}
+
+/// Checks a coupon can be used by `resident_id` at the merchant now on `amount` (when known);
+/// answers the discount.
+async fn check_coupon(
+    tx: &mut Tx,
+    merchant: &MerchantActor,
+    c: &CouponWithTerms,
+    resident_id: Option<i64>,
+    amount: Option<i64>,
+    now: i64,
+) -> DomainResult<i64> {
+    if resident_id.is_some_and(|r| r != c.resident_id) {
+        return Err(bad("coupon_not_yours", "the coupon belongs to another resident"));
+    }
+    let listed: Vec<i64> = serde_json::from_str(&c.merchant_ids).unwrap_or_default();
+    let owner_is_merchant = db::orgs::get(&mut **tx, c.owner_org_id).await?.is_some_and(|o| o.kind == "merchant");
+    let here = if !listed.is_empty() {
+        listed.contains(&merchant.merchant_id)
+    } else if owner_is_merchant {
+        c.owner_org_id == merchant.merchant_id
+    } else {
+        c.company_id == merchant.company_id
+    };
+    if !here || c.company_id != merchant.company_id {
+        return Err(bad("coupon_wrong_merchant", "the coupon cannot be used at this merchant"));
+    }
+    match c.state.as_str() {
+        "unused" => {}
+        "used" => return Err(DomainError::conflict("coupon_used", "the coupon has already been used")),
+        "expired" => return Err(DomainError::conflict("coupon_expired", "the coupon has expired")),
+        _ => return Err(DomainError::conflict("coupon_revoked", "the coupon was revoked")),
+    }
+    if now < c.valid_from {
+        return Err(DomainError::conflict("coupon_not_yet_valid", "the coupon is not valid yet"));
+    }
+    if now >= c.valid_until {
+        return Err(DomainError::conflict("coupon_expired", "the coupon has expired"));
+    }
+    match amount {
+        Some(a) if a < c.min_spend => Err(bad(
+            "below_minimum_spend",
+            format!("the coupon needs a spend of at least {} fen; the order is {a} fen", c.min_spend),
+        )),
+        Some(a) => Ok(discount_for(c, a)),
+        None if c.kind == "cash" && c.min_spend == 0 => Ok(c.amount_off.unwrap_or(0)),
+        None => Err(bad("amount_required", "this coupon needs the amount it is used on")),
+    }
+}
+
+/// Records an order; a repeated order number answers the first order (`true`).
+pub async fn report(db: &Db, merchant: &MerchantActor, input: OrderInput) -> DomainResult<(OrderRow, bool)> {
+    check_order_no(&input.order_no, "order_no")?;
+    if !(1..=100_000_000).contains(&input.amount) {
+        return Err(bad("invalid_amount", "amount must be 1..=100000000 fen"));
+    }
+    if input.items.is_empty() || input.items.len() > 200 {
+        return Err(bad("invalid_items", "an order has 1–200 items"));
+    }
+    if input.items.iter().any(|i| i.amount < 0 || i.name.trim().is_empty() || i.category.trim().is_empty()) {
+        return Err(bad("invalid_items", "every item needs a name, a category and an amount ≥ 0"));
+    }
+    if input.items.iter().map(|i| i.amount).sum::<i64>() != input.amount {
+        return Err(bad("invalid_items", "the items do not add up to the amount"));
+    }
+    let now = db::now_ms();
+    if input.ordered_at > now + 300_000 || input.ordered_at < now - 30 * 86_400_000 {
+        return Err(bad("invalid_time", "ordered_at must be within the last 30 days"));
+    }
+    let mut tx = db.begin().await?;
+    if let Some(o) = store::order_by_no(&mut *tx, merchant.merchant_id, &input.order_no).await? {
+        if o.amount != input.amount {
+            return Err(DomainError::conflict("order_no_reused", "this order number was reported with another amount"));
+        }
+        return Ok((o, true));
+    }
+    let resident_id = store::resident_of_member_code(&mut tx, input.member_code.trim(), now)
+        .await?
+        .ok_or_else(|| bad("invalid_member_code", "the member code is unknown or has expired; ask for a fresh one"))?;
+    let company = db::orgs::get(&mut *tx, merchant.company_id).await?.ok_or(DomainError::NotFound("company"))?;
+    let programme = points::programme_for(&mut tx, &company, now).await?;
+
+    let (coupon_id, discount) = match input.coupon_code.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        None => (None, 0),
+        Some(code) => {
+            let c = store::coupon_by_code(&mut tx, code).await?.ok_or(DomainError::NotFound("coupon"))?;
+            let discount = check_coupon(&mut tx, merchant, &c, Some(resident_id), Some(input.amount), now).await?;
+            if !store::use_coupon(&mut tx, c.id, discount, merchant.merchant_id, now).await? {
+                return Err(DomainError::conflict("coupon_used", "the coupon has already been used"));
+            }
+            (Some(c.id), discount)
+        }
+    };
+    let paid = input.amount - discount;
+    let first = store::orders_at_merchant(&mut tx, resident_id, merchant.merchant_id).await? == 0;
+    let (per_yuan, first_percent) = store::purchase_rates_in(&mut tx, programme.id).await?;
+    let multipliers = store::multipliers(&mut *tx, programme.id).await?;
+    let earned = purchase_points(
+        &input.items,
+        input.amount,
+        paid,
+        per_yuan,
+        &multipliers,
+        input.ordered_at,
+        first.then_some(first_percent),
+    );
+    let items = serde_json::to_string(&input.items).unwrap_or_else(|_| "[]".into());
+    let new = NewOrder {
+        merchant_id: merchant.merchant_id,
+        company_id: merchant.company_id,
+        order_no: &input.order_no,
+        resident_id,
+        amount: input.amount,
+        discount,
+        coupon_id,
+        items: &items,
+        points: earned,
+        ordered_at: input.ordered_at,
+    };
+    let Some(order) = store::insert_order(&mut tx, &new, now).await? else {
+        // Reported concurrently under the same number: the first one stands; nothing of ours is kept.
+        drop(tx);
+        let o = store::order_by_no(db.reader(), merchant.merchant_id, &input.order_no)
+            .await?
+            .ok_or(DbError::UniqueViolation)?;
+        return Ok((o, true));
+    };
+    if earned > 0 {
+        let posting = Posting {
+            kind: Kind::Earn,
+            source: Source::Purchase,
+            reference: format!("order:{}", order.id),
+            amount: earned,
+            operator: None,
+            remark: Some(format!(
+                "{} 订单 {}{}",
+                merchant.label,
+                order.order_no,
+                if first { "（首次消费）" } else { "" }
+            )),
+        };
+        points::post(&mut tx, programme.id, resident_id, &posting, now).await?;
+    }
+    tx.commit().await.map_err(DbError::from)?;
+    Ok((order, false))
+}
+
+/// Refunds part or all of an order: the points it earned come back in proportion (all that is
+/// left on a full refund, and never more than the resident still has), and a full refund puts
+/// its coupon back if the coupon is still valid. A repeated refund number answers the first.
+pub async fn refund(
+    db: &Db,
+    merchant: &MerchantActor,
+    order_no: &str,
+    refund_no: &str,
+    amount: i64,
+) -> DomainResult<RefundRow> {
+    check_order_no(refund_no, "refund_no")?;
+    let now = db::now_ms();
+    let mut tx = db.begin().await?;
+    let order =
+        store::order_by_no(&mut *tx, merchant.merchant_id, order_no).await?.ok_or(DomainError::NotFound("order"))?;
+    if let Some(r) = store::refund_by_no(&mut tx, order.id, refund_no).await? {
+        if r.amount != amount {
+            return Err(DomainError::conflict("refund_no_reused", "this refund number was used with another amount"));
+        }
+        return Ok(r);
+    }
+    let left = order.paid - order.refunded;
+    if amount < 1 || amount > left {
+        return Err(bad("refund_too_large", format!("a refund must be 1..={left} fen")));
+    }
+    let full = amount == left;
+    let owed = if full { order.points - order.points_back } else { order.points * amount / order.paid.max(1) };
+    let company = db::orgs::get(&mut *tx, order.company_id).await?.ok_or(DomainError::NotFound("company"))?;
+    let programme = points::programme_for(&mut tx, &company, now).await?;
+    let balance = db::points::account(&mut *tx, programme.id, order.resident_id).await?.map_or(0, |a| a.balance);
+    let taken = owed.min(balance).max(0);
+    let order = store::add_refund(&mut tx, order.id, amount, taken)
+        .await?
+        .ok_or_else(|| bad("refund_too_large", "the refunds would exceed what was paid"))?;
+    if taken > 0 {
+        let posting = Posting {
+            kind: Kind::Refund,
+            source: Source::Purchase,
+            reference: format!("refund:{}:{refund_no}", order.id),
+            amount: -taken,
+            operator: None,
+            remark: Some(format!("订单 {} 退款 {amount} 分", order.order_no)),
+        };
+        points::post(&mut tx, programme.id, order.resident_id, &posting, now).await?;
+    }
+    let restored = match (full, order.coupon_id) {
+        (true, Some(c)) => store::restore_coupon(&mut tx, c, now).await?,
+        _ => false,
+    };
+    let r = store::insert_refund(&mut tx, order.id, refund_no, amount, taken, restored, now).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(r)
+}
+
+/// Writes a coupon off at the counter, without an order. `amount` is what it is used on, needed
+/// for discounts and minimum spends. Answers the discount.
+pub async fn write_off(db: &Db, merchant: &MerchantActor, code: &str, amount: Option<i64>) -> DomainResult<(i64, i64)> {
+    if amount.is_some_and(|a| !(1..=100_000_000).contains(&a)) {
+        return Err(bad("invalid_amount", "amount must be 1..=100000000 fen"));
+    }
+    let now = db::now_ms();
+    let mut tx = db.begin().await?;
+    let c = store::coupon_by_code(&mut tx, code.trim()).await?.ok_or(DomainError::NotFound("coupon"))?;
+    let discount = check_coupon(&mut tx, merchant, &c, None, amount, now).await?;
+    if !store::use_coupon(&mut tx, c.id, discount, merchant.merchant_id, now).await? {
+        return Err(DomainError::conflict("coupon_used", "the coupon has already been used"));
+    }
+    tx.commit().await.map_err(DbError::from)?;
+    Ok((c.id, discount))
+}
+
+/// A fresh member code (18 digits, valid ten minutes) the resident shows at the counter.
+pub async fn member_code(db: &Db, me: &ResidentActor) -> DomainResult<(String, i64)> {
+    let now = db::now_ms();
+    let expires_at = now + 10 * 60_000;
+    let mut tx = db.begin().await?;
+    for _ in 0..5 {
+        let code: String = {
+            let mut rng = rand::thread_rng();
+            std::iter::once(char::from(b'1' + rng.gen_range(0..9u8)))
+                .chain((0..17).map(|_| char::from(b'0' + rng.gen_range(0..10u8))))
+                .collect()
+        };
+        if store::insert_member_code(&mut tx, &code, me.resident_id, expires_at, now).await? {
+            tx.commit().await.map_err(DbError::from)?;
+            return Ok((code, expires_at));
+        }
+    }
+    Err(DbError::UniqueViolation.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coupon(kind: &str, amount_off: Option<i64>, percent: Option<i64>, cap: Option<i64>) -> CouponWithTerms {
+        CouponWithTerms {
+            id: 1,
+            resident_id: 1,
+            state: "unused".into(),
+            valid_from: 0,
+            valid_until: 1,
+            template_id: 1,
+            owner_org_id: 1,
+            company_id: 1,
+            kind: kind.into(),
+            amount_off,
+            percent_off: percent,
+            discount_cap: cap,
+            min_spend: 0,
+            merchant_ids: "[]".into(),
+        }
+    }
+
+    #[test]
+    fn discounts_are_whole_fen_and_capped() {
+        assert_eq!(discount_for(&coupon("cash", Some(1000), None, None), 5000), 1000);
+        assert_eq!(discount_for(&coupon("cash", Some(1000), None, None), 600), 600);
+        assert_eq!(discount_for(&coupon("discount", None, Some(15), None), 999), 149);
+        assert_eq!(discount_for(&coupon("discount", None, Some(20), Some(300)), 5000), 300);
+    }
+
+    fn item(category: &str, amount: i64) -> Item {
+        Item { name: "x".into(), category: category.into(), amount }
+    }
+
+    #[test]
+    fn purchase_points_follow_rate_campaigns_coupon_and_first_purchase() {
+        let items = [item("fruit", 3000), item("dairy", 2000)];
+        // 50 yuan at 1 point a yuan.
+        assert_eq!(purchase_points(&items, 5000, 5000, 1, &[], 0, None), 50);
+        // Double points on fruit this week.
+        let fruit = MultiplierRow {
+            id: 1,
+            programme_id: 1,
+            category: "fruit".into(),
+            percent: 200,
+            starts_at: 0,
+            ends_at: 10,
+            created_at: 0,
+        };
+        assert_eq!(purchase_points(&items, 5000, 5000, 1, std::slice::from_ref(&fruit), 5, None), 80);
+        assert_eq!(purchase_points(&items, 5000, 5000, 1, &[fruit], 10, None), 50, "the campaign has ended");
+        // A 10-yuan coupon: points on the 40 yuan paid.
+        assert_eq!(purchase_points(&items, 5000, 4000, 1, &[], 0, None), 40);
+        // First purchase doubled.
+        assert_eq!(purchase_points(&items, 5000, 5000, 1, &[], 0, Some(200)), 100);
+        // Fractions round down.
+        assert_eq!(purchase_points(&[item("x", 199)], 199, 199, 1, &[], 0, None), 1);
+        assert_eq!(purchase_points(&[item("x", 199)], 199, 0, 1, &[], 0, None), 0);
+    }
+}
