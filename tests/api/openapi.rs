@@ -41,7 +41,7 @@ fn optional_fields_of_answers_are_declared_nullable() {
     let spec: serde_json::Value = serde_json::from_str(&linli::api::openapi_service().spec()).unwrap();
     let schemas = &spec["components"]["schemas"];
     let mut todo: Vec<String> = Vec::new();
-    let mut refs_in = |v: &serde_json::Value, todo: &mut Vec<String>| {
+    let refs_in = |v: &serde_json::Value, todo: &mut Vec<String>| {
         let text = v.to_string();
         for part in text.split("\"#/components/schemas/").skip(1) {
             todo.push(part.split('"').next().unwrap().to_owned());
