@@ -13,8 +13,10 @@
 pub mod api_keys;
 pub mod audit;
 pub mod bindings;
+pub mod idempotency;
 pub mod orgs;
 pub mod points;
+pub mod redemption;
 pub mod residents;
 pub mod rooms;
 pub mod roster;
