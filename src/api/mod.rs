@@ -1,9 +1,10 @@
-//! The HTTP surface: poem-openapi groups (admin now; mini-program and merchant later), the
+//! The HTTP surface: poem-openapi groups (admin, mini-program, merchant), the
 //! system routes (`/healthz`, `/readyz`, `/metrics`, `/docs`, `/openapi.json`) and the request
 //! middleware every route goes through.
 
 pub mod admin;
 mod auth;
+pub mod merchant;
 mod middleware;
 pub mod mp;
 mod payload;
@@ -34,12 +35,18 @@ pub enum ApiTags {
     Points,
     /// Residents' bindings to rooms: the review queue.
     Bindings,
+    /// A property company's points catalogue (积分兑换) and the redemptions made of it.
+    Catalogue,
     /// Mini-program: logging in and out.
     MpSession,
     /// Mini-program: my profile, points and check-in.
     MpMe,
     /// Mini-program: binding myself to my home.
     MpBindings,
+    /// Mini-program: spending my points on a company's catalogue, and my vouchers.
+    MpRedemption,
+    /// Merchant API: looking up and writing off residents' vouchers.
+    MerchantRedemptions,
 }
 
 type Apis = (
@@ -51,9 +58,12 @@ type Apis = (
     admin::AuditApi,
     admin::PointsApi,
     admin::BindingsApi,
+    admin::CatalogueApi,
     mp::MpSessionsApi,
     mp::MpMeApi,
     mp::MpBindingsApi,
+    mp::MpRedemptionApi,
+    merchant::MerchantRedemptionsApi,
 );
 
 /// The OpenAPI service: the operations and the spec they generate.
@@ -68,9 +78,12 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             admin::AuditApi,
             admin::PointsApi,
             admin::BindingsApi,
+            admin::CatalogueApi,
             mp::MpSessionsApi,
             mp::MpMeApi,
             mp::MpBindingsApi,
+            mp::MpRedemptionApi,
+            merchant::MerchantRedemptionsApi,
         ),
         "linli",
         env!("CARGO_PKG_VERSION"),
@@ -83,6 +96,8 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
          The mini-program API (`/mp/v1`) is for residents: log in with a `wx.login` code at \
          `POST /mp/v1/sessions` and send the session token as `Authorization: Bearer …`; every \
          operation acts as that resident only.\n\n\
+         The merchant API (`/merchant/v1`) is for merchants' tills and shops: an API key made for a \
+         merchant org, in the `X-Api-Key` header; it acts as that merchant only.\n\n\
          Every error answer has the body `{code, message, request_id}`.",
     )
 }

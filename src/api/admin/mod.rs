@@ -3,6 +3,7 @@
 
 mod audit;
 pub(crate) mod bindings;
+pub(crate) mod catalogue;
 mod keys;
 mod me;
 mod orgs;
@@ -12,6 +13,7 @@ pub(crate) mod roster;
 
 pub use audit::AuditApi;
 pub use bindings::BindingsApi;
+pub use catalogue::CatalogueApi;
 pub use keys::ApiKeysApi;
 pub use me::MeApi;
 pub use orgs::OrgsApi;

@@ -4,10 +4,12 @@
 
 mod bindings;
 mod me;
+mod redemption;
 mod sessions;
 
 pub use bindings::MpBindingsApi;
 pub use me::MpMeApi;
+pub use redemption::MpRedemptionApi;
 pub use sessions::MpSessionsApi;
 
 use poem::Request;

@@ -1,0 +1,31 @@
+//! The merchant API (`/merchant/v1`): what merchants' tills and shops do, each acting as the
+//! merchant its API key belongs to and only as it. Vouchers (redemptions) now; orders later.
+
+mod redemptions;
+
+pub use redemptions::MerchantRedemptionsApi;
+
+use poem::Request;
+use poem_openapi::auth::ApiKey;
+use poem_openapi::SecurityScheme;
+
+use crate::app::AppState;
+use crate::domain::merchants::{self, MerchantActor};
+use crate::error::{current_request_id, ApiError};
+
+/// A merchant's API key (`lk_…`) in the `X-Api-Key` header: an ordinary API key made for an org
+/// of kind `merchant` (`POST /admin/v1/api-keys`). Keys of other orgs answer 401 here.
+#[derive(SecurityScheme)]
+#[oai(ty = "api_key", key_name = "X-Api-Key", key_in = "header", checker = "merchant_from_key")]
+pub struct MerchantKey(pub MerchantActor);
+
+async fn merchant_from_key(req: &Request, key: ApiKey) -> poem::Result<MerchantActor> {
+    let state = req
+        .data::<AppState>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing from the request")))?;
+    match merchants::authenticate(&state.db, key.key.trim(), Some(current_request_id())).await {
+        Ok(Some(merchant)) => Ok(merchant),
+        Ok(None) => Err(ApiError::Unauthenticated("a valid API key of a merchant is required".into()).into()),
+        Err(err) => Err(ApiError::from(err).into()),
+    }
+}
