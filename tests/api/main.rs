@@ -9,5 +9,6 @@ mod mp;
 mod oa;
 mod openapi;
 mod orgs;
+mod redemption;
 mod rooms_and_roster;
 mod surface;
