@@ -1,4 +1,4 @@
--- Coupon templates and the coupons residents claim from them; idempotent client requests.
+-- Coupon templates and the coupons residents claim from them.
 -- Money is integer fen.
 
 CREATE TABLE coupon_templates (
@@ -54,15 +54,3 @@ CREATE INDEX coupons_resident ON coupons (resident_id, state, id);
 CREATE INDEX coupons_template ON coupons (template_id, state);
 CREATE INDEX coupons_room ON coupons (template_id, room_id);
 CREATE INDEX coupons_due ON coupons (state, valid_until);
-
--- Answers to mutating mini-program requests sent with an Idempotency-Key: the same key from the
--- same resident gets the first answer again.
-CREATE TABLE idempotent_requests (
-    resident_id INTEGER NOT NULL REFERENCES residents (id),
-    idem_key    TEXT    NOT NULL,
-    operation   TEXT    NOT NULL,
-    status      INTEGER,
-    body        TEXT,
-    created_at  INTEGER NOT NULL,
-    PRIMARY KEY (resident_id, idem_key)
-);

@@ -1,4 +1,4 @@
-//! The HTTP surface: poem-openapi groups (admin now; mini-program and merchant later), the
+//! The HTTP surface: poem-openapi groups (admin, mini-program, merchant), the
 //! system routes (`/healthz`, `/readyz`, `/metrics`, `/docs`, `/openapi.json`) and the request
 //! middleware every route goes through.
 
@@ -35,6 +35,8 @@ pub enum ApiTags {
     Points,
     /// Residents' bindings to rooms: the review queue.
     Bindings,
+    /// A property company's points catalogue (积分兑换) and the redemptions made of it.
+    Catalogue,
     /// Mini-program: logging in and out.
     MpSession,
     /// Mini-program: my profile, points and check-in.
@@ -47,43 +49,48 @@ pub enum ApiTags {
     MpCoupons,
     /// Merchants: orders, refunds and coupon write-offs.
     Merchant,
+    /// Mini-program: spending my points on a company's catalogue, and my vouchers.
+    MpRedemption,
+    /// Merchant API: looking up and writing off residents' vouchers.
+    MerchantRedemptions,
 }
 
+/// The admin API, the mini-program API and the merchant API (nested: a tuple per audience).
 type Apis = (
-    admin::MeApi,
-    admin::OrgsApi,
-    admin::RoomsApi,
-    admin::RosterApi,
-    admin::ApiKeysApi,
-    admin::AuditApi,
-    admin::PointsApi,
-    admin::BindingsApi,
-    mp::MpSessionsApi,
-    mp::MpMeApi,
-    mp::MpBindingsApi,
-    admin::CouponsApi,
-    mp::MpCouponsApi,
-    merchant::MerchantOrdersApi,
+    (
+        admin::MeApi,
+        admin::OrgsApi,
+        admin::RoomsApi,
+        admin::RosterApi,
+        admin::ApiKeysApi,
+        admin::AuditApi,
+        admin::PointsApi,
+        admin::BindingsApi,
+        admin::CouponsApi,
+        admin::CatalogueApi,
+    ),
+    (mp::MpSessionsApi, mp::MpMeApi, mp::MpBindingsApi, mp::MpCouponsApi, mp::MpRedemptionApi),
+    (merchant::MerchantOrdersApi, merchant::MerchantRedemptionsApi),
 );
 
 /// The OpenAPI service: the operations and the spec they generate.
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
-            admin::MeApi,
-            admin::OrgsApi,
-            admin::RoomsApi,
-            admin::RosterApi,
-            admin::ApiKeysApi,
-            admin::AuditApi,
-            admin::PointsApi,
-            admin::BindingsApi,
-            mp::MpSessionsApi,
-            mp::MpMeApi,
-            mp::MpBindingsApi,
-            admin::CouponsApi,
-            mp::MpCouponsApi,
-            merchant::MerchantOrdersApi,
+            (
+                admin::MeApi,
+                admin::OrgsApi,
+                admin::RoomsApi,
+                admin::RosterApi,
+                admin::ApiKeysApi,
+                admin::AuditApi,
+                admin::PointsApi,
+                admin::BindingsApi,
+                admin::CouponsApi,
+                admin::CatalogueApi,
+            ),
+            (mp::MpSessionsApi, mp::MpMeApi, mp::MpBindingsApi, mp::MpCouponsApi, mp::MpRedemptionApi),
+            (merchant::MerchantOrdersApi, merchant::MerchantRedemptionsApi),
         ),
         "linli",
         env!("CARGO_PKG_VERSION"),
@@ -96,6 +103,8 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
          The mini-program API (`/mp/v1`) is for residents: log in with a `wx.login` code at \
          `POST /mp/v1/sessions` and send the session token as `Authorization: Bearer …`; every \
          operation acts as that resident only.\n\n\
+         The merchant API (`/merchant/v1`) is for merchants' tills and shops: an API key made for a \
+         merchant org, in the `X-Api-Key` header; it acts as that merchant only.\n\n\
          Every error answer has the body `{code, message, request_id}`.",
     )
 }

@@ -1,52 +1,69 @@
-//! Answers to requests sent with an `Idempotency-Key`, per resident.
+//! Residents' `Idempotency-Key`s for mutating mini-program calls, with the answer each got.
+
+use sqlx::FromRow;
 
 use super::{DbResult, Tx};
 
-/// Claims the key for this request in the transaction that does the work: `None` for the first
-/// request (carry on, then [`store`] the answer), or the stored answer of an earlier one (a
-/// concurrent request with the same key waits for the first to commit). An earlier request for
-/// another operation under the same key answers `Some((0, operation))`.
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+pub struct IdempotencyRow {
+    pub id: i64,
+    pub request: String,
+    pub response: Option<String>,
+}
+
+/// Claims `(resident, operation, key)` for this transaction: `None` when it is new (and now
+/// ours), or the earlier claim. On PostgreSQL a concurrent claim of the same key waits here until
+/// the first transaction ends, then sees its committed row.
 pub async fn claim(
     tx: &mut Tx,
     resident_id: i64,
-    key: &str,
     operation: &str,
+    key: &str,
+    request: &str,
     now: i64,
-) -> DbResult<Option<(i64, String)>> {
+) -> DbResult<Option<IdempotencyRow>> {
     let inserted: Option<(i64,)> = sqlx::query_as(
-        "INSERT INTO idempotent_requests (resident_id, idem_key, operation, created_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (resident_id, idem_key) DO NOTHING RETURNING resident_id",
+        "INSERT INTO mp_idempotency_keys (resident_id, operation, idem_key, request, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (resident_id, operation, idem_key) DO NOTHING RETURNING id",
     )
     .bind(resident_id)
-    .bind(key)
     .bind(operation)
+    .bind(key)
+    .bind(request)
     .bind(now)
     .fetch_optional(&mut **tx)
     .await?;
     if inserted.is_some() {
         return Ok(None);
     }
-    let (op, status, body): (String, Option<i64>, Option<String>) = sqlx::query_as(
-        "SELECT operation, status, body FROM idempotent_requests WHERE resident_id = $1 AND idem_key = $2",
+    let row = sqlx::query_as(
+        "SELECT id, request, response FROM mp_idempotency_keys \
+         WHERE resident_id = $1 AND operation = $2 AND idem_key = $3",
     )
     .bind(resident_id)
+    .bind(operation)
     .bind(key)
     .fetch_one(&mut **tx)
     .await?;
-    if op != operation {
-        return Ok(Some((0, op)));
-    }
-    Ok(Some((status.unwrap_or(0), body.unwrap_or_default())))
+    Ok(Some(row))
 }
 
-/// Stores the answer of the request that claimed the key.
-pub async fn store(tx: &mut Tx, resident_id: i64, key: &str, status: i64, body: &str) -> DbResult<()> {
-    sqlx::query("UPDATE idempotent_requests SET status = $1, body = $2 WHERE resident_id = $3 AND idem_key = $4")
-        .bind(status)
-        .bind(body)
-        .bind(resident_id)
-        .bind(key)
-        .execute(&mut **tx)
-        .await?;
+/// Records the answer of the call that claimed the key, in that call's transaction.
+pub async fn record_response(
+    tx: &mut Tx,
+    resident_id: i64,
+    operation: &str,
+    key: &str,
+    response: &str,
+) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE mp_idempotency_keys SET response = $1 WHERE resident_id = $2 AND operation = $3 AND idem_key = $4",
+    )
+    .bind(response)
+    .bind(resident_id)
+    .bind(operation)
+    .bind(key)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

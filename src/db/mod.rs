@@ -18,6 +18,7 @@ pub mod idempotency;
 pub mod orders;
 pub mod orgs;
 pub mod points;
+pub mod redemption;
 pub mod residents;
 pub mod rooms;
 pub mod roster;

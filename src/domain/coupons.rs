@@ -16,6 +16,8 @@ use crate::db::orgs::OrgRow;
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 
 const DAY_MS: i64 = 86_400_000;
+/// The operation name claims are recorded under in the idempotency store.
+const CLAIM: &str = "coupon.claim";
 
 /// A template's terms as an operator writes them. Money is fen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -355,12 +357,12 @@ pub async fn claim(
 ) -> DomainResult<Claimed> {
     let now = db::now_ms();
     let mut tx = db.begin().await?;
+    let request = template_id.to_string();
     if let Some(key) = idempotency_key {
-        let operation = format!("coupon.claim:{template_id}");
-        if let Some((_, body)) = db::idempotency::claim(&mut tx, me.resident_id, key, &operation, now).await? {
-            let coupon = match body.parse::<i64>() {
-                Ok(id) => store::get_coupon(&mut tx, id).await?,
-                Err(_) => None,
+        if let Some(earlier) = db::idempotency::claim(&mut tx, me.resident_id, CLAIM, key, &request, now).await? {
+            let coupon = match earlier.response.as_deref().map(str::parse::<i64>) {
+                Some(Ok(id)) if earlier.request == request => store::get_coupon(&mut tx, id).await?,
+                _ => None,
             };
             tx.commit().await.map_err(DbError::from)?;
             return match coupon {
@@ -417,7 +419,7 @@ pub async fn claim(
     }
     let coupon = coupon.ok_or(DbError::UniqueViolation)?;
     if let Some(key) = idempotency_key {
-        db::idempotency::store(&mut tx, me.resident_id, key, 201, &coupon.id.to_string()).await?;
+        db::idempotency::record_response(&mut tx, me.resident_id, CLAIM, key, &coupon.id.to_string()).await?;
     }
     tx.commit().await.map_err(DbError::from)?;
     Ok(Claimed::New(coupon))

@@ -8,20 +8,12 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::merchants::MerchantActor;
 use super::points::{self, Kind, Posting, Source};
 use super::sessions::ResidentActor;
 use super::{DomainError, DomainResult};
 use crate::db::orders::{self as store, CouponWithTerms, MultiplierRow, NewOrder, OrderRow, RefundRow};
 use crate::db::{self, Db, DbError, Tx};
-
-/// The merchant a merchant key acts as.
-#[derive(Clone, Debug)]
-pub struct MerchantActor {
-    pub key_id: i64,
-    pub merchant_id: i64,
-    pub company_id: i64,
-    pub label: String,
-}
 
 /// One line of an order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,13 +109,13 @@ async fn check_coupon(
     let listed: Vec<i64> = serde_json::from_str(&c.merchant_ids).unwrap_or_default();
     let owner_is_merchant = db::orgs::get(&mut **tx, c.owner_org_id).await?.is_some_and(|o| o.kind == "merchant");
     let here = if !listed.is_empty() {
-        listed.contains(&merchant.merchant_id)
+        listed.contains(&merchant.merchant_id())
     } else if owner_is_merchant {
-        c.owner_org_id == merchant.merchant_id
+        c.owner_org_id == merchant.merchant_id()
     } else {
-        c.company_id == merchant.company_id
+        c.company_id == merchant.company_id()
     };
-    if !here || c.company_id != merchant.company_id {
+    if !here || c.company_id != merchant.company_id() {
         return Err(bad("coupon_wrong_merchant", "the coupon cannot be used at this merchant"));
     }
     match c.state.as_str() {
@@ -169,7 +161,7 @@ pub async fn report(db: &Db, merchant: &MerchantActor, input: OrderInput) -> Dom
         return Err(bad("invalid_time", "ordered_at must be within the last 30 days"));
     }
     let mut tx = db.begin().await?;
-    if let Some(o) = store::order_by_no(&mut *tx, merchant.merchant_id, &input.order_no).await? {
+    if let Some(o) = store::order_by_no(&mut *tx, merchant.merchant_id(), &input.order_no).await? {
         if o.amount != input.amount {
             return Err(DomainError::conflict("order_no_reused", "this order number was reported with another amount"));
         }
@@ -178,7 +170,7 @@ pub async fn report(db: &Db, merchant: &MerchantActor, input: OrderInput) -> Dom
     let resident_id = store::resident_of_member_code(&mut tx, input.member_code.trim(), now)
         .await?
         .ok_or_else(|| bad("invalid_member_code", "the member code is unknown or has expired; ask for a fresh one"))?;
-    let company = db::orgs::get(&mut *tx, merchant.company_id).await?.ok_or(DomainError::NotFound("company"))?;
+    let company = db::orgs::get(&mut *tx, merchant.company_id()).await?.ok_or(DomainError::NotFound("company"))?;
     let programme = points::programme_for(&mut tx, &company, now).await?;
 
     let (coupon_id, discount) = match input.coupon_code.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
@@ -186,14 +178,14 @@ pub async fn report(db: &Db, merchant: &MerchantActor, input: OrderInput) -> Dom
         Some(code) => {
             let c = store::coupon_by_code(&mut tx, code).await?.ok_or(DomainError::NotFound("coupon"))?;
             let discount = check_coupon(&mut tx, merchant, &c, Some(resident_id), Some(input.amount), now).await?;
-            if !store::use_coupon(&mut tx, c.id, discount, merchant.merchant_id, now).await? {
+            if !store::use_coupon(&mut tx, c.id, discount, merchant.merchant_id(), now).await? {
                 return Err(DomainError::conflict("coupon_used", "the coupon has already been used"));
             }
             (Some(c.id), discount)
         }
     };
     let paid = input.amount - discount;
-    let first = store::orders_at_merchant(&mut tx, resident_id, merchant.merchant_id).await? == 0;
+    let first = store::orders_at_merchant(&mut tx, resident_id, merchant.merchant_id()).await? == 0;
     let (per_yuan, first_percent) = store::purchase_rates_in(&mut tx, programme.id).await?;
     let multipliers = store::multipliers(&mut *tx, programme.id).await?;
     let earned = purchase_points(
@@ -207,8 +199,8 @@ pub async fn report(db: &Db, merchant: &MerchantActor, input: OrderInput) -> Dom
     );
     let items = serde_json::to_string(&input.items).unwrap_or_else(|_| "[]".into());
     let new = NewOrder {
-        merchant_id: merchant.merchant_id,
-        company_id: merchant.company_id,
+        merchant_id: merchant.merchant_id(),
+        company_id: merchant.company_id(),
         order_no: &input.order_no,
         resident_id,
         amount: input.amount,
@@ -221,7 +213,7 @@ pub async fn report(db: &Db, merchant: &MerchantActor, input: OrderInput) -> Dom
     let Some(order) = store::insert_order(&mut tx, &new, now).await? else {
         // Reported concurrently under the same number: the first one stands; nothing of ours is kept.
         drop(tx);
-        let o = store::order_by_no(db.reader(), merchant.merchant_id, &input.order_no)
+        let o = store::order_by_no(db.reader(), merchant.merchant_id(), &input.order_no)
             .await?
             .ok_or(DbError::UniqueViolation)?;
         return Ok((o, true));
@@ -235,7 +227,7 @@ pub async fn report(db: &Db, merchant: &MerchantActor, input: OrderInput) -> Dom
             operator: None,
             remark: Some(format!(
                 "{} 订单 {}{}",
-                merchant.label,
+                merchant.name(),
                 order.order_no,
                 if first { "（首次消费）" } else { "" }
             )),
@@ -260,7 +252,7 @@ pub async fn refund(
     let now = db::now_ms();
     let mut tx = db.begin().await?;
     let order =
-        store::order_by_no(&mut *tx, merchant.merchant_id, order_no).await?.ok_or(DomainError::NotFound("order"))?;
+        store::order_by_no(&mut *tx, merchant.merchant_id(), order_no).await?.ok_or(DomainError::NotFound("order"))?;
     if let Some(r) = store::refund_by_no(&mut tx, order.id, refund_no).await? {
         if r.amount != amount {
             return Err(DomainError::conflict("refund_no_reused", "this refund number was used with another amount"));
@@ -310,7 +302,7 @@ pub async fn write_off(db: &Db, merchant: &MerchantActor, code: &str, amount: Op
     let mut tx = db.begin().await?;
     let c = store::coupon_by_code(&mut tx, code.trim()).await?.ok_or(DomainError::NotFound("coupon"))?;
     let discount = check_coupon(&mut tx, merchant, &c, None, amount, now).await?;
-    if !store::use_coupon(&mut tx, c.id, discount, merchant.merchant_id, now).await? {
+    if !store::use_coupon(&mut tx, c.id, discount, merchant.merchant_id(), now).await? {
         return Err(DomainError::conflict("coupon_used", "the coupon has already been used"));
     }
     tx.commit().await.map_err(DbError::from)?;

@@ -343,7 +343,7 @@ pub async fn check_in(tx: &mut Tx, programme: &ProgrammeRow, resident_id: i64, n
 
 // ----- the operator side -------------------------------------------------------------------
 
-async fn company_in_reach<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
+pub(crate) async fn company_in_reach<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
     ex: E,
     actor: &Actor,
     company_id: i64,

@@ -11,5 +11,6 @@ mod oa;
 mod openapi;
 mod orders;
 mod orgs;
+mod redemption;
 mod rooms_and_roster;
 mod surface;

@@ -3,6 +3,7 @@
 
 mod audit;
 pub(crate) mod bindings;
+pub(crate) mod catalogue;
 pub(crate) mod coupons;
 mod keys;
 mod me;
@@ -13,6 +14,7 @@ pub(crate) mod roster;
 
 pub use audit::AuditApi;
 pub use bindings::BindingsApi;
+pub use catalogue::CatalogueApi;
 pub use coupons::CouponsApi;
 pub use keys::ApiKeysApi;
 pub use me::MeApi;

@@ -5,11 +5,13 @@
 mod bindings;
 mod coupons;
 mod me;
+mod redemption;
 mod sessions;
 
 pub use bindings::MpBindingsApi;
 pub use coupons::MpCouponsApi;
 pub use me::MpMeApi;
+pub use redemption::MpRedemptionApi;
 pub use sessions::MpSessionsApi;
 
 use poem::Request;

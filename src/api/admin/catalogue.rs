@@ -1,0 +1,383 @@
+//! `/admin/v1/companies/{company_id}/catalogue` and `…/redemptions`: a company's points
+//! catalogue (积分兑换) and the redemptions residents made of it.
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use time::OffsetDateTime;
+
+use super::{ms, page_request, patch, ts, PageInfo};
+use crate::api::auth::OperatorKey;
+use crate::api::ApiTags;
+use crate::app::AppState;
+use crate::db::redemption::{ItemFigures, ItemFilter, RedemptionFilter, RedemptionRow};
+use crate::domain::redemption::{self, ItemDraft, ItemPatch};
+use crate::error::ApiError;
+
+pub struct CatalogueApi;
+
+/// An item of a company's points catalogue, with what became of its redemptions.
+#[derive(Debug, Clone, Object)]
+pub struct CatalogueItem {
+    pub id: i64,
+    pub company_id: i64,
+    /// The merchant who fulfils redemptions of this item.
+    pub merchant_id: i64,
+    pub title: String,
+    #[oai(nullable)]
+    pub description: Option<String>,
+    /// What one unit costs, in points.
+    pub points_price: i64,
+    /// Units offered in all.
+    pub stock_total: i64,
+    /// Units not yet redeemed (cancelled redemptions give theirs back).
+    pub stock_left: i64,
+    /// Redemptions one resident may hold at once (cancelled ones do not count).
+    pub per_resident_limit: i64,
+    /// On offer from this time; absent: at once.
+    #[oai(nullable)]
+    pub available_from: Option<OffsetDateTime>,
+    /// On offer until this time; absent: until archived.
+    #[oai(nullable)]
+    pub available_until: Option<OffsetDateTime>,
+    /// Inactive items are not on offer, but can be switched back on.
+    pub active: bool,
+    /// Redemptions ever made, whatever became of them.
+    pub redeemed: i64,
+    /// Redeemed, waiting for the merchant.
+    pub outstanding: i64,
+    /// Written off by the merchant.
+    pub fulfilled: i64,
+    /// Cancelled by the resident (points refunded, stock returned).
+    pub cancelled: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    /// When it was taken off the catalogue for good; its vouchers stay valid.
+    #[oai(nullable)]
+    pub archived_at: Option<OffsetDateTime>,
+}
+
+impl From<ItemFigures> for CatalogueItem {
+    fn from(f: ItemFigures) -> Self {
+        let i = f.item;
+        Self {
+            id: i.id,
+            company_id: i.company_id,
+            merchant_id: i.merchant_id,
+            title: i.title,
+            description: i.description,
+            points_price: i.points_price,
+            stock_total: i.stock_total,
+            stock_left: i.stock_left,
+            per_resident_limit: i.per_resident_limit,
+            available_from: i.available_from.map(ts),
+            available_until: i.available_until.map(ts),
+            active: i.active != 0,
+            redeemed: f.redeemed,
+            outstanding: f.outstanding,
+            fulfilled: f.fulfilled,
+            cancelled: f.cancelled,
+            created_at: ts(i.created_at),
+            updated_at: ts(i.updated_at),
+            archived_at: i.archived_at.map(ts),
+        }
+    }
+}
+
+/// A page of catalogue items.
+#[derive(Debug, Clone, Object)]
+pub struct CatalogueItemPage {
+    pub items: Vec<CatalogueItem>,
+    pub page: PageInfo,
+}
+
+/// A new catalogue item.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateCatalogueItem {
+    /// A merchant org under the company, who fulfils the redemptions.
+    pub merchant_id: i64,
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub title: String,
+    #[oai(validator(max_length = 1000))]
+    pub description: Option<String>,
+    #[oai(validator(minimum(value = "1"), maximum(value = "100000000")))]
+    pub points_price: i64,
+    /// Units offered.
+    #[oai(validator(minimum(value = "0"), maximum(value = "10000000")))]
+    pub stock_total: i64,
+    /// Redemptions one resident may hold at once (default 1).
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+    pub per_resident_limit: Option<i64>,
+    pub available_from: Option<OffsetDateTime>,
+    pub available_until: Option<OffsetDateTime>,
+    /// On offer at once (default true).
+    pub active: Option<bool>,
+}
+
+/// Changes to an item: absent fields keep their value, `null` clears an optional one. The stock
+/// total may not go below what is already redeemed; the stock left moves with it.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct UpdateCatalogueItem {
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub title: Option<String>,
+    #[oai(validator(max_length = 1000))]
+    pub description: MaybeUndefined<String>,
+    #[oai(validator(minimum(value = "1"), maximum(value = "100000000")))]
+    pub points_price: Option<i64>,
+    #[oai(validator(minimum(value = "0"), maximum(value = "10000000")))]
+    pub stock_total: Option<i64>,
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+    pub per_resident_limit: Option<i64>,
+    pub available_from: MaybeUndefined<OffsetDateTime>,
+    pub available_until: MaybeUndefined<OffsetDateTime>,
+    pub active: Option<bool>,
+}
+
+#[derive(ApiResponse)]
+pub enum CatalogueItemCreated {
+    /// The item is in the catalogue.
+    #[oai(status = 201)]
+    Created(Json<CatalogueItem>),
+}
+
+/// Where a redemption is: `redeemed` (a voucher waiting for the merchant), `fulfilled` (written
+/// off) or `cancelled` (points refunded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "RedemptionState", rename_all = "lowercase")]
+pub enum RedemptionStateView {
+    Redeemed,
+    Fulfilled,
+    Cancelled,
+}
+
+impl RedemptionStateView {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedemptionStateView::Redeemed => "redeemed",
+            RedemptionStateView::Fulfilled => "fulfilled",
+            RedemptionStateView::Cancelled => "cancelled",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "fulfilled" => RedemptionStateView::Fulfilled,
+            "cancelled" => RedemptionStateView::Cancelled,
+            _ => RedemptionStateView::Redeemed,
+        }
+    }
+}
+
+/// A redemption: points exchanged for one unit of an item, and the voucher the merchant writes off.
+#[derive(Debug, Clone, Object)]
+pub struct Redemption {
+    pub id: i64,
+    pub item_id: i64,
+    pub resident_id: i64,
+    pub merchant_id: i64,
+    /// The item's title when it was redeemed.
+    pub title: String,
+    /// Points spent.
+    pub points: i64,
+    /// The voucher code the resident shows the merchant.
+    pub code: String,
+    pub state: RedemptionStateView,
+    pub created_at: OffsetDateTime,
+    #[oai(nullable)]
+    pub fulfilled_at: Option<OffsetDateTime>,
+    /// The merchant key that wrote it off.
+    #[oai(nullable)]
+    pub fulfilled_by: Option<String>,
+    #[oai(nullable)]
+    pub cancelled_at: Option<OffsetDateTime>,
+    /// Who cancelled it (`resident`).
+    #[oai(nullable)]
+    pub cancelled_by: Option<String>,
+}
+
+impl From<RedemptionRow> for Redemption {
+    fn from(r: RedemptionRow) -> Self {
+        Self {
+            id: r.id,
+            item_id: r.item_id,
+            resident_id: r.resident_id,
+            merchant_id: r.merchant_id,
+            title: r.title,
+            points: r.points,
+            code: r.code,
+            state: RedemptionStateView::parse(&r.state),
+            created_at: ts(r.created_at),
+            fulfilled_at: r.fulfilled_at.map(ts),
+            fulfilled_by: r.fulfilled_by,
+            cancelled_at: r.cancelled_at.map(ts),
+            cancelled_by: r.cancelled_by,
+        }
+    }
+}
+
+/// A page of redemptions.
+#[derive(Debug, Clone, Object)]
+pub struct RedemptionPage {
+    pub items: Vec<Redemption>,
+    pub page: PageInfo,
+}
+
+#[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Catalogue")]
+impl CatalogueApi {
+    /// Add an item to the company's points catalogue. Operators and admins.
+    #[oai(path = "/companies/:company_id/catalogue", method = "post", operation_id = "create_catalogue_item")]
+    async fn create_catalogue_item(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        company_id: Path<i64>,
+        body: Json<CreateCatalogueItem>,
+    ) -> Result<CatalogueItemCreated, ApiError> {
+        let b = body.0;
+        let draft = ItemDraft {
+            merchant_id: b.merchant_id,
+            title: b.title,
+            description: b.description,
+            points_price: b.points_price,
+            stock_total: b.stock_total,
+            per_resident_limit: b.per_resident_limit.unwrap_or(1),
+            available_from: b.available_from.map(ms),
+            available_until: b.available_until.map(ms),
+            active: b.active.unwrap_or(true),
+        };
+        let item = redemption::create_item(&state.db, &key.0, company_id.0, draft).await?;
+        Ok(CatalogueItemCreated::Created(Json(item.into())))
+    }
+
+    /// The company's catalogue with figures (redeemed, outstanding, fulfilled, cancelled, stock
+    /// left), newest first.
+    #[oai(path = "/companies/:company_id/catalogue", method = "get", operation_id = "list_catalogue_items")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_catalogue_items(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        company_id: Path<i64>,
+        /// Only items this merchant fulfils.
+        merchant_id: Query<Option<i64>>,
+        /// Include archived items.
+        #[oai(default)]
+        include_archived: Query<bool>,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
+    ) -> Result<Json<CatalogueItemPage>, ApiError> {
+        let req = page_request(page.0, page_size.0);
+        let filter =
+            ItemFilter { merchant_id: merchant_id.0, include_archived: include_archived.0, ..Default::default() };
+        let found = redemption::list_items(&state.db, &key.0, company_id.0, filter, req).await?;
+        Ok(Json(CatalogueItemPage {
+            items: found.items.into_iter().map(Into::into).collect(),
+            page: PageInfo::new(req, found.total),
+        }))
+    }
+
+    /// One catalogue item, with figures.
+    #[oai(path = "/companies/:company_id/catalogue/:item_id", method = "get", operation_id = "get_catalogue_item")]
+    async fn get_catalogue_item(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        company_id: Path<i64>,
+        item_id: Path<i64>,
+    ) -> Result<Json<CatalogueItem>, ApiError> {
+        Ok(Json(redemption::get_item(&state.db, &key.0, company_id.0, item_id.0).await?.into()))
+    }
+
+    /// Edit a catalogue item. Operators and admins.
+    #[oai(path = "/companies/:company_id/catalogue/:item_id", method = "patch", operation_id = "update_catalogue_item")]
+    async fn update_catalogue_item(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        company_id: Path<i64>,
+        item_id: Path<i64>,
+        body: Json<UpdateCatalogueItem>,
+    ) -> Result<Json<CatalogueItem>, ApiError> {
+        let b = body.0;
+        let p = ItemPatch {
+            title: b.title,
+            description: patch(b.description),
+            points_price: b.points_price,
+            stock_total: b.stock_total,
+            per_resident_limit: b.per_resident_limit,
+            available_from: patch(b.available_from).map(|t| t.map(ms)),
+            available_until: patch(b.available_until).map(|t| t.map(ms)),
+            active: b.active,
+        };
+        Ok(Json(redemption::update_item(&state.db, &key.0, company_id.0, item_id.0, p).await?.into()))
+    }
+
+    /// Archive a catalogue item: no more redemptions; vouchers already issued stay valid.
+    /// Operators and admins.
+    #[oai(
+        path = "/companies/:company_id/catalogue/:item_id",
+        method = "delete",
+        operation_id = "archive_catalogue_item"
+    )]
+    async fn archive_catalogue_item(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        company_id: Path<i64>,
+        item_id: Path<i64>,
+    ) -> Result<Json<CatalogueItem>, ApiError> {
+        Ok(Json(redemption::archive_item(&state.db, &key.0, company_id.0, item_id.0).await?.into()))
+    }
+
+    /// The company's redemptions (兑换记录), filtered, newest first.
+    #[oai(path = "/companies/:company_id/redemptions", method = "get", operation_id = "list_redemptions")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_redemptions(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        company_id: Path<i64>,
+        /// Only redemptions of this item.
+        item_id: Query<Option<i64>>,
+        /// Only this resident's redemptions.
+        resident_id: Query<Option<i64>>,
+        /// Only redemptions this merchant fulfils.
+        merchant_id: Query<Option<i64>>,
+        /// Only redemptions in this state.
+        #[oai(name = "state")]
+        state_filter: Query<Option<RedemptionStateView>>,
+        /// Only redemptions made at or after this time (RFC 3339).
+        since: Query<Option<OffsetDateTime>>,
+        /// Only redemptions made before this time (RFC 3339).
+        until: Query<Option<OffsetDateTime>>,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
+    ) -> Result<Json<RedemptionPage>, ApiError> {
+        let req = page_request(page.0, page_size.0);
+        let filter = RedemptionFilter {
+            programme_id: None,
+            resident_id: resident_id.0,
+            item_id: item_id.0,
+            merchant_id: merchant_id.0,
+            state: state_filter.0.map(|s| s.as_str().to_owned()),
+            since: since.0.map(ms),
+            until: until.0.map(ms),
+        };
+        let found = redemption::list_redemptions(&state.db, &key.0, company_id.0, filter, req).await?;
+        Ok(Json(RedemptionPage {
+            items: found.items.into_iter().map(Into::into).collect(),
+            page: PageInfo::new(req, found.total),
+        }))
+    }
+}
