@@ -248,3 +248,13 @@ pub async fn verified_rooms_in_scope(tx: &mut Tx, resident_id: i64, scope_path: 
     .await?;
     Ok(rows.into_iter().map(|(r,)| r).collect())
 }
+
+/// How many verified bindings a resident has ever had (ended ones included).
+pub async fn verified_ever(tx: &mut Tx, resident_id: i64) -> DbResult<i64> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM bindings WHERE resident_id = $1 AND verified_by IS NOT NULL")
+            .bind(resident_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(n)
+}

@@ -374,3 +374,118 @@ pub async fn expire_due(pool: &AnyPool, now: i64) -> DbResult<u64> {
     .await?;
     Ok(r.rows_affected())
 }
+
+/// Takes one from the stock for an automatic issuance: the template must be active and in
+/// stock, whatever its claim window.
+pub async fn take_one_for_rule(tx: &mut Tx, id: i64) -> DbResult<bool> {
+    let r = sqlx::query(
+        "UPDATE coupon_templates SET stock_left = stock_left - 1 WHERE id = $1 AND state = 'active' AND stock_left > 0",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct RuleRow {
+    pub id: i64,
+    pub template_id: i64,
+    pub company_id: i64,
+    pub trigger_kind: String,
+    pub min_purchases: Option<i64>,
+    pub max_purchases: Option<i64>,
+    pub window_days: Option<i64>,
+    pub active: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const RULE: &str =
+    "id, template_id, company_id, trigger_kind, min_purchases, max_purchases, window_days, active, created_at, updated_at";
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_rule(
+    tx: &mut Tx,
+    template_id: i64,
+    company_id: i64,
+    trigger_kind: &str,
+    min_purchases: Option<i64>,
+    max_purchases: Option<i64>,
+    window_days: Option<i64>,
+    now: i64,
+) -> DbResult<RuleRow> {
+    let row = sqlx::query_as(&format!(
+        "INSERT INTO coupon_rules (template_id, company_id, trigger_kind, min_purchases, max_purchases, window_days, active, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) RETURNING {RULE}"
+    ))
+    .bind(template_id)
+    .bind(company_id)
+    .bind(trigger_kind)
+    .bind(min_purchases)
+    .bind(max_purchases)
+    .bind(window_days)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row)
+}
+
+pub async fn rule<'c, E: Executor<'c, Database = Any>>(ex: E, id: i64) -> DbResult<Option<RuleRow>> {
+    let row =
+        sqlx::query_as(&format!("SELECT {RULE} FROM coupon_rules WHERE id = $1")).bind(id).fetch_optional(ex).await?;
+    Ok(row)
+}
+
+pub async fn deactivate_rule(tx: &mut Tx, id: i64, now: i64) -> DbResult<RuleRow> {
+    let row =
+        sqlx::query_as(&format!("UPDATE coupon_rules SET active = 0, updated_at = $1 WHERE id = $2 RETURNING {RULE}"))
+            .bind(now)
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(row)
+}
+
+/// A company's rules (active ones only, or all).
+pub async fn rules_of<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    company_id: i64,
+    trigger_kind: Option<&str>,
+    active_only: bool,
+) -> DbResult<Vec<RuleRow>> {
+    let rows = sqlx::query_as(&format!(
+        "SELECT {RULE} FROM coupon_rules WHERE company_id = $1 AND ($2 IS NULL OR trigger_kind = $2) \
+         AND ($3 = 0 OR active = 1) ORDER BY id"
+    ))
+    .bind(company_id)
+    .bind(trigger_kind)
+    .bind(i64::from(active_only))
+    .fetch_all(ex)
+    .await?;
+    Ok(rows)
+}
+
+/// Records that a rule fired for a trigger; `false` when it already had.
+pub async fn claim_issuance(tx: &mut Tx, rule_id: i64, trigger_ref: &str, now: i64) -> DbResult<bool> {
+    let r = sqlx::query(
+        "INSERT INTO coupon_issuances (rule_id, trigger_ref, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (rule_id, trigger_ref) DO NOTHING",
+    )
+    .bind(rule_id)
+    .bind(trigger_ref)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn set_issuance_coupon(tx: &mut Tx, rule_id: i64, trigger_ref: &str, coupon_id: i64) -> DbResult<()> {
+    sqlx::query("UPDATE coupon_issuances SET coupon_id = $1 WHERE rule_id = $2 AND trigger_ref = $3")
+        .bind(coupon_id)
+        .bind(rule_id)
+        .bind(trigger_ref)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

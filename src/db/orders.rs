@@ -319,3 +319,15 @@ pub async fn restore_coupon(tx: &mut Tx, id: i64, now: i64) -> DbResult<bool> {
     .await?;
     Ok(r.rows_affected() == 1)
 }
+
+/// How many orders a resident has placed at the company's merchants since `since`.
+pub async fn orders_in_company_since(tx: &mut Tx, resident_id: i64, company_id: i64, since: i64) -> DbResult<i64> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM orders WHERE resident_id = $1 AND company_id = $2 AND ordered_at >= $3")
+            .bind(resident_id)
+            .bind(company_id)
+            .bind(since)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(n)
+}

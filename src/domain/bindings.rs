@@ -82,8 +82,30 @@ pub async fn request(db: &Db, me: &ResidentActor, req: BindingRequest, cap: i64)
         invited_by: None,
     };
     let binding = store::insert(&mut tx, &new, now).await?.ok_or_else(already_open)?;
+    after_verified(&mut tx, &binding, now).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(binding)
+}
+
+/// Fires the first-home coupon rules when this is the resident's first verified binding ever.
+async fn after_verified(tx: &mut Tx, b: &BindingRow, now: i64) -> DomainResult<()> {
+    if b.state != "verified" || store::verified_ever(tx, b.resident_id).await? != 1 {
+        return Ok(());
+    }
+    let company = db::orgs::get(&mut **tx, b.community_id).await?.and_then(|c| c.parent_id);
+    if let Some(company_id) = company {
+        let trigger = format!("resident:{}", b.resident_id);
+        super::coupon_rules::fire(
+            tx,
+            company_id,
+            super::coupon_rules::Trigger::FirstBinding,
+            b.resident_id,
+            &trigger,
+            now,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// A community residents may bind to: exists, is a community, is not archived.
@@ -210,6 +232,7 @@ pub async fn redeem(
     if !store::redeem_invitation(&mut tx, inv.id, binding.id).await? {
         return Err(DomainError::conflict("invitation_used", "the invitation was already used or has expired"));
     }
+    after_verified(&mut tx, &binding, now).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(binding)
 }
@@ -310,6 +333,7 @@ pub async fn decide(
         .await?
         .ok_or_else(|| DomainError::conflict("binding_changed", "the binding changed meanwhile; reload it"))?;
     audit::record(&mut tx, actor, &community, action, "binding", id, Some(&before), Some(&after)).await?;
+    after_verified(&mut tx, &after, db::now_ms()).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(after)
 }

@@ -334,7 +334,7 @@ async fn household_scope_rooms(tx: &mut Tx, t: &TemplateRow, resident_id: i64) -
     Ok(db::bindings::verified_rooms_in_scope(tx, resident_id, &scope).await?)
 }
 
-fn new_code() -> String {
+pub(crate) fn new_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
     let mut rng = rand::thread_rng();
     (0..12).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()

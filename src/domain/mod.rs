@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod bindings;
+pub mod coupon_rules;
 pub mod coupons;
 pub mod import;
 pub mod merchants;

@@ -185,6 +185,16 @@ async fn follow(
         }
     }
     if first_follow {
+        let trigger = format!("resident:{resident_id}");
+        super::coupon_rules::fire(
+            tx,
+            p.company_id,
+            super::coupon_rules::Trigger::FirstFollow,
+            resident_id,
+            &trigger,
+            now,
+        )
+        .await?;
         if let Some(code) = scene.and_then(invite_code_of_scene) {
             reward_referral(tx, &p, &rules, resident_id, code, scene.unwrap_or_default(), now).await?;
         }

@@ -234,6 +234,16 @@ pub async fn report(db: &Db, merchant: &MerchantActor, input: OrderInput) -> Dom
         };
         points::post(&mut tx, programme.id, resident_id, &posting, now).await?;
     }
+    let trigger = format!("order:{}", order.id);
+    super::coupon_rules::fire(
+        &mut tx,
+        order.company_id,
+        super::coupon_rules::Trigger::RepeatPurchase,
+        resident_id,
+        &trigger,
+        input.ordered_at,
+    )
+    .await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok((order, false))
 }

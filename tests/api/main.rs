@@ -3,6 +3,7 @@
 
 mod access;
 mod cli;
+mod coupon_rules;
 mod coupons;
 mod helpers;
 mod imports;

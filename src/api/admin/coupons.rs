@@ -10,7 +10,8 @@ use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
 use crate::app::AppState;
-use crate::db::coupons::{Figures, TemplateFilter, TemplateRow};
+use crate::db::coupons::{Figures, RuleRow, TemplateFilter, TemplateRow};
+use crate::domain::coupon_rules::{self, NewRule, Trigger};
 use crate::domain::coupons::{self, TemplateInput};
 use crate::error::ApiError;
 
@@ -233,8 +234,145 @@ pub enum TemplateDeleted {
     Deleted,
 }
 
+/// What makes a rule issue a coupon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "CouponTrigger", rename_all = "snake_case")]
+pub enum TriggerView {
+    /// A resident's first follow of the official account (a new-customer coupon).
+    FirstFollow,
+    /// A resident's first verified home.
+    FirstBinding,
+    /// A purchase that leaves the resident with `min_purchases..=max_purchases` purchases in the
+    /// last `window_days` days (this one included).
+    RepeatPurchase,
+}
+
+impl TriggerView {
+    fn trigger(self) -> Trigger {
+        match self {
+            TriggerView::FirstFollow => Trigger::FirstFollow,
+            TriggerView::FirstBinding => Trigger::FirstBinding,
+            TriggerView::RepeatPurchase => Trigger::RepeatPurchase,
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "first_binding" => TriggerView::FirstBinding,
+            "repeat_purchase" => TriggerView::RepeatPurchase,
+            _ => TriggerView::FirstFollow,
+        }
+    }
+}
+
+/// A new automatic-issuance rule.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateCouponRule {
+    /// The template whose coupon it gives (its stock and validity apply).
+    pub template_id: i64,
+    pub trigger: TriggerView,
+    /// Repeat purchases only (default 1).
+    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+    pub min_purchases: Option<i64>,
+    /// Repeat purchases only (default 2).
+    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+    pub max_purchases: Option<i64>,
+    /// Repeat purchases only (default 30).
+    #[oai(validator(minimum(value = "1"), maximum(value = "365")))]
+    pub window_days: Option<i64>,
+}
+
+/// An automatic-issuance rule. Each trigger (a resident, an order) gets at most one coupon from it.
+#[derive(Debug, Clone, Object)]
+pub struct CouponRule {
+    pub id: i64,
+    pub template_id: i64,
+    pub company_id: i64,
+    pub trigger: TriggerView,
+    #[oai(nullable)]
+    pub min_purchases: Option<i64>,
+    #[oai(nullable)]
+    pub max_purchases: Option<i64>,
+    #[oai(nullable)]
+    pub window_days: Option<i64>,
+    pub active: bool,
+    pub created_at: OffsetDateTime,
+}
+
+impl From<RuleRow> for CouponRule {
+    fn from(r: RuleRow) -> Self {
+        Self {
+            id: r.id,
+            template_id: r.template_id,
+            company_id: r.company_id,
+            trigger: TriggerView::parse(&r.trigger_kind),
+            min_purchases: r.min_purchases,
+            max_purchases: r.max_purchases,
+            window_days: r.window_days,
+            active: r.active != 0,
+            created_at: ts(r.created_at),
+        }
+    }
+}
+
+/// A company's rules.
+#[derive(Debug, Clone, Object)]
+pub struct CouponRuleList {
+    pub items: Vec<CouponRule>,
+}
+
+#[derive(ApiResponse)]
+pub enum RuleCreated {
+    /// Created; it fires from now on.
+    #[oai(status = 201)]
+    Created(Json<CouponRule>),
+}
+
 #[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Coupons")]
 impl CouponsApi {
+    /// Add a rule that issues a template's coupon automatically: to new followers, to residents
+    /// whose first home is verified, or after purchases that make a resident a repeat customer.
+    #[oai(path = "/coupon-rules", method = "post", operation_id = "create_coupon_rule")]
+    async fn create_coupon_rule(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        body: Json<CreateCouponRule>,
+    ) -> Result<RuleCreated, ApiError> {
+        let b = body.0;
+        let new = NewRule {
+            template_id: b.template_id,
+            trigger: b.trigger.trigger(),
+            min_purchases: b.min_purchases,
+            max_purchases: b.max_purchases,
+            window_days: b.window_days,
+        };
+        Ok(RuleCreated::Created(Json(coupon_rules::create(&state.db, &key.0, new).await?.into())))
+    }
+
+    /// A company's coupon rules.
+    #[oai(path = "/companies/:company_id/coupon-rules", method = "get", operation_id = "list_coupon_rules")]
+    async fn list_coupon_rules(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        company_id: Path<i64>,
+    ) -> Result<Json<CouponRuleList>, ApiError> {
+        let items = coupon_rules::list(&state.db, &key.0, company_id.0).await?.into_iter().map(Into::into).collect();
+        Ok(Json(CouponRuleList { items }))
+    }
+
+    /// Stop a rule; the coupons it issued stay.
+    #[oai(path = "/coupon-rules/:rule_id/deactivate", method = "post", operation_id = "deactivate_coupon_rule")]
+    async fn deactivate_coupon_rule(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        rule_id: Path<i64>,
+    ) -> Result<Json<CouponRule>, ApiError> {
+        Ok(Json(coupon_rules::deactivate(&state.db, &key.0, rule_id.0).await?.into()))
+    }
+
     /// Issue a coupon template. Operators and admins of the issuer or above.
     #[oai(path = "/coupon-templates", method = "post", operation_id = "create_coupon_template")]
     async fn create_coupon_template(
