@@ -241,6 +241,24 @@ pub struct LedgerPage {
     pub totals: LedgerTotalsView,
 }
 
+impl LedgerPage {
+    pub(crate) fn new(
+        found: crate::db::Page<LedgerRow>,
+        totals: crate::db::points::LedgerTotals,
+        req: crate::db::PageRequest,
+    ) -> Self {
+        Self {
+            items: found.items.into_iter().map(Into::into).collect(),
+            page: PageInfo::new(req, found.total),
+            totals: LedgerTotalsView {
+                credited: totals.credited,
+                debited: totals.debited,
+                net: totals.credited - totals.debited,
+            },
+        }
+    }
+}
+
 /// Points granted to (positive) or taken back from (negative) a resident by an operator.
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
@@ -526,15 +544,7 @@ impl PointsApi {
             until: until.0.map(ms),
         };
         let (found, totals) = points::ledger(&state.db, &key.0, company_id.0, filter, req).await?;
-        Ok(Json(LedgerPage {
-            items: found.items.into_iter().map(Into::into).collect(),
-            page: PageInfo::new(req, found.total),
-            totals: LedgerTotalsView {
-                credited: totals.credited,
-                debited: totals.debited,
-                net: totals.credited - totals.debited,
-            },
-        }))
+        Ok(Json(LedgerPage::new(found, totals, req)))
     }
 
     /// Residents in the company's programme, with their balances, newest first.

@@ -7,8 +7,8 @@ use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::{mini_program, ResidentSession};
-use crate::api::admin::points::{KindView, LedgerEntry, LedgerPage, LedgerTotalsView, SourceView};
-use crate::api::admin::{kind_of_view, ms, page_request, source_of_view, ts, PageInfo};
+use crate::api::admin::points::{KindView, LedgerPage, SourceView};
+use crate::api::admin::{kind_of_view, ms, page_request, source_of_view, ts};
 use crate::api::ApiTags;
 use crate::app::AppState;
 use crate::db;
@@ -161,15 +161,7 @@ impl MpMeApi {
             ..Default::default()
         };
         let (found, totals) = points::my_ledger(&state.db, me.0.resident_id, company_id.0, filter, req).await?;
-        Ok(Json(LedgerPage {
-            items: found.items.into_iter().map(LedgerEntry::from).collect(),
-            page: PageInfo::new(req, found.total),
-            totals: LedgerTotalsView {
-                credited: totals.credited,
-                debited: totals.debited,
-                net: totals.credited - totals.debited,
-            },
-        }))
+        Ok(Json(LedgerPage::new(found, totals, req)))
     }
 
     /// Check in for today: the same rules and the same once a day as on the official account.
