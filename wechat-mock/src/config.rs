@@ -110,6 +110,8 @@ pub struct MockConfig {
     /// Whether the apps are bound to one Open Platform account (开放平台): then a user has one
     /// unionid across them and `/cgi-bin/user/info` returns it. Default `true`.
     pub open_platform_bound: bool,
+    /// The WeChat Pay merchant (keys, balance, limits).
+    pub pay: crate::pay::PayConfig,
 }
 
 impl Default for MockConfig {
@@ -120,6 +122,7 @@ impl Default for MockConfig {
             token_rules: TokenRules::default(),
             clock_start_unix: None,
             open_platform_bound: true,
+            pay: crate::pay::PayConfig::default(),
         }
     }
 }

@@ -16,6 +16,8 @@
 //! | `POST /__mock/users/{unionid}/block`, `…/unblock` | the user's record, high-risk flag set or cleared |
 //! | `POST /__mock/faults` [`Fault`] | `{"faults": [...]}`, every pending fault |
 //! | `GET /__mock/faults` / `DELETE /__mock/faults` | `{"faults": [...]}` / `{"cleared": n}` |
+//!
+//! WeChat Pay's control endpoints (`/__mock/pay…`) are listed in [`crate::pay`].
 
 use poem::{
     get, handler,

@@ -47,6 +47,17 @@ pub struct Fault {
     /// API then answers normally.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
+    /// WeChat Pay paths: answer this pay error code in the API's own shape instead of calling it —
+    /// v2 XML `result_code=FAIL, err_code=<code>` (e.g. `SYSTEMERROR` on `sendredpack`,
+    /// `NOT_FOUND` on `gethbinfo` while a packet is "processing"), v3 JSON `{"code": <code>}` with
+    /// WeChat's status for it (`NOT_FOUND` → 404, `SYSTEM_ERROR` → 500, …), signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pay_err_code: Option<String>,
+    /// Let the API do its work (the payment is made and recorded), then hold the answer back for
+    /// this many milliseconds (at most [`MAX_FAULT_DELAY_MS`]): "a timeout after the payment was
+    /// made" for a client whose timeout is shorter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_after_ms: Option<u64>,
     /// How many calls the fault applies to (at least 1); `None` means every call until cleared.
     /// In listings, the calls it still applies to.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,6 +79,16 @@ impl Fault {
     /// The next `times` calls of `path` are answered normally, but only after `delay_ms` milliseconds.
     pub fn delay(path: impl Into<String>, delay_ms: u64, times: u32) -> Self {
         Self { path: path.into(), delay_ms: Some(delay_ms), times: Some(times), ..Self::default() }
+    }
+
+    /// The next `times` calls of a WeChat Pay `path` answer pay error `code` (see [`Fault::pay_err_code`]).
+    pub fn pay_error(path: impl Into<String>, code: &str, times: u32) -> Self {
+        Self { path: path.into(), pay_err_code: Some(code.to_owned()), times: Some(times), ..Self::default() }
+    }
+
+    /// The next `times` calls of `path` are carried out, but answered only after `delay_ms`.
+    pub fn delay_after(path: impl Into<String>, delay_ms: u64, times: u32) -> Self {
+        Self { path: path.into(), delay_after_ms: Some(delay_ms), times: Some(times), ..Self::default() }
     }
 
     /// The same fault for every call of its path until cleared.
@@ -93,7 +114,12 @@ impl Fault {
         if self.path.starts_with(CONTROL_PREFIX) {
             return Err(FaultError::ControlPath(self.path.clone()));
         }
-        if self.errcode.is_none() && self.http_status.is_none() && self.delay_ms.is_none() {
+        if self.errcode.is_none()
+            && self.http_status.is_none()
+            && self.delay_ms.is_none()
+            && self.pay_err_code.as_deref().is_none_or(str::is_empty)
+            && self.delay_after_ms.is_none()
+        {
             return Err(FaultError::NothingToDo);
         }
         if self.errcode == Some(0) {
@@ -104,7 +130,7 @@ impl Fault {
                 return Err(FaultError::BadHttpStatus(status));
             }
         }
-        if let Some(delay) = self.delay_ms {
+        if let Some(delay) = self.delay_ms.into_iter().chain(self.delay_after_ms).max() {
             if delay > MAX_FAULT_DELAY_MS {
                 return Err(FaultError::DelayTooLong(delay));
             }
@@ -123,7 +149,7 @@ pub enum FaultError {
     PathNotAbsolute(String),
     /// The control API cannot be faulted.
     ControlPath(String),
-    /// None of `errcode`, `http_status`, `delay_ms` is set.
+    /// None of `errcode`, `http_status`, `delay_ms`, `pay_err_code`, `delay_after_ms` is set.
     NothingToDo,
     /// `errcode` 0 is success, not a fault.
     ZeroErrcode,
@@ -140,7 +166,9 @@ impl std::fmt::Display for FaultError {
         match self {
             Self::PathNotAbsolute(path) => write!(f, "path {path:?} must start with /"),
             Self::ControlPath(path) => write!(f, "path {path:?} is part of the control API, which cannot be faulted"),
-            Self::NothingToDo => f.write_str("a fault needs errcode, http_status or delay_ms"),
+            Self::NothingToDo => {
+                f.write_str("a fault needs errcode, http_status, delay_ms, pay_err_code or delay_after_ms")
+            }
             Self::ZeroErrcode => f.write_str("errcode 0 means success, not a fault"),
             Self::BadHttpStatus(status) => write!(f, "http_status {status} is not between 400 and 599"),
             Self::DelayTooLong(delay) => write!(f, "delay_ms {delay} exceeds {MAX_FAULT_DELAY_MS}"),
@@ -230,6 +258,22 @@ pub(crate) async fn apply<E: Endpoint>(mock: MockWechat, endpoint: Arc<E>, req: 
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let body = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("Error"));
         return Ok(body.with_status(status).into_response());
+    }
+    if let Some(code) = fault.pay_err_code.as_deref().filter(|code| !code.is_empty()) {
+        tracing::debug!(%path, code, "injected WeChat Pay error");
+        let mut state = mock.lock();
+        state.record_call(&path);
+        if path.starts_with("/v3/") {
+            let (status, body) = crate::pay::v3::fault_error(code);
+            return Ok(state.signed_v3_response(status, &body));
+        }
+        return Ok(crate::pay::v2::fault_xml(code).with_content_type("text/plain; charset=UTF-8").into_response());
+    }
+    if let Some(delay_ms) = fault.delay_after_ms {
+        let response = endpoint.call(req).await.map(IntoResponse::into_response);
+        tracing::debug!(%path, delay_ms, "injected delay after the work was done");
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        return response;
     }
     if let Some(errcode) = fault.errcode {
         tracing::debug!(%path, errcode, "injected WeChat error");

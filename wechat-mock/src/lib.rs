@@ -9,6 +9,8 @@
 //!   `GET /cgi-bin/user/info`;
 //! - [`mini_program`]: `wx.login` and phone codes as the user's client gets them,
 //!   `GET /sns/jscode2session` and `POST /wxa/business/getuserphonenumber`;
+//! - [`pay`]: WeChat Pay v2 red packets and enterprise payments, v3 transfer bills, their
+//!   ledger and notifications;
 //! - [`faults`]: injected errors, HTTP statuses and delays on any WeChat path;
 //! - [`control`]: the `/__mock/` control API (clock, counters, reset, users, codes, faults), which
 //!   is not part of WeChat.
@@ -40,6 +42,7 @@ pub mod config;
 pub mod control;
 pub mod faults;
 pub mod mini_program;
+pub mod pay;
 pub mod push;
 mod state;
 pub mod token;
@@ -63,6 +66,7 @@ pub use config::{
 };
 pub use faults::{Fault, FaultError};
 pub use mini_program::{Code2Session, Code2SessionRequest, MiniProgramStats, PhoneInfo, Watermark};
+pub use pay::{PayChannel, PayConfig, PayLimits, PayNotification, PayReport, Payment, PaymentStatus};
 pub use push::{
     DeliveryError, OaMessage, OaPusher, Push, PushOutcome, PusherConfig, PusherError, Tamper, TamperError, UrlCheck,
 };
@@ -78,7 +82,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// HTTP 200 with `40066 invalid url`. Every path outside the control API passes the fault
 /// middleware first (see [`faults`]).
 pub fn routes(mock: MockWechat) -> impl Endpoint<Output = Response> {
-    let route = control::routes(mini_program::routes(users::routes(token::routes(Route::new()))));
+    let route = pay::routes(control::routes(mini_program::routes(users::routes(token::routes(Route::new())))));
     let for_faults = mock.clone();
     let for_errors = mock.clone();
     let route = route.around(move |endpoint, req| faults::apply(for_faults.clone(), endpoint, req));

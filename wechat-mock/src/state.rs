@@ -11,6 +11,7 @@ use crate::clock::MockClock;
 use crate::config::{AppKind, MockApp, MockConfig, TokenRules};
 use crate::faults::FaultStore;
 use crate::mini_program::CodeStore;
+use crate::pay::store::PayStore;
 use crate::token::{AppTokenStats, TokenStore};
 use crate::users::UserStore;
 use crate::wx_error::WxError;
@@ -37,6 +38,8 @@ pub(crate) struct MockState {
     pub(crate) codes: CodeStore,
     /// Injected faults waiting to happen.
     pub(crate) faults: FaultStore,
+    /// WeChat Pay: merchant, balance, ledger, notifications.
+    pub(crate) pay: PayStore,
 }
 
 impl MockState {
@@ -98,6 +101,7 @@ impl MockWechat {
                 open_platform_bound: config.open_platform_bound,
                 codes: CodeStore::default(),
                 faults: FaultStore::default(),
+                pay: PayStore::new(config.pay),
             })),
         }
     }
@@ -136,7 +140,8 @@ impl MockWechat {
         self.lock().calls.get(path).copied().unwrap_or(0)
     }
 
-    /// Forgets every token, code, session key, quota, counter and injected fault, as if WeChat had
+    /// Forgets every token, code, session key, quota, counter, injected fault and payment (the
+    /// merchant balance returns to its configured value), as if WeChat had
     /// just started. The apps and the users (people exist outside WeChat's caches) stay, and so does
     /// the clock: time never goes backwards.
     pub fn reset(&self) {
@@ -144,6 +149,7 @@ impl MockWechat {
         state.tokens = TokenStore::default();
         state.codes = CodeStore::default();
         state.faults = FaultStore::default();
+        state.pay.reset();
         state.calls.clear();
     }
 

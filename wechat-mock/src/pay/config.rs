@@ -1,0 +1,112 @@
+//! The merchant the mock's WeChat Pay knows, its keys, and the limits it enforces.
+
+/// Merchant id (商户号) of the default merchant.
+pub const MCH_ID: &str = "1900000109";
+/// The default merchant's APIv2 key (32 characters), for MD5 / HMAC-SHA256 signatures.
+pub const API_KEY_V2: &str = "LinliMockPayApiV2Key0123456789ab";
+/// The default merchant's APIv3 key (32 bytes), the AES-256-GCM key of notifications.
+pub const API_V3_KEY: &str = "LinliMockPayApiV3Key0123456789ab";
+/// Serial number of the default merchant's API certificate (`serial_no` of v3 requests).
+pub const MERCHANT_CERT_SERIAL: &str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1";
+/// The default merchant's RSA private key (PKCS#8 PEM): a test key, published here so that tests
+/// and linli can sign v3 requests as the merchant. Never use it for anything real.
+pub const MERCHANT_PRIVATE_KEY_PEM: &str = include_str!("testdata/merchant_private_key.pem");
+/// The public half of [`MERCHANT_PRIVATE_KEY_PEM`] (SPKI PEM): what WeChat holds from the merchant
+/// API certificate and verifies v3 request signatures with.
+pub const MERCHANT_PUBLIC_KEY_PEM: &str = include_str!("testdata/merchant_public_key.pem");
+/// Id of the mock's "WeChat Pay public key" (微信支付公钥), sent as `Wechatpay-Serial`.
+pub const WECHATPAY_PUBLIC_KEY_ID: &str = "PUB_KEY_ID_0119000001092025010100000000000001";
+/// The mock's WeChat Pay private key (PKCS#8 PEM), which signs its v3 answers and notifications.
+pub const WECHATPAY_PRIVATE_KEY_PEM: &str = include_str!("testdata/wechatpay_private_key.pem");
+/// The mock's WeChat Pay public key (SPKI PEM), for clients to verify answers and notifications.
+pub const WECHATPAY_PUBLIC_KEY_PEM: &str = include_str!("testdata/wechatpay_public_key.pem");
+
+/// Limits WeChat Pay enforces; defaults are WeChat's documented defaults (protocols notes §4–5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayLimits {
+    /// Smallest red packet without `scene_id`, fen (WeChat: 1 yuan).
+    pub redpack_min_fen: i64,
+    /// Largest red packet without `scene_id`, fen (WeChat: 200 yuan).
+    pub redpack_max_fen: i64,
+    /// Smallest red packet with a `scene_id`, fen (WeChat: 0.3 yuan is the floor of the product
+    /// scenes; the mock uses 0.3 yuan).
+    pub redpack_scene_min_fen: i64,
+    /// Largest red packet with a `scene_id`, fen (WeChat: 4999 yuan per packet).
+    pub redpack_scene_max_fen: i64,
+    /// Red packets per user per (Beijing) day (WeChat default: 10) → `SENDNUM_LIMIT`.
+    pub redpack_daily_count_per_user: u32,
+    /// Red-packet fen per user per day (WeChat default: 1000 yuan) → `MONEY_LIMIT`.
+    pub redpack_daily_fen_per_user: i64,
+    /// Smallest v2 enterprise payment / v3 transfer, fen (WeChat: 0.1 yuan) → `AMOUNT_LIMIT` /
+    /// `PARAM_ERROR`.
+    pub transfer_min_fen: i64,
+    /// Largest v2 enterprise payment, fen (WeChat since 2023: 500 yuan) → `AMOUNT_LIMIT`.
+    pub transfer_max_fen: i64,
+    /// v2 enterprise payments per user per day (WeChat default: 10) → `SENDNUM_LIMIT`.
+    pub transfer_daily_count_per_user: u32,
+    /// v2 enterprise payment fen per user per day (WeChat 2018+: 5000 yuan) → `MONEY_LIMIT`.
+    pub transfer_daily_fen_per_user: i64,
+    /// v3 transfers at or above this amount need `user_name` (WeChat: 2000 yuan).
+    pub transfer_user_name_from_fen: i64,
+}
+
+impl Default for PayLimits {
+    fn default() -> Self {
+        Self {
+            redpack_min_fen: 100,
+            redpack_max_fen: 20_000,
+            redpack_scene_min_fen: 30,
+            redpack_scene_max_fen: 499_900,
+            redpack_daily_count_per_user: 10,
+            redpack_daily_fen_per_user: 100_000,
+            transfer_min_fen: 10,
+            transfer_max_fen: 50_000,
+            transfer_daily_count_per_user: 10,
+            transfer_daily_fen_per_user: 500_000,
+            transfer_user_name_from_fen: 200_000,
+        }
+    }
+}
+
+/// The merchant of the mock's WeChat Pay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayConfig {
+    /// Merchant id (`mch_id` / `mchid`).
+    pub mch_id: String,
+    /// APIv2 key (32 characters).
+    pub api_key_v2: String,
+    /// APIv3 key (32 bytes).
+    pub api_v3_key: String,
+    /// Serial of the merchant API certificate, expected as `serial_no` in v3 `Authorization`.
+    pub merchant_cert_serial: String,
+    /// The merchant's RSA public key (SPKI PEM) that v3 request signatures are checked with.
+    pub merchant_public_key_pem: String,
+    /// `PUB_KEY_ID_…` of the mock's WeChat Pay key, sent as `Wechatpay-Serial`.
+    pub wechatpay_public_key_id: String,
+    /// The mock's WeChat Pay private key (PKCS#8 PEM) that signs answers and notifications.
+    pub wechatpay_private_key_pem: String,
+    /// The merchant's available balance in fen at start (and after a reset).
+    pub balance_fen: i64,
+    /// Limits enforced.
+    pub limits: PayLimits,
+    /// Where v3 transfer notifications go when the request names no `notify_url`.
+    pub notify_url: Option<String>,
+}
+
+impl Default for PayConfig {
+    /// The default merchant with the embedded test keys and 100 000 yuan of balance.
+    fn default() -> Self {
+        Self {
+            mch_id: MCH_ID.to_owned(),
+            api_key_v2: API_KEY_V2.to_owned(),
+            api_v3_key: API_V3_KEY.to_owned(),
+            merchant_cert_serial: MERCHANT_CERT_SERIAL.to_owned(),
+            merchant_public_key_pem: MERCHANT_PUBLIC_KEY_PEM.to_owned(),
+            wechatpay_public_key_id: WECHATPAY_PUBLIC_KEY_ID.to_owned(),
+            wechatpay_private_key_pem: WECHATPAY_PRIVATE_KEY_PEM.to_owned(),
+            balance_fen: 10_000_000,
+            limits: PayLimits::default(),
+            notify_url: None,
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! v3 transfer notifications (`MCHTRANSFER.BILL.FINISHED`): the resource is AES-256-GCM-encrypted
+//! with the APIv3 key, the body is signed with the mock's WeChat Pay key, and a delivery that does
+//! not get 2xx is retried on WeChat's schedule, driven by the mock clock: nothing is sent until
+//! [`MockWechat::deliver_due_notifications`] runs (the mock runs it itself right after the event).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::sign::{aes_gcm_encrypt, nonce, rsa_sign, v3_response_message};
+use super::store::{rfc3339_beijing, PayNotification, Payment};
+use crate::state::{MockState, MockWechat};
+
+/// Seconds between attempts: first at once, then 15 s ×10, 300 s ×10, 1800 s ×44 (protocols notes §7).
+pub fn retry_delay_secs(attempts_made: u32) -> Option<i64> {
+    match attempts_made {
+        0 => Some(0),
+        1..=10 => Some(15),
+        11..=20 => Some(300),
+        21..=64 => Some(1800),
+        _ => None,
+    }
+}
+
+/// How long the mock waits for the merchant's answer (WeChat: 5 s).
+pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl MockState {
+    pub(crate) fn queue_notification(&mut self, payment: &Payment) {
+        let Some(url) = payment.notify_url.clone() else { return };
+        let config = &self.pay.config;
+        let mut plain = json!({
+            "out_bill_no": payment.bill_no,
+            "transfer_bill_no": payment.wechat_no,
+            "state": payment.status.as_str(),
+            "mch_id": config.mch_id,
+            "transfer_amount": payment.amount_fen,
+            "openid": payment.openid,
+            "create_time": rfc3339_beijing(payment.created_at),
+            "update_time": rfc3339_beijing(payment.updated_at),
+        });
+        if let Some(reason) = &payment.fail_reason {
+            plain["fail_reason"] = json!(reason);
+        }
+        let plaintext = plain.to_string();
+        let resource_nonce = nonce(12);
+        let associated_data = "mch_payment";
+        let Ok(ciphertext) = aes_gcm_encrypt(&config.api_v3_key, &resource_nonce, associated_data, &plaintext) else {
+            tracing::warn!("APIv3 key is not 32 bytes: notification not sent");
+            return;
+        };
+        let serial = self.pay.next_serial();
+        let now_ms = self.clock.now_ms();
+        let body = json!({
+            "id": format!("{:08x}-{:04x}-5{:03x}-a{:03x}-{:012x}", now_ms as u32, serial & 0xffff, serial & 0xfff, (serial >> 12) & 0xfff, serial),
+            "create_time": rfc3339_beijing(now_ms.div_euclid(1000)),
+            "resource_type": "encrypt-resource",
+            "event_type": "MCHTRANSFER.BILL.FINISHED",
+            "summary": "商家转账单据终态通知",
+            "resource": {
+                "original_type": "mch_payment",
+                "algorithm": "AEAD_AES_256_GCM",
+                "ciphertext": ciphertext,
+                "associated_data": associated_data,
+                "nonce": resource_nonce,
+            }
+        });
+        self.pay.notifications.push(PayNotification {
+            id: body["id"].as_str().unwrap_or_default().to_owned(),
+            url,
+            out_bill_no: payment.bill_no.clone(),
+            body: body.to_string(),
+            plaintext,
+            attempts: 0,
+            results: Vec::new(),
+            next_attempt_ms: Some(now_ms),
+            acknowledged: false,
+            duplicates_sent: 0,
+        });
+    }
+
+    /// Signed headers for one delivery of `body`.
+    fn notification_headers(&self, body: &str) -> Vec<(&'static str, String)> {
+        let timestamp = self.clock.now_ms().div_euclid(1000).to_string();
+        let nonce = nonce(32);
+        let signature = self
+            .pay
+            .wechatpay_key
+            .as_ref()
+            .map(|key| rsa_sign(key, &v3_response_message(&timestamp, &nonce, body)))
+            .unwrap_or_default();
+        vec![
+            ("Wechatpay-Timestamp", timestamp),
+            ("Wechatpay-Nonce", nonce),
+            ("Wechatpay-Signature", signature),
+            ("Wechatpay-Serial", self.pay.config.wechatpay_public_key_id.clone()),
+            ("Wechatpay-Signature-Type", "WECHATPAY2-SHA256-RSA2048".to_owned()),
+        ]
+    }
+}
+
+/// One claimed delivery: index, url, body, signed headers, extra copies.
+type Due = (usize, String, String, Vec<(&'static str, String)>, u32);
+
+impl MockWechat {
+    /// Delivers every notification whose attempt is due on the mock clock, records the results,
+    /// and schedules retries for those not acknowledged with 2xx. Returns how many deliveries were
+    /// made (duplicates included).
+    pub async fn deliver_due_notifications(&self) -> usize {
+        let due: Vec<Due> = {
+            let mut state = self.lock();
+            let now = state.clock.now_ms();
+            let dup = state.pay.duplicate_notifications;
+            let mut due = Vec::new();
+            for index in 0..state.pay.notifications.len() {
+                let n = &state.pay.notifications[index];
+                if n.next_attempt_ms.is_some_and(|at| at <= now) {
+                    let (url, body) = (n.url.clone(), n.body.clone());
+                    let headers = state.notification_headers(&body);
+                    // Claimed: a concurrent run does not deliver it again.
+                    state.pay.notifications[index].next_attempt_ms = None;
+                    due.push((index, url, body, headers, dup));
+                }
+            }
+            due
+        };
+        let client = reqwest::Client::builder().timeout(NOTIFY_TIMEOUT).build().unwrap_or_default();
+        let mut sent = 0;
+        for (index, url, body, headers, duplicates) in due {
+            let status = post(&client, &url, &body, &headers).await;
+            sent += 1;
+            let acknowledged = status.is_some_and(|s| (200..300).contains(&s));
+            let mut extra = 0;
+            if acknowledged {
+                for _ in 0..duplicates {
+                    post(&client, &url, &body, &headers).await;
+                    sent += 1;
+                    extra += 1;
+                }
+            }
+            let mut state = self.lock();
+            let now = state.clock.now_ms();
+            if let Some(n) = state.pay.notifications.get_mut(index) {
+                n.attempts += 1;
+                n.results.push(status);
+                n.duplicates_sent += extra;
+                n.acknowledged = acknowledged;
+                n.next_attempt_ms =
+                    if acknowledged { None } else { retry_delay_secs(n.attempts).map(|secs| now + secs * 1000) };
+            }
+        }
+        sent
+    }
+
+    /// Every notification queued so far, with its deliveries.
+    pub fn pay_notifications(&self) -> Vec<PayNotification> {
+        self.lock().pay.notifications.clone()
+    }
+
+    /// The duplicate-notification fault: every acknowledged notification is delivered `extra`
+    /// more times (same id and body), until set back to 0.
+    pub fn set_duplicate_notifications(&self, extra: u32) {
+        self.lock().pay.duplicate_notifications = extra;
+    }
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: &str, headers: &[(&'static str, String)]) -> Option<u16> {
+    let mut request = client.post(url).header("Content-Type", "application/json").body(body.to_owned());
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    match request.send().await {
+        Ok(response) => Some(response.status().as_u16()),
+        Err(err) => {
+            tracing::debug!(%url, %err, "pay notification not delivered");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_covers_65_attempts() {
+        let total: i64 = (0..65).map(|n| retry_delay_secs(n).unwrap()).sum();
+        assert_eq!(total, 15 * 10 + 300 * 10 + 1800 * 44);
+        assert_eq!(retry_delay_secs(65), None);
+    }
+}
