@@ -12,6 +12,7 @@ mod oa;
 mod openapi;
 mod orders;
 mod orgs;
+mod pay;
 mod redemption;
 mod rooms_and_roster;
 mod surface;
