@@ -237,14 +237,18 @@ pub async fn redeem_invitation(tx: &mut Tx, id: i64, binding_id: i64) -> DbResul
 }
 
 /// The rooms of a resident's verified bindings in communities under `scope_path`, oldest first.
-pub async fn verified_rooms_in_scope(tx: &mut Tx, resident_id: i64, scope_path: &str) -> DbResult<Vec<i64>> {
+pub async fn verified_rooms_in_scope<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    resident_id: i64,
+    scope_path: &str,
+) -> DbResult<Vec<i64>> {
     let rows: Vec<(i64,)> = sqlx::query_as(
         "SELECT b.room_id FROM bindings b JOIN orgs c ON c.id = b.community_id \
          WHERE b.resident_id = $1 AND b.state = 'verified' AND c.path LIKE $2 ORDER BY b.id",
     )
     .bind(resident_id)
     .bind(subtree_pattern(scope_path))
-    .fetch_all(&mut **tx)
+    .fetch_all(ex)
     .await?;
     Ok(rows.into_iter().map(|(r,)| r).collect())
 }

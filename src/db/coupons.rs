@@ -303,11 +303,15 @@ pub async fn get_coupon(tx: &mut Tx, id: i64) -> DbResult<Option<CouponRow>> {
 }
 
 /// How many coupons of a template a resident holds (in any state).
-pub async fn count_for_resident(tx: &mut Tx, template_id: i64, resident_id: i64) -> DbResult<i64> {
+pub async fn count_for_resident<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    template_id: i64,
+    resident_id: i64,
+) -> DbResult<i64> {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM coupons WHERE template_id = $1 AND resident_id = $2")
         .bind(template_id)
         .bind(resident_id)
-        .fetch_one(&mut **tx)
+        .fetch_one(ex)
         .await?;
     Ok(n)
 }

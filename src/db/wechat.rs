@@ -1,6 +1,6 @@
 //! WeChat bookkeeping: the dedupe record of OA pushes and the shared access-token cache.
 
-use sqlx::AnyPool;
+use sqlx::{Any, AnyPool, Executor};
 
 use super::{DbResult, Tx};
 
@@ -42,23 +42,18 @@ pub async fn set_push_reply(tx: &mut Tx, appid: &str, dedupe_key: &str, reply: O
     Ok(())
 }
 
-/// A push seen before: `Some(reply)` (the reply itself may be absent: "success").
-pub async fn seen_push(pool: &AnyPool, appid: &str, dedupe_key: &str) -> DbResult<Option<Option<String>>> {
+/// A push seen before: `Some(reply)` (the reply itself may be absent: "success"). On the read
+/// pool before handling, or in the handling transaction after a lost claim.
+pub async fn seen_push<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    appid: &str,
+    dedupe_key: &str,
+) -> DbResult<Option<Option<String>>> {
     let row: Option<(Option<String>,)> =
         sqlx::query_as("SELECT reply FROM wechat_pushes WHERE appid = $1 AND dedupe_key = $2")
             .bind(appid)
             .bind(dedupe_key)
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.map(|(r,)| r))
-}
-
-pub async fn seen_push_in(tx: &mut Tx, appid: &str, dedupe_key: &str) -> DbResult<Option<Option<String>>> {
-    let row: Option<(Option<String>,)> =
-        sqlx::query_as("SELECT reply FROM wechat_pushes WHERE appid = $1 AND dedupe_key = $2")
-            .bind(appid)
-            .bind(dedupe_key)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(ex)
             .await?;
     Ok(row.map(|(r,)| r))
 }

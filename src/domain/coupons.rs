@@ -7,6 +7,7 @@
 //! sent with an `Idempotency-Key` answers the first claim's coupon when repeated.
 
 use rand::Rng;
+use sqlx::AnyConnection;
 
 use super::access::{scope_of, Actor, Role};
 use super::sessions::ResidentActor;
@@ -293,11 +294,12 @@ pub async fn delete(db: &Db, actor: &Actor, id: i64) -> DomainResult<()> {
 // ----- residents ---------------------------------------------------------------------------
 
 /// Whether the resident is in the template's audience; `Err` says why not.
-async fn check_audience(tx: &mut Tx, t: &TemplateRow, resident_id: i64) -> DomainResult<()> {
+/// Takes a plain connection: a claim's transaction, or a read-pool connection when listing.
+async fn check_audience(conn: &mut AnyConnection, t: &TemplateRow, resident_id: i64) -> DomainResult<()> {
     let refuse = |m: &str| DomainError::Forbidden(m.to_owned());
     match t.audience.as_str() {
         "followers" => {
-            let follows = db::residents::identities_of(&mut **tx, resident_id)
+            let follows = db::residents::identities_of(&mut *conn, resident_id)
                 .await?
                 .iter()
                 .any(|i| i.app_kind == "oa" && i.subscribed != 0);
@@ -306,12 +308,12 @@ async fn check_audience(tx: &mut Tx, t: &TemplateRow, resident_id: i64) -> Domai
             }
         }
         "verified_residents" => {
-            if household_scope_rooms(tx, t, resident_id).await?.is_empty() {
+            if household_scope_rooms(conn, t, resident_id).await?.is_empty() {
                 return Err(refuse("this coupon is for verified residents of the issuer's communities"));
             }
         }
         _ => {
-            if db::points::purchase_count(&mut **tx, t.company_id, resident_id).await? > 0 {
+            if db::points::purchase_count(&mut *conn, t.company_id, resident_id).await? > 0 {
                 return Err(refuse("this coupon is for new customers"));
             }
         }
@@ -321,17 +323,17 @@ async fn check_audience(tx: &mut Tx, t: &TemplateRow, resident_id: i64) -> Domai
 
 /// The rooms of the resident's verified homes in the issuer's communities (for a merchant, those
 /// of the org it hangs under).
-async fn household_scope_rooms(tx: &mut Tx, t: &TemplateRow, resident_id: i64) -> DomainResult<Vec<i64>> {
-    let owner = db::orgs::get(&mut **tx, t.owner_org_id).await?.ok_or(DomainError::NotFound("coupon template"))?;
+async fn household_scope_rooms(conn: &mut AnyConnection, t: &TemplateRow, resident_id: i64) -> DomainResult<Vec<i64>> {
+    let owner = db::orgs::get(&mut *conn, t.owner_org_id).await?.ok_or(DomainError::NotFound("coupon template"))?;
     let scope = if owner.kind == "merchant" {
         match owner.parent_id {
-            Some(p) => db::orgs::get(&mut **tx, p).await?.map(|o| o.path).unwrap_or(owner.path),
+            Some(p) => db::orgs::get(&mut *conn, p).await?.map(|o| o.path).unwrap_or(owner.path),
             None => owner.path,
         }
     } else {
         owner.path
     };
-    Ok(db::bindings::verified_rooms_in_scope(tx, resident_id, &scope).await?)
+    Ok(db::bindings::verified_rooms_in_scope(conn, resident_id, &scope).await?)
 }
 
 pub(crate) fn new_code() -> String {
@@ -401,7 +403,7 @@ pub async fn claim(
         return Err(DomainError::conflict(code, message));
     }
     // The template row is locked from here on: the counts below cannot move under us.
-    if store::count_for_resident(&mut tx, t.id, me.resident_id).await? >= t.per_resident_limit {
+    if store::count_for_resident(&mut *tx, t.id, me.resident_id).await? >= t.per_resident_limit {
         return Err(DomainError::conflict("limit_reached", format!("at most {} per resident", t.per_resident_limit)));
     }
     if let (Some(limit), Some(room)) = (t.per_household_limit, room) {
@@ -436,20 +438,23 @@ pub struct Claimable {
 pub async fn claimable(db: &Db, me: &ResidentActor, company_id: i64) -> DomainResult<Vec<Claimable>> {
     let now = db::now_ms();
     let open = store::open_in_company(db.reader(), company_id, now).await?;
-    // The audience checks share the claim's code, which runs in a transaction; this one only
-    // reads and is dropped without committing.
-    let mut tx = db.begin().await?;
+    // Reads only, on the read pool: listing never waits for the writer that claims go through.
+    let mut conn = db.reader().acquire().await.map_err(DbError::from)?;
     let mut out = Vec::new();
     for t in open {
-        if t.stock_left == 0 || check_audience(&mut tx, &t, me.resident_id).await.is_err() {
+        if t.stock_left == 0 {
             continue;
         }
-        let mine = store::count_for_resident(&mut tx, t.id, me.resident_id).await?;
+        match check_audience(&mut conn, &t, me.resident_id).await {
+            Ok(()) => {}
+            Err(DomainError::Forbidden(_)) => continue,
+            Err(e) => return Err(e),
+        }
+        let mine = store::count_for_resident(&mut *conn, t.id, me.resident_id).await?;
         if mine < t.per_resident_limit {
             out.push(Claimable { my_remaining: t.per_resident_limit - mine, template: t });
         }
     }
-    drop(tx);
     Ok(out)
 }
 

@@ -49,7 +49,7 @@ pub async fn handle_push(
     let mut tx = db.begin().await?;
     if !db::wechat::claim_push(&mut tx, &oa.appid, &key, &msg.from_user, msg_type, event.as_deref(), now).await? {
         // A redelivery: the first delivery has committed (a concurrent one waited for it).
-        let reply = db::wechat::seen_push_in(&mut tx, &oa.appid, &key).await?.flatten();
+        let reply = db::wechat::seen_push(&mut *tx, &oa.appid, &key).await?.flatten();
         tx.commit().await.map_err(DbError::from)?;
         return Ok(reply);
     }
