@@ -10,7 +10,7 @@
 //! - [`mini_program`]: `wx.login` and phone codes as the user's client gets them,
 //!   `GET /sns/jscode2session` and `POST /wxa/business/getuserphonenumber`;
 //! - [`pay`]: WeChat Pay v2 red packets and enterprise payments, v3 transfer bills, their
-//!   ledger and notifications;
+//!   ledger, notifications and daily fund-flow bill;
 //! - [`faults`]: injected errors, HTTP statuses and delays on any WeChat path;
 //! - [`control`]: the `/__mock/` control API (clock, counters, reset, users, codes, faults), which
 //!   is not part of WeChat.
@@ -66,7 +66,7 @@ pub use config::{
 };
 pub use faults::{Fault, FaultError};
 pub use mini_program::{Code2Session, Code2SessionRequest, MiniProgramStats, PhoneInfo, Watermark};
-pub use pay::{PayChannel, PayConfig, PayLimits, PayNotification, PayReport, Payment, PaymentStatus};
+pub use pay::{BillError, PayChannel, PayConfig, PayLimits, PayNotification, PayReport, Payment, PaymentStatus};
 pub use push::{
     DeliveryError, OaMessage, OaPusher, Push, PushOutcome, PusherConfig, PusherError, Tamper, TamperError, UrlCheck,
 };

@@ -3,7 +3,9 @@
 //!   `/gettransferinfo` (XML, MD5-signed with the merchant's APIv2 key);
 //! - [`v3`]: `POST /v3/fund-app/mch-transfer/transfer-bills`, `GET …/out-bill-no/{no}`,
 //!   `POST …/out-bill-no/{no}/cancel` (JSON, SHA256withRSA both ways);
-//! - [`notify`]: transfer notifications, encrypted, signed, retried on the mock clock.
+//! - [`notify`]: transfer notifications, encrypted, signed, retried on the mock clock;
+//! - [`bill`]: `GET /v3/bill/fundflowbill` and `GET /v3/billdownload/file`, the daily fund-flow bill
+//!   (资金账单) of the merchant's balance movements (JSON answer signed, file not, as WeChat).
 //!
 //! The merchant and the keys come from [`PayConfig`] (default: [`MCH_ID`] with the test keys under
 //! `src/pay/testdata/`, which are public). The mock serves plain HTTP and does not check the
@@ -15,6 +17,7 @@
 //! `GET /__mock/pay/notifications`, `POST /__mock/pay/notifications/run`,
 //! `POST /__mock/pay/duplicate-notifications {"extra": n}`.
 
+pub mod bill;
 pub mod config;
 pub mod notify;
 pub mod sign;
@@ -32,6 +35,7 @@ use poem::{
 use serde::Serialize;
 use serde_json::json;
 
+pub use bill::BillError;
 pub use config::{
     PayConfig, PayLimits, API_KEY_V2, API_V3_KEY, MCH_ID, MERCHANT_CERT_SERIAL, MERCHANT_PRIVATE_KEY_PEM,
     MERCHANT_PUBLIC_KEY_PEM, WECHATPAY_PUBLIC_KEY_ID, WECHATPAY_PUBLIC_KEY_PEM,
@@ -59,6 +63,8 @@ pub(crate) fn routes(route: Route) -> Route {
         .at(v3::TRANSFER_BILLS_PATH, post(v3::create))
         .at("/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/:out_bill_no", get(v3::query))
         .at("/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/:out_bill_no/cancel", post(v3::cancel))
+        .at(bill::FUND_FLOW_BILL_PATH, get(bill::fund_flow_bill))
+        .at(bill::BILL_DOWNLOAD_PATH, get(bill::download))
         .at("/__mock/pay", get(report))
         .at("/__mock/pay/keys", get(keys))
         .at("/__mock/pay/red-packets/:billno/receive", post(receive))
@@ -81,9 +87,12 @@ impl MockWechat {
         self.lock().pay.balance_fen
     }
 
-    /// Sets the merchant's balance (e.g. to provoke `NOTENOUGH`).
+    /// Sets the merchant's balance (e.g. to provoke `NOTENOUGH`). The fund-flow bill shows the
+    /// difference as a 收入 `充值` line (raised) or a 支出 `提现` line (lowered), with no 业务凭证号.
     pub fn set_pay_balance_fen(&self, fen: i64) {
-        self.lock().pay.balance_fen = fen;
+        let mut state = self.lock();
+        let now = state.clock.now_ms().div_euclid(1000);
+        state.pay.set_balance(now, fen);
     }
 
     /// The ledger, oldest first (unopened red packets older than 24 h shown refunded, waiting

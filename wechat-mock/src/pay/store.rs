@@ -1,5 +1,10 @@
-//! What WeChat Pay remembers: the merchant's balance, the ledger of payments (red packets, v2
-//! enterprise payments, v3 transfer bills), notifications waiting to be delivered, pay-only faults.
+//! What WeChat Pay remembers: the merchant's balance and the journal of its movements, the ledger
+//! of payments (red packets, v2 enterprise payments, v3 transfer bills), notifications waiting to be
+//! delivered, bill files handed out for download.
+//!
+//! The balance changes only through [`PayStore::debit`], [`PayStore::credit_back`] and
+//! [`PayStore::set_balance`], each of which also writes the movement to the journal the fund-flow
+//! bill (资金账单, see [`super::bill`]) is made from.
 
 use std::collections::BTreeMap;
 
@@ -138,6 +143,43 @@ pub(crate) struct PayStore {
     /// Extra copies of each notification to deliver (duplicate-notification fault).
     pub(crate) duplicate_notifications: u32,
     pub(crate) serial: u64,
+    /// Every change of `balance_fen`, ordered by time (oldest first).
+    pub(crate) movements: Vec<FundMovement>,
+    /// Bill files handed out by `fundflowbill`, by download token.
+    pub(crate) bill_files: BTreeMap<String, String>,
+}
+
+/// Why the merchant's balance moved: decides 业务名称 and 业务类型 of a fund-flow bill line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MovementKind {
+    /// A payment left the account.
+    Payout(PayChannel),
+    /// A payment's money came back: red packet unopened for 24 h, transfer bill cancelled or failed.
+    Refund(PayChannel),
+    /// The balance was raised by the test control [`crate::MockWechat::set_pay_balance_fen`].
+    Recharge,
+    /// The balance was lowered by the same test control.
+    Withdrawal,
+}
+
+/// One movement of the merchant's balance (one line of the fund-flow bill).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FundMovement {
+    /// When it was booked, Unix seconds (mock clock).
+    pub(crate) at: i64,
+    /// 资金流水单号, unique.
+    pub(crate) flow_no: String,
+    pub(crate) kind: MovementKind,
+    /// The payment's WeChat number (empty for recharges and withdrawals).
+    pub(crate) wechat_no: String,
+    /// The payment's merchant number, 业务凭证号 (empty for recharges and withdrawals).
+    pub(crate) bill_no: String,
+    /// Fen, positive into the account, negative out of it.
+    pub(crate) amount_fen: i64,
+    /// The balance right after this movement, fen.
+    pub(crate) balance_after_fen: i64,
+    /// 备注.
+    pub(crate) remark: String,
 }
 
 /// Orderable channel key.
@@ -165,6 +207,8 @@ impl PayStore {
             notifications: Vec::new(),
             duplicate_notifications: 0,
             serial: 0,
+            movements: Vec::new(),
+            bill_files: BTreeMap::new(),
         }
     }
 
@@ -175,6 +219,83 @@ impl PayStore {
         self.order.clear();
         self.notifications.clear();
         self.duplicate_notifications = 0;
+        self.movements.clear();
+        self.bill_files.clear();
+    }
+
+    /// Takes `payment`'s amount from the balance, booked at its creation.
+    pub(crate) fn debit(&mut self, payment: &Payment) {
+        let remark_field = match payment.channel {
+            PayChannel::RedPacket => "remark",
+            PayChannel::EnterprisePayment => "desc",
+            PayChannel::TransferBill => "transfer_remark",
+        };
+        let remark = payment.request.get(remark_field).cloned().unwrap_or_default();
+        self.book(payment.created_at, MovementKind::Payout(payment.channel), payment, -payment.amount_fen, remark);
+    }
+
+    /// Gives `payment`'s amount back to the balance, booked at its last status change (for a red
+    /// packet refunded late, that is 24 h after sending, possibly before movements already booked).
+    pub(crate) fn credit_back(&mut self, payment: &Payment) {
+        let remark = match (payment.channel, &payment.fail_reason) {
+            (PayChannel::RedPacket, _) => "红包过期未领取退款".to_owned(),
+            (_, Some(reason)) => format!("转账失败退回:{reason}"),
+            (_, None) => "转账撤销退回".to_owned(),
+        };
+        self.book(payment.updated_at, MovementKind::Refund(payment.channel), payment, payment.amount_fen, remark);
+    }
+
+    /// Sets the balance (a test control), booked at `at` as a 充值 or 提现 of the difference.
+    pub(crate) fn set_balance(&mut self, at: i64, fen: i64) {
+        let change = fen - self.balance_fen;
+        let kind = match change.cmp(&0) {
+            std::cmp::Ordering::Equal => return,
+            std::cmp::Ordering::Greater => MovementKind::Recharge,
+            std::cmp::Ordering::Less => MovementKind::Withdrawal,
+        };
+        self.insert_movement(at, kind, String::new(), String::new(), change, "模拟余额调整".to_owned());
+    }
+
+    fn book(&mut self, at: i64, kind: MovementKind, payment: &Payment, amount_fen: i64, remark: String) {
+        self.insert_movement(at, kind, payment.wechat_no.clone(), payment.bill_no.clone(), amount_fen, remark);
+    }
+
+    /// Changes the balance by `amount_fen` and journals it in time order. A movement booked in the
+    /// past (a lazily settled refund) goes before later ones, whose balances it then shifts, so that
+    /// every line's balance stays the one right after it.
+    fn insert_movement(
+        &mut self,
+        at: i64,
+        kind: MovementKind,
+        wechat_no: String,
+        bill_no: String,
+        amount_fen: i64,
+        remark: String,
+    ) {
+        let position = self.movements.partition_point(|m| m.at <= at);
+        let balance_before = match self.movements.get(position) {
+            Some(next) => next.balance_after_fen - next.amount_fen,
+            None => self.balance_fen,
+        };
+        for later in &mut self.movements[position..] {
+            later.balance_after_fen += amount_fen;
+        }
+        self.balance_fen += amount_fen;
+        let serial = self.next_serial();
+        let flow_no = format!("{}{}{serial:010}", self.config.mch_id, beijing_date(at).replace('-', ""));
+        self.movements.insert(
+            position,
+            FundMovement {
+                at,
+                flow_no,
+                kind,
+                wechat_no,
+                bill_no,
+                amount_fen,
+                balance_after_fen: balance_before + amount_fen,
+                remark,
+            },
+        );
     }
 
     pub(crate) fn next_serial(&mut self) -> u64 {
@@ -216,6 +337,11 @@ pub(crate) fn beijing_time(unix_secs: i64) -> String {
     format!("{date} {h:02}:{m:02}:{s:02}")
 }
 
+/// Beijing calendar date `yyyy-MM-dd`.
+pub(crate) fn beijing_date(unix_secs: i64) -> String {
+    beijing_parts(unix_secs).0
+}
+
 /// RFC 3339 in Beijing time, `yyyy-MM-DDTHH:mm:ss+08:00` (v3 answers).
 pub(crate) fn rfc3339_beijing(unix_secs: i64) -> String {
     let (date, (h, m, s)) = beijing_parts(unix_secs);
@@ -243,11 +369,78 @@ fn beijing_parts(unix_secs: i64) -> (String, (i64, i64, i64)) {
 mod tests {
     use super::*;
 
+    fn payment(channel: PayChannel, bill_no: &str, amount_fen: i64, at: i64) -> Payment {
+        Payment {
+            channel,
+            bill_no: bill_no.to_owned(),
+            wechat_no: format!("wx{bill_no}"),
+            appid: "wxapp".to_owned(),
+            openid: "o1".to_owned(),
+            amount_fen,
+            status: PaymentStatus::Sent,
+            created_at: at,
+            updated_at: at,
+            fail_reason: None,
+            request: BTreeMap::from([("remark".to_owned(), "备注".to_owned())]),
+            notify_url: None,
+            package_info: None,
+        }
+    }
+
+    fn journal(store: &PayStore) -> Vec<(i64, &str, i64, i64)> {
+        store.movements.iter().map(|m| (m.at, m.bill_no.as_str(), m.amount_fen, m.balance_after_fen)).collect()
+    }
+
+    #[test]
+    fn a_late_refund_goes_before_later_movements_and_shifts_their_balances() {
+        let mut store = PayStore::new(PayConfig { balance_fen: 1000, ..PayConfig::default() });
+        let mut sent = payment(PayChannel::RedPacket, "R1", 100, 10);
+        store.debit(&sent);
+        store.debit(&payment(PayChannel::EnterprisePayment, "E1", 50, 30));
+        // Settled after E1 was booked, but refunded at 20.
+        sent.updated_at = 20;
+        store.credit_back(&sent);
+        store.set_balance(40, 2000);
+        store.set_balance(41, 2000);
+        store.set_balance(42, 1500);
+        assert_eq!(
+            journal(&store),
+            vec![
+                (10, "R1", -100, 900),
+                (20, "R1", 100, 1000),
+                (30, "E1", -50, 950),
+                (40, "", 1050, 2000),
+                (42, "", -500, 1500)
+            ]
+        );
+        assert_eq!(store.balance_fen, 1500);
+        let kinds: Vec<MovementKind> = store.movements.iter().map(|m| m.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                MovementKind::Payout(PayChannel::RedPacket),
+                MovementKind::Refund(PayChannel::RedPacket),
+                MovementKind::Payout(PayChannel::EnterprisePayment),
+                MovementKind::Recharge,
+                MovementKind::Withdrawal,
+            ]
+        );
+        assert_eq!(store.movements[0].remark, "备注");
+        let mut flow_nos: Vec<&str> = store.movements.iter().map(|m| m.flow_no.as_str()).collect();
+        flow_nos.sort_unstable();
+        flow_nos.dedup();
+        assert_eq!(flow_nos.len(), 5, "flow numbers are unique");
+        store.reset();
+        assert!(store.movements.is_empty());
+    }
+
     #[test]
     fn beijing_formats() {
         // 2024-06-01 04:00:00 UTC = 12:00 in Beijing.
         assert_eq!(beijing_time(1_717_214_400), "2024-06-01 12:00:00");
         assert_eq!(rfc3339_beijing(1_717_214_400), "2024-06-01T12:00:00+08:00");
         assert_eq!(beijing_time(0), "1970-01-01 08:00:00");
+        assert_eq!(beijing_date(1_717_171_200), "2024-06-01", "16:00 UTC is Beijing midnight");
+        assert_eq!(beijing_date(1_717_171_199), "2024-05-31");
     }
 }

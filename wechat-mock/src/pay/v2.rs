@@ -164,7 +164,7 @@ impl MockState {
     /// Refunds red packets left unopened for 24 h (mock clock).
     pub(crate) fn settle_red_packets(&mut self) {
         let now = self.clock.now_ms().div_euclid(1000);
-        let mut refunded = 0;
+        let mut refunded = Vec::new();
         for payment in self.pay.payments.values_mut() {
             if payment.channel == PayChannel::RedPacket
                 && payment.status == PaymentStatus::Sent
@@ -172,10 +172,12 @@ impl MockState {
             {
                 payment.status = PaymentStatus::Refund;
                 payment.updated_at = payment.created_at + RED_PACKET_REFUND_AFTER_SECS;
-                refunded += payment.amount_fen;
+                refunded.push(payment.clone());
             }
         }
-        self.pay.balance_fen += refunded;
+        for payment in &refunded {
+            self.pay.credit_back(payment);
+        }
     }
 
     fn sendredpack(&mut self, body: &str) -> String {
@@ -278,7 +280,6 @@ impl MockState {
         if self.pay.balance_fen < total {
             return Err(err("NOTENOUGH", "帐号余额不足，请到商户平台充值后再重试"));
         }
-        self.pay.balance_fen -= total;
         let now = now_ms.div_euclid(1000);
         let serial = self.pay.next_serial();
         let payment = Payment {
@@ -304,6 +305,7 @@ impl MockState {
             notify_url: None,
             package_info: None,
         };
+        self.pay.debit(&payment);
         self.pay.insert(payment.clone());
         Ok(payment)
     }
@@ -455,7 +457,6 @@ impl MockState {
         if self.pay.balance_fen < total {
             return Err(err("NOTENOUGH", "余额不足"));
         }
-        self.pay.balance_fen -= total;
         let now = now_ms.div_euclid(1000);
         let serial = self.pay.next_serial();
         let payment = Payment {
@@ -477,6 +478,7 @@ impl MockState {
             notify_url: None,
             package_info: None,
         };
+        self.pay.debit(&payment);
         self.pay.insert(payment.clone());
         Ok(payment)
     }

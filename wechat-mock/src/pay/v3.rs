@@ -32,11 +32,11 @@ pub(crate) struct V3Error {
     pub body: Value,
 }
 
-fn v3_err(status: StatusCode, code: &str, message: &str) -> V3Error {
+pub(crate) fn v3_err(status: StatusCode, code: &str, message: &str) -> V3Error {
     V3Error { status, body: json!({ "code": code, "message": message }) }
 }
 
-fn param_error(message: &str) -> V3Error {
+pub(crate) fn param_error(message: &str) -> V3Error {
     v3_err(StatusCode::BAD_REQUEST, "PARAM_ERROR", message)
 }
 
@@ -149,7 +149,7 @@ impl MockState {
         payment.fail_reason = fail_reason;
         let payment = payment.clone();
         if !to.money_out() {
-            self.pay.balance_fen += payment.amount_fen;
+            self.pay.credit_back(&payment);
         }
         self.queue_notification(&payment);
         Ok(payment)
@@ -215,7 +215,6 @@ impl MockState {
         if self.pay.balance_fen < amount {
             return Err(v3_err(StatusCode::FORBIDDEN, "NOT_ENOUGH", "商户运营账户资金不足"));
         }
-        self.pay.balance_fen -= amount;
         let now = self.clock.now_ms().div_euclid(1000);
         let serial = self.pay.next_serial();
         let notify_url =
@@ -236,6 +235,7 @@ impl MockState {
             package_info: Some(format!("ABBQO+oYAAABAAAAAAAk+yPr{}", nonce(40))),
         };
         let answer = create_answer(&payment);
+        self.pay.debit(&payment);
         self.pay.insert(payment);
         Ok(answer)
     }
@@ -325,7 +325,7 @@ fn create_answer(p: &Payment) -> Value {
     answer
 }
 
-async fn serve(
+pub(crate) async fn serve(
     mock: &MockWechat,
     req: &Request,
     body: Body,
