@@ -10,6 +10,7 @@
 //!   away from now, and `WECHATPAY/SIGNTEST/` probes are refused.
 //! * Notification resources are AES-256-GCM with the 32-byte APIv3 key.
 
+pub mod bill;
 pub mod transfer_bills;
 
 use std::collections::HashMap;
