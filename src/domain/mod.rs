@@ -17,6 +17,7 @@ pub mod residents;
 pub mod rooms;
 pub mod roster;
 pub mod sessions;
+pub mod split;
 
 use crate::db::DbError;
 
