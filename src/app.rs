@@ -10,10 +10,15 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::Server;
 
+use tokio::sync::Notify;
+
 use crate::config::Settings;
 use crate::db::{Db, DbOptions};
+use crate::domain::redpackets::{Apps, Gates};
 use crate::telemetry::Metrics;
 use crate::wechat::api::WechatClient;
+use crate::wechat::pay::clients::PayClients;
+use crate::workers::payouts::Dispatcher;
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -22,6 +27,23 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
     pub wechat: WechatClient,
+    /// WeChat Pay, when a merchant is configured.
+    pub pay: Option<PayClients>,
+    /// Sold-out red packets, answered without touching storage.
+    pub gates: Arc<Gates>,
+    /// Wakes the payout dispatcher when a payout is queued.
+    pub payout_wake: Arc<Notify>,
+}
+
+impl AppState {
+    /// The app ids and scene red-packet payouts go through.
+    pub fn apps(&self) -> Apps {
+        Apps {
+            oa_appid: self.settings.wechat.oa_appid.clone(),
+            mp_appid: self.settings.wechat.mp_appid.clone(),
+            transfer_scene_id: self.settings.pay.payouts.transfer_scene_id.clone(),
+        }
+    }
 }
 
 pub struct Application {
@@ -54,7 +76,16 @@ impl Application {
             .and_then(|a| a.as_socket_addr().copied())
             .context("the listener has no socket address")?;
         let wechat = WechatClient::new(&settings.wechat.api_base, db.clone());
-        let state = AppState { db, settings: Arc::new(settings), metrics: Arc::new(Metrics::default()), wechat };
+        let pay = PayClients::from_settings(&settings.pay).context("configuring WeChat Pay (WECHATPAY_*)")?;
+        let state = AppState {
+            db,
+            settings: Arc::new(settings),
+            metrics: Arc::new(Metrics::default()),
+            wechat,
+            pay,
+            gates: Arc::new(Gates::default()),
+            payout_wake: Arc::new(Notify::new()),
+        };
         Ok(Application { addr, acceptor, state })
     }
 
@@ -72,13 +103,36 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let grace = self.state.settings.shutdown_grace;
         let db = self.state.db.clone();
-        let expiry = crate::workers::expiry::spawn(db.clone(), self.state.settings.expiry_interval);
+        // Background jobs end with the server, also when this future is dropped mid-way.
+        let _expiry = AbortOnDrop(crate::workers::expiry::spawn(db.clone(), self.state.settings.expiry_interval));
+        let dispatcher = match &self.state.pay {
+            Some(pay) => {
+                let settings = &self.state.settings.pay;
+                let dispatcher =
+                    Dispatcher::new(db.clone(), pay.clone(), settings.payouts.clone(), settings.notify_url.clone());
+                let reconciler = AbortOnDrop(crate::workers::reconcile::spawn(db.clone(), pay.clone()));
+                Some((AbortOnDrop(Arc::new(dispatcher).spawn(Arc::clone(&self.state.payout_wake))), reconciler))
+            }
+            None => {
+                tracing::warn!("WeChat Pay is not configured (WECHATPAY_MCH_ID): payouts wait in the outbox");
+                None
+            }
+        };
         let app = crate::api::routes(self.state);
         let result =
             Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(app, shutdown, Some(grace)).await;
-        expiry.abort();
+        drop(dispatcher);
         db.close().await;
         result
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

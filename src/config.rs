@@ -95,6 +95,73 @@ pub struct PaySettings {
     pub public_key_id: Option<String>,
     pub public_key_path: Option<String>,
     pub notify_url: Option<String>,
+    pub payouts: PayoutSettings,
+}
+
+/// How payouts are dispatched, and the wallet's withdrawal limits.
+#[derive(Clone, Debug)]
+pub struct PayoutSettings {
+    /// `LINLI_PAY_TRANSFER_API`: `v3` (transfer-bills, the resident confirms in the mini-program)
+    /// or `v2` (the legacy enterprise payment, for merchants that still have it).
+    pub transfer_api: String,
+    /// `LINLI_PAY_TRANSFER_SCENE_ID`: the transfer scene the merchant registered (1000: 现金营销).
+    pub transfer_scene_id: String,
+    /// `LINLI_PAY_CLIENT_IP`: the server IP v2 calls report (`client_ip`, `spbill_create_ip`).
+    pub client_ip: String,
+    /// `LINLI_PAY_RATE_PER_SEC`: the most calls per second to WeChat Pay, per merchant.
+    pub rate_per_sec: u32,
+    /// `LINLI_PAY_TIMEOUT_MS`: how long one call to WeChat Pay may take.
+    pub timeout: Duration,
+    /// `LINLI_PAYOUT_TICK_MS`: how often the dispatcher looks for due payouts when idle.
+    pub tick: Duration,
+    /// `LINLI_PAYOUT_BATCH`: payouts leased at a time.
+    pub batch: i64,
+    /// `LINLI_PAYOUT_CONCURRENCY`: payouts in flight at once per instance.
+    pub concurrency: usize,
+    /// `LINLI_PAYOUT_LEASE_SECS`: how long a claimed payout is held; longer than a call can take.
+    pub lease_secs: i64,
+    /// `LINLI_PAYOUT_BACKOFF_MS`: the first retry delay; it doubles up to an hour.
+    pub backoff_ms: i64,
+    /// `LINLI_PAYOUT_POLL_SECS`: how often a payout WeChat is still processing (or a transfer
+    /// waiting for the resident) is queried, in case its notification is lost.
+    pub poll_secs: i64,
+    /// `LINLI_RED_PACKET_RECEIPT_CHECK_SECS`: when a sent red packet is checked for receipt
+    /// (WeChat refunds unopened ones after 24 h; the amount then goes to the wallet).
+    pub receipt_check_secs: i64,
+    /// `LINLI_PAYOUT_MAX_CALLS`: calls with one merchant number before a payout that keeps being
+    /// refused for a passing reason (merchant balance, frequency) fails for good.
+    pub max_calls: i64,
+    /// `LINLI_PAYOUT_MAX_NUMBERS`: merchant numbers one payout may use (a new one only after a
+    /// query said the last failed) before it fails for good.
+    pub max_numbers: i64,
+    /// `LINLI_WITHDRAW_MIN_FEN`, `LINLI_WITHDRAW_MAX_FEN`, `LINLI_WITHDRAW_DAILY_MAX_FEN`.
+    pub withdraw_min_fen: i64,
+    pub withdraw_max_fen: i64,
+    pub withdraw_daily_max_fen: i64,
+}
+
+impl Default for PayoutSettings {
+    fn default() -> Self {
+        Self {
+            transfer_api: "v3".to_owned(),
+            transfer_scene_id: "1000".to_owned(),
+            client_ip: "127.0.0.1".to_owned(),
+            rate_per_sec: 25,
+            timeout: Duration::from_secs(10),
+            tick: Duration::from_millis(500),
+            batch: 32,
+            concurrency: 8,
+            lease_secs: 60,
+            backoff_ms: 2000,
+            poll_secs: 300,
+            receipt_check_secs: 25 * 3600,
+            max_calls: 10,
+            max_numbers: 3,
+            withdraw_min_fen: 100,
+            withdraw_max_fen: 20_000,
+            withdraw_daily_max_fen: 50_000,
+        }
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -186,6 +253,30 @@ impl Settings {
             public_key_id: get("WECHATPAY_PUBLIC_KEY_ID"),
             public_key_path: get("WECHATPAY_PUBLIC_KEY_PATH"),
             notify_url: get("WECHATPAY_NOTIFY_URL"),
+            payouts: PayoutSettings {
+                transfer_api: match get("LINLI_PAY_TRANSFER_API").as_deref() {
+                    None | Some("v3") => "v3".to_owned(),
+                    Some("v2") => "v2".to_owned(),
+                    Some(other) => bail!("LINLI_PAY_TRANSFER_API must be v3 or v2, got {other:?}"),
+                },
+                transfer_scene_id: get("LINLI_PAY_TRANSFER_SCENE_ID").unwrap_or_else(|| "1000".to_owned()),
+                client_ip: get("LINLI_PAY_CLIENT_IP").unwrap_or_else(|| "127.0.0.1".to_owned()),
+                rate_per_sec: number("LINLI_PAY_RATE_PER_SEC", 25)?.clamp(1, 10_000) as u32,
+                timeout: Duration::from_millis(number("LINLI_PAY_TIMEOUT_MS", 10_000)?.clamp(100, 120_000)),
+                tick: Duration::from_millis(number("LINLI_PAYOUT_TICK_MS", 500)?.clamp(10, 60_000)),
+                batch: number("LINLI_PAYOUT_BATCH", 32)?.clamp(1, 1000) as i64,
+                concurrency: number("LINLI_PAYOUT_CONCURRENCY", 8)?.clamp(1, 256) as usize,
+                lease_secs: number("LINLI_PAYOUT_LEASE_SECS", 60)?.clamp(1, 3600) as i64,
+                backoff_ms: number("LINLI_PAYOUT_BACKOFF_MS", 2000)?.clamp(1, 3_600_000) as i64,
+                poll_secs: number("LINLI_PAYOUT_POLL_SECS", 300)?.clamp(1, 86_400) as i64,
+                receipt_check_secs: number("LINLI_RED_PACKET_RECEIPT_CHECK_SECS", 25 * 3600)?.clamp(1, 30 * 86_400)
+                    as i64,
+                max_calls: number("LINLI_PAYOUT_MAX_CALLS", 10)?.clamp(1, 1000) as i64,
+                max_numbers: number("LINLI_PAYOUT_MAX_NUMBERS", 3)?.clamp(1, 100) as i64,
+                withdraw_min_fen: number("LINLI_WITHDRAW_MIN_FEN", 100)?.max(10) as i64,
+                withdraw_max_fen: number("LINLI_WITHDRAW_MAX_FEN", 20_000)?.clamp(10, 10_000_000) as i64,
+                withdraw_daily_max_fen: number("LINLI_WITHDRAW_DAILY_MAX_FEN", 50_000)?.clamp(10, 100_000_000) as i64,
+            },
         };
         Ok(s)
     }

@@ -28,6 +28,12 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Reconcile one Beijing day's payouts with WeChat Pay's fund-flow bill and print the report.
+    Reconcile {
+        /// The day, YYYY-MM-DD (default: yesterday in Beijing).
+        #[arg(long)]
+        date: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -73,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Openapi => unreachable!("handled above"),
         Command::Keys { command } => keys(settings, command).await,
+        Command::Reconcile { date } => reconcile(settings, date).await,
     }
 }
 
@@ -86,6 +93,34 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     app.run_until(shutdown_signal()).await.context("serving HTTP")?;
     println!("linli stopped");
     Ok(())
+}
+
+async fn reconcile(settings: Settings, date: Option<String>) -> anyhow::Result<()> {
+    use linli::domain::reconcile;
+    let db = connect_and_migrate(&settings).await?;
+    let pay = linli::wechat::pay::clients::PayClients::from_settings(&settings.pay)?;
+    let date = match date {
+        Some(d) => reconcile::parse_date(&d)?,
+        None => reconcile::yesterday(),
+    };
+    let run = reconcile::run(&db, pay.as_ref(), date).await?;
+    println!("{} {}: {} merchant numbers checked", run.bill_date, run.state, run.checked);
+    if let Some(m) = &run.message {
+        println!("  {m}");
+    }
+    let diffs: Vec<reconcile::Difference> = serde_json::from_str(&run.differences)?;
+    for d in &diffs {
+        println!(
+            "  {} {} payout {:?}: WeChat {} fen, linli {} fen — {}",
+            d.kind, d.out_no, d.payout_id, d.wechat_fen, d.linli_fen, d.detail
+        );
+    }
+    db.close().await;
+    if diffs.is_empty() && run.state == "matched" {
+        Ok(())
+    } else {
+        std::process::exit(2)
+    }
 }
 
 async fn keys(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {

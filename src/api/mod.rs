@@ -10,6 +10,7 @@ pub mod mp;
 mod payload;
 mod system;
 mod wechat_oa;
+mod wechat_pay;
 
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
@@ -53,6 +54,10 @@ pub enum ApiTags {
     MpRedemption,
     /// Merchant API: looking up and writing off residents' vouchers.
     MerchantRedemptions,
+    /// Red-packet campaigns, payouts to WeChat Pay with their history, reconciliation.
+    AdminRedPackets,
+    /// Mini-program: grabbing red packets, my payouts, my balance and withdrawals.
+    MpRedPackets,
 }
 
 /// The admin API, the mini-program API and the merchant API (nested: a tuple per audience).
@@ -67,9 +72,10 @@ type Apis = (
         admin::PointsApi,
         admin::BindingsApi,
         admin::CouponsApi,
+        admin::RedPacketsApi,
         admin::CatalogueApi,
     ),
-    (mp::MpSessionsApi, mp::MpMeApi, mp::MpBindingsApi, mp::MpCouponsApi, mp::MpRedemptionApi),
+    (mp::MpSessionsApi, mp::MpMeApi, mp::MpBindingsApi, mp::MpCouponsApi, mp::MpRedemptionApi, mp::MpRedPacketsApi),
     (merchant::MerchantOrdersApi, merchant::MerchantRedemptionsApi),
 );
 
@@ -87,9 +93,17 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
                 admin::PointsApi,
                 admin::BindingsApi,
                 admin::CouponsApi,
+                admin::RedPacketsApi,
                 admin::CatalogueApi,
             ),
-            (mp::MpSessionsApi, mp::MpMeApi, mp::MpBindingsApi, mp::MpCouponsApi, mp::MpRedemptionApi),
+            (
+                mp::MpSessionsApi,
+                mp::MpMeApi,
+                mp::MpBindingsApi,
+                mp::MpCouponsApi,
+                mp::MpRedemptionApi,
+                mp::MpRedPacketsApi,
+            ),
             (merchant::MerchantOrdersApi, merchant::MerchantRedemptionsApi),
         ),
         "linli",
@@ -126,7 +140,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/healthz", poem::get(system::healthz))
         .at("/readyz", poem::get(system::readyz))
         .at("/metrics", poem::get(system::metrics))
-        .at("/wechat/oa/callback", poem::get(wechat_oa::verify_url).post(wechat_oa::receive_push));
+        .at("/wechat/oa/callback", poem::get(wechat_oa::verify_url).post(wechat_oa::receive_push))
+        .at("/wechat/pay/notify", poem::post(wechat_pay::notify));
     let ctx = middleware::RequestContext::new(state.clone());
     // A panic in a handler answers the JSON 500 like any other failure instead of dropping the
     // connection; it runs inside the middleware's scope, so the answer carries the request id.

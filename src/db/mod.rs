@@ -17,12 +17,15 @@ pub mod coupons;
 pub mod idempotency;
 pub mod orders;
 pub mod orgs;
+pub mod payouts;
 pub mod points;
 pub mod redemption;
+pub mod redpackets;
 pub mod residents;
 pub mod rooms;
 pub mod roster;
 pub mod sessions;
+pub mod wallet;
 pub mod wechat;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -126,7 +126,7 @@ impl TemplateInput {
 }
 
 /// The property company an org belongs to: itself, or the org just under the platform on its path.
-fn company_of(org: &OrgRow) -> Option<i64> {
+pub(crate) fn company_of(org: &OrgRow) -> Option<i64> {
     org.path.split('/').filter(|s| !s.is_empty()).nth(1).and_then(|s| s.parse().ok())
 }
 

@@ -11,13 +11,17 @@ pub mod merchants;
 pub mod oa;
 pub mod orders;
 pub mod orgs;
+pub mod payouts;
 pub mod points;
+pub mod reconcile;
 pub mod redemption;
+pub mod redpackets;
 pub mod residents;
 pub mod rooms;
 pub mod roster;
 pub mod sessions;
 pub mod split;
+pub mod wallet;
 
 use crate::db::DbError;
 

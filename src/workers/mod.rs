@@ -2,3 +2,5 @@
 //! conditional updates, so two instances doing the same round change each row once.
 
 pub mod expiry;
+pub mod payouts;
+pub mod reconcile;

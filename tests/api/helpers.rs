@@ -18,7 +18,10 @@ pub struct TestApp {
     pub database_url: String,
     /// A platform admin key.
     pub root_key: String,
+    /// What it was started with, to start it again on the same database.
+    pub settings: Settings,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _database: TestDatabase,
 }
 
@@ -101,13 +104,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::with_database(database_url.clone());
     settings.listen = "127.0.0.1:0".into();
     configure(&mut settings);
-    let app = Application::build(settings).await.expect("build the application");
-    let address = format!("http://{}", app.address());
-    let db = app.db().clone();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async move {
-        let _ = rx.await;
-    }));
+    let (address, db, tx, server) = start(settings.clone()).await;
     let (_, root_key) = access::create_key(&db, &Actor::cli(), 1, Role::Admin, "test root").await.expect("root key");
     TestApp {
         address,
@@ -115,8 +112,62 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         db,
         database_url,
         root_key,
+        settings,
         shutdown: Some(tx),
+        server: Some(server),
         _database: database,
+    }
+}
+
+type Started = (String, Db, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>);
+
+async fn start(settings: Settings) -> Started {
+    let app = Application::build(settings).await.expect("build the application");
+    let address = format!("http://{}", app.address());
+    let db = app.db().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    (address, db, tx, server)
+}
+
+/// A second instance of an app on the same database, stopped when dropped.
+pub struct Instance {
+    pub address: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestApp {
+    /// Starts another instance on the same database (as a second server behind a load balancer).
+    pub async fn another_instance(&self) -> Instance {
+        let mut settings = self.settings.clone();
+        settings.listen = "127.0.0.1:0".into();
+        let (address, _, tx, _) = start(settings).await;
+        Instance { address, shutdown: Some(tx) }
+    }
+
+    /// Kills the server as a crash would (requests and payout calls in flight are dropped where
+    /// they stand, nothing is flushed), then starts it again on the same database and address.
+    pub async fn crash_and_restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = server.await;
+        }
+        self.shutdown = None;
+        let (address, db, tx, server) = start(self.settings.clone()).await;
+        self.address = address;
+        self.db = db;
+        self.shutdown = Some(tx);
+        self.server = Some(server);
     }
 }
 
@@ -335,6 +386,12 @@ impl std::ops::Deref for OaApp {
     }
 }
 
+impl std::ops::DerefMut for OaApp {
+    fn deref_mut(&mut self) -> &mut TestApp {
+        &mut self.app
+    }
+}
+
 pub async fn spawn_oa_app(clock_start_unix: Option<i64>, window_secs: u64) -> OaApp {
     spawn_oa_app_configured(clock_start_unix, window_secs, |_| {}).await
 }
@@ -426,4 +483,61 @@ impl OaApp {
 /// A request with a resident's bearer token.
 pub fn bearer(req: reqwest::RequestBuilder, token: &str) -> reqwest::RequestBuilder {
     req.header("Authorization", format!("Bearer {token}"))
+}
+
+/// A free local port, for an app whose own URL must be known before it starts (WeChat Pay's
+/// notification URL).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// [`spawn_oa_app_with`] plus WeChat Pay: the mock's merchant, keys and notification URL, and a
+/// dispatcher tuned for tests (short ticks, backoffs and polls).
+pub async fn spawn_pay_app(configure: impl FnOnce(&mut Settings) + Send + 'static) -> OaApp {
+    use wechat_mock::pay::config as merchant;
+    let dir = std::env::temp_dir().join(format!("linli-pay-{}", random_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let private = dir.join("apiclient_key.pem");
+    let public = dir.join("wechatpay_pub.pem");
+    std::fs::write(&private, merchant::MERCHANT_PRIVATE_KEY_PEM).unwrap();
+    std::fs::write(&public, merchant::WECHATPAY_PUBLIC_KEY_PEM).unwrap();
+    let port = free_port();
+    let oa = spawn_oa_app_with(move |s| {
+        s.listen = format!("127.0.0.1:{port}");
+        let base = s.wechat.api_base.clone();
+        let pay = &mut s.pay;
+        pay.api_base = base;
+        pay.mch_id = Some(merchant::MCH_ID.to_owned());
+        pay.api_key_v2 = Some(linli::config::Secret::new(merchant::API_KEY_V2));
+        pay.api_v3_key = Some(linli::config::Secret::new(merchant::API_V3_KEY));
+        pay.cert_serial = Some(merchant::MERCHANT_CERT_SERIAL.to_owned());
+        pay.private_key_path = Some(private.display().to_string());
+        pay.public_key_id = Some(merchant::WECHATPAY_PUBLIC_KEY_ID.to_owned());
+        pay.public_key_path = Some(public.display().to_string());
+        pay.notify_url = Some(format!("http://127.0.0.1:{port}/wechat/pay/notify"));
+        let p = &mut pay.payouts;
+        p.tick = std::time::Duration::from_millis(20);
+        p.timeout = std::time::Duration::from_millis(1500);
+        p.backoff_ms = 30;
+        p.poll_secs = 1;
+        p.receipt_check_secs = 1;
+        p.rate_per_sec = 1000;
+        p.lease_secs = 5;
+        configure(s);
+    })
+    .await;
+    oa
+}
+
+/// Waits (up to 30 s) until `check` holds; panics with `what` otherwise.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 }

@@ -13,6 +13,7 @@ mod openapi;
 mod orders;
 mod orgs;
 mod pay;
+mod red_packets;
 mod redemption;
 mod rooms_and_roster;
 mod surface;

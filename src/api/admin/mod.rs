@@ -9,6 +9,7 @@ mod keys;
 mod me;
 mod orgs;
 pub(crate) mod points;
+pub(crate) mod redpackets;
 mod rooms;
 pub(crate) mod roster;
 
@@ -21,6 +22,7 @@ pub use me::MeApi;
 pub use orgs::OrgsApi;
 pub use points::PointsApi;
 pub(crate) use points::{kind_of as kind_of_view, source_of as source_of_view};
+pub use redpackets::RedPacketsApi;
 pub use rooms::RoomsApi;
 pub use roster::RosterApi;
 

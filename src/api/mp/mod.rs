@@ -6,12 +6,14 @@ mod bindings;
 mod coupons;
 mod me;
 mod redemption;
+mod redpackets;
 mod sessions;
 
 pub use bindings::MpBindingsApi;
 pub use coupons::MpCouponsApi;
 pub use me::MpMeApi;
 pub use redemption::MpRedemptionApi;
+pub use redpackets::MpRedPacketsApi;
 pub use sessions::MpSessionsApi;
 
 use poem::Request;

@@ -11,6 +11,7 @@
 //! failed, or unknown (query, or retry with the **same** merchant number). Anything that cannot be
 //! verified or understood is unknown, never success and never failure.
 
+pub mod clients;
 pub mod crypto;
 pub mod v2;
 pub mod v3;

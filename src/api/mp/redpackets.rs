@@ -1,0 +1,373 @@
+//! `/mp/v1/red-packets` and the resident's wallet and payouts: grab a share, see my shares and
+//! their payouts, confirm a transfer, see and withdraw my balance.
+
+use poem::web::Data;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use time::OffsetDateTime;
+
+use super::ResidentSession;
+use crate::api::admin::redpackets::{payout_state, PayoutChannel, PayoutState};
+use crate::api::admin::{page_request, ts, PageInfo};
+use crate::api::ApiTags;
+use crate::app::AppState;
+use crate::db::payouts::PayoutRow;
+use crate::db::redpackets::MyGrab;
+use crate::db::wallet::WalletEntry;
+use crate::domain::{payouts, redpackets, wallet};
+use crate::error::ApiError;
+
+pub struct MpRedPacketsApi;
+
+/// A red packet I can grab from now.
+#[derive(Debug, Clone, Object)]
+pub struct OpenRedPacket {
+    pub id: i64,
+    pub theme: String,
+    pub channel: PayoutChannel,
+    pub shares: i64,
+    /// Shares still to be had.
+    pub shares_left: i64,
+    pub ends_at: OffsetDateTime,
+    /// My share, if I took one.
+    #[oai(nullable)]
+    pub my_amount_fen: Option<i64>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct OpenRedPacketList {
+    pub items: Vec<OpenRedPacket>,
+}
+
+/// My share of a red packet, and where its money is.
+#[derive(Debug, Clone, Object)]
+pub struct MyRedPacket {
+    pub id: i64,
+    pub red_packet_id: i64,
+    pub theme: String,
+    pub channel: PayoutChannel,
+    pub amount_fen: i64,
+    /// The payout carrying it to WeChat (absent for the balance channel: credited at once).
+    #[oai(nullable)]
+    pub payout_id: Option<i64>,
+    #[oai(nullable)]
+    pub payout_state: Option<PayoutState>,
+    /// Whether the amount is in my balance (the balance channel, or a payout that failed).
+    pub in_balance: bool,
+    pub grabbed_at: OffsetDateTime,
+}
+
+impl From<MyGrab> for MyRedPacket {
+    fn from(g: MyGrab) -> Self {
+        Self {
+            id: g.id,
+            red_packet_id: g.campaign_id,
+            theme: g.theme,
+            channel: PayoutChannel::parse(&g.channel),
+            amount_fen: g.amount_fen,
+            payout_id: g.payout_id,
+            payout_state: g.payout_state.as_deref().map(payout_state),
+            in_balance: g.payout_id.is_none() || g.credited_at.is_some(),
+            grabbed_at: ts(g.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct MyRedPacketList {
+    pub items: Vec<MyRedPacket>,
+}
+
+#[derive(ApiResponse)]
+pub enum Grabbed {
+    /// A share is mine.
+    #[oai(status = 201)]
+    Created(Json<MyRedPacket>),
+}
+
+/// A payout to me, with what the mini-program needs to confirm a transfer.
+#[derive(Debug, Clone, Object)]
+pub struct MyPayout {
+    pub id: i64,
+    pub channel: String,
+    pub source: String,
+    pub amount_fen: i64,
+    pub state: PayoutState,
+    /// For a transfer waiting for me: pass `mch_id`, `appid` and this as `package` to
+    /// `wx.requestMerchantTransfer`.
+    #[oai(nullable)]
+    pub package_info: Option<String>,
+    #[oai(nullable)]
+    pub mch_id: Option<String>,
+    pub appid: String,
+    /// Whether its amount went to my balance (it failed for good).
+    pub in_balance: bool,
+    pub created_at: OffsetDateTime,
+    #[oai(nullable)]
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+fn my_payout(p: PayoutRow, mch_id: Option<&str>) -> MyPayout {
+    let waiting = p.state == "awaiting_confirmation";
+    MyPayout {
+        id: p.id,
+        channel: p.channel,
+        source: p.source,
+        amount_fen: p.amount_fen,
+        state: payout_state(&p.state),
+        package_info: if waiting { p.package_info } else { None },
+        mch_id: mch_id.map(str::to_owned),
+        appid: p.appid,
+        in_balance: p.credited_at.is_some(),
+        created_at: ts(p.created_at),
+        finished_at: p.finished_at.map(ts),
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct MyPayoutList {
+    pub items: Vec<MyPayout>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Wallet {
+    /// Fen.
+    pub balance_fen: i64,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct WalletEntryView {
+    pub id: i64,
+    /// `credit`, `withdraw`, `refund` or `adjust`.
+    pub kind: String,
+    /// `red_packet`, `task`, `payout_failed`, `withdrawal`, `payout_retry` or `operator`.
+    pub source: String,
+    /// Signed fen.
+    pub amount_fen: i64,
+    pub balance_after: i64,
+    #[oai(nullable)]
+    pub payout_id: Option<i64>,
+    #[oai(nullable)]
+    pub remark: Option<String>,
+    pub at: OffsetDateTime,
+}
+
+impl From<WalletEntry> for WalletEntryView {
+    fn from(e: WalletEntry) -> Self {
+        Self {
+            id: e.id,
+            kind: e.kind,
+            source: e.source,
+            amount_fen: e.amount_fen,
+            balance_after: e.balance_after,
+            payout_id: e.payout_id,
+            remark: e.remark,
+            at: ts(e.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct WalletEntryList {
+    pub items: Vec<WalletEntryView>,
+    pub page: PageInfo,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct Withdraw {
+    /// Fen, within the configured limits.
+    #[oai(validator(minimum(value = "1"), maximum(value = "10000000")))]
+    pub amount_fen: i64,
+}
+
+#[derive(ApiResponse)]
+pub enum Withdrawn {
+    /// The withdrawal is on its way (or, for a repeated `Idempotency-Key`, the first one).
+    #[oai(status = 201)]
+    Created(Json<MyPayout>),
+}
+
+#[OpenApi(prefix_path = "/mp/v1", tag = "ApiTags::MpRedPackets")]
+impl MpRedPacketsApi {
+    /// Red packets of a property company I can grab from now.
+    #[oai(path = "/red-packets", method = "get", operation_id = "list_open_red_packets")]
+    async fn list_open_red_packets(
+        &self,
+        state: Data<&AppState>,
+        me: ResidentSession,
+        /// The property company; absent: the official account's.
+        company_id: Query<Option<i64>>,
+    ) -> Result<Json<OpenRedPacketList>, ApiError> {
+        let company = company_id
+            .0
+            .or(state.settings.wechat.oa_company_id)
+            .ok_or(ApiError::Unprocessable { code: "company_required", message: "name the property company".into() })?;
+        let open = redpackets::open_for_me(&state.db, &me.0, company).await?;
+        let items = open
+            .into_iter()
+            .map(|o| OpenRedPacket {
+                id: o.campaign.id,
+                theme: o.campaign.theme,
+                channel: PayoutChannel::parse(&o.campaign.channel),
+                shares: o.campaign.shares,
+                shares_left: o.campaign.shares - o.campaign.granted,
+                ends_at: ts(o.campaign.ends_at),
+                my_amount_fen: o.mine.map(|g| g.amount_fen),
+            })
+            .collect();
+        Ok(Json(OpenRedPacketList { items }))
+    }
+
+    /// Grab one share. One per resident per red packet, only inside its window and audience;
+    /// never more grants than shares however many press at once; a sold-out red packet answers
+    /// 409 `sold_out` at once. The share and its payout are recorded together.
+    #[oai(path = "/red-packets/:red_packet_id/grabs", method = "post", operation_id = "grab_red_packet")]
+    async fn grab_red_packet(
+        &self,
+        state: Data<&AppState>,
+        me: ResidentSession,
+        red_packet_id: Path<i64>,
+    ) -> Result<Grabbed, ApiError> {
+        let g = redpackets::grab(&state.db, &state.gates, &state.apps(), &me.0, red_packet_id.0).await?;
+        if g.payout.is_some() {
+            state.payout_wake.notify_one();
+        }
+        let view = MyRedPacket {
+            id: g.grab.id,
+            red_packet_id: g.campaign.id,
+            theme: g.campaign.theme,
+            channel: PayoutChannel::parse(&g.campaign.channel),
+            amount_fen: g.grab.amount_fen,
+            payout_id: g.payout.as_ref().map(|p| p.id),
+            payout_state: g.payout.as_ref().map(|p| payout_state(&p.state)),
+            in_balance: g.payout.is_none(),
+            grabbed_at: ts(g.grab.created_at),
+        };
+        Ok(Grabbed::Created(Json(view)))
+    }
+
+    /// My red-packet shares, newest first, with their payouts' states.
+    #[oai(path = "/me/red-packets", method = "get", operation_id = "list_my_red_packets")]
+    async fn list_my_red_packets(
+        &self,
+        state: Data<&AppState>,
+        me: ResidentSession,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
+    ) -> Result<Json<MyRedPacketList>, ApiError> {
+        let req = page_request(page.0, page_size.0);
+        let items = redpackets::my_grabs(&state.db, &me.0, req).await?.into_iter().map(Into::into).collect();
+        Ok(Json(MyRedPacketList { items }))
+    }
+
+    /// My payouts, newest first.
+    #[oai(path = "/me/payouts", method = "get", operation_id = "list_my_payouts")]
+    async fn list_my_payouts(
+        &self,
+        state: Data<&AppState>,
+        me: ResidentSession,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
+    ) -> Result<Json<MyPayoutList>, ApiError> {
+        let req = page_request(page.0, page_size.0);
+        let mch = state.pay.as_ref().map(|p| p.mch_id.as_str());
+        let items = payouts::mine(&state.db, &me.0, req).await?.into_iter().map(|p| my_payout(p, mch)).collect();
+        Ok(Json(MyPayoutList { items }))
+    }
+
+    /// One payout of mine. A transfer in `awaiting_confirmation` carries `package_info` for
+    /// `wx.requestMerchantTransfer`.
+    #[oai(path = "/me/payouts/:payout_id", method = "get", operation_id = "get_my_payout")]
+    async fn get_my_payout(
+        &self,
+        state: Data<&AppState>,
+        me: ResidentSession,
+        payout_id: Path<i64>,
+    ) -> Result<Json<MyPayout>, ApiError> {
+        let p = payouts::my_payout(&state.db, &me.0, payout_id.0).await?;
+        Ok(Json(my_payout(p, state.pay.as_ref().map(|p| p.mch_id.as_str()))))
+    }
+
+    /// Tell linli I have confirmed (or declined) a transfer in WeChat: it asks WeChat Pay now
+    /// instead of waiting for the notification.
+    #[oai(path = "/me/payouts/:payout_id/check", method = "post", operation_id = "check_my_payout")]
+    async fn check_my_payout(
+        &self,
+        state: Data<&AppState>,
+        me: ResidentSession,
+        payout_id: Path<i64>,
+    ) -> Result<Json<MyPayout>, ApiError> {
+        let p = payouts::check_now(&state.db, &me.0, payout_id.0).await?;
+        state.payout_wake.notify_one();
+        Ok(Json(my_payout(p, state.pay.as_ref().map(|p| p.mch_id.as_str()))))
+    }
+
+    /// My balance, fen.
+    #[oai(path = "/me/wallet", method = "get", operation_id = "get_my_wallet")]
+    async fn get_my_wallet(&self, state: Data<&AppState>, me: ResidentSession) -> Result<Json<Wallet>, ApiError> {
+        Ok(Json(Wallet { balance_fen: wallet::balance(&state.db, &me.0).await? }))
+    }
+
+    /// My balance's history, newest first.
+    #[oai(path = "/me/wallet/entries", method = "get", operation_id = "list_my_wallet_entries")]
+    async fn list_my_wallet_entries(
+        &self,
+        state: Data<&AppState>,
+        me: ResidentSession,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
+    ) -> Result<Json<WalletEntryList>, ApiError> {
+        let req = page_request(page.0, page_size.0);
+        let found = wallet::history(&state.db, &me.0, req).await?;
+        Ok(Json(WalletEntryList {
+            items: found.items.into_iter().map(Into::into).collect(),
+            page: PageInfo::new(req, found.total),
+        }))
+    }
+
+    /// Withdraw from my balance to WeChat change (a merchant transfer I confirm in the
+    /// mini-program). The `Idempotency-Key` makes a retried request return the first withdrawal.
+    #[oai(path = "/me/wallet/withdrawals", method = "post", operation_id = "withdraw_from_wallet")]
+    async fn withdraw_from_wallet(
+        &self,
+        state: Data<&AppState>,
+        me: ResidentSession,
+        /// A key unique to this withdrawal (e.g. a UUID); retries send the same key.
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 128))]
+        idempotency_key: Header<String>,
+        body: Json<Withdraw>,
+    ) -> Result<Withdrawn, ApiError> {
+        let settings = &state.settings;
+        let done = wallet::withdraw(
+            &state.db,
+            &settings.pay.payouts,
+            settings.wechat.mp_appid.as_deref(),
+            &me.0,
+            body.0.amount_fen,
+            &idempotency_key.0,
+        )
+        .await?;
+        let p = match done {
+            wallet::Withdrawn::New(p) => {
+                state.payout_wake.notify_one();
+                p
+            }
+            wallet::Withdrawn::Replayed(p) => p,
+        };
+        Ok(Withdrawn::Created(Json(my_payout(p, state.pay.as_ref().map(|p| p.mch_id.as_str())))))
+    }
+}

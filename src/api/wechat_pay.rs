@@ -1,0 +1,91 @@
+//! `POST /wechat/pay/notify`: WeChat Pay's notifications about transfer bills.
+//!
+//! The signature is checked over the raw body with the WeChat Pay public key (and the 5-minute
+//! timestamp window), the resource is decrypted with the APIv3 key, and the bill's state is applied
+//! to its payout like any answer: conditionally, so a duplicate, a late or a replayed notification
+//! changes nothing. WeChat expects 200/204 without a body for "received", and a 4xx/5xx with
+//! `{"code": "FAIL", "message": …}` for "send again".
+
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{handler, Body, IntoResponse, Request, Response};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::domain::payouts::{self, Notified};
+use crate::wechat::pay::v3::transfer_bills::{classify_state, TransferBillFinished, EVENT_BILL_FINISHED};
+use crate::wechat::pay::v3::{open_notification, unix_now, SignedHeaders};
+use crate::workers::payouts::transfer_step;
+
+/// Notification bodies are a few hundred bytes.
+const MAX_NOTIFY_BYTES: usize = 64 * 1024;
+
+fn fail(status: StatusCode, message: &str) -> Response {
+    poem::web::Json(json!({ "code": "FAIL", "message": message })).with_status(status).into_response()
+}
+
+#[handler]
+pub async fn notify(req: &Request, body: Body, state: Data<&AppState>) -> Response {
+    let Some(pay) = state.pay.as_ref() else {
+        return fail(StatusCode::SERVICE_UNAVAILABLE, "WeChat Pay is not configured");
+    };
+    let (Some(v3), Some(api_v3_key)) = (pay.v3.as_ref(), pay.api_v3_key.as_ref()) else {
+        return fail(StatusCode::SERVICE_UNAVAILABLE, "WeChat Pay v3 is not configured");
+    };
+    let body = match body.into_bytes_limit(MAX_NOTIFY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return fail(StatusCode::PAYLOAD_TOO_LARGE, "notification too large"),
+    };
+    let headers = match SignedHeaders::from_header_map(req.headers()) {
+        Ok(h) => h,
+        Err(e) => return fail(StatusCode::UNAUTHORIZED, &e.to_string()),
+    };
+    let (notification, plaintext) = match open_notification(v3.keys(), api_v3_key, &headers, &body, unix_now()) {
+        Ok(opened) => opened,
+        Err(e) => {
+            tracing::warn!(error = %e, "WeChat Pay notification refused");
+            return fail(StatusCode::UNAUTHORIZED, &e.to_string());
+        }
+    };
+    if notification.event_type != EVENT_BILL_FINISHED {
+        // Nothing linli asked for: acknowledge so WeChat stops sending it.
+        tracing::info!(event_type = %notification.event_type, "WeChat Pay notification ignored");
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let bill: TransferBillFinished = match serde_json::from_slice(&plaintext) {
+        Ok(b) => b,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, &format!("resource is not a transfer bill: {e}")),
+    };
+    if bill.mch_id.as_deref().is_some_and(|m| m != pay.mch_id) {
+        return fail(StatusCode::BAD_REQUEST, "the notification is for another merchant");
+    }
+    let out_no = bill.out_bill_no.clone();
+    let amount = bill.transfer_amount.map(|a| a as i64);
+    let settings = &state.settings.pay.payouts;
+    let step = transfer_step(classify_state(bill.into()), crate::db::now_ms() + settings.poll_secs * 1000);
+    match payouts::apply_notification(
+        &state.db,
+        settings,
+        &notification.id,
+        &notification.event_type,
+        &out_no,
+        amount,
+        step,
+    )
+    .await
+    {
+        Ok(Notified::Applied(p)) => {
+            tracing::info!(payout = p.id, state = %p.state, "WeChat Pay notification applied");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Notified::NoChange) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Notified::UnknownNumber) => {
+            tracing::warn!(out_no = %out_no, "WeChat Pay notification about a number linli did not issue");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "WeChat Pay notification not applied; WeChat will send it again");
+            fail(StatusCode::INTERNAL_SERVER_ERROR, "not applied; send again")
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! Payouts: every cash movement to WeChat Pay, with its own state machine.
+//!
+//! ```text
+//! pending ──call──▶ submitted ──▶ succeeded
+//!    │  ▲             │   ▲
+//!    │  └──(passing refusal, same number)
+//!    ├──▶ awaiting_confirmation (v3 transfer: the resident confirms with package_info)
+//!    ├──▶ unknown (timeout, unreadable answer: query, then resend with the same number)
+//!    └──▶ failed (for good; the amount goes to the resident's wallet)
+//! ```
+//!
+//! A payout row is written in the same transaction as its cause (a grab, a withdrawal, a reward)
+//! with its first merchant number; the dispatcher (`workers::payouts`) calls WeChat outside any
+//! transaction and reports back through [`record`]. Every change is conditional on the payout
+//! still being open and still on the number the answer is about, so a late answer, a duplicate
+//! notification or a second instance can never move a settled payout. A new number is minted only
+//! after WeChat reports the old one's bill as failed ([`Step::BillFailed`]).
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::access::{scope_of, Actor, Role, PLATFORM_ORG_ID};
+use super::sessions::ResidentActor;
+use super::{audit, DomainError, DomainResult};
+use crate::config::PayoutSettings;
+use crate::db::payouts::{self as store, EventRow, NewPayout, PayoutFilter, PayoutRow, Transition};
+use crate::db::wallet::{self, NewEntry};
+use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
+
+/// What a payout shows WeChat (and the resident).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Display {
+    pub send_name: String,
+    pub wishing: String,
+    pub act_name: String,
+    pub remark: String,
+    pub transfer_remark: String,
+    pub transfer_scene_id: String,
+}
+
+/// A fresh merchant number: `L` and 27 letters or digits, within every channel's limit
+/// (`mch_billno` ≤ 28, `partner_trade_no` and `out_bill_no` ≤ 32).
+pub fn new_out_no() -> String {
+    let tail: String = rand::thread_rng().sample_iter(&Alphanumeric).take(27).map(char::from).collect();
+    format!("L{tail}")
+}
+
+/// A payout to queue in the caller's transaction.
+pub struct Queue<'a> {
+    pub company_id: Option<i64>,
+    pub owner_org_id: Option<i64>,
+    pub resident_id: i64,
+    pub channel: &'a str,
+    pub source: &'a str,
+    pub source_ref: &'a str,
+    pub amount_fen: i64,
+    pub appid: &'a str,
+    pub openid: &'a str,
+    pub display: &'a Display,
+}
+
+pub async fn queue(tx: &mut Tx, q: &Queue<'_>, now: i64) -> DomainResult<PayoutRow> {
+    let display = serde_json::to_string(q.display).unwrap_or_else(|_| "{}".into());
+    let out_no = new_out_no();
+    let row = store::insert(
+        tx,
+        &NewPayout {
+            company_id: q.company_id,
+            owner_org_id: q.owner_org_id,
+            resident_id: q.resident_id,
+            channel: q.channel,
+            source: q.source,
+            source_ref: q.source_ref,
+            amount_fen: q.amount_fen,
+            appid: q.appid,
+            openid: q.openid,
+            out_no: &out_no,
+            display: &display,
+        },
+        now,
+    )
+    .await?;
+    Ok(row)
+}
+
+/// What one call (or query, or notification) about a payout's current number came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The money reached the resident.
+    Succeeded { wechat_no: Option<String> },
+    /// WeChat accepted it and is not done (a red packet not yet opened, a transfer in progress):
+    /// query again at `recheck_at`.
+    Submitted { wechat_no: Option<String>, recheck_at: i64 },
+    /// A v3 transfer waits for the resident to confirm with `package_info`.
+    Awaiting { wechat_no: Option<String>, package_info: Option<String> },
+    /// Refused for a passing reason before anything was created (merchant balance, frequency):
+    /// call again later with the same number.
+    Refused { code: String, message: String },
+    /// Refused for good before anything was created (bad openid, no permission…).
+    Rejected { code: String, message: String },
+    /// WeChat holds a bill under this number and reports it failed: a new number may be used.
+    BillFailed { code: String, message: String },
+    /// WeChat holds a bill under this number that ended without paying and will not be retried
+    /// (an unopened red packet refunded, a transfer the resident declined or let lapse).
+    Returned { code: String, message: String },
+    /// Nobody can tell: query, then resend with the same number.
+    Unknown { code: String, message: String },
+}
+
+/// Refusals worth another call with the same number: nothing was created, and waiting helps.
+pub fn is_passing(code: &str) -> bool {
+    matches!(code, "NOTENOUGH" | "NOT_ENOUGH" | "FREQ_LIMIT" | "FREQUENCY_LIMITED" | "SYSTEMERROR" | "SYSTEM_ERROR")
+}
+
+fn backoff_ms(settings: &PayoutSettings, calls: i64) -> i64 {
+    let exp = calls.clamp(0, 20) as u32;
+    settings.backoff_ms.saturating_mul(1i64 << exp.min(20)).min(3_600_000)
+}
+
+/// The wait before looking again at a payout whose outcome is open: the backoff of its calls, or a
+/// tenth of its age (queries do not count as calls, so a payout that stays unknown is looked at
+/// less and less often), at most an hour.
+fn retry_delay_ms(settings: &PayoutSettings, calls: i64, age_ms: i64) -> i64 {
+    backoff_ms(settings, calls).max((age_ms / 10).min(3_600_000))
+}
+
+/// Where a payout ended up after [`record`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    Applied(Box<PayoutRow>),
+    /// Already settled, or on another number: nothing changed.
+    Stale,
+}
+
+/// Applies `step` about `out_no` to the payout. `called` says whether a call to WeChat was made
+/// with the number (counted toward `max_calls`); `kind` names the event in the history.
+pub async fn record(
+    db: &Db,
+    settings: &PayoutSettings,
+    payout: &PayoutRow,
+    out_no: &str,
+    step: &Step,
+    called: bool,
+    kind: &str,
+) -> DomainResult<Recorded> {
+    let now = db::now_ms();
+    let mut tx = db.begin().await?;
+    let recorded = record_in(&mut tx, settings, payout, out_no, step, called, kind, now).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(recorded)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn record_in<'a>(
+    tx: &mut Tx,
+    settings: &PayoutSettings,
+    payout: &PayoutRow,
+    out_no: &str,
+    step: &'a Step,
+    called: bool,
+    kind: &str,
+    now: i64,
+) -> DomainResult<Recorded> {
+    let calls = payout.calls + i64::from(called);
+    let t = |state: &'static str, code: Option<&'a str>, message: Option<&'a str>, next_at: i64| Transition {
+        state,
+        wechat_no: None,
+        package_info: None,
+        code,
+        message,
+        called,
+        next_at,
+        release: true,
+    };
+    let applied = match step {
+        Step::Succeeded { wechat_no } => {
+            let mut tr = t("succeeded", None, None, now);
+            tr.wechat_no = wechat_no.as_deref();
+            store::transition(tx, payout.id, out_no, &tr, now).await?
+        }
+        Step::Submitted { wechat_no, recheck_at } => {
+            let mut tr = t("submitted", None, None, *recheck_at);
+            tr.wechat_no = wechat_no.as_deref();
+            store::transition(tx, payout.id, out_no, &tr, now).await?
+        }
+        Step::Awaiting { wechat_no, package_info } => {
+            let mut tr = t("awaiting_confirmation", None, None, now + settings.poll_secs * 1000);
+            tr.wechat_no = wechat_no.as_deref();
+            tr.package_info = package_info.as_deref();
+            store::transition(tx, payout.id, out_no, &tr, now).await?
+        }
+        Step::Refused { code, message } if calls < settings.max_calls => {
+            let next_at = now + retry_delay_ms(settings, calls, now - payout.created_at);
+            let tr = t("pending", Some(code.as_str()), Some(message.as_str()), next_at);
+            store::transition(tx, payout.id, out_no, &tr, now).await?
+        }
+        Step::Unknown { code, message } => {
+            let next_at = now + retry_delay_ms(settings, calls, now - payout.created_at);
+            let tr = t("unknown", Some(code.as_str()), Some(message.as_str()), next_at);
+            store::transition(tx, payout.id, out_no, &tr, now).await?
+        }
+        Step::BillFailed { code, message } if payout.attempt < settings.max_numbers => {
+            // WeChat says this number's bill failed: only now may a new number be used.
+            let next_at = now + backoff_ms(settings, 0);
+            let renumbered = store::renumber(tx, payout.id, out_no, &new_out_no(), next_at, now, false).await?;
+            if let Some(row) = &renumbered {
+                store::insert_event(
+                    tx,
+                    payout.id,
+                    kind,
+                    out_no,
+                    "failed",
+                    Some(code.as_str()),
+                    Some(message.as_str()),
+                    None,
+                    now,
+                )
+                .await?;
+                store::insert_event(tx, payout.id, "renumbered", &row.out_no, "pending", None, None, None, now).await?;
+                return Ok(Recorded::Applied(Box::new(row.clone())));
+            }
+            None
+        }
+        Step::Refused { code, message }
+        | Step::Rejected { code, message }
+        | Step::BillFailed { code, message }
+        | Step::Returned { code, message } => {
+            let tr = t("failed", Some(code.as_str()), Some(message.as_str()), now);
+            match store::transition(tx, payout.id, out_no, &tr, now).await? {
+                Some(row) => Some(credit_failed(tx, row, now).await?),
+                None => None,
+            }
+        }
+    };
+    match applied {
+        Some(row) => {
+            let (code, message) = match step {
+                Step::Refused { code, message }
+                | Step::Rejected { code, message }
+                | Step::BillFailed { code, message }
+                | Step::Returned { code, message }
+                | Step::Unknown { code, message } => (Some(code.as_str()), Some(message.as_str())),
+                _ => (None, None),
+            };
+            store::insert_event(tx, payout.id, kind, out_no, &row.state, code, message, None, now).await?;
+            Ok(Recorded::Applied(Box::new(row)))
+        }
+        None => Ok(Recorded::Stale),
+    }
+}
+
+/// A payout that failed for good: its amount goes to the resident's wallet, once.
+async fn credit_failed(tx: &mut Tx, row: PayoutRow, now: i64) -> DomainResult<PayoutRow> {
+    let reference = format!("payout:{}:{}", row.id, row.attempt);
+    let entry = NewEntry {
+        kind: "refund",
+        source: "payout_failed",
+        reference: &reference,
+        amount_fen: row.amount_fen,
+        owner_org_id: row.owner_org_id,
+        payout_id: Some(row.id),
+        remark: Some("payout did not go through; credited to your balance"),
+    };
+    if wallet::entry_by_reference(tx, &reference).await?.is_none() {
+        wallet::post(tx, row.resident_id, &entry, now).await?;
+    }
+    store::mark_credited(tx, row.id, now).await?;
+    Ok(store::get(&mut **tx, row.id).await?.unwrap_or(row))
+}
+
+// ----- operators ---------------------------------------------------------------------------
+
+async fn in_reach(db: &Db, actor: &Actor, payout: &PayoutRow) -> DomainResult<()> {
+    // Withdrawals are owned by the platform org.
+    let owner = payout.owner_org_id.unwrap_or(PLATFORM_ORG_ID);
+    scope_of(db, actor, Some(owner)).await.map(|_| ()).map_err(super::not_found_as("payout"))
+}
+
+pub async fn get(db: &Db, actor: &Actor, id: i64) -> DomainResult<(PayoutRow, Vec<EventRow>)> {
+    let p = store::get(db.reader(), id).await?.ok_or(DomainError::NotFound("payout"))?;
+    in_reach(db, actor, &p).await?;
+    let events = store::events(db.reader(), id).await?;
+    Ok((p, events))
+}
+
+pub async fn list(
+    db: &Db,
+    actor: &Actor,
+    mut filter: PayoutFilter,
+    page: PageRequest,
+) -> DomainResult<Page<PayoutRow>> {
+    filter.scope_path = scope_of(db, actor, None).await?;
+    Ok(store::list(db.reader(), &filter, page).await?)
+}
+
+/// An operator sends a failed payout again, under a new number. The amount it credited to the
+/// resident's wallet is taken back first, so the money moves once; if the resident has already
+/// spent or withdrawn it, the retry is refused.
+pub async fn retry(db: &Db, actor: &Actor, id: i64) -> DomainResult<PayoutRow> {
+    let before = store::get(db.reader(), id).await?.ok_or(DomainError::NotFound("payout"))?;
+    in_reach(db, actor, &before).await?;
+    actor.require(Role::Operator)?;
+    let now = db::now_ms();
+    let mut tx = db.begin().await?;
+    let p = store::get(&mut *tx, id).await?.ok_or(DomainError::NotFound("payout"))?;
+    if p.state != "failed" {
+        return Err(DomainError::conflict(
+            "payout_not_failed",
+            format!("the payout is {}; only a failed one can be retried", p.state),
+        ));
+    }
+    if p.credited_at.is_some() {
+        let reference = format!("payout_retry:{}:{}", p.id, p.attempt);
+        let entry = NewEntry {
+            kind: "adjust",
+            source: "payout_retry",
+            reference: &reference,
+            amount_fen: -p.amount_fen,
+            owner_org_id: p.owner_org_id,
+            payout_id: Some(p.id),
+            remark: Some("payout sent again; the balance credited for it is taken back"),
+        };
+        if wallet::post(&mut tx, p.resident_id, &entry, now).await?.is_none() {
+            return Err(DomainError::conflict(
+                "balance_spent",
+                "the resident has already used the balance this payout credited; it cannot be sent again",
+            ));
+        }
+    }
+    let row = store::renumber(&mut tx, p.id, &p.out_no, &new_out_no(), now, now, true)
+        .await?
+        .ok_or(DomainError::NotFound("payout"))?;
+    store::insert_event(&mut tx, p.id, "operator_retry", &row.out_no, "pending", None, None, Some(&actor.label), now)
+        .await?;
+    let org = db::orgs::get(&mut *tx, p.owner_org_id.unwrap_or(PLATFORM_ORG_ID))
+        .await?
+        .ok_or(DomainError::NotFound("payout"))?;
+    audit::record(&mut tx, actor, &org, "payout.retry", "payout", p.id, Some(&p), Some(&row)).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(row)
+}
+
+// ----- residents ---------------------------------------------------------------------------
+
+pub async fn mine(db: &Db, me: &ResidentActor, page: PageRequest) -> DomainResult<Vec<PayoutRow>> {
+    Ok(store::mine(db.reader(), me.resident_id, page).await?)
+}
+
+pub async fn my_payout(db: &Db, me: &ResidentActor, id: i64) -> DomainResult<PayoutRow> {
+    store::get(db.reader(), id)
+        .await?
+        .filter(|p| p.resident_id == me.resident_id)
+        .ok_or(DomainError::NotFound("payout"))
+}
+
+/// Asks for a payout of mine to be looked at now (I confirmed a transfer in WeChat).
+pub async fn check_now(db: &Db, me: &ResidentActor, id: i64) -> DomainResult<PayoutRow> {
+    let mut tx = db.begin().await?;
+    let p = store::poke(&mut tx, id, me.resident_id, db::now_ms()).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    match p {
+        Some(p) => Ok(p),
+        None => my_payout(db, me, id).await,
+    }
+}
+
+// ----- WeChat Pay notifications --------------------------------------------------------------
+
+/// What applying a notification came to: WeChat gets 200 for all of these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notified {
+    Applied(Box<PayoutRow>),
+    /// Seen before, or about a payout already settled or on another number.
+    NoChange,
+    /// About a merchant number linli never issued.
+    UnknownNumber,
+}
+
+/// Applies a verified, decrypted notification about `out_no`: conditional like every record, so
+/// duplicates and late arrivals change nothing. `amount_fen` is what WeChat says was moved.
+pub async fn apply_notification(
+    db: &Db,
+    settings: &PayoutSettings,
+    notification_id: &str,
+    event_type: &str,
+    out_no: &str,
+    amount_fen: Option<i64>,
+    step: Step,
+) -> DomainResult<Notified> {
+    let now = db::now_ms();
+    let mut tx = db.begin().await?;
+    let first = store::claim_notification(&mut tx, notification_id, event_type, Some(out_no), now).await?;
+    let Some((payout_id, _)) = store::by_number(&mut *tx, out_no).await? else {
+        tx.commit().await.map_err(DbError::from)?;
+        return Ok(Notified::UnknownNumber);
+    };
+    if !first {
+        return Ok(Notified::NoChange);
+    }
+    let payout = store::get(&mut *tx, payout_id).await?.ok_or(DomainError::NotFound("payout"))?;
+    let step = match amount_fen {
+        Some(a) if a != payout.amount_fen => Step::Unknown {
+            code: "AMOUNT_MISMATCH".into(),
+            message: format!("the notification says {a} fen; the payout is {} fen", payout.amount_fen),
+        },
+        _ => step,
+    };
+    let recorded = record_in(&mut tx, settings, &payout, out_no, &step, false, "notify", now).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(match recorded {
+        Recorded::Applied(row) => Notified::Applied(row),
+        Recorded::Stale => Notified::NoChange,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_numbers_fit_every_channel() {
+        let n = new_out_no();
+        assert_eq!(n.len(), 28);
+        assert!(n.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(n, new_out_no());
+    }
+
+    #[test]
+    fn backoff_doubles_to_an_hour() {
+        let s = PayoutSettings::default();
+        assert_eq!(backoff_ms(&s, 0), 2000);
+        assert_eq!(backoff_ms(&s, 3), 16_000);
+        assert_eq!(backoff_ms(&s, 40), 3_600_000);
+        // An unknown payout a day old is looked at hourly, not every two seconds.
+        assert_eq!(retry_delay_ms(&s, 0, 86_400_000), 3_600_000);
+        assert_eq!(retry_delay_ms(&s, 0, 10_000), 2000);
+    }
+}

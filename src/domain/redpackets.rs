@@ -1,0 +1,477 @@
+//! Red-packet campaigns and grabs.
+//!
+//! An operator writes a campaign as a draft, then activates it: the total is split into its shares
+//! ([`super::split`]) and the split is proved (count, exact sum, channel limits) before it is
+//! stored. A grab takes the next share with a conditional update on the campaign row (never more
+//! grants than shares), records it under a unique (campaign, resident) key (never twice), and
+//! queues its payout — or credits the wallet, for the balance channel — in the same transaction.
+//! Once a campaign is known to be sold out, [`Gates`] answers further grabs without touching
+//! storage; a campaign's shares never grow back, so the gate cannot be wrong.
+
+use std::collections::HashSet;
+use std::sync::RwLock;
+
+use sqlx::AnyConnection;
+
+use super::access::{scope_of, Actor, Role};
+use super::coupons::company_of;
+use super::payouts::{self, Display, Queue};
+use super::sessions::ResidentActor;
+use super::split::{self, AmountMode, Channel};
+use super::{audit, optional_text, required_text, wallet, DomainError, DomainResult};
+use crate::db::orgs::OrgRow;
+use crate::db::redpackets::{self as store, CampaignFields, CampaignFilter, CampaignRow, Figures, GrabRow, MyGrab};
+use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
+
+/// Campaigns known to be sold out, per instance. Only an optimisation: the database decides.
+#[derive(Debug, Default)]
+pub struct Gates {
+    sold_out: RwLock<HashSet<i64>>,
+}
+
+impl Gates {
+    pub fn is_sold_out(&self, campaign_id: i64) -> bool {
+        self.sold_out.read().map(|s| s.contains(&campaign_id)).unwrap_or(false)
+    }
+
+    fn mark_sold_out(&self, campaign_id: i64) {
+        if let Ok(mut s) = self.sold_out.write() {
+            s.insert(campaign_id);
+        }
+    }
+}
+
+/// The app ids payouts go through: cash red packets to the official account's openid, transfers
+/// to the mini-program's.
+#[derive(Clone, Debug, Default)]
+pub struct Apps {
+    pub oa_appid: Option<String>,
+    pub mp_appid: Option<String>,
+    pub transfer_scene_id: String,
+}
+
+/// A campaign's terms as an operator writes them. Money is fen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CampaignInput {
+    pub theme: String,
+    pub channel: String,
+    pub amount_mode: String,
+    pub total_fen: i64,
+    pub shares: i64,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub audience: String,
+    pub audience_communities: Vec<i64>,
+    pub send_name: Option<String>,
+    pub wishing: Option<String>,
+    pub act_name: Option<String>,
+    pub remark: Option<String>,
+    pub transfer_remark: Option<String>,
+    pub transfer_scene_id: Option<String>,
+}
+
+fn invalid(message: impl Into<String>) -> DomainError {
+    DomainError::invalid("invalid_red_packet", message)
+}
+
+impl CampaignInput {
+    fn validated(&self, owner: &OrgRow, default_scene: &str) -> DomainResult<CampaignFields> {
+        let channel = Channel::parse(&self.channel)
+            .ok_or_else(|| invalid("channel must be cash_red_packet, transfer or balance"))?;
+        let mode =
+            AmountMode::parse(&self.amount_mode).ok_or_else(|| invalid("amount_mode must be fixed or random"))?;
+        split::feasible(mode, self.total_fen, self.shares, channel.limits())
+            .map_err(|e| DomainError::invalid("unsplittable", e.to_string()))?;
+        if self.starts_at >= self.ends_at {
+            return Err(invalid("starts_at must be before ends_at"));
+        }
+        let mut communities = self.audience_communities.clone();
+        communities.sort_unstable();
+        communities.dedup();
+        match self.audience.as_str() {
+            "followers" if communities.is_empty() => {}
+            "followers" => return Err(invalid("audience_communities is only for the verified_residents audience")),
+            "verified_residents" if !communities.is_empty() && communities.len() <= 200 => {}
+            "verified_residents" => return Err(invalid("name 1..=200 audience_communities")),
+            _ => return Err(invalid("audience must be followers or verified_residents")),
+        }
+        let text = |field: &str, v: &Option<String>, max: usize, default: &str| -> DomainResult<String> {
+            Ok(optional_text(field, v.as_deref(), max)?.unwrap_or_else(|| default.to_owned()))
+        };
+        let theme = required_text("theme", &self.theme, 64)?;
+        let short: String = owner.name.chars().take(32).collect();
+        let act: String = theme.chars().take(32).collect();
+        let scene = text("transfer_scene_id", &self.transfer_scene_id, 8, default_scene)?;
+        if !scene.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("transfer_scene_id is a number such as 1000"));
+        }
+        Ok(CampaignFields {
+            channel: channel.as_str().to_owned(),
+            amount_mode: self.amount_mode.clone(),
+            total_fen: self.total_fen,
+            shares: self.shares,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            audience: self.audience.clone(),
+            audience_communities: serde_json::to_string(&communities).unwrap_or_else(|_| "[]".into()),
+            send_name: text("send_name", &self.send_name, 32, &short)?,
+            wishing: text("wishing", &self.wishing, 128, "恭喜发财，大吉大利")?,
+            act_name: text("act_name", &self.act_name, 32, &act)?,
+            remark: text("remark", &self.remark, 256, &act)?,
+            transfer_remark: text("transfer_remark", &self.transfer_remark, 32, &act)?,
+            transfer_scene_id: scene,
+            theme,
+        })
+    }
+}
+
+/// The owner, in reach, able to fund red packets: a property company or a community.
+async fn owner_in_reach(tx: &mut Tx, actor: &Actor, owner_org_id: i64) -> DomainResult<(OrgRow, i64)> {
+    let owner = db::orgs::get(&mut **tx, owner_org_id)
+        .await?
+        .filter(|o| actor.reaches(&o.path))
+        .ok_or(DomainError::NotFound("org"))?;
+    let company =
+        company_of(&owner).filter(|_| owner.kind == "company" || owner.kind == "community").ok_or_else(|| {
+            DomainError::invalid("invalid_owner", "red packets are funded by a property company or a community")
+        })?;
+    if owner.archived_at.is_some() {
+        return Err(DomainError::conflict("org_archived", "the owner org is archived"));
+    }
+    Ok((owner, company))
+}
+
+/// The audience's communities must be active communities under the owner.
+async fn check_communities(tx: &mut Tx, owner: &OrgRow, fields: &CampaignFields) -> DomainResult<()> {
+    let ids: Vec<i64> = serde_json::from_str(&fields.audience_communities).unwrap_or_default();
+    for id in ids {
+        let ok = db::orgs::get(&mut **tx, id)
+            .await?
+            .is_some_and(|c| c.kind == "community" && c.archived_at.is_none() && c.path.starts_with(&owner.path));
+        if !ok {
+            return Err(invalid(format!("org {id} is not an active community of the owner")));
+        }
+    }
+    Ok(())
+}
+
+pub async fn create(
+    db: &Db,
+    actor: &Actor,
+    apps: &Apps,
+    owner_org_id: i64,
+    input: CampaignInput,
+) -> DomainResult<CampaignRow> {
+    let mut tx = db.begin().await?;
+    let (owner, company_id) = owner_in_reach(&mut tx, actor, owner_org_id).await?;
+    actor.require(Role::Operator)?;
+    let fields = input.validated(&owner, &apps.transfer_scene_id)?;
+    check_communities(&mut tx, &owner, &fields).await?;
+    let c = store::insert(&mut tx, owner.id, company_id, &fields, db::now_ms()).await?;
+    audit::record(&mut tx, actor, &owner, "red_packet.create", "red_packet", c.id, None::<&()>, Some(&c)).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(c)
+}
+
+async fn campaign_in_reach(tx: &mut Tx, actor: &Actor, id: i64) -> DomainResult<(CampaignRow, OrgRow)> {
+    let c = store::get(&mut **tx, id).await?.ok_or(DomainError::NotFound("red packet"))?;
+    let owner = db::orgs::get(&mut **tx, c.owner_org_id)
+        .await?
+        .filter(|o| actor.reaches(&o.path))
+        .ok_or(DomainError::NotFound("red packet"))?;
+    Ok((c, owner))
+}
+
+pub async fn get(db: &Db, actor: &Actor, id: i64) -> DomainResult<(CampaignRow, Figures)> {
+    let c = store::get(db.reader(), id).await?.ok_or(DomainError::NotFound("red packet"))?;
+    scope_of(db, actor, Some(c.owner_org_id)).await.map_err(super::not_found_as("red packet"))?;
+    let f = store::figures(db.reader(), id).await?;
+    Ok((c, f))
+}
+
+pub async fn list(
+    db: &Db,
+    actor: &Actor,
+    mut filter: CampaignFilter,
+    page: PageRequest,
+) -> DomainResult<Page<(CampaignRow, Figures)>> {
+    filter.scope_path = scope_of(db, actor, filter.owner_org_id).await?;
+    let found = store::list(db.reader(), &filter, page).await?;
+    let mut items = Vec::with_capacity(found.items.len());
+    for c in found.items {
+        let f = store::figures(db.reader(), c.id).await?;
+        items.push((c, f));
+    }
+    Ok(Page { items, total: found.total })
+}
+
+fn not_draft(c: &CampaignRow) -> DomainError {
+    DomainError::conflict("red_packet_not_draft", format!("the campaign is {}; only a draft can change", c.state))
+}
+
+/// Rewrites a draft's terms.
+pub async fn update(db: &Db, actor: &Actor, apps: &Apps, id: i64, input: CampaignInput) -> DomainResult<CampaignRow> {
+    let mut tx = db.begin().await?;
+    let (before, owner) = campaign_in_reach(&mut tx, actor, id).await?;
+    actor.require(Role::Operator)?;
+    let fields = input.validated(&owner, &apps.transfer_scene_id)?;
+    check_communities(&mut tx, &owner, &fields).await?;
+    let after = store::update_draft(&mut tx, id, &fields, db::now_ms()).await?.ok_or_else(|| not_draft(&before))?;
+    audit::record(&mut tx, actor, &owner, "red_packet.update", "red_packet", id, Some(&before), Some(&after)).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(after)
+}
+
+pub async fn delete(db: &Db, actor: &Actor, id: i64) -> DomainResult<()> {
+    let mut tx = db.begin().await?;
+    let (before, owner) = campaign_in_reach(&mut tx, actor, id).await?;
+    actor.require(Role::Operator)?;
+    if !store::delete_draft(&mut tx, id).await? {
+        return Err(DomainError::conflict(
+            "red_packet_not_draft",
+            "only a draft can be deleted; end an active campaign instead",
+        ));
+    }
+    audit::record(&mut tx, actor, &owner, "red_packet.delete", "red_packet", id, Some(&before), None::<&()>).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(())
+}
+
+/// Splits the total into its shares, proves the split, and opens the campaign.
+pub async fn activate(db: &Db, actor: &Actor, id: i64) -> DomainResult<CampaignRow> {
+    let mut tx = db.begin().await?;
+    let (before, owner) = campaign_in_reach(&mut tx, actor, id).await?;
+    actor.require(Role::Operator)?;
+    if before.state != "draft" {
+        return Err(not_draft(&before));
+    }
+    let now = db::now_ms();
+    if before.ends_at <= now {
+        return Err(DomainError::conflict("red_packet_window_over", "the campaign's window is already over"));
+    }
+    let channel = Channel::parse(&before.channel).ok_or_else(|| invalid("unknown channel"))?;
+    let mode = AmountMode::parse(&before.amount_mode).ok_or_else(|| invalid("unknown amount mode"))?;
+    let limits = channel.limits();
+    let amounts = split::split(mode, before.total_fen, before.shares, limits, &mut rand::thread_rng())
+        .map_err(|e| DomainError::invalid("unsplittable", e.to_string()))?;
+    if !split::check(&amounts, before.total_fen, before.shares, limits) {
+        return Err(DomainError::invalid("unsplittable", "the split did not prove out; nothing was stored"));
+    }
+    let after = store::activate(&mut tx, id, &amounts, now).await?.ok_or_else(|| not_draft(&before))?;
+    audit::record(&mut tx, actor, &owner, "red_packet.activate", "red_packet", id, Some(&before), Some(&after)).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(after)
+}
+
+/// Ends an active campaign: no more grabs; grants already made are paid as usual.
+pub async fn end(db: &Db, actor: &Actor, id: i64) -> DomainResult<CampaignRow> {
+    let mut tx = db.begin().await?;
+    let (before, owner) = campaign_in_reach(&mut tx, actor, id).await?;
+    actor.require(Role::Operator)?;
+    if before.state == "ended" {
+        return Ok(before);
+    }
+    let after = store::end(&mut tx, id, db::now_ms())
+        .await?
+        .ok_or_else(|| DomainError::conflict("red_packet_not_active", "a draft is deleted, not ended"))?;
+    audit::record(&mut tx, actor, &owner, "red_packet.end", "red_packet", id, Some(&before), Some(&after)).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(after)
+}
+
+// ----- residents ---------------------------------------------------------------------------
+
+/// Whether the resident is in the campaign's audience; `Err` says why not.
+async fn check_audience(conn: &mut AnyConnection, c: &CampaignRow, resident_id: i64) -> DomainResult<()> {
+    match c.audience.as_str() {
+        "followers" => {
+            let follows = db::residents::identities_of(&mut *conn, resident_id)
+                .await?
+                .iter()
+                .any(|i| i.app_kind == "oa" && i.subscribed != 0);
+            if !follows {
+                return Err(DomainError::Forbidden("this red packet is for followers of the official account".into()));
+            }
+        }
+        _ => {
+            let ids: Vec<i64> = serde_json::from_str(&c.audience_communities).unwrap_or_default();
+            for id in ids {
+                if let Some(community) = db::orgs::get(&mut *conn, id).await? {
+                    if !db::bindings::verified_rooms_in_scope(&mut *conn, resident_id, &community.path)
+                        .await?
+                        .is_empty()
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+            return Err(DomainError::Forbidden(
+                "this red packet is for verified residents of the campaign's communities".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A grab's outcome.
+#[derive(Clone, Debug)]
+pub struct Grabbed {
+    pub grab: GrabRow,
+    pub campaign: CampaignRow,
+    pub payout: Option<crate::db::payouts::PayoutRow>,
+}
+
+/// Takes one share of a campaign for me.
+pub async fn grab(db: &Db, gates: &Gates, apps: &Apps, me: &ResidentActor, campaign_id: i64) -> DomainResult<Grabbed> {
+    if gates.is_sold_out(campaign_id) {
+        return Err(sold_out());
+    }
+    let now = db::now_ms();
+    let mut tx = db.begin().await?;
+    let c = store::get(&mut *tx, campaign_id)
+        .await?
+        .filter(|c| c.state != "draft")
+        .ok_or(DomainError::NotFound("red packet"))?;
+    if store::grab_of(&mut *tx, c.id, me.resident_id).await?.is_some() {
+        return Err(already());
+    }
+    if c.state == "ended" {
+        return Err(DomainError::conflict("red_packet_ended", "the campaign has ended"));
+    }
+    if now < c.starts_at {
+        return Err(DomainError::conflict("red_packet_not_started", "the campaign has not started yet"));
+    }
+    if now >= c.ends_at {
+        return Err(DomainError::conflict("red_packet_window_over", "the campaign is over"));
+    }
+    if c.granted >= c.shares {
+        gates.mark_sold_out(c.id);
+        return Err(sold_out());
+    }
+    check_audience(&mut tx, &c, me.resident_id).await?;
+    let identity = match c.channel.as_str() {
+        "balance" => None,
+        channel => {
+            let (kind, appid, hint) = if channel == "cash_red_packet" {
+                ("oa", apps.oa_appid.as_deref(), "follow the official account to receive cash red packets")
+            } else {
+                ("mp", apps.mp_appid.as_deref(), "log in through the mini-program to receive transfers")
+            };
+            let found = db::residents::identities_of(&mut *tx, me.resident_id)
+                .await?
+                .into_iter()
+                .find(|i| i.app_kind == kind && appid.is_none_or(|a| a == i.appid));
+            Some(found.ok_or_else(|| DomainError::conflict("no_wechat_identity", hint))?)
+        }
+    };
+    let Some(seq) = store::take_share(&mut tx, c.id, now).await? else {
+        // Another grab took the last share between our read and the update.
+        gates.mark_sold_out(c.id);
+        return Err(sold_out());
+    };
+    let amount = store::share_amount(&mut tx, c.id, seq)
+        .await?
+        .ok_or_else(|| DomainError::conflict("red_packet_broken", "the campaign's shares are missing"))?;
+    let reference = format!("rp:{}:{}", c.id, me.resident_id);
+    let payout = match &identity {
+        None => {
+            wallet::credit(
+                &mut tx,
+                me.resident_id,
+                "red_packet",
+                &reference,
+                amount,
+                Some(c.owner_org_id),
+                Some(&c.theme),
+                now,
+            )
+            .await?;
+            None
+        }
+        Some(identity) => {
+            let display = Display {
+                send_name: c.send_name.clone(),
+                wishing: c.wishing.clone(),
+                act_name: c.act_name.clone(),
+                remark: c.remark.clone(),
+                transfer_remark: c.transfer_remark.clone(),
+                transfer_scene_id: c.transfer_scene_id.clone(),
+            };
+            let queued = payouts::queue(
+                &mut tx,
+                &Queue {
+                    company_id: Some(c.company_id),
+                    owner_org_id: Some(c.owner_org_id),
+                    resident_id: me.resident_id,
+                    channel: &c.channel,
+                    source: "red_packet",
+                    source_ref: &reference,
+                    amount_fen: amount,
+                    appid: &identity.appid,
+                    openid: &identity.openid,
+                    display: &display,
+                },
+                now,
+            )
+            .await;
+            Some(queued.map_err(duplicate_as_already)?)
+        }
+    };
+    let grab = store::insert_grab(&mut tx, c.id, me.resident_id, seq, amount, payout.as_ref().map(|p| p.id), now)
+        .await
+        .map_err(|e| duplicate_as_already(e.into()))?;
+    tx.commit().await.map_err(DbError::from)?;
+    if seq == c.shares {
+        gates.mark_sold_out(c.id);
+    }
+    Ok(Grabbed { grab, campaign: c, payout })
+}
+
+fn sold_out() -> DomainError {
+    DomainError::conflict("sold_out", "all shares of this red packet have been taken")
+}
+
+fn already() -> DomainError {
+    DomainError::conflict("already_grabbed", "you have already taken a share of this red packet")
+}
+
+/// A concurrent second grab by the same resident trips a unique key: it is the same refusal.
+fn duplicate_as_already(e: DomainError) -> DomainError {
+    match e {
+        DomainError::Db(DbError::UniqueViolation) => already(),
+        other => other,
+    }
+}
+
+/// A campaign I can grab from now, with my share if I took one.
+#[derive(Clone, Debug)]
+pub struct Open {
+    pub campaign: CampaignRow,
+    pub mine: Option<GrabRow>,
+}
+
+/// The company's open campaigns whose audience includes me.
+pub async fn open_for_me(db: &Db, me: &ResidentActor, company_id: i64) -> DomainResult<Vec<Open>> {
+    let now = db::now_ms();
+    let open = store::open_in_company(db.reader(), company_id, now).await?;
+    let mut conn = db.reader().acquire().await.map_err(DbError::from)?;
+    let mut out = Vec::new();
+    for c in open {
+        match check_audience(&mut conn, &c, me.resident_id).await {
+            Ok(()) => {}
+            Err(DomainError::Forbidden(_)) => continue,
+            Err(e) => return Err(e),
+        }
+        let mine = store::grab_of(&mut *conn, c.id, me.resident_id).await?;
+        out.push(Open { campaign: c, mine });
+    }
+    Ok(out)
+}
+
+pub async fn my_grabs(db: &Db, me: &ResidentActor, page: PageRequest) -> DomainResult<Vec<MyGrab>> {
+    Ok(store::my_grabs(db.reader(), me.resident_id, page).await?)
+}
+
+pub async fn my_grab(db: &Db, grab_id: i64) -> DomainResult<Option<MyGrab>> {
+    Ok(store::my_grab(db.reader(), grab_id).await?)
+}

@@ -1,0 +1,146 @@
+//! The wallet: a resident's balance in fen, funded by red packets, rewards and failed payouts,
+//! drained by withdrawals to WeChat change through the `transfer` payout channel.
+
+use super::payouts::{self, Display, Queue};
+use super::sessions::ResidentActor;
+use super::{DomainError, DomainResult};
+use crate::config::PayoutSettings;
+use crate::db::payouts::PayoutRow;
+use crate::db::wallet::{self as store, WalletEntry};
+use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
+use crate::domain::access::PLATFORM_ORG_ID;
+
+/// The operation name withdrawals are recorded under in the idempotency store.
+const WITHDRAW: &str = "wallet.withdraw";
+const DAY_MS: i64 = 86_400_000;
+/// Beijing time, for the daily withdrawal limit.
+const BEIJING_OFFSET_MS: i64 = 8 * 3_600_000;
+
+pub async fn balance(db: &Db, me: &ResidentActor) -> DomainResult<i64> {
+    Ok(store::balance(db.reader(), me.resident_id).await?)
+}
+
+pub async fn history(db: &Db, me: &ResidentActor, page: PageRequest) -> DomainResult<Page<WalletEntry>> {
+    Ok(store::history(db.reader(), me.resident_id, page).await?)
+}
+
+/// Credits the wallet in the caller's transaction, once per `reference`.
+#[allow(clippy::too_many_arguments)]
+pub async fn credit(
+    tx: &mut Tx,
+    resident_id: i64,
+    source: &str,
+    reference: &str,
+    amount_fen: i64,
+    owner_org_id: Option<i64>,
+    remark: Option<&str>,
+    now: i64,
+) -> DomainResult<WalletEntry> {
+    if let Some(existing) = store::entry_by_reference(tx, reference).await? {
+        return Ok(existing);
+    }
+    let entry =
+        store::NewEntry { kind: "credit", source, reference, amount_fen, owner_org_id, payout_id: None, remark };
+    store::post(tx, resident_id, &entry, now)
+        .await?
+        .ok_or_else(|| DomainError::conflict("wallet_rejected", "a credit cannot lower the balance"))
+}
+
+/// A withdrawal's outcome: new, or what an earlier request with the same key got.
+#[derive(Clone, Debug)]
+pub enum Withdrawn {
+    New(PayoutRow),
+    Replayed(PayoutRow),
+}
+
+/// Moves `amount_fen` from my wallet to WeChat change: the debit and the payout commit together.
+/// If the payout finally fails, the amount comes back to the wallet.
+pub async fn withdraw(
+    db: &Db,
+    settings: &PayoutSettings,
+    mp_appid: Option<&str>,
+    me: &ResidentActor,
+    amount_fen: i64,
+    idempotency_key: &str,
+) -> DomainResult<Withdrawn> {
+    if amount_fen < settings.withdraw_min_fen || amount_fen > settings.withdraw_max_fen {
+        return Err(DomainError::invalid(
+            "withdrawal_out_of_range",
+            format!("a withdrawal is {}..={} fen", settings.withdraw_min_fen, settings.withdraw_max_fen),
+        ));
+    }
+    let now = db::now_ms();
+    let mut tx = db.begin().await?;
+    let request = amount_fen.to_string();
+    if let Some(earlier) =
+        db::idempotency::claim(&mut tx, me.resident_id, WITHDRAW, idempotency_key, &request, now).await?
+    {
+        let payout = match earlier.response.as_deref().map(str::parse::<i64>) {
+            Some(Ok(id)) if earlier.request == request => db::payouts::get(&mut *tx, id).await?,
+            _ => None,
+        };
+        tx.commit().await.map_err(DbError::from)?;
+        return match payout {
+            Some(p) => Ok(Withdrawn::Replayed(p)),
+            None => Err(DomainError::invalid(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for another request; use a new key for a new request",
+            )),
+        };
+    }
+    let identity = db::residents::identities_of(&mut *tx, me.resident_id)
+        .await?
+        .into_iter()
+        .find(|i| i.app_kind == "mp" && mp_appid.is_none_or(|a| a == i.appid))
+        .ok_or_else(|| DomainError::conflict("no_mini_program_identity", "log in through the mini-program first"))?;
+    let day_start = (now + BEIJING_OFFSET_MS).div_euclid(DAY_MS) * DAY_MS - BEIJING_OFFSET_MS;
+    let today = store::withdrawn_since(&mut tx, me.resident_id, day_start).await?;
+    if today + amount_fen > settings.withdraw_daily_max_fen {
+        return Err(DomainError::conflict(
+            "withdrawal_daily_limit",
+            format!("at most {} fen a day; {} fen withdrawn today", settings.withdraw_daily_max_fen, today),
+        ));
+    }
+    let source_ref = format!("withdrawal:{}:{}", me.resident_id, payouts::new_out_no());
+    let display = Display {
+        transfer_remark: "邻里余额提现".into(),
+        transfer_scene_id: settings.transfer_scene_id.clone(),
+        act_name: "余额提现".into(),
+        ..Display::default()
+    };
+    let payout = payouts::queue(
+        &mut tx,
+        &Queue {
+            company_id: None,
+            owner_org_id: Some(PLATFORM_ORG_ID),
+            resident_id: me.resident_id,
+            channel: "transfer",
+            source: "withdrawal",
+            source_ref: &source_ref,
+            amount_fen,
+            appid: &identity.appid,
+            openid: &identity.openid,
+            display: &display,
+        },
+        now,
+    )
+    .await?;
+    let reference = format!("withdrawal:{}", payout.id);
+    let debit = store::NewEntry {
+        kind: "withdraw",
+        source: "withdrawal",
+        reference: &reference,
+        amount_fen: -amount_fen,
+        owner_org_id: None,
+        payout_id: Some(payout.id),
+        remark: None,
+    };
+    if store::post(&mut tx, me.resident_id, &debit, now).await?.is_none() {
+        return Err(DomainError::conflict("insufficient_balance", "the balance is less than the amount"));
+    }
+    store::insert_withdrawal(&mut tx, me.resident_id, amount_fen, payout.id, now).await?;
+    db::idempotency::record_response(&mut tx, me.resident_id, WITHDRAW, idempotency_key, &payout.id.to_string())
+        .await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(Withdrawn::New(payout))
+}

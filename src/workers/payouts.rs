@@ -1,0 +1,402 @@
+//! The payout dispatcher: leases due payouts, calls WeChat Pay outside any transaction, and
+//! records what came back through [`payouts::record`].
+//!
+//! Several instances may run it against one PostgreSQL database: a payout is leased to one of them
+//! at a time (`FOR UPDATE SKIP LOCKED` and a lease time), and even a call made twice — a lease that
+//! ran out mid-call — is harmless, because every call with one merchant number is re-entrant at
+//! WeChat and every record is conditional on the payout still being open on that number.
+//!
+//! What each state does:
+//! * `pending`: send (sendredpack, transfer-bills create, or the legacy transfer) with the stored
+//!   number — also after a crash between a call and its record: the resend gets the same answer.
+//! * `submitted`, `unknown`, `awaiting_confirmation`: query by the number. A bill WeChat does not
+//!   know (`NOT_FOUND`) is sent again with the same number; one it reports failed gets a new
+//!   number ([`Step::BillFailed`]); a waiting transfer whose `package_info` we never received is
+//!   created again with the same number, which answers it again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, Notify, Semaphore};
+
+use crate::config::PayoutSettings;
+use crate::db::payouts::{self as store, PayoutRow};
+use crate::db::{self, Db, DbResult};
+use crate::domain::payouts::{self, is_passing, Display, Recorded, Step};
+use crate::wechat::pay::clients::PayClients;
+use crate::wechat::pay::v2::{
+    CheckName, RedPackStatus, SendRedPack, Transfer, TransferStatus, V2Client, V2Outcome, V2Query,
+};
+use crate::wechat::pay::v3::transfer_bills::{
+    CreateTransferBill, TransferBillState, TransferOutcome, TransferSceneReportInfo,
+};
+use crate::wechat::pay::v3::{V3Client, V3Error};
+
+/// Spaces calls to WeChat Pay so they stay under a rate (per merchant: one merchant per instance).
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    pub fn per_second(rate: u32) -> Self {
+        Self { interval: Duration::from_secs(1) / rate.max(1), next: Mutex::new(Instant::now()) }
+    }
+
+    /// Waits for this call's turn.
+    pub async fn acquire(&self) {
+        let wait = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// One instance's dispatcher.
+pub struct Dispatcher {
+    db: Db,
+    pay: PayClients,
+    settings: PayoutSettings,
+    notify_url: Option<String>,
+    owner: String,
+    limiter: RateLimiter,
+}
+
+/// What a decision came to: the step, whether a call with the number was made, the event name.
+type Decision = (Step, bool, &'static str);
+
+fn now_ms() -> i64 {
+    db::now_ms()
+}
+
+impl Dispatcher {
+    pub fn new(db: Db, pay: PayClients, settings: PayoutSettings, notify_url: Option<String>) -> Self {
+        let owner = format!("{}-{}", std::process::id(), payouts::new_out_no());
+        let limiter = RateLimiter::per_second(settings.rate_per_sec);
+        Self { db, pay, settings, notify_url, owner, limiter }
+    }
+
+    /// Runs until the task is aborted: a round whenever woken, or every tick.
+    pub fn spawn(self: Arc<Self>, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let busy = match self.run_once().await {
+                    Ok(n) => n as i64 >= self.settings.batch,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "payout round failed; will retry");
+                        false
+                    }
+                };
+                if !busy {
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(self.settings.tick) => {}
+                    }
+                }
+            }
+        })
+    }
+
+    /// Leases the due payouts (one batch) and works them, a few at a time. Answers how many.
+    pub async fn run_once(self: &Arc<Self>) -> DbResult<usize> {
+        let now = now_ms();
+        let lease_until = now + self.settings.lease_secs * 1000;
+        let due =
+            store::claim_due(self.db.writer(), self.db.engine(), &self.owner, now, lease_until, self.settings.batch)
+                .await?;
+        let n = due.len();
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut set = tokio::task::JoinSet::new();
+        for payout in due {
+            let this = Arc::clone(self);
+            let permit = Arc::clone(&permits).acquire_owned().await.expect("semaphore is never closed");
+            set.spawn(async move {
+                this.work(payout).await;
+                drop(permit);
+            });
+        }
+        while set.join_next().await.is_some() {}
+        Ok(n)
+    }
+
+    /// Decides one leased payout's next step and records it.
+    async fn work(&self, p: PayoutRow) {
+        let Some((step, called, kind)) = self.decide(&p).await else {
+            let _ =
+                store::release(self.db.writer(), p.id, &self.owner, now_ms() + self.settings.poll_secs * 1000).await;
+            return;
+        };
+        match payouts::record(&self.db, &self.settings, &p, &p.out_no, &step, called, kind).await {
+            Ok(Recorded::Applied(row)) => {
+                tracing::info!(payout = p.id, out_no = %p.out_no, state = %row.state, "payout step recorded");
+            }
+            Ok(Recorded::Stale) => {
+                let _ = store::release(self.db.writer(), p.id, &self.owner, now_ms()).await;
+            }
+            // The lease runs out and the payout is worked again: the call is re-entrant.
+            Err(e) => tracing::warn!(payout = p.id, error = %e, "payout step not recorded; will redo"),
+        }
+    }
+
+    async fn decide(&self, p: &PayoutRow) -> Option<Decision> {
+        match p.channel.as_str() {
+            "cash_red_packet" => match &self.pay.v2 {
+                Some(v2) => Some(self.red_packet(v2, p).await),
+                None => {
+                    tracing::warn!(payout = p.id, "cash red packets need the WeChat Pay v2 key; payout waits");
+                    None
+                }
+            },
+            _ if self.settings.transfer_api == "v2" => match &self.pay.v2 {
+                Some(v2) => Some(self.legacy_transfer(v2, p).await),
+                None => {
+                    tracing::warn!(payout = p.id, "legacy transfers need the WeChat Pay v2 key; payout waits");
+                    None
+                }
+            },
+            _ => match &self.pay.v3 {
+                Some(v3) => Some(self.transfer_bill(v3, p).await),
+                None => {
+                    tracing::warn!(payout = p.id, "transfers need the WeChat Pay v3 keys; payout waits");
+                    None
+                }
+            },
+        }
+    }
+
+    fn display(p: &PayoutRow) -> Display {
+        serde_json::from_str(&p.display).unwrap_or_default()
+    }
+
+    // ----- cash red packets (v2) -----------------------------------------------------------
+
+    async fn red_packet(&self, v2: &V2Client, p: &PayoutRow) -> Decision {
+        if p.state == "pending" {
+            return self.send_red_packet(v2, p).await;
+        }
+        self.limiter.acquire().await;
+        let now = now_ms();
+        match v2.query_red_pack(&p.out_no, &p.appid).await {
+            Err(e) => (Step::Rejected { code: "LINLI_INVALID_REQUEST".into(), message: e.to_string() }, false, "query"),
+            Ok(V2Query::Found(info)) => {
+                let wechat_no = info.detail_id.clone();
+                let step = match info.status {
+                    RedPackStatus::Received => Step::Succeeded { wechat_no },
+                    RedPackStatus::Sent => {
+                        Step::Submitted { wechat_no, recheck_at: now + self.settings.receipt_check_secs * 1000 }
+                    }
+                    RedPackStatus::Sending | RedPackStatus::Refunding => {
+                        Step::Submitted { wechat_no, recheck_at: now + self.settings.poll_secs * 1000 }
+                    }
+                    RedPackStatus::Refunded => Step::Returned {
+                        code: "REFUND".into(),
+                        message: "the red packet was not opened in time and went back to the merchant".into(),
+                    },
+                    RedPackStatus::Failed => {
+                        Step::BillFailed { code: "FAILED".into(), message: info.reason.unwrap_or_default() }
+                    }
+                    RedPackStatus::Unknown(status) => {
+                        Step::Unknown { code: format!("STATUS_{status}"), message: "status not known to linli".into() }
+                    }
+                };
+                (step, false, "query")
+            }
+            // Not created (or not visible yet): sending again with the same number is safe.
+            Ok(V2Query::Unknown { code, .. }) if code == "NOT_FOUND" && p.state != "submitted" => {
+                self.send_red_packet(v2, p).await
+            }
+            Ok(V2Query::Unknown { code, message }) => (Step::Unknown { code, message }, false, "query"),
+        }
+    }
+
+    async fn send_red_packet(&self, v2: &V2Client, p: &PayoutRow) -> Decision {
+        let d = Self::display(p);
+        let request = SendRedPack {
+            mch_billno: p.out_no.clone(),
+            wxappid: p.appid.clone(),
+            send_name: d.send_name,
+            re_openid: p.openid.clone(),
+            total_amount: p.amount_fen.max(0) as u64,
+            wishing: d.wishing,
+            client_ip: self.settings.client_ip.clone(),
+            act_name: d.act_name,
+            remark: d.remark,
+            scene_id: None,
+            risk_info: None,
+            consume_mch_id: None,
+        };
+        self.limiter.acquire().await;
+        let step = match v2.send_red_pack(&request).await {
+            Err(e) => return (not_sent(&e.to_string(), is_invalid_v2(&e)), true, "send"),
+            Ok(V2Outcome::Success(sent)) => Step::Submitted {
+                wechat_no: sent.send_listid,
+                recheck_at: now_ms() + self.settings.receipt_check_secs * 1000,
+            },
+            Ok(V2Outcome::Failed { code, message }) => refusal(code, message),
+            Ok(V2Outcome::Unknown { code, message }) => Step::Unknown { code, message },
+        };
+        (step, true, "send")
+    }
+
+    // ----- legacy enterprise payment (v2) --------------------------------------------------
+
+    async fn legacy_transfer(&self, v2: &V2Client, p: &PayoutRow) -> Decision {
+        if p.state == "pending" {
+            return self.send_legacy_transfer(v2, p).await;
+        }
+        self.limiter.acquire().await;
+        match v2.query_transfer(&p.out_no, &p.appid).await {
+            Err(e) => (Step::Rejected { code: "LINLI_INVALID_REQUEST".into(), message: e.to_string() }, false, "query"),
+            Ok(V2Query::Found(info)) => {
+                let step = match info.status {
+                    TransferStatus::Success => Step::Succeeded { wechat_no: info.detail_id },
+                    TransferStatus::Processing => Step::Submitted {
+                        wechat_no: info.detail_id,
+                        recheck_at: now_ms() + self.settings.poll_secs * 1000,
+                    },
+                    TransferStatus::Failed => {
+                        Step::BillFailed { code: "FAILED".into(), message: info.reason.unwrap_or_default() }
+                    }
+                    TransferStatus::Unknown(status) => {
+                        Step::Unknown { code: format!("STATUS_{status}"), message: "status not known to linli".into() }
+                    }
+                };
+                (step, false, "query")
+            }
+            Ok(V2Query::Unknown { code, .. }) if code == "NOT_FOUND" => self.send_legacy_transfer(v2, p).await,
+            Ok(V2Query::Unknown { code, message }) => (Step::Unknown { code, message }, false, "query"),
+        }
+    }
+
+    async fn send_legacy_transfer(&self, v2: &V2Client, p: &PayoutRow) -> Decision {
+        let d = Self::display(p);
+        let request = Transfer {
+            partner_trade_no: p.out_no.clone(),
+            mch_appid: p.appid.clone(),
+            openid: p.openid.clone(),
+            check_name: CheckName::NoCheck,
+            amount: p.amount_fen.max(0) as u64,
+            desc: if d.transfer_remark.is_empty() { d.act_name } else { d.transfer_remark },
+            spbill_create_ip: self.settings.client_ip.clone(),
+            device_info: None,
+        };
+        self.limiter.acquire().await;
+        let step = match v2.transfer(&request).await {
+            Err(e) => return (not_sent(&e.to_string(), is_invalid_v2(&e)), true, "send"),
+            Ok(V2Outcome::Success(done)) => Step::Succeeded { wechat_no: done.payment_no },
+            Ok(V2Outcome::Failed { code, message }) => refusal(code, message),
+            Ok(V2Outcome::Unknown { code, message }) => Step::Unknown { code, message },
+        };
+        (step, true, "send")
+    }
+
+    // ----- transfer bills (v3) -------------------------------------------------------------
+
+    async fn transfer_bill(&self, v3: &V3Client, p: &PayoutRow) -> Decision {
+        if p.state == "pending" {
+            return self.create_bill(v3, p).await;
+        }
+        self.limiter.acquire().await;
+        match v3.query_transfer_bill(&p.out_no).await {
+            Err(e) => (not_sent(&e.to_string(), matches!(e, V3Error::InvalidRequest(_))), true, "query"),
+            Ok(TransferOutcome::AwaitingConfirmation(_)) if p.package_info.is_none() => self.create_bill(v3, p).await,
+            Ok(TransferOutcome::Unknown { code, .. }) if code == "NOT_FOUND" => self.create_bill(v3, p).await,
+            Ok(outcome) => (self.transfer_step(outcome), false, "query"),
+        }
+    }
+
+    async fn create_bill(&self, v3: &V3Client, p: &PayoutRow) -> Decision {
+        let d = Self::display(p);
+        let remark = if d.transfer_remark.is_empty() { d.act_name.clone() } else { d.transfer_remark.clone() };
+        let request = CreateTransferBill {
+            appid: p.appid.clone(),
+            out_bill_no: p.out_no.clone(),
+            transfer_scene_id: d.transfer_scene_id.clone(),
+            openid: p.openid.clone(),
+            user_name: None,
+            transfer_amount: p.amount_fen.max(0) as u64,
+            transfer_remark: remark.chars().take(32).collect(),
+            notify_url: self.notify_url.clone(),
+            user_recv_perception: Some("现金奖励".into()),
+            transfer_scene_report_infos: vec![
+                TransferSceneReportInfo { info_type: "活动名称".into(), info_content: d.act_name.clone() },
+                TransferSceneReportInfo { info_type: "奖励说明".into(), info_content: remark },
+            ],
+        };
+        self.limiter.acquire().await;
+        match v3.create_transfer_bill(&request).await {
+            Err(e) => (not_sent(&e.to_string(), matches!(e, V3Error::InvalidRequest(_))), true, "send"),
+            Ok(outcome) => (self.transfer_step(outcome), true, "send"),
+        }
+    }
+
+    fn transfer_step(&self, outcome: TransferOutcome) -> Step {
+        transfer_step(outcome, now_ms() + self.settings.poll_secs * 1000)
+    }
+}
+
+/// Sorts a transfer-bills outcome (an answer, a query or a notification) into a step.
+pub fn transfer_step(outcome: TransferOutcome, recheck_at: i64) -> Step {
+    match outcome {
+        TransferOutcome::Succeeded(s) => Step::Succeeded { wechat_no: s.transfer_bill_no },
+        TransferOutcome::AwaitingConfirmation(s) => {
+            Step::Awaiting { wechat_no: s.transfer_bill_no, package_info: s.package_info }
+        }
+        TransferOutcome::InProgress(s) => Step::Submitted { wechat_no: s.transfer_bill_no, recheck_at },
+        TransferOutcome::Failed { code, message, snapshot: Some(s) } => {
+            if s.state == TransferBillState::Cancelled {
+                Step::Returned { code, message }
+            } else {
+                Step::BillFailed { code, message }
+            }
+        }
+        TransferOutcome::Failed { code, message, snapshot: None } => refusal(code, message),
+        TransferOutcome::Unknown { code, message } => Step::Unknown { code, message },
+    }
+}
+
+/// A definite refusal of a call (nothing created): worth another call later, or final.
+fn refusal(code: String, message: String) -> Step {
+    if is_passing(&code) {
+        Step::Refused { code, message }
+    } else {
+        Step::Rejected { code, message }
+    }
+}
+
+/// Nothing was sent: the request itself was unusable (final), or the client could not be used
+/// (try again later).
+fn not_sent(message: &str, invalid: bool) -> Step {
+    if invalid {
+        Step::Rejected { code: "LINLI_INVALID_REQUEST".into(), message: message.to_owned() }
+    } else {
+        Step::Refused { code: "LINLI_CLIENT".into(), message: message.to_owned() }
+    }
+}
+
+fn is_invalid_v2(e: &crate::wechat::pay::v2::V2Error) -> bool {
+    matches!(e, crate::wechat::pay::v2::V2Error::InvalidRequest(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_rate_limiter_spaces_calls() {
+        let limiter = RateLimiter::per_second(100);
+        let start = Instant::now();
+        for _ in 0..11 {
+            limiter.acquire().await;
+        }
+        // Ten gaps of 10 ms at least; the first call goes at once.
+        assert!(start.elapsed() >= Duration::from_millis(100), "{:?}", start.elapsed());
+    }
+}
