@@ -60,6 +60,8 @@ pub struct Settings {
     pub room_binding_cap: i64,
     /// `LINLI_EXPIRY_INTERVAL_SECS`: how often unused coupons past their validity are expired.
     pub expiry_interval: Duration,
+    /// `LINLI_MESSAGE_INTERVAL_MS`: how often queued mini-program subscribe messages are sent.
+    pub message_interval: Duration,
     pub wechat: WechatSettings,
     pub pay: PaySettings,
 }
@@ -80,6 +82,9 @@ pub struct WechatSettings {
     /// `LINLI_OA_TIMESTAMP_WINDOW_SECS`: pushes whose timestamp is further than this from now
     /// are refused as stale or replayed.
     pub oa_timestamp_window_secs: u64,
+    /// `WECHAT_MP_TASK_TEMPLATE_ID`: the subscribe-message template residents are told of task
+    /// rewards with (fields thing1 = task, phrase2 = state, thing3 = reward); unset: not told.
+    pub mp_task_template_id: Option<String>,
 }
 
 /// WeChat Pay merchant settings (v2 and v3).
@@ -92,6 +97,9 @@ pub struct PaySettings {
     pub cert_serial: Option<String>,
     pub private_key_path: Option<String>,
     pub client_cert_path: Option<String>,
+    /// `WECHATPAY_ROOT_CA_PATH`: an extra trust anchor (PEM) for the WeChat Pay API's server
+    /// certificate, for a sandbox or an HTTPS wechat-mock; WeChat itself needs none.
+    pub root_ca_path: Option<String>,
     pub public_key_id: Option<String>,
     pub public_key_path: Option<String>,
     pub notify_url: Option<String>,
@@ -184,6 +192,7 @@ impl Settings {
             mp_refresh_ttl_secs: 30 * 86_400,
             room_binding_cap: 10,
             expiry_interval: Duration::from_secs(60),
+            message_interval: Duration::from_millis(1000),
             wechat: WechatSettings {
                 api_base: DEFAULT_WECHAT_API_BASE.to_owned(),
                 oa_timestamp_window_secs: 300,
@@ -225,6 +234,7 @@ impl Settings {
         s.mp_refresh_ttl_secs = number("LINLI_MP_REFRESH_TTL_SECS", 30 * 86_400)?.clamp(60, 365 * 86_400) as i64;
         s.room_binding_cap = number("LINLI_ROOM_BINDING_CAP", 10)?.clamp(1, 1000) as i64;
         s.expiry_interval = Duration::from_secs(number("LINLI_EXPIRY_INTERVAL_SECS", 60)?.clamp(1, 86_400));
+        s.message_interval = Duration::from_millis(number("LINLI_MESSAGE_INTERVAL_MS", 1000)?.clamp(10, 3_600_000));
 
         s.wechat = WechatSettings {
             api_base: get("WECHAT_API_BASE").unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_owned()),
@@ -241,6 +251,7 @@ impl Settings {
                 ),
             },
             oa_timestamp_window_secs: number("LINLI_OA_TIMESTAMP_WINDOW_SECS", 300)?,
+            mp_task_template_id: get("WECHAT_MP_TASK_TEMPLATE_ID"),
         };
         s.pay = PaySettings {
             api_base: get("WECHATPAY_API_BASE").unwrap_or_else(|| DEFAULT_WECHATPAY_API_BASE.to_owned()),
@@ -250,6 +261,7 @@ impl Settings {
             cert_serial: get("WECHATPAY_CERT_SERIAL"),
             private_key_path: get("WECHATPAY_PRIVATE_KEY_PATH"),
             client_cert_path: get("WECHATPAY_CLIENT_CERT_PATH"),
+            root_ca_path: get("WECHATPAY_ROOT_CA_PATH"),
             public_key_id: get("WECHATPAY_PUBLIC_KEY_ID"),
             public_key_path: get("WECHATPAY_PUBLIC_KEY_PATH"),
             notify_url: get("WECHATPAY_NOTIFY_URL"),
@@ -314,6 +326,13 @@ mod tests {
         assert!(!dump.contains("v3-key-value"), "{dump}");
         assert!(!dump.contains("db-password"), "{dump}");
         assert_eq!(s.wechat.oa_secret.unwrap().expose(), "oa-secret-value");
+    }
+
+    #[test]
+    fn wechatpay_root_ca_is_read_only_when_set() {
+        assert!(from(&[]).unwrap().pay.root_ca_path.is_none());
+        let s = from(&[("WECHATPAY_ROOT_CA_PATH", "/etc/linli/mock-ca.pem")]).unwrap();
+        assert_eq!(s.pay.root_ca_path.as_deref(), Some("/etc/linli/mock-ca.pem"));
     }
 
     #[test]

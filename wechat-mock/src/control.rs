@@ -17,7 +17,8 @@
 //! | `POST /__mock/faults` [`Fault`] | `{"faults": [...]}`, every pending fault |
 //! | `GET /__mock/faults` / `DELETE /__mock/faults` | `{"faults": [...]}` / `{"cleared": n}` |
 //!
-//! WeChat Pay's control endpoints (`/__mock/pay…`) are listed in [`crate::pay`].
+//! WeChat Pay's control endpoints (`/__mock/pay…`) are listed in [`crate::pay`], those of QR codes and
+//! subscribe messages in [`crate::messages`].
 
 use poem::{
     get, handler,

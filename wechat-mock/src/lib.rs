@@ -2,6 +2,11 @@
 //! and the quickstart. Use it in-process with [`start`] (port 0 works and reports the real port) or
 //! run the `wechat-mock` binary.
 //!
+//! [`start`] serves plain HTTP. [`start_tls`] (the binary's `--tls`) serves HTTPS with the server
+//! certificate of [`pay::tls`] and asks every client for a certificate without requiring one; only
+//! there do the WeChat Pay v2 payout APIs refuse (`CA_ERROR`) a call whose client presented no
+//! merchant certificate issued by the mock CA, as WeChat does. A plain-HTTP mock checks none.
+//!
 //! One module per WeChat API area, each adding its routes and its `impl MockWechat` block:
 //! - [`token`]: `GET /cgi-bin/token`, `POST /cgi-bin/stable_token` and the access-token check every
 //!   other API uses;
@@ -11,6 +16,7 @@
 //!   `GET /sns/jscode2session` and `POST /wxa/business/getuserphonenumber`;
 //! - [`pay`]: WeChat Pay v2 red packets and enterprise payments, v3 transfer bills, their
 //!   ledger, notifications and daily fund-flow bill;
+//! - [`messages`]: the official account's parametric QR codes and the mini-program's subscribe messages;
 //! - [`faults`]: injected errors, HTTP statuses and delays on any WeChat path;
 //! - [`control`]: the `/__mock/` control API (clock, counters, reset, users, codes, faults), which
 //!   is not part of WeChat.
@@ -41,6 +47,8 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod faults;
+mod https;
+pub mod messages;
 pub mod mini_program;
 pub mod pay;
 pub mod push;
@@ -54,7 +62,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Deref;
 use std::time::Duration;
 
-use poem::{error::NotFoundError, listener::TcpAcceptor, Endpoint, EndpointExt, Response, Route, Server};
+use poem::{
+    error::NotFoundError,
+    listener::{Acceptor, TcpAcceptor},
+    Endpoint, EndpointExt, Response, Route, Server,
+};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 pub use callback::reply::{Reply, ReplyError, TextReply};
@@ -65,10 +77,15 @@ pub use config::{
     OA_APPID, OA_APPID_ENV, OA_CALLBACK_TOKEN, OA_ENCODING_AES_KEY, OA_ORIGINAL_ID, OA_SECRET, OA_TOKEN_ENV,
 };
 pub use faults::{Fault, FaultError};
+pub use messages::{
+    QrAction, QrCode, QrCodeRequest, QrTicket, SendRefusal, SubscribeMessage, SubscribeMessageRequest,
+    SubscribeTemplate, SubscriptionError, MP_TASK_TEMPLATE_ID,
+};
 pub use mini_program::{Code2Session, Code2SessionRequest, MiniProgramStats, PhoneInfo, Watermark};
 pub use pay::{BillError, PayChannel, PayConfig, PayLimits, PayNotification, PayReport, Payment, PaymentStatus};
 pub use push::{
-    DeliveryError, OaMessage, OaPusher, Push, PushOutcome, PusherConfig, PusherError, Tamper, TamperError, UrlCheck,
+    DeliveryError, OaMessage, OaPusher, Push, PushOutcome, PusherConfig, PusherError, Tamper, TamperError, TicketError,
+    UrlCheck,
 };
 pub use state::{AppReport, MockReport, MockWechat};
 pub use token::{AppTokenStats, StableTokenRequest, TokenGrant, TokenRequest};
@@ -83,6 +100,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// middleware first (see [`faults`]).
 pub fn routes(mock: MockWechat) -> impl Endpoint<Output = Response> {
     let route = pay::routes(control::routes(mini_program::routes(users::routes(token::routes(Route::new())))));
+    let route = messages::routes(route);
     let for_faults = mock.clone();
     let for_errors = mock.clone();
     let route = route.around(move |endpoint, req| faults::apply(for_faults.clone(), endpoint, req));
@@ -99,7 +117,7 @@ pub fn routes(mock: MockWechat) -> impl Endpoint<Output = Response> {
 pub struct RunningMock {
     /// The address actually bound (the real port when asked for port 0).
     pub addr: SocketAddr,
-    /// `http://127.0.0.1:PORT`, to use as `WECHAT_API_BASE`.
+    /// `http://127.0.0.1:PORT` (`https://…` from [`start_tls`]), to use as `WECHAT_API_BASE`.
     pub base_url: String,
     /// The state the server answers from.
     pub wechat: MockWechat,
@@ -128,14 +146,38 @@ impl Deref for RunningMock {
 }
 
 /// Binds `listen` (e.g. `"127.0.0.1:0"`) and serves a fresh mock built from `config` on the current
-/// tokio runtime.
+/// tokio runtime, over plain HTTP.
 pub async fn start(config: MockConfig, listen: &str) -> io::Result<RunningMock> {
     let wechat = MockWechat::new(config);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let acceptor = TcpAcceptor::from_tokio(listener)?;
-    let (shutdown, shutdown_requested) = oneshot::channel::<()>();
     let app = routes(wechat.clone());
+    Ok(serve(wechat, addr, "http", acceptor, app))
+}
+
+/// Like [`start`], over HTTPS: the server certificate is [`pay::tls::SERVER_CERT_PEM`] (for
+/// `127.0.0.1` and `localhost`, issued by [`pay::tls::CA_CERT_PEM`], which clients must trust), a
+/// client certificate is asked for but not required, and the v2 payout APIs answer `CA_ERROR`
+/// unless the client presented one issued by the mock CA ([`pay::tls::MERCHANT_CLIENT_PEM`]).
+pub async fn start_tls(config: MockConfig, listen: &str) -> io::Result<RunningMock> {
+    let wechat = MockWechat::new(config);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let certs = https::ClientCerts::default();
+    let acceptor = https::HttpsAcceptor::new(TcpAcceptor::from_tokio(listener)?, certs.clone())?;
+    let app = routes(wechat.clone()).data(certs);
+    Ok(serve(wechat, addr, "https", acceptor, app))
+}
+
+fn serve(
+    wechat: MockWechat,
+    addr: SocketAddr,
+    scheme: &str,
+    acceptor: impl Acceptor + 'static,
+    app: impl Endpoint + 'static,
+) -> RunningMock {
+    let (shutdown, shutdown_requested) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         // A dropped sender (the RunningMock was dropped) also means "stop".
         let signal = async move {
@@ -143,18 +185,18 @@ pub async fn start(config: MockConfig, listen: &str) -> io::Result<RunningMock> 
         };
         Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, signal, Some(SHUTDOWN_GRACE)).await
     });
-    tracing::info!(%addr, "wechat-mock listening");
-    Ok(RunningMock { addr, base_url: base_url_for(addr), wechat, shutdown, server })
+    tracing::info!(%addr, scheme, "wechat-mock listening");
+    RunningMock { addr, base_url: base_url_for(scheme, addr), wechat, shutdown, server }
 }
 
 /// The URL clients should use: a wildcard bind address is reached through loopback.
-fn base_url_for(addr: SocketAddr) -> String {
+fn base_url_for(scheme: &str, addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}", SocketAddr::new(ip, addr.port()))
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
 }
 
 #[cfg(test)]
@@ -163,8 +205,8 @@ mod tests {
 
     #[test]
     fn base_url_uses_loopback_for_wildcard_binds() {
-        assert_eq!(base_url_for("0.0.0.0:9090".parse().unwrap()), "http://127.0.0.1:9090");
-        assert_eq!(base_url_for("[::]:80".parse().unwrap()), "http://[::1]:80");
-        assert_eq!(base_url_for("127.0.0.1:1234".parse().unwrap()), "http://127.0.0.1:1234");
+        assert_eq!(base_url_for("http", "0.0.0.0:9090".parse().unwrap()), "http://127.0.0.1:9090");
+        assert_eq!(base_url_for("http", "[::]:80".parse().unwrap()), "http://[::1]:80");
+        assert_eq!(base_url_for("https", "127.0.0.1:1234".parse().unwrap()), "https://127.0.0.1:1234");
     }
 }

@@ -1,7 +1,9 @@
 //! `wechat-mock`: linli's fake WeChat as a standalone server, and WeChat's pushes on demand.
 //!
 //! - `wechat-mock` (or `wechat-mock serve`) listens on `WECHAT_MOCK_LISTEN` (default
-//!   `127.0.0.1:9090`), prints its address and test apps, and stops cleanly on Ctrl-C.
+//!   `127.0.0.1:9090`), prints its address and test apps, and stops cleanly on Ctrl-C. With
+//!   `--tls` it serves HTTPS and checks the merchant's client certificate on WeChat Pay v2 payouts
+//!   (see `wechat_mock::start_tls`), and prints where the mock CA and the merchant certificate are.
 //! - `wechat-mock push <follow|follow-scene|unfollow|scan|click|text> --openid … --callback URL`
 //!   plays WeChat once towards an official account's callback URL, with the Token, EncodingAESKey
 //!   and AppID from `WECHAT_OA_TOKEN`, `WECHAT_OA_AES_KEY` and `WECHAT_OA_APPID` (as linli reads
@@ -19,18 +21,28 @@ use wechat_mock::{
 
 /// linli's fake WeChat.
 #[derive(Parser)]
-#[command(name = "wechat-mock", version, about)]
+#[command(name = "wechat-mock", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve the fake WeChat APIs (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Push one message or event to an official account's callback URL, as WeChat does.
     Push(PushArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Serve HTTPS (certificate for 127.0.0.1 and localhost from the mock CA) and require the
+    /// merchant's client certificate on WeChat Pay v2 payouts, as WeChat does.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Args)]
@@ -89,15 +101,25 @@ enum ModeArg {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match Cli::parse().command {
-        None | Some(Command::Serve) => serve().await,
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Push(args)) => push(args).await,
     }
 }
 
-async fn serve() -> ExitCode {
+/// Where the TLS test PKI sits in the source tree (the binary prints it for linli's settings).
+const TLS_TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/pay/testdata/tls");
+
+async fn serve(args: ServeArgs) -> ExitCode {
     let listen = std::env::var(LISTEN_ENV).unwrap_or_else(|_| DEFAULT_LISTEN.to_owned());
-    let running = match wechat_mock::start(MockConfig::default(), &listen).await {
+    let started = if args.tls {
+        wechat_mock::start_tls(MockConfig::default(), &listen).await
+    } else {
+        wechat_mock::start(MockConfig::default(), &listen).await
+    };
+    let running = match started {
         Ok(running) => running,
         Err(err) => {
             eprintln!("wechat-mock: cannot listen on {listen}: {err}");
@@ -109,6 +131,11 @@ async fn serve() -> ExitCode {
     println!("  WECHAT_API_BASE={}", running.base_url);
     for app in running.apps() {
         println!("  {:?}: appid={} secret={}", app.kind, app.appid, app.secret);
+    }
+    if args.tls {
+        println!("  WECHATPAY_API_BASE={}", running.base_url);
+        println!("  WECHATPAY_ROOT_CA_PATH={TLS_TESTDATA}/ca.pem");
+        println!("  WECHATPAY_CLIENT_CERT_PATH={TLS_TESTDATA}/merchant_client.pem");
     }
     println!("Ctrl-C to stop");
 

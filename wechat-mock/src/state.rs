@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::clock::MockClock;
 use crate::config::{AppKind, MockApp, MockConfig, TokenRules};
 use crate::faults::FaultStore;
+use crate::messages::MessageStore;
 use crate::mini_program::CodeStore;
 use crate::pay::store::PayStore;
 use crate::token::{AppTokenStats, TokenStore};
@@ -40,6 +41,8 @@ pub(crate) struct MockState {
     pub(crate) faults: FaultStore,
     /// WeChat Pay: merchant, balance, ledger, notifications.
     pub(crate) pay: PayStore,
+    /// QR codes, subscribe templates, acceptances and delivered subscribe messages.
+    pub(crate) messages: MessageStore,
 }
 
 impl MockState {
@@ -87,6 +90,7 @@ impl MockWechat {
     /// A fresh mock knowing the apps of `config`.
     pub fn new(config: MockConfig) -> Self {
         let users = UserStore::new(config.apps.iter().map(|app| (app.appid.clone(), app.kind)).collect());
+        let messages = MessageStore::new(users.primary_mini_program());
         let apps = config.apps.into_iter().map(|app| (app.appid.clone(), app)).collect();
         Self {
             inner: Arc::new(Mutex::new(MockState {
@@ -102,6 +106,7 @@ impl MockWechat {
                 codes: CodeStore::default(),
                 faults: FaultStore::default(),
                 pay: PayStore::new(config.pay),
+                messages,
             })),
         }
     }
@@ -141,15 +146,17 @@ impl MockWechat {
     }
 
     /// Forgets every token, code, session key, quota, counter, injected fault and payment (the
-    /// merchant balance returns to its configured value), as if WeChat had
-    /// just started. The apps and the users (people exist outside WeChat's caches) stay, and so does
-    /// the clock: time never goes backwards.
+    /// merchant balance returns to its configured value), QR code, subscribe-message acceptance and
+    /// delivered message, as if WeChat had just started. The apps, the users (people exist outside
+    /// WeChat's caches) and the subscribe templates stay, and so does the clock: time never goes
+    /// backwards.
     pub fn reset(&self) {
         let mut state = self.lock();
         state.tokens = TokenStore::default();
         state.codes = CodeStore::default();
         state.faults = FaultStore::default();
         state.pay.reset();
+        state.messages.reset();
         state.calls.clear();
     }
 

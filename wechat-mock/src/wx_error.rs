@@ -32,6 +32,12 @@ impl WxError {
     pub const INVALID_APPID: Self = Self::new(40013, "invalid appid");
     /// `40029`: the `wx.login` code (or phone code) is unknown, expired, or belongs to another app.
     pub const INVALID_CODE: Self = Self::new(40029, "invalid code");
+    /// `40037`: the subscribe-message template id is empty or not one of the app's templates.
+    pub const INVALID_TEMPLATE_ID: Self = Self::new(40037, "invalid template_id");
+    /// `40052`: `action_name` of `qrcode/create` is missing or not one of the four QR code kinds.
+    pub const INVALID_ACTION_NAME: Self = Self::new(40052, "invalid action name");
+    /// `40053`: `action_info` of `qrcode/create` is missing or its scene breaks the kind's rules.
+    pub const INVALID_ACTION_INFO: Self = Self::new(40053, "invalid action info");
     /// `40066`: no such API.
     pub const INVALID_URL: Self = Self::new(40066, "invalid url");
     /// `40125`: the AppSecret does not belong to the AppID.
@@ -52,6 +58,8 @@ impl WxError {
     pub const ACCESS_TOKEN_EXPIRED: Self = Self::new(42001, "access_token expired");
     /// `43002`: the API only accepts POST.
     pub const REQUIRE_POST: Self = Self::new(43002, "require POST method");
+    /// `43101`: the user has not accepted (or has used up) the subscribe-message template.
+    pub const USER_REFUSE_TO_ACCEPT_MSG: Self = Self::new(43101, "user refuse to accept the msg");
     /// `44002`: a POST arrived with an empty body.
     pub const EMPTY_POST_DATA: Self = Self::new(44002, "empty post data");
     /// `45009`: the daily quota of this API (or of forced refreshes) is used up.
@@ -61,6 +69,9 @@ impl WxError {
         Self::new(45011, "api minute-quota reach limit mustslower retry next minute");
     /// `47001`: the JSON body could not be understood.
     pub const DATA_FORMAT_ERROR: Self = Self::new(47001, "data format error");
+    /// `47003`: an argument breaks its rules; WeChat appends which one, e.g.
+    /// `argument invalid! data.thing1.value is empty`.
+    pub const ARGUMENT_INVALID: Self = Self::new(47003, "argument invalid!");
     /// `48001`: the app has no right to this API (e.g. a mini-program calling an official-account API).
     pub const API_UNAUTHORIZED: Self = Self::new(48001, "api unauthorized");
 
@@ -72,6 +83,9 @@ impl WxError {
         Self::INVALID_OPENID,
         Self::INVALID_APPID,
         Self::INVALID_CODE,
+        Self::INVALID_TEMPLATE_ID,
+        Self::INVALID_ACTION_NAME,
+        Self::INVALID_ACTION_INFO,
         Self::INVALID_URL,
         Self::INVALID_APPSECRET,
         Self::CODE_BEEN_USED,
@@ -82,10 +96,12 @@ impl WxError {
         Self::MISSING_CODE,
         Self::ACCESS_TOKEN_EXPIRED,
         Self::REQUIRE_POST,
+        Self::USER_REFUSE_TO_ACCEPT_MSG,
         Self::EMPTY_POST_DATA,
         Self::DAILY_QUOTA_REACHED,
         Self::MINUTE_QUOTA_REACHED,
         Self::DATA_FORMAT_ERROR,
+        Self::ARGUMENT_INVALID,
         Self::API_UNAUTHORIZED,
     ];
 

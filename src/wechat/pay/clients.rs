@@ -28,6 +28,10 @@ impl PayClients {
         let Some(mch_id) = pay.mch_id.clone() else { return Ok(None) };
         let timeout = pay.payouts.timeout;
         let connect_timeout = Duration::from_secs(5).min(timeout);
+        let root_ca_pem = match &pay.root_ca_path {
+            Some(path) => Some(read(path, "WECHATPAY_ROOT_CA_PATH")?),
+            None => None,
+        };
         let v2 = match &pay.api_key_v2 {
             Some(key) => {
                 let identity = match &pay.client_cert_path {
@@ -40,6 +44,7 @@ impl PayClients {
                         mch_id: mch_id.clone(),
                         api_key: key.clone(),
                         client_identity_pem: identity,
+                        root_ca_pem: root_ca_pem.clone(),
                         connect_timeout,
                         timeout,
                         require_signed_answers: false,
@@ -58,8 +63,15 @@ impl PayClients {
                     .with_pem(key_id, &read(pub_path, "WECHATPAY_PUBLIC_KEY_PATH")?)
                     .context("WECHATPAY_PUBLIC_KEY_PATH is not a usable RSA public key")?;
                 Some(
-                    V3Client::new(V3Config { base_url: pay.api_base.clone(), signer, keys, connect_timeout, timeout })
-                        .context("building the WeChat Pay v3 client")?,
+                    V3Client::new(V3Config {
+                        base_url: pay.api_base.clone(),
+                        signer,
+                        keys,
+                        connect_timeout,
+                        timeout,
+                        root_ca_pem,
+                    })
+                    .context("building the WeChat Pay v3 client")?,
                 )
             }
             (None, None, None, None) => None,

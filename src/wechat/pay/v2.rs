@@ -121,6 +121,8 @@ pub enum V2Error {
     Xml(#[from] XmlError),
     #[error("merchant client certificate or key is unusable")]
     Identity(#[source] reqwest::Error),
+    #[error("extra root CA certificate is unusable: {0}")]
+    RootCa(String),
     #[error("HTTP client could not be built")]
     Client(#[source] reqwest::Error),
 }
@@ -583,6 +585,15 @@ pub fn read_transfer_info(fields: &BTreeMap<String, String>, partner_trade_no: &
     })
 }
 
+/// The certificates of a PEM bundle of extra trusted roots; at least one, or why not.
+pub(crate) fn extra_roots(pem: &str) -> Result<Vec<reqwest::Certificate>, String> {
+    let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|err| err.to_string())?;
+    if roots.is_empty() {
+        return Err("no CERTIFICATE in the PEM".to_owned());
+    }
+    Ok(roots)
+}
+
 /// Settings of a [`V2Client`].
 #[derive(Clone, Debug)]
 pub struct V2Config {
@@ -594,6 +605,9 @@ pub struct V2Config {
     /// PEM holding the merchant API certificate (`apiclient_cert.pem`) and its private key
     /// (`apiclient_key.pem`), concatenated; `None` only for a mock without TLS.
     pub client_identity_pem: Option<Secret>,
+    /// An extra trusted root (PEM) for the API's server certificate, e.g. an HTTPS mock's CA;
+    /// `None` for WeChat, whose certificate chains to the built-in roots.
+    pub root_ca_pem: Option<String>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
     /// Treat an answer without `sign` as unknown. WeChat's payout answers are not documented to
@@ -625,6 +639,11 @@ impl V2Client {
         if let Some(pem) = &config.client_identity_pem {
             let identity = reqwest::Identity::from_pem(pem.expose().as_bytes()).map_err(V2Error::Identity)?;
             builder = builder.identity(identity);
+        }
+        if let Some(pem) = &config.root_ca_pem {
+            for root in extra_roots(pem).map_err(V2Error::RootCa)? {
+                builder = builder.add_root_certificate(root);
+            }
         }
         Ok(Self {
             http: builder.build().map_err(V2Error::Client)?,
@@ -1006,16 +1025,20 @@ mod tests {
     }
 
     fn client(require_signed_answers: bool) -> V2Client {
-        V2Client::new(V2Config {
+        V2Client::new(client_config(require_signed_answers)).unwrap()
+    }
+
+    fn client_config(require_signed_answers: bool) -> V2Config {
+        V2Config {
             base_url: "http://127.0.0.1:9".into(),
             mch_id: "10000098".into(),
             api_key: Secret::new("k".repeat(32)),
             client_identity_pem: None,
+            root_ca_pem: None,
             connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             require_signed_answers,
-        })
-        .unwrap()
+        }
     }
 
     #[test]
@@ -1032,6 +1055,17 @@ mod tests {
         let forged = signed.replace("B1", "B2");
         assert_eq!(client(false).check_answer(forged.as_bytes()).unwrap_err().0, CODE_BAD_SIGNATURE);
         assert_eq!(client(false).check_answer(b"<html>").unwrap_err().0, CODE_BAD_ANSWER);
+    }
+
+    #[test]
+    fn extra_roots_must_hold_a_certificate() {
+        assert_eq!(extra_roots(wechat_mock::pay::tls::CA_CERT_PEM).unwrap().len(), 1);
+        assert!(extra_roots("").is_err());
+        let key_only = wechat_mock::pay::tls::SERVER_KEY_PEM;
+        assert!(extra_roots(key_only).is_err());
+        let mut config = client_config(false);
+        config.root_ca_pem = Some("not PEM".into());
+        assert!(matches!(V2Client::new(config), Err(V2Error::RootCa(_))));
     }
 
     #[test]

@@ -337,6 +337,8 @@ pub enum V3Error {
     Json(#[from] serde_json::Error),
     #[error("HTTP client could not be built")]
     Client(#[source] reqwest::Error),
+    #[error("extra root CA certificate is unusable: {0}")]
+    RootCa(String),
     #[error("base URL is invalid: {0}")]
     BaseUrl(String),
     #[error("signing task failed")]
@@ -351,6 +353,9 @@ pub struct V3Config {
     pub keys: WechatPayKeys,
     pub connect_timeout: Duration,
     pub timeout: Duration,
+    /// An extra trusted root (PEM) for the API's server certificate, e.g. an HTTPS mock's CA;
+    /// `None` for WeChat, whose certificate chains to the built-in roots.
+    pub root_ca_pem: Option<String>,
 }
 
 /// The v3 API client: signs every request, verifies every answer before reading it.
@@ -379,12 +384,14 @@ impl V3Client {
         if base_url.cannot_be_a_base() {
             return Err(V3Error::BaseUrl("not a base URL".into()));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .use_rustls_tls()
-            .build()
-            .map_err(V3Error::Client)?;
+        let mut builder =
+            reqwest::Client::builder().connect_timeout(config.connect_timeout).timeout(config.timeout).use_rustls_tls();
+        if let Some(pem) = &config.root_ca_pem {
+            for root in super::v2::extra_roots(pem).map_err(V3Error::RootCa)? {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let http = builder.build().map_err(V3Error::Client)?;
         Ok(Self { http, base_url, signer: Arc::new(config.signer), keys: Arc::new(config.keys) })
     }
 
@@ -544,6 +551,7 @@ pub(crate) mod test_support {
             keys: keys(),
             connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
+            root_ca_pem: None,
         })
         .unwrap()
     }
@@ -824,6 +832,7 @@ mod tests {
             keys: keys(),
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(5),
+            root_ca_pem: None,
         })
         .unwrap();
         let answer = client.execute(Method::GET, "/v3/q?a=1", None, None).await.unwrap();

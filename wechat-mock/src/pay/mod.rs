@@ -8,8 +8,10 @@
 //!   (资金账单) of the merchant's balance movements (JSON answer signed, file not, as WeChat).
 //!
 //! The merchant and the keys come from [`PayConfig`] (default: [`MCH_ID`] with the test keys under
-//! `src/pay/testdata/`, which are public). The mock serves plain HTTP and does not check the
-//! client TLS certificate WeChat requires on v2.
+//! `src/pay/testdata/`, which are public). WeChat requires the merchant's client TLS certificate
+//! on the four v2 calls: an HTTPS mock ([`crate::start_tls`]) checks it against the mock CA of
+//! [`tls`] and answers `CA_ERROR` without one; a plain-HTTP mock ([`crate::start`]) cannot, and
+//! does not.
 //!
 //! Control API: `GET /__mock/pay` (balance and ledger), `GET /__mock/pay/keys` (public key
 //! material and ids), `POST /__mock/pay/red-packets/{mch_billno}/receive`,
@@ -22,6 +24,7 @@ pub mod config;
 pub mod notify;
 pub mod sign;
 pub(crate) mod store;
+pub mod tls;
 pub mod v2;
 pub mod v3;
 

@@ -6,8 +6,12 @@
 //! `OPENID_ERROR`; bill-number re-entrancy; limits; balance → `NOTENOUGH`. Answers are
 //! `return_code=SUCCESS` + `result_code`/`err_code`/`err_code_des` (the shape of WeChat's answer to
 //! a bad signature, WxJava#1034). These four APIs do not sign their answers, so neither does the
-//! mock. WeChat requires the merchant's client TLS certificate; the mock serves plain HTTP and does
-//! not check one.
+//! mock.
+//!
+//! WeChat requires the merchant's client TLS certificate and, before anything else, answers
+//! `CA_ERROR` to a call without a valid one. An HTTPS mock ([`crate::start_tls`]) does the same
+//! for a certificate not issued by its CA ([`super::tls`]); a plain-HTTP mock has no certificate
+//! to check and skips this.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +22,7 @@ use super::sign::{v2_sign, SignType};
 use super::store::{beijing_time, PayChannel, Payment, PaymentStatus};
 use crate::callback::xml::parse_fields;
 use crate::clock::beijing_day;
+use crate::https::{ClientCert, ClientCerts};
 use crate::state::{MockState, MockWechat};
 
 /// How long an unopened red packet waits before it is refunded (WeChat: 24 h).
@@ -75,6 +80,19 @@ fn fail_xml(error: &V2Error, echo: &[(&str, &str)]) -> String {
         }
     }
     answer.finish()
+}
+
+/// WeChat's answer to a payout call without a merchant certificate it issued, in the shape
+/// merchants have logged it (`return_code` SUCCESS, `return_msg` and `err_code` CA_ERROR; the
+/// message quoted in wechatpay-php#40): a business failure, so nothing was done.
+fn ca_error_xml() -> String {
+    Answer::new()
+        .text("return_code", "SUCCESS")
+        .text("return_msg", "CA_ERROR")
+        .text("result_code", "FAIL")
+        .text("err_code", "CA_ERROR")
+        .text("err_code_des", "CA证书出错，请登录微信支付商户平台下载证书")
+        .finish()
 }
 
 /// An injected pay error on a v2 path (see [`crate::Fault::pay_err_code`]).
@@ -536,6 +554,10 @@ async fn serve(mock: &MockWechat, req: &Request, body: Body, run: fn(&mut MockSt
     let bytes = body.into_vec().await.unwrap_or_default();
     let mut state = mock.lock();
     state.record_call(req.uri().path());
+    match ClientCerts::of_request(req) {
+        None | Some(ClientCert::Trusted) => {}
+        Some(ClientCert::Absent | ClientCert::Untrusted(_)) => return xml_response(ca_error_xml()),
+    }
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(_) => return xml_response(fail_xml(&err("PARAM_IS_NOT_UTF8", "请使用UTF-8编码"), &[])),

@@ -9,7 +9,9 @@
 //!
 //! Attached to a [`MockWechat`] ([`OaPusher::with_mock`]) the pusher takes `CreateTime` from the
 //! mock clock and, like WeChat, updates the user's follow state before telling the account about a
-//! follow or unfollow. Tampered pushes change nothing: they do not come from WeChat.
+//! follow or unfollow. Tampered pushes change nothing: they do not come from WeChat. It can also
+//! play a scan of a QR code the account created ([`OaPusher::follow_via_ticket`],
+//! [`OaPusher::scan_via_ticket`]), reading the code's scene from the mock.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -122,6 +124,29 @@ impl fmt::Display for PusherError {
 }
 
 impl std::error::Error for PusherError {}
+
+/// Why a scan of a QR code could not be played.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketError {
+    /// The pusher is not attached to a mock ([`OaPusher::with_mock`]), so it cannot know the scene.
+    NoMock,
+    /// The mock created no code with this ticket for the pusher's official account.
+    UnknownTicket(String),
+    /// The temporary code has expired: WeChat no longer recognises it, nobody can scan it.
+    Expired(String),
+}
+
+impl fmt::Display for TicketError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoMock => f.write_str("the pusher is not attached to a mock, which knows the QR codes"),
+            Self::UnknownTicket(ticket) => write!(f, "no QR code of this official account has ticket {ticket}"),
+            Self::Expired(ticket) => write!(f, "the QR code with ticket {ticket} has expired"),
+        }
+    }
+}
+
+impl std::error::Error for TicketError {}
 
 /// Everything that decides a push's bytes, so that a push can be rebuilt with one thing changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,6 +340,30 @@ impl OaPusher {
         self.build(OaMessage::FollowScene { openid: openid.to_owned(), scene: scene.to_owned(), ticket: new_ticket() })
     }
 
+    /// The user scanned the account's QR code with `ticket` and followed: `subscribe` with
+    /// `EventKey=qrscene_<scene>` and `Ticket=<ticket>`, the scene read from the attached mock.
+    pub fn follow_via_ticket(&self, openid: &str, ticket: &str) -> Result<Push, TicketError> {
+        let scene = self.scene_of(ticket)?;
+        Ok(self.build(OaMessage::FollowScene { openid: openid.to_owned(), scene, ticket: ticket.to_owned() }))
+    }
+
+    /// A follower scanned the account's QR code with `ticket`: `SCAN` with `EventKey=<scene>` and
+    /// `Ticket=<ticket>`, the scene read from the attached mock.
+    pub fn scan_via_ticket(&self, openid: &str, ticket: &str) -> Result<Push, TicketError> {
+        let scene = self.scene_of(ticket)?;
+        Ok(self.build(OaMessage::Scan { openid: openid.to_owned(), scene, ticket: ticket.to_owned() }))
+    }
+
+    /// The scene of the live code `ticket` of this pusher's account.
+    fn scene_of(&self, ticket: &str) -> Result<String, TicketError> {
+        let mock = self.mock.as_ref().ok_or(TicketError::NoMock)?;
+        match mock.qrcode(ticket) {
+            Some(code) if code.appid == self.config.appid && !code.expired => Ok(code.scene),
+            Some(code) if code.appid == self.config.appid => Err(TicketError::Expired(ticket.to_owned())),
+            _ => Err(TicketError::UnknownTicket(ticket.to_owned())),
+        }
+    }
+
     /// The user stopped following.
     pub fn unfollow(&self, openid: &str) -> Push {
         self.build(OaMessage::Unfollow { openid: openid.to_owned() })
@@ -407,8 +456,13 @@ impl OaPusher {
             OaMessage::Follow { openid } => {
                 mock.record_follow(appid, openid, OaFollow::via(SubscribeScene::Search, at));
             }
-            OaMessage::FollowScene { openid, scene, .. } => {
-                mock.record_follow(appid, openid, OaFollow::via_qr(scene, at));
+            OaMessage::FollowScene { openid, scene, ticket } => {
+                // A code the mock created says whether its scene is a scene_id or a scene_str.
+                let follow = match mock.qrcode(ticket).filter(|code| code.appid == *appid) {
+                    Some(code) => code.follow_at(at),
+                    None => OaFollow::via_qr(scene, at),
+                };
+                mock.record_follow(appid, openid, follow);
             }
             OaMessage::Unfollow { openid } => {
                 mock.record_unfollow(appid, openid);

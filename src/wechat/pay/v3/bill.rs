@@ -1161,6 +1161,7 @@ mod tests {
             keys: keys(),
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(5),
+            root_ca_pem: None,
         })
         .unwrap();
         let outcome = client.fund_flow_bill(time::macros::date!(2025 - 03 - 01)).await;
@@ -1290,6 +1291,7 @@ mod tests {
             keys: keys(),
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(5),
+            root_ca_pem: None,
         })
         .unwrap();
         for path in ["/length", "/chunked"] {
