@@ -16,7 +16,7 @@ use crate::config::Settings;
 use crate::db::{Db, DbOptions};
 use crate::domain::redpackets::{Apps, Gates};
 use crate::telemetry::Metrics;
-use crate::wechat::api::WechatClient;
+use crate::wechat::api::{AppCredentials, WechatClient};
 use crate::wechat::pay::clients::PayClients;
 use crate::workers::payouts::Dispatcher;
 
@@ -117,6 +117,19 @@ impl Application {
                 tracing::warn!("WeChat Pay is not configured (WECHATPAY_MCH_ID): payouts wait in the outbox");
                 None
             }
+        };
+        let wechat_settings = &self.state.settings.wechat;
+        let _messages = match (&wechat_settings.mp_appid, &wechat_settings.mp_secret) {
+            (Some(appid), Some(secret)) => {
+                let sender = crate::workers::messages::Sender {
+                    db: db.clone(),
+                    wechat: self.state.wechat.clone(),
+                    mp: AppCredentials { appid: appid.clone(), secret: secret.clone() },
+                    task_template_id: wechat_settings.mp_task_template_id.clone(),
+                };
+                Some(AbortOnDrop(sender.spawn(self.state.settings.message_interval)))
+            }
+            _ => None,
         };
         let app = crate::api::routes(self.state);
         let result =

@@ -58,6 +58,10 @@ pub enum ApiTags {
     AdminRedPackets,
     /// Mini-program: grabbing red packets, my payouts, my balance and withdrawals.
     MpRedPackets,
+    /// Invite-neighbours tasks: publish, assign, figures.
+    AdminTasks,
+    /// Mini-program: tasks, my progress, my invitations, accepting an invitation.
+    MpTasks,
 }
 
 /// The admin API, the mini-program API and the merchant API (nested: a tuple per audience).
@@ -73,9 +77,18 @@ type Apis = (
         admin::BindingsApi,
         admin::CouponsApi,
         admin::RedPacketsApi,
+        admin::TasksApi,
         admin::CatalogueApi,
     ),
-    (mp::MpSessionsApi, mp::MpMeApi, mp::MpBindingsApi, mp::MpCouponsApi, mp::MpRedemptionApi, mp::MpRedPacketsApi),
+    (
+        mp::MpSessionsApi,
+        mp::MpMeApi,
+        mp::MpBindingsApi,
+        mp::MpCouponsApi,
+        mp::MpRedemptionApi,
+        mp::MpRedPacketsApi,
+        mp::MpTasksApi,
+    ),
     (merchant::MerchantOrdersApi, merchant::MerchantRedemptionsApi),
 );
 
@@ -94,6 +107,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
                 admin::BindingsApi,
                 admin::CouponsApi,
                 admin::RedPacketsApi,
+                admin::TasksApi,
                 admin::CatalogueApi,
             ),
             (
@@ -103,6 +117,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
                 mp::MpCouponsApi,
                 mp::MpRedemptionApi,
                 mp::MpRedPacketsApi,
+                mp::MpTasksApi,
             ),
             (merchant::MerchantOrdersApi, merchant::MerchantRedemptionsApi),
         ),

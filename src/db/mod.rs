@@ -25,6 +25,7 @@ pub mod residents;
 pub mod rooms;
 pub mod roster;
 pub mod sessions;
+pub mod tasks;
 pub mod wallet;
 pub mod wechat;
 

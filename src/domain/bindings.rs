@@ -87,7 +87,8 @@ pub async fn request(db: &Db, me: &ResidentActor, req: BindingRequest, cap: i64)
     Ok(binding)
 }
 
-/// Fires the first-home coupon rules when this is the resident's first verified binding ever.
+/// Fires the first-home coupon rules and counts invite-to-bind tasks when this is the resident's
+/// first verified binding ever.
 async fn after_verified(tx: &mut Tx, b: &BindingRow, now: i64) -> DomainResult<()> {
     if b.state != "verified" || store::verified_ever(tx, b.resident_id).await? != 1 {
         return Ok(());
@@ -105,6 +106,7 @@ async fn after_verified(tx: &mut Tx, b: &BindingRow, now: i64) -> DomainResult<(
         )
         .await?;
     }
+    super::tasks::on_verified(tx, b, now).await?;
     Ok(())
 }
 

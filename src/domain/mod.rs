@@ -21,6 +21,7 @@ pub mod rooms;
 pub mod roster;
 pub mod sessions;
 pub mod split;
+pub mod tasks;
 pub mod wallet;
 
 use crate::db::DbError;

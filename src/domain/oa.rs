@@ -136,9 +136,11 @@ async fn apply(
                 None => Ok(None),
             }
         }
-        MessageKind::Event(Event::Scan { .. }) => {
-            // An existing follower scanning a QR code: known to us from now on, no reward.
-            residents::find_or_create(tx, AppKind::Oa, &oa.appid, openid, unionid, now).await?;
+        MessageKind::Event(Event::Scan { scene, .. }) => {
+            // An existing follower scanning a QR code: known to us from now on, no follow reward;
+            // a task invitation may still attribute them.
+            let found = residents::find_or_create(tx, AppKind::Oa, &oa.appid, openid, unionid, now).await?;
+            task_invitation(tx, scene, found.resident.id, now).await?;
             Ok(None)
         }
         _ => {
@@ -163,6 +165,9 @@ async fn follow(
     let resident_id = found.resident.id;
     let first_follow = db::residents::follow_count(tx, resident_id).await? == 0;
     db::residents::record_follow(tx, &found.identity, true, scene, now).await?;
+    if let Some(scene) = scene {
+        task_invitation(tx, scene, resident_id, now).await?;
+    }
     let Some(p) = programme(tx, oa, now).await? else {
         return Ok(Some("欢迎关注！".to_owned()));
     };
@@ -206,6 +211,21 @@ async fn follow(
     } else {
         format!("欢迎回来！当前积分 {balance}。回复「{keyword}」每日签到领积分。")
     }))
+}
+
+/// A follow or scan through a task's invitation QR code attributes the resident to it (when the
+/// rules allow; a refusal changes nothing and is only logged).
+async fn task_invitation(tx: &mut Tx, scene: &str, resident_id: i64, now: i64) -> DomainResult<()> {
+    if super::tasks::parse_scene(scene).is_none() {
+        return Ok(());
+    }
+    match super::tasks::attribute(tx, scene, resident_id, "oa_qr", now).await? {
+        Ok(inv) => {
+            tracing::info!(task = inv.task_id, inviter = inv.inviter_id, invitee = resident_id, "invitee attributed")
+        }
+        Err(refusal) => tracing::info!(?refusal, invitee = resident_id, "task invitation not attributed"),
+    }
+    Ok(())
 }
 
 async fn reward_referral(

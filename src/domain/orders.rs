@@ -234,6 +234,7 @@ pub async fn report(db: &Db, merchant: &MerchantActor, input: OrderInput) -> Dom
         };
         points::post(&mut tx, programme.id, resident_id, &posting, now).await?;
     }
+    super::tasks::on_purchase(&mut tx, resident_id, merchant.merchant_id(), merchant.company_id(), now).await?;
     let trigger = format!("order:{}", order.id);
     super::coupon_rules::fire(
         &mut tx,

@@ -304,6 +304,77 @@ impl WechatClient {
     }
 }
 
+/// A parametric QR code of the official account (`/cgi-bin/qrcode/create`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct QrCode {
+    pub ticket: String,
+    /// Absent for permanent codes.
+    #[serde(default)]
+    pub expire_seconds: Option<i64>,
+    /// What the code encodes, for drawing it without WeChat's image.
+    pub url: String,
+}
+
+impl WechatClient {
+    /// Posts `body` to `path` with the app's token and reads WeChat's JSON answer.
+    async fn post_json(
+        &self,
+        app: &AppCredentials,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, WechatError> {
+        let url = format!("{}{path}", self.api_base);
+        self.with_token(app, |token| {
+            let req = self.http.post(&url).query(&[("access_token", token.as_str())]).json(body);
+            async move {
+                let value: serde_json::Value = req
+                    .send()
+                    .await
+                    .map_err(WechatError::Transport)?
+                    .json()
+                    .await
+                    .map_err(|e| WechatError::Decode(e.to_string()))?;
+                check_errcode(&value)?;
+                Ok(value)
+            }
+        })
+        .await
+    }
+
+    /// A temporary QR code carrying `scene` (1..=64 characters) for `expire_seconds` (at most 30
+    /// days): whoever scans it and follows arrives with `EventKey = qrscene_<scene>`.
+    pub async fn create_qr_scene(
+        &self,
+        app: &AppCredentials,
+        scene: &str,
+        expire_seconds: i64,
+    ) -> Result<QrCode, WechatError> {
+        let body = serde_json::json!({
+            "expire_seconds": expire_seconds,
+            "action_name": "QR_STR_SCENE",
+            "action_info": { "scene": { "scene_str": scene } },
+        });
+        let value = self.post_json(app, "/cgi-bin/qrcode/create", &body).await?;
+        serde_json::from_value(value).map_err(|e| WechatError::Decode(e.to_string()))
+    }
+
+    /// Sends a mini-program subscribe message (the resident must have accepted the template).
+    pub async fn send_subscribe_message(
+        &self,
+        app: &AppCredentials,
+        openid: &str,
+        template_id: &str,
+        page: Option<&str>,
+        data: &serde_json::Value,
+    ) -> Result<(), WechatError> {
+        let mut body = serde_json::json!({ "touser": openid, "template_id": template_id, "data": data });
+        if let Some(page) = page {
+            body["page"] = serde_json::Value::String(page.to_owned());
+        }
+        self.post_json(app, "/cgi-bin/message/subscribe/send", &body).await.map(|_| ())
+    }
+}
+
 /// WeChat answers errors with HTTP 200 and a non-zero `errcode`.
 fn check_errcode(value: &serde_json::Value) -> Result<(), WechatError> {
     match value.get("errcode").and_then(|c| c.as_i64()) {

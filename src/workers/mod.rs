@@ -2,5 +2,6 @@
 //! conditional updates, so two instances doing the same round change each row once.
 
 pub mod expiry;
+pub mod messages;
 pub mod payouts;
 pub mod reconcile;

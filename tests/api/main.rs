@@ -17,3 +17,4 @@ mod red_packets;
 mod redemption;
 mod rooms_and_roster;
 mod surface;
+mod tasks;

@@ -12,6 +12,7 @@ pub(crate) mod points;
 pub(crate) mod redpackets;
 mod rooms;
 pub(crate) mod roster;
+pub(crate) mod tasks;
 
 pub use audit::AuditApi;
 pub use bindings::BindingsApi;
@@ -25,6 +26,7 @@ pub(crate) use points::{kind_of as kind_of_view, source_of as source_of_view};
 pub use redpackets::RedPacketsApi;
 pub use rooms::RoomsApi;
 pub use roster::RosterApi;
+pub use tasks::TasksApi;
 
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::Object;

@@ -8,6 +8,7 @@ mod me;
 mod redemption;
 mod redpackets;
 mod sessions;
+mod tasks;
 
 pub use bindings::MpBindingsApi;
 pub use coupons::MpCouponsApi;
@@ -15,6 +16,7 @@ pub use me::MpMeApi;
 pub use redemption::MpRedemptionApi;
 pub use redpackets::MpRedPacketsApi;
 pub use sessions::MpSessionsApi;
+pub use tasks::MpTasksApi;
 
 use poem::Request;
 use poem_openapi::auth::Bearer;

@@ -1,0 +1,357 @@
+//! `/admin/v1/tasks`: invite-neighbours tasks, their assignment and figures.
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use time::OffsetDateTime;
+
+use super::{ms, page_request, ts, PageInfo};
+use crate::api::auth::OperatorKey;
+use crate::api::ApiTags;
+use crate::app::AppState;
+use crate::db::tasks::{Figures, TaskFilter, TaskRow};
+use crate::domain::tasks::{self, TaskInput};
+use crate::error::ApiError;
+
+pub struct TasksApi;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum TaskMode {
+    /// Residents accept it themselves.
+    Open,
+    /// Operators assign it to chosen residents.
+    Assigned,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum TaskCategory {
+    /// Invite neighbours to bind their home (邀请绑定房产).
+    InviteBind,
+    /// Invite neighbours to shop at a merchant (邀请到店消费).
+    InviteShop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum RewardKind {
+    /// Points into the company's programme.
+    Points,
+    /// Fen into the resident's balance.
+    Balance,
+    /// A red packet through WeChat Pay (`reward_channel`).
+    RedPacket,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "RewardChannel", rename_all = "snake_case")]
+pub enum RewardChannel {
+    CashRedPacket,
+    Transfer,
+}
+
+/// A task's terms.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct TaskTerms {
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub theme: String,
+    pub mode: TaskMode,
+    pub category: TaskCategory,
+    /// `invite_shop`: the merchant to shop at; absent: any merchant of the owner's company.
+    pub merchant_id: Option<i64>,
+    /// Invitees that make one round.
+    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+    pub target: i64,
+    pub reward_kind: RewardKind,
+    /// Points, or fen (balance and red packets).
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+    pub reward_amount: i64,
+    /// For `red_packet` rewards.
+    pub reward_channel: Option<RewardChannel>,
+    pub starts_at: OffsetDateTime,
+    pub ends_at: OffsetDateTime,
+    /// How many times one resident may complete it (default 1).
+    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+    pub max_rounds: Option<i64>,
+    /// The most invitations of one inviter that count per day (default 20).
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+    pub daily_cap: Option<i64>,
+}
+
+impl TaskTerms {
+    fn into_input(self) -> TaskInput {
+        TaskInput {
+            theme: self.theme,
+            mode: match self.mode {
+                TaskMode::Open => "open".into(),
+                TaskMode::Assigned => "assigned".into(),
+            },
+            category: match self.category {
+                TaskCategory::InviteBind => "invite_bind".into(),
+                TaskCategory::InviteShop => "invite_shop".into(),
+            },
+            merchant_id: self.merchant_id,
+            target: self.target,
+            reward_kind: match self.reward_kind {
+                RewardKind::Points => "points".into(),
+                RewardKind::Balance => "balance".into(),
+                RewardKind::RedPacket => "red_packet".into(),
+            },
+            reward_amount: self.reward_amount,
+            reward_channel: self.reward_channel.map(|c| match c {
+                RewardChannel::CashRedPacket => "cash_red_packet".into(),
+                RewardChannel::Transfer => "transfer".into(),
+            }),
+            starts_at: ms(self.starts_at),
+            ends_at: ms(self.ends_at),
+            max_rounds: self.max_rounds.unwrap_or(1),
+            daily_cap: self.daily_cap.unwrap_or(20),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PublishTask {
+    /// A property company or a community the key reaches.
+    pub owner_org_id: i64,
+    pub terms: TaskTerms,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct TaskFigures {
+    /// Residents who took it (accepted or assigned).
+    pub accepted: i64,
+    /// Invitees attributed (not refused).
+    pub invitations: i64,
+    /// Invitees who counted.
+    pub counted: i64,
+    /// Rounds completed.
+    pub completed: i64,
+    /// Points or fen granted.
+    pub rewards_paid: i64,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Task {
+    pub id: i64,
+    pub owner_org_id: i64,
+    pub company_id: i64,
+    pub theme: String,
+    pub mode: TaskMode,
+    pub category: TaskCategory,
+    #[oai(nullable)]
+    pub merchant_id: Option<i64>,
+    pub target: i64,
+    pub reward_kind: RewardKind,
+    pub reward_amount: i64,
+    #[oai(nullable)]
+    pub reward_channel: Option<RewardChannel>,
+    pub starts_at: OffsetDateTime,
+    pub ends_at: OffsetDateTime,
+    pub max_rounds: i64,
+    pub daily_cap: i64,
+    /// `active` or `ended`.
+    pub state: String,
+    pub created_at: OffsetDateTime,
+    pub figures: TaskFigures,
+}
+
+pub(crate) fn view(t: TaskRow, f: Figures) -> Task {
+    Task {
+        id: t.id,
+        owner_org_id: t.owner_org_id,
+        company_id: t.company_id,
+        theme: t.theme,
+        mode: if t.mode == "open" { TaskMode::Open } else { TaskMode::Assigned },
+        category: if t.category == "invite_bind" { TaskCategory::InviteBind } else { TaskCategory::InviteShop },
+        merchant_id: t.merchant_id,
+        target: t.target,
+        reward_kind: match t.reward_kind.as_str() {
+            "points" => RewardKind::Points,
+            "balance" => RewardKind::Balance,
+            _ => RewardKind::RedPacket,
+        },
+        reward_amount: t.reward_amount,
+        reward_channel: t.reward_channel.as_deref().map(|c| {
+            if c == "transfer" {
+                RewardChannel::Transfer
+            } else {
+                RewardChannel::CashRedPacket
+            }
+        }),
+        starts_at: ts(t.starts_at),
+        ends_at: ts(t.ends_at),
+        max_rounds: t.max_rounds,
+        daily_cap: t.daily_cap,
+        state: t.state,
+        created_at: ts(t.created_at),
+        figures: TaskFigures {
+            accepted: f.accepted,
+            invitations: f.invitations,
+            counted: f.counted,
+            completed: f.completed,
+            rewards_paid: f.rewards_paid,
+        },
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct TaskList {
+    pub items: Vec<Task>,
+    pub page: PageInfo,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct AssignTask {
+    /// Verified residents under the task's owner.
+    #[oai(default, validator(max_items = 1000))]
+    pub resident_ids: Vec<i64>,
+    /// Every verified resident of this community.
+    pub community_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Assigned {
+    /// Residents newly assigned (those who had it already are not counted).
+    pub assigned: i64,
+}
+
+#[derive(ApiResponse)]
+pub enum TaskPublished {
+    #[oai(status = 201)]
+    Created(Json<Task>),
+}
+
+#[derive(ApiResponse)]
+pub enum TaskDeleted {
+    #[oai(status = 204)]
+    Deleted,
+}
+
+#[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::AdminTasks")]
+impl TasksApi {
+    /// Publish a task: open for residents to accept, or for operators to assign.
+    #[oai(path = "/tasks", method = "post", operation_id = "publish_task")]
+    async fn publish_task(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        body: Json<PublishTask>,
+    ) -> Result<TaskPublished, ApiError> {
+        let b = body.0;
+        let t = tasks::create(&state.db, &key.0, b.owner_org_id, b.terms.into_input()).await?;
+        Ok(TaskPublished::Created(Json(view(t, Figures::default()))))
+    }
+
+    /// Tasks of the orgs the key reaches, newest first, with figures.
+    #[oai(path = "/tasks", method = "get", operation_id = "list_tasks")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_tasks(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        owner_org_id: Query<Option<i64>>,
+        /// `active` or `ended`.
+        #[oai(name = "state", validator(max_length = 16))]
+        task_state: Query<Option<String>>,
+        category: Query<Option<TaskCategory>>,
+        mode: Query<Option<TaskMode>>,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
+    ) -> Result<Json<TaskList>, ApiError> {
+        let req = page_request(page.0, page_size.0);
+        let filter = TaskFilter {
+            scope_path: String::new(),
+            owner_org_id: owner_org_id.0,
+            state: task_state.0,
+            category: category.0.map(|c| match c {
+                TaskCategory::InviteBind => "invite_bind".into(),
+                TaskCategory::InviteShop => "invite_shop".into(),
+            }),
+            mode: mode.0.map(|m| match m {
+                TaskMode::Open => "open".into(),
+                TaskMode::Assigned => "assigned".into(),
+            }),
+        };
+        let found = tasks::list(&state.db, &key.0, filter, req).await?;
+        Ok(Json(TaskList {
+            items: found.items.into_iter().map(|(t, f)| view(t, f)).collect(),
+            page: PageInfo::new(req, found.total),
+        }))
+    }
+
+    #[oai(path = "/tasks/:task_id", method = "get", operation_id = "get_task")]
+    async fn get_task(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        task_id: Path<i64>,
+    ) -> Result<Json<Task>, ApiError> {
+        let (t, f) = tasks::get(&state.db, &key.0, task_id.0).await?;
+        Ok(Json(view(t, f)))
+    }
+
+    /// Rewrite a task. Once residents hold it only the theme, a later end, more rounds and a higher
+    /// daily cap may change; the answer names what may not.
+    #[oai(path = "/tasks/:task_id", method = "put", operation_id = "update_task")]
+    async fn update_task(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        task_id: Path<i64>,
+        body: Json<TaskTerms>,
+    ) -> Result<Json<Task>, ApiError> {
+        let t = tasks::update(&state.db, &key.0, task_id.0, body.0.into_input()).await?;
+        let f = crate::db::tasks::figures(state.db.reader(), t.id).await?;
+        Ok(Json(view(t, f)))
+    }
+
+    /// Delete a task nobody has taken.
+    #[oai(path = "/tasks/:task_id", method = "delete", operation_id = "delete_task")]
+    async fn delete_task(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        task_id: Path<i64>,
+    ) -> Result<TaskDeleted, ApiError> {
+        tasks::delete(&state.db, &key.0, task_id.0).await?;
+        Ok(TaskDeleted::Deleted)
+    }
+
+    /// End a task: nothing more counts; rewards earned stay.
+    #[oai(path = "/tasks/:task_id/end", method = "post", operation_id = "end_task")]
+    async fn end_task(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        task_id: Path<i64>,
+    ) -> Result<Json<Task>, ApiError> {
+        let t = tasks::end(&state.db, &key.0, task_id.0).await?;
+        let f = crate::db::tasks::figures(state.db.reader(), t.id).await?;
+        Ok(Json(view(t, f)))
+    }
+
+    /// Assign an `assigned` task to chosen verified residents and/or all verified residents of a
+    /// community under the task's owner.
+    #[oai(path = "/tasks/:task_id/assignments", method = "post", operation_id = "assign_task")]
+    async fn assign_task(
+        &self,
+        state: Data<&AppState>,
+        key: OperatorKey,
+        task_id: Path<i64>,
+        body: Json<AssignTask>,
+    ) -> Result<Json<Assigned>, ApiError> {
+        let b = body.0;
+        let n = tasks::assign(&state.db, &key.0, task_id.0, &b.resident_ids, b.community_id).await?;
+        Ok(Json(Assigned { assigned: n }))
+    }
+}
