@@ -13,7 +13,13 @@ use poem::Server;
 use tokio::sync::Notify;
 
 use crate::config::Settings;
+use crate::db::group::GroupCommit;
 use crate::db::{Db, DbOptions};
+
+/// Group-commit writers on PostgreSQL (SQLite has one writer connection, so one).
+const GROUP_LANES: usize = 4;
+/// The most writes one group commit takes.
+const GROUP_MAX_BATCH: usize = 256;
 use crate::domain::redpackets::{Apps, Gates};
 use crate::telemetry::Metrics;
 use crate::wechat::api::{AppCredentials, WechatClient};
@@ -33,6 +39,8 @@ pub struct AppState {
     pub gates: Arc<Gates>,
     /// Wakes the payout dispatcher when a payout is queued.
     pub payout_wake: Arc<Notify>,
+    /// Commits hot writes (grabs) in groups.
+    pub group: GroupCommit,
 }
 
 impl AppState {
@@ -77,6 +85,7 @@ impl Application {
             .context("the listener has no socket address")?;
         let wechat = WechatClient::new(&settings.wechat.api_base, db.clone());
         let pay = PayClients::from_settings(&settings.pay).context("configuring WeChat Pay (WECHATPAY_*)")?;
+        let group = GroupCommit::start(&db, GROUP_LANES, GROUP_MAX_BATCH);
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -85,6 +94,7 @@ impl Application {
             pay,
             gates: Arc::new(Gates::default()),
             payout_wake: Arc::new(Notify::new()),
+            group,
         };
         Ok(Application { addr, acceptor, state })
     }

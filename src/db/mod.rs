@@ -14,6 +14,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod bindings;
 pub mod coupons;
+pub mod group;
 pub mod idempotency;
 pub mod orders;
 pub mod orgs;

@@ -10,9 +10,11 @@ use rand::Rng;
 use sqlx::AnyConnection;
 
 use super::access::{scope_of, Actor, Role};
+use super::redpackets::Gates;
 use super::sessions::ResidentActor;
 use super::{audit, required_text, DomainError, DomainResult};
 use crate::db::coupons::{self as store, CouponRow, Figures, HeldCoupon, TemplateFields, TemplateFilter, TemplateRow};
+use crate::db::group::GroupCommit;
 use crate::db::orgs::OrgRow;
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 
@@ -350,23 +352,47 @@ pub enum Claimed {
     Replayed(CouponRow),
 }
 
-/// Claims one coupon of a template for me.
+/// Claims one coupon of a template for me. A template found sold out moments ago is answered
+/// from memory; otherwise the claim is written through the group writer, many claims to one
+/// commit, and answered only once committed.
 pub async fn claim(
-    db: &Db,
+    group: &GroupCommit,
+    gates: &Gates,
     me: &ResidentActor,
     template_id: i64,
     idempotency_key: Option<&str>,
 ) -> DomainResult<Claimed> {
     let now = db::now_ms();
-    let mut tx = db.begin().await?;
+    if idempotency_key.is_none() && gates.coupon_sold_out(template_id, now) {
+        return Err(DomainError::conflict("sold_out", "all coupons have been claimed"));
+    }
+    let me = me.clone();
+    let key = idempotency_key.map(str::to_owned);
+    let claimed = group
+        .run(template_id, move |tx| Box::pin(async move { claim_in(tx, &me, template_id, key.as_deref()).await }))
+        .await
+        .map_err(|e| DomainError::Upstream(e.to_string()))?;
+    if matches!(&claimed, Err(DomainError::Conflict { code: "sold_out", .. })) {
+        gates.mark_coupon_sold_out(template_id, now);
+    }
+    claimed
+}
+
+/// The claim itself, in the caller's transaction.
+async fn claim_in(
+    tx: &mut Tx,
+    me: &ResidentActor,
+    template_id: i64,
+    idempotency_key: Option<&str>,
+) -> DomainResult<Claimed> {
+    let now = db::now_ms();
     let request = template_id.to_string();
     if let Some(key) = idempotency_key {
-        if let Some(earlier) = db::idempotency::claim(&mut tx, me.resident_id, CLAIM, key, &request, now).await? {
+        if let Some(earlier) = db::idempotency::claim(tx, me.resident_id, CLAIM, key, &request, now).await? {
             let coupon = match earlier.response.as_deref().map(str::parse::<i64>) {
-                Some(Ok(id)) if earlier.request == request => store::get_coupon(&mut tx, id).await?,
+                Some(Ok(id)) if earlier.request == request => store::get_coupon(tx, id).await?,
                 _ => None,
             };
-            tx.commit().await.map_err(DbError::from)?;
             return match coupon {
                 Some(c) => Ok(Claimed::Replayed(c)),
                 None => Err(DomainError::invalid(
@@ -376,10 +402,10 @@ pub async fn claim(
             };
         }
     }
-    let t = store::get(&mut *tx, template_id).await?.ok_or(DomainError::NotFound("coupon"))?;
-    check_audience(&mut tx, &t, me.resident_id).await?;
+    let t = store::get(&mut **tx, template_id).await?.ok_or(DomainError::NotFound("coupon"))?;
+    check_audience(tx, &t, me.resident_id).await?;
     let room = match t.per_household_limit {
-        Some(_) => Some(*household_scope_rooms(&mut tx, &t, me.resident_id).await?.first().ok_or_else(|| {
+        Some(_) => Some(*household_scope_rooms(tx, &t, me.resident_id).await?.first().ok_or_else(|| {
             DomainError::Forbidden("this coupon is limited per household: bind your home first".into())
         })?),
         None => None,
@@ -392,7 +418,7 @@ pub async fn claim(
     if valid_until <= now {
         return Err(DomainError::conflict("coupon_expired", "coupons of this template are no longer valid"));
     }
-    if !store::take_one(&mut tx, t.id, now).await? {
+    if !store::take_one(tx, t.id, now).await? {
         let (code, message) = if t.state != "active" {
             ("coupon_ended", "the coupon campaign has ended")
         } else if now < t.claim_from || now >= t.claim_until {
@@ -403,27 +429,26 @@ pub async fn claim(
         return Err(DomainError::conflict(code, message));
     }
     // The template row is locked from here on: the counts below cannot move under us.
-    if store::count_for_resident(&mut *tx, t.id, me.resident_id).await? >= t.per_resident_limit {
+    if store::count_for_resident(&mut **tx, t.id, me.resident_id).await? >= t.per_resident_limit {
         return Err(DomainError::conflict("limit_reached", format!("at most {} per resident", t.per_resident_limit)));
     }
     if let (Some(limit), Some(room)) = (t.per_household_limit, room) {
-        if store::count_for_room(&mut tx, t.id, room).await? >= limit {
+        if store::count_for_room(tx, t.id, room).await? >= limit {
             return Err(DomainError::conflict("household_limit_reached", format!("at most {limit} per household")));
         }
     }
     let mut coupon = None;
     for _ in 0..5 {
-        coupon = store::insert_coupon(&mut tx, t.id, me.resident_id, room, &new_code(), valid_from, valid_until, now)
-            .await?;
+        coupon =
+            store::insert_coupon(tx, t.id, me.resident_id, room, &new_code(), valid_from, valid_until, now).await?;
         if coupon.is_some() {
             break;
         }
     }
     let coupon = coupon.ok_or(DbError::UniqueViolation)?;
     if let Some(key) = idempotency_key {
-        db::idempotency::record_response(&mut tx, me.resident_id, CLAIM, key, &coupon.id.to_string()).await?;
+        db::idempotency::record_response(tx, me.resident_id, CLAIM, key, &coupon.id.to_string()).await?;
     }
-    tx.commit().await.map_err(DbError::from)?;
     Ok(Claimed::New(coupon))
 }
 

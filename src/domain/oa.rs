@@ -7,7 +7,8 @@ use super::points::{self, Checkin, Kind, Posted, Posting, Rules, Source};
 use super::residents::{self, invite_code_of_scene, AppKind};
 use super::DomainResult;
 use crate::db::points::ProgrammeRow;
-use crate::db::{self, Db, DbError, Tx};
+use crate::db::group::GroupCommit;
+use crate::db::{self, Db, Tx};
 use crate::wechat::api::{AppCredentials, WechatClient};
 use crate::wechat::oa::message::{Event, Message, MessageKind};
 
@@ -26,6 +27,7 @@ pub struct OfficialAccount {
 /// check-in days and records are dated by it, so a redelivery lands on the same day.
 pub async fn handle_push(
     db: &Db,
+    group: &GroupCommit,
     wechat: &WechatClient,
     oa: &OfficialAccount,
     msg: &Message,
@@ -43,19 +45,34 @@ pub async fn handle_push(
         } else {
             None
         };
+    // The write goes through the group writer: many pushes share a commit, each answered once
+    // committed. One resident's pushes share a lane, so they are applied in order.
+    let lane = msg.from_user.bytes().fold(0i64, |h, b| h.wrapping_mul(31).wrapping_add(i64::from(b)));
+    let (oa, msg) = (oa.clone(), msg.clone());
+    group
+        .run(lane, move |tx| Box::pin(async move { apply_push(tx, &oa, &msg, &key, unionid.as_deref(), at_ms).await }))
+        .await
+        .map_err(|e| super::DomainError::Upstream(e.to_string()))?
+}
 
-    let now = at_ms;
+/// Claims the push's dedupe row and applies it, in the caller's transaction; a redelivery gets the
+/// first delivery's answer.
+async fn apply_push(
+    tx: &mut Tx,
+    oa: &OfficialAccount,
+    msg: &Message,
+    key: &str,
+    unionid: Option<&str>,
+    now: i64,
+) -> DomainResult<Option<String>> {
     let (msg_type, event) = labels(msg);
-    let mut tx = db.begin().await?;
-    if !db::wechat::claim_push(&mut tx, &oa.appid, &key, &msg.from_user, msg_type, event.as_deref(), now).await? {
-        // A redelivery: the first delivery has committed (a concurrent one waited for it).
-        let reply = db::wechat::seen_push(&mut *tx, &oa.appid, &key).await?.flatten();
-        tx.commit().await.map_err(DbError::from)?;
-        return Ok(reply);
+    if !db::wechat::claim_push(tx, &oa.appid, key, &msg.from_user, msg_type, event.as_deref(), now).await? {
+        // A redelivery: the first delivery has committed (a concurrent one waited for it), or is
+        // earlier in this same group.
+        return Ok(db::wechat::seen_push(&mut **tx, &oa.appid, key).await?.flatten());
     }
-    let reply = apply(&mut tx, oa, msg, unionid.as_deref(), now).await?;
-    db::wechat::set_push_reply(&mut tx, &oa.appid, &key, reply.as_deref()).await?;
-    tx.commit().await.map_err(DbError::from)?;
+    let reply = apply(tx, oa, msg, unionid, now).await?;
+    db::wechat::set_push_reply(tx, &oa.appid, key, reply.as_deref()).await?;
     Ok(reply)
 }
 

@@ -19,15 +19,22 @@ use super::payouts::{self, Display, Queue};
 use super::sessions::ResidentActor;
 use super::split::{self, AmountMode, Channel};
 use super::{audit, optional_text, required_text, wallet, DomainError, DomainResult};
+use crate::db::group::GroupCommit;
 use crate::db::orgs::OrgRow;
 use crate::db::redpackets::{self as store, CampaignFields, CampaignFilter, CampaignRow, Figures, GrabRow, MyGrab};
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 
-/// Campaigns known to be sold out, per instance. Only an optimisation: the database decides.
+/// Red packets and coupons known to be sold out, per instance. Only an optimisation: the database
+/// decides. A red packet's shares never grow back, so its mark is permanent; a coupon's stock can
+/// be raised by an operator (on any instance), so its mark lasts [`COUPON_GATE_MS`].
 #[derive(Debug, Default)]
 pub struct Gates {
     sold_out: RwLock<HashSet<i64>>,
+    coupons: RwLock<std::collections::HashMap<i64, i64>>,
 }
+
+/// How long a coupon template stays marked sold out (unix ms).
+pub const COUPON_GATE_MS: i64 = 1000;
 
 impl Gates {
     pub fn is_sold_out(&self, campaign_id: i64) -> bool {
@@ -37,6 +44,17 @@ impl Gates {
     fn mark_sold_out(&self, campaign_id: i64) {
         if let Ok(mut s) = self.sold_out.write() {
             s.insert(campaign_id);
+        }
+    }
+
+    /// Whether the coupon template was found sold out less than [`COUPON_GATE_MS`] ago.
+    pub fn coupon_sold_out(&self, template_id: i64, now: i64) -> bool {
+        self.coupons.read().map(|m| m.get(&template_id).is_some_and(|at| now - at < COUPON_GATE_MS)).unwrap_or(false)
+    }
+
+    pub fn mark_coupon_sold_out(&self, template_id: i64, now: i64) {
+        if let Ok(mut m) = self.coupons.write() {
+            m.insert(template_id, now);
         }
     }
 }
@@ -322,17 +340,31 @@ pub struct Grabbed {
 }
 
 /// Takes one share of a campaign for me.
-pub async fn grab(db: &Db, gates: &Gates, apps: &Apps, me: &ResidentActor, campaign_id: i64) -> DomainResult<Grabbed> {
+///
+/// Everything that only reads — the sold-out gate, the campaign, an earlier grab, the window, the
+/// audience, my WeChat identity — is checked on the read pool first; only the write itself (take
+/// the next share, queue its payout or credit the wallet, record the grab) goes through the group
+/// writer, which commits many grabs at once and answers each only after the commit. The write
+/// repeats the decisive checks (the conditional update, the unique grab key), so a race between
+/// the read and the write cannot grant twice or beyond the shares.
+pub async fn grab(
+    db: &Db,
+    group: &GroupCommit,
+    gates: &Gates,
+    apps: &Apps,
+    me: &ResidentActor,
+    campaign_id: i64,
+) -> DomainResult<Grabbed> {
     if gates.is_sold_out(campaign_id) {
         return Err(sold_out());
     }
     let now = db::now_ms();
-    let mut tx = db.begin().await?;
-    let c = store::get(&mut *tx, campaign_id)
+    let mut conn = db.reader().acquire().await.map_err(DbError::from)?;
+    let c = store::get(&mut *conn, campaign_id)
         .await?
         .filter(|c| c.state != "draft")
         .ok_or(DomainError::NotFound("red packet"))?;
-    if store::grab_of(&mut *tx, c.id, me.resident_id).await?.is_some() {
+    if store::grab_of(&mut *conn, c.id, me.resident_id).await?.is_some() {
         return Err(already());
     }
     if c.state == "ended" {
@@ -348,7 +380,7 @@ pub async fn grab(db: &Db, gates: &Gates, apps: &Apps, me: &ResidentActor, campa
         gates.mark_sold_out(c.id);
         return Err(sold_out());
     }
-    check_audience(&mut tx, &c, me.resident_id).await?;
+    check_audience(&mut conn, &c, me.resident_id).await?;
     let identity = match c.channel.as_str() {
         "balance" => None,
         channel => {
@@ -357,27 +389,57 @@ pub async fn grab(db: &Db, gates: &Gates, apps: &Apps, me: &ResidentActor, campa
             } else {
                 ("mp", apps.mp_appid.as_deref(), "log in through the mini-program to receive transfers")
             };
-            let found = db::residents::identities_of(&mut *tx, me.resident_id)
+            let found = db::residents::identities_of(&mut *conn, me.resident_id)
                 .await?
                 .into_iter()
                 .find(|i| i.app_kind == kind && appid.is_none_or(|a| a == i.appid));
             Some(found.ok_or_else(|| DomainError::conflict("no_wechat_identity", hint))?)
         }
     };
-    let Some(seq) = store::take_share(&mut tx, c.id, now).await? else {
-        // Another grab took the last share between our read and the update.
-        gates.mark_sold_out(c.id);
+    drop(conn);
+    let resident_id = me.resident_id;
+    let campaign = c.clone();
+    let written = group
+        .run(c.id, move |tx| Box::pin(async move { write_grab(tx, &campaign, resident_id, identity.as_ref()).await }))
+        .await
+        .map_err(|e| DomainError::Upstream(e.to_string()))?;
+    match written {
+        Ok((grab, payout)) => {
+            if grab.seq == c.shares {
+                gates.mark_sold_out(c.id);
+            }
+            Ok(Grabbed { grab, campaign: c, payout })
+        }
+        Err(e) => {
+            if matches!(&e, DomainError::Conflict { code: "sold_out", .. }) {
+                gates.mark_sold_out(c.id);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The write of a grab, inside the group's transaction.
+async fn write_grab(
+    tx: &mut Tx,
+    c: &CampaignRow,
+    resident_id: i64,
+    identity: Option<&crate::db::residents::IdentityRow>,
+) -> DomainResult<(GrabRow, Option<crate::db::payouts::PayoutRow>)> {
+    let now = db::now_ms();
+    let Some(seq) = store::take_share(tx, c.id, now).await? else {
+        // Sold out (or ended, or out of its window) since the read: nothing was written.
         return Err(sold_out());
     };
-    let amount = store::share_amount(&mut tx, c.id, seq)
+    let amount = store::share_amount(tx, c.id, seq)
         .await?
         .ok_or_else(|| DomainError::conflict("red_packet_broken", "the campaign's shares are missing"))?;
-    let reference = format!("rp:{}:{}", c.id, me.resident_id);
-    let payout = match &identity {
+    let reference = format!("rp:{}:{}", c.id, resident_id);
+    let payout = match identity {
         None => {
             wallet::credit(
-                &mut tx,
-                me.resident_id,
+                tx,
+                resident_id,
                 "red_packet",
                 &reference,
                 amount,
@@ -385,7 +447,8 @@ pub async fn grab(db: &Db, gates: &Gates, apps: &Apps, me: &ResidentActor, campa
                 Some(&c.theme),
                 now,
             )
-            .await?;
+            .await
+            .map_err(duplicate_as_already)?;
             None
         }
         Some(identity) => {
@@ -398,11 +461,11 @@ pub async fn grab(db: &Db, gates: &Gates, apps: &Apps, me: &ResidentActor, campa
                 transfer_scene_id: c.transfer_scene_id.clone(),
             };
             let queued = payouts::queue(
-                &mut tx,
+                tx,
                 &Queue {
                     company_id: Some(c.company_id),
                     owner_org_id: Some(c.owner_org_id),
-                    resident_id: me.resident_id,
+                    resident_id,
                     channel: &c.channel,
                     source: "red_packet",
                     source_ref: &reference,
@@ -417,14 +480,10 @@ pub async fn grab(db: &Db, gates: &Gates, apps: &Apps, me: &ResidentActor, campa
             Some(queued.map_err(duplicate_as_already)?)
         }
     };
-    let grab = store::insert_grab(&mut tx, c.id, me.resident_id, seq, amount, payout.as_ref().map(|p| p.id), now)
+    let grab = store::insert_grab(tx, c.id, resident_id, seq, amount, payout.as_ref().map(|p| p.id), now)
         .await
         .map_err(|e| duplicate_as_already(e.into()))?;
-    tx.commit().await.map_err(DbError::from)?;
-    if seq == c.shares {
-        gates.mark_sold_out(c.id);
-    }
-    Ok(Grabbed { grab, campaign: c, payout })
+    Ok((grab, payout))
 }
 
 fn sold_out() -> DomainError {

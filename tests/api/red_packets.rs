@@ -621,3 +621,23 @@ async fn two_instances_on_one_database_dispatch_each_payout_once() {
     assert_eq!(app.mock.payments().iter().map(|p| p.amount_fen).sum::<i64>(), 8_000);
     assert_each_grab_paid_once(&app).await;
 }
+
+#[tokio::test]
+async fn one_resident_pressing_ten_times_at_once_gets_one_share() {
+    let app = spawn_pay_app(|_| {}).await;
+    let people = residents(&app, 1).await;
+    let id = campaign(&app, "balance", "random", 1_000, 5).await;
+    let mut presses = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let (client, url, token) =
+            (app.client.clone(), app.url(&format!("/mp/v1/red-packets/{id}/grabs")), people[0].token.clone());
+        presses.spawn(async move { bearer(client.post(url), &token).send().await.unwrap().status().as_u16() });
+    }
+    let statuses = presses.join_all().await;
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM rp_grabs").await, 1);
+    assert_eq!(count(&app, "SELECT granted FROM rp_campaigns").await, 1, "refused presses gave their shares back");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM wallet_ledger").await, 1);
+    assert_wallets_balanced(&app).await;
+}

@@ -162,7 +162,8 @@ impl MpCouponsApi {
         #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 128))]
         idempotency_key: Header<Option<String>>,
     ) -> Result<CouponClaimed, ApiError> {
-        let claimed = coupons::claim(&state.db, &me.0, template_id.0, idempotency_key.0.as_deref()).await?;
+        let claimed =
+            coupons::claim(&state.group, &state.gates, &me.0, template_id.0, idempotency_key.0.as_deref()).await?;
         let coupon = match claimed {
             Claimed::New(c) | Claimed::Replayed(c) => c,
         };
