@@ -64,6 +64,9 @@ pub struct Settings {
     pub message_interval: Duration,
     pub wechat: WechatSettings,
     pub pay: PaySettings,
+    /// The sandbox's wechat-mock URL when `linli serve` runs against it (see `crate::sandbox`);
+    /// never read from the environment.
+    pub sandbox_mock_url: Option<String>,
 }
 
 /// The official account (OA) and mini-program (MP) credentials.
@@ -199,6 +202,7 @@ impl Settings {
                 ..Default::default()
             },
             pay: PaySettings { api_base: DEFAULT_WECHATPAY_API_BASE.to_owned(), ..Default::default() },
+            sandbox_mock_url: None,
         }
     }
 

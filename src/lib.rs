@@ -8,6 +8,8 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod sandbox;
 pub mod telemetry;
+pub mod walkthrough;
 pub mod wechat;
 pub mod workers;

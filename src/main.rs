@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand};
 use linli::app::{connect_and_migrate, shutdown_signal, Application};
 use linli::config::Settings;
 use linli::domain::access::{self, Actor, Role};
-use linli::telemetry;
+use linli::sandbox::Sandbox;
+use linli::{telemetry, walkthrough};
 
 #[derive(Parser)]
 #[command(name = "linli", version, about = "linli (邻里): community marketing and engagement on WeChat")]
@@ -33,6 +34,16 @@ enum Command {
         /// The day, YYYY-MM-DD (default: yesterday in Beijing).
         #[arg(long)]
         date: Option<String>,
+    },
+    /// Play an operator and a resident through the whole journey against a running sandbox
+    /// server (`linli serve` with no WeChat credentials), printing each step.
+    Walkthrough {
+        /// The server (default: http://LINLI_LISTEN, i.e. http://127.0.0.1:8080).
+        #[arg(long)]
+        url: Option<String>,
+        /// A platform admin key (default: the one the sandbox wrote to LINLI_SANDBOX_DIR/admin-key).
+        #[arg(long)]
+        admin_key: Option<String>,
     },
 }
 
@@ -68,6 +79,15 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let _ = dotenvy::dotenv();
+    let env = |name: &str| std::env::var(name).ok();
+    if let Some(Command::Walkthrough { url, admin_key }) = cli.command {
+        let url = url.unwrap_or_else(|| walkthrough::default_url(env));
+        let admin_key = match admin_key {
+            Some(key) => key,
+            None => walkthrough::read_admin_key(env)?,
+        };
+        return walkthrough::run(walkthrough::Options { url, admin_key }).await;
+    }
     telemetry::init_logging();
     let settings = Settings::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
@@ -77,20 +97,32 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Openapi => unreachable!("handled above"),
+        Command::Openapi | Command::Walkthrough { .. } => unreachable!("handled above"),
         Command::Keys { command } => keys(settings, command).await,
         Command::Reconcile { date } => reconcile(settings, date).await,
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings) -> anyhow::Result<()> {
+    // No WeChat credentials at all: run against wechat-mock in this process.
+    let sandbox = Sandbox::start(&mut settings, |name| std::env::var(name).ok()).await?;
     let app = Application::build(settings).await?;
     let addr = app.address();
     tracing::info!(%addr, "linli listening");
     println!("linli is listening on http://{addr}");
     println!("  API docs:     http://{addr}/docs");
     println!("  OpenAPI spec: http://{addr}/openapi.json");
+    if let Some(sandbox) = &sandbox {
+        tracing::warn!(
+            mock = %sandbox.mock_url(),
+            "SANDBOX MODE: no WeChat credentials are set; linli runs against wechat-mock, not WeChat"
+        );
+        println!("{}", sandbox.banner());
+    }
     app.run_until(shutdown_signal()).await.context("serving HTTP")?;
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await.context("stopping the sandbox's wechat-mock")?;
+    }
     println!("linli stopped");
     Ok(())
 }

@@ -155,6 +155,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/healthz", poem::get(system::healthz))
         .at("/readyz", poem::get(system::readyz))
         .at("/metrics", poem::get(system::metrics))
+        .at("/sandbox", poem::get(crate::sandbox::describe))
         .at("/wechat/oa/callback", poem::get(wechat_oa::verify_url).post(wechat_oa::receive_push))
         .at("/wechat/pay/notify", poem::post(wechat_pay::notify));
     let ctx = middleware::RequestContext::new(state.clone());

@@ -6,8 +6,8 @@
 use super::points::{self, Checkin, Kind, Posted, Posting, Rules, Source};
 use super::residents::{self, invite_code_of_scene, AppKind};
 use super::DomainResult;
-use crate::db::points::ProgrammeRow;
 use crate::db::group::GroupCommit;
+use crate::db::points::ProgrammeRow;
 use crate::db::{self, Db, Tx};
 use crate::wechat::api::{AppCredentials, WechatClient};
 use crate::wechat::oa::message::{Event, Message, MessageKind};

@@ -4,7 +4,7 @@
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::ResidentSession;
@@ -40,6 +40,38 @@ pub struct OpenRedPacketList {
     pub items: Vec<OpenRedPacket>,
 }
 
+/// Where the money of my share is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ShareState {
+    /// In my balance at once (the balance channel).
+    Credited,
+    /// Its payout is queued.
+    Pending,
+    /// WeChat accepted it (a red packet not yet opened, a transfer in progress).
+    Submitted,
+    /// Its payout's last outcome is being checked.
+    Unknown,
+    /// A transfer waiting for me to confirm it in the mini-program.
+    AwaitingConfirmation,
+    /// Received.
+    Succeeded,
+    /// The payout failed for good; the amount went to my balance.
+    Failed,
+}
+
+fn share_state(state: Option<&str>) -> ShareState {
+    match state.map(payout_state) {
+        None => ShareState::Credited,
+        Some(PayoutState::Pending) => ShareState::Pending,
+        Some(PayoutState::Submitted) => ShareState::Submitted,
+        Some(PayoutState::Unknown) => ShareState::Unknown,
+        Some(PayoutState::AwaitingConfirmation) => ShareState::AwaitingConfirmation,
+        Some(PayoutState::Succeeded) => ShareState::Succeeded,
+        Some(PayoutState::Failed) => ShareState::Failed,
+    }
+}
+
 /// My share of a red packet, and where its money is.
 #[derive(Debug, Clone, Object)]
 pub struct MyRedPacket {
@@ -51,8 +83,7 @@ pub struct MyRedPacket {
     /// The payout carrying it to WeChat (absent for the balance channel: credited at once).
     #[oai(nullable)]
     pub payout_id: Option<i64>,
-    #[oai(nullable)]
-    pub payout_state: Option<PayoutState>,
+    pub state: ShareState,
     /// Whether the amount is in my balance (the balance channel, or a payout that failed).
     pub in_balance: bool,
     pub grabbed_at: OffsetDateTime,
@@ -67,7 +98,7 @@ impl From<MyGrab> for MyRedPacket {
             channel: PayoutChannel::parse(&g.channel),
             amount_fen: g.amount_fen,
             payout_id: g.payout_id,
-            payout_state: g.payout_state.as_deref().map(payout_state),
+            state: share_state(g.payout_state.as_deref()),
             in_balance: g.payout_id.is_none() || g.credited_at.is_some(),
             grabbed_at: ts(g.created_at),
         }
@@ -241,7 +272,7 @@ impl MpRedPacketsApi {
             channel: PayoutChannel::parse(&g.campaign.channel),
             amount_fen: g.grab.amount_fen,
             payout_id: g.payout.as_ref().map(|p| p.id),
-            payout_state: g.payout.as_ref().map(|p| payout_state(&p.state)),
+            state: share_state(g.payout.as_ref().map(|p| p.state.as_str())),
             in_balance: g.payout.is_none(),
             grabbed_at: ts(g.grab.created_at),
         };
