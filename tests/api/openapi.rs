@@ -73,3 +73,22 @@ fn optional_fields_of_answers_are_declared_nullable() {
     assert!(seen.len() > 20, "only {} response schemas found", seen.len());
     assert!(missing.is_empty(), "optional response fields not declared nullable: {missing:?}");
 }
+
+/// poem-openapi writes an enum field with a doc comment, or a nullable one, as `allOf: [$ref, …]`,
+/// and openapi-python-client drops every operation that uses such a schema. Enum fields must be
+/// plain `$ref`s (document them on the struct instead).
+#[test]
+fn enum_fields_are_plain_references() {
+    let spec: serde_json::Value = serde_json::from_str(&linli::api::openapi_service().spec()).unwrap();
+    let schemas = spec["components"]["schemas"].as_object().unwrap();
+    let mut wrapped = Vec::new();
+    for (name, schema) in schemas {
+        for (field, prop) in schema["properties"].as_object().into_iter().flatten() {
+            let target = prop["allOf"][0]["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/"));
+            if target.is_some_and(|t| schemas[t].get("enum").is_some()) {
+                wrapped.push(format!("{name}.{field}"));
+            }
+        }
+    }
+    assert!(wrapped.is_empty(), "enum fields wrapped in allOf (described or nullable): {wrapped:?}");
+}
