@@ -248,7 +248,10 @@ pub fn loopback_for(addr: SocketAddr) -> SocketAddr {
 async fn bootstrap(db: &Db, configured_company: Option<i64>, dir: &Path) -> anyhow::Result<(i64, PathBuf, bool)> {
     let cli = Actor::cli();
     let company_id = match configured_company {
-        Some(id) => id,
+        Some(id) => {
+            let org = orgs::get(db, &cli, id).await.ok().filter(|o| o.kind == OrgKind::Company.as_str());
+            org.with_context(|| format!("LINLI_OA_COMPANY_ID={id} names no property company"))?.id
+        }
         None => sandbox_company(db, &cli).await?,
     };
     let path = dir.join(ADMIN_KEY_FILE);

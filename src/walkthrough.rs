@@ -93,7 +93,14 @@ fn id_of(v: &Value) -> anyhow::Result<i64> {
 }
 
 fn text_of<'a>(v: &'a Value, field: &str) -> anyhow::Result<&'a str> {
-    v[field].as_str().ok_or_else(|| anyhow!("no {field} in {v}"))
+    v[field].as_str().ok_or_else(|| {
+        // An answer that carries a new key's secret is not for a terminal's scrollback.
+        let mut shown = v.clone();
+        if let Some(secret) = shown.get_mut("secret") {
+            *secret = json!("[redacted]");
+        }
+        anyhow!("no {field} in {shown}")
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -205,7 +212,7 @@ impl Walk {
         self.say(
             "operator",
             "operator key",
-            format_args!("admin key {} of {company_name} (org {company})", text_of(&key, "prefix")?),
+            format_args!("admin key {} of {company_name} (org {company})", text_of(&key["key"], "prefix")?),
         );
         let op = Auth::Key(&operator);
 
@@ -276,7 +283,7 @@ impl Walk {
         self.say(
             "operator",
             "merchant",
-            format_args!("{merchant_name} (org {merchant}) with merchant key {}", text_of(&mk, "prefix")?),
+            format_args!("{merchant_name} (org {merchant}) with merchant key {}", text_of(&mk["key"], "prefix")?),
         );
 
         let (starts, ends) = (now_rfc3339(-time::Duration::minutes(1))?, now_rfc3339(time::Duration::days(7))?);
@@ -338,7 +345,7 @@ impl Walk {
         let reply = push(&pusher, &pusher.follow(&openid)).await.context("following the official account")?;
         self.say("resident", "follow", format_args!("{} replies: {reply}", s.company_name));
         let reply = push(&pusher, &pusher.text(&openid, "签到")).await.context("checking in with 签到")?;
-        self.say("resident", "check in (签到)", format_args!("replies: {reply}"));
+        self.say("resident", "check in", format_args!("sends 签到, {} replies: {reply}", s.company_name));
 
         let code = self.mock(Method::POST, &format!("/__mock/users/{unionid}/login-code"), Payload::None).await?;
         let session = self
@@ -420,7 +427,11 @@ impl Walk {
         self.say("resident", "grab red packet", format_args!("{} yuan (payout {payout})", yuan(amount)));
 
         let p = self.payout_reaching(&token, payout, "submitted").await?;
-        self.say("linli", "payout sent", format_args!("payout {payout}: {} (WeChat sent the red packet)", p["state"]));
+        self.say(
+            "linli",
+            "payout sent",
+            format_args!("payout {payout}: {} (WeChat sent the red packet)", p["state"].as_str().unwrap_or_default()),
+        );
 
         let detail = self
             .linli(Method::GET, &format!("/admin/v1/payouts/{payout}"), Auth::Key(&s.operator), Payload::None)
@@ -431,14 +442,18 @@ impl Walk {
         self.say(
             "resident",
             "open red packet",
-            format_args!("in WeChat: {billno} is {}", received["status"].as_str().unwrap_or("received")),
+            format_args!("in WeChat: red packet {billno} is {}", received["status"].as_str().unwrap_or("received")),
         );
 
         let p = self.payout_reaching(&token, payout, "succeeded").await?;
         self.say(
             "linli",
             "payout paid",
-            format_args!("payout {payout}: {}, {} yuan in the resident's WeChat", p["state"], yuan(amount)),
+            format_args!(
+                "payout {payout}: {}, {} yuan in the resident's WeChat",
+                p["state"].as_str().unwrap_or_default(),
+                yuan(amount)
+            ),
         );
         Ok(())
     }

@@ -16,5 +16,6 @@ mod pay;
 mod red_packets;
 mod redemption;
 mod rooms_and_roster;
+mod sandbox;
 mod surface;
 mod tasks;
