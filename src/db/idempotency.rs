@@ -49,6 +49,24 @@ pub async fn claim(
 }
 
 /// Records the answer of the call that claimed the key, in that call's transaction.
+/// Whether the resident has used `key` for `operation` (read without taking anything).
+pub async fn seen<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
+    ex: E,
+    resident_id: i64,
+    operation: &str,
+    key: &str,
+) -> DbResult<bool> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT id FROM mp_idempotency_keys WHERE resident_id = $1 AND operation = $2 AND idem_key = $3",
+    )
+    .bind(resident_id)
+    .bind(operation)
+    .bind(key)
+    .fetch_optional(ex)
+    .await?;
+    Ok(row.is_some())
+}
+
 pub async fn record_response(
     tx: &mut Tx,
     resident_id: i64,

@@ -356,6 +356,7 @@ pub enum Claimed {
 /// from memory; otherwise the claim is written through the group writer, many claims to one
 /// commit, and answered only once committed.
 pub async fn claim(
+    db: &Db,
     group: &GroupCommit,
     gates: &Gates,
     me: &ResidentActor,
@@ -363,8 +364,16 @@ pub async fn claim(
     idempotency_key: Option<&str>,
 ) -> DomainResult<Claimed> {
     let now = db::now_ms();
-    if idempotency_key.is_none() && gates.coupon_sold_out(template_id, now) {
-        return Err(DomainError::conflict("sold_out", "all coupons have been claimed"));
+    if gates.coupon_sold_out(template_id, now) {
+        // A retry of a claim that was made must still get its coupon: only new keys are turned
+        // away from memory (the key is looked up on the read pool, not the writer).
+        let retry = match idempotency_key {
+            Some(key) => db::idempotency::seen(db.reader(), me.resident_id, CLAIM, key).await?,
+            None => false,
+        };
+        if !retry {
+            return Err(DomainError::conflict("sold_out", "all coupons have been claimed"));
+        }
     }
     let me = me.clone();
     let key = idempotency_key.map(str::to_owned);

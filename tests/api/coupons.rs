@@ -259,3 +259,21 @@ async fn unused_coupons_expire_on_time_and_show_in_the_figures() {
     let mine = app.send(bearer(app.client.get(app.url("/mp/v1/me/coupons?state=expired")), &token)).await.expect(200);
     assert_eq!(mine["items"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_sold_out_coupon_still_answers_the_retry_of_a_claim_that_was_made() {
+    let app = spawn_oa_app(None, 300).await;
+    let t = template(&app, app.company_id, terms(1, "new_customers")).await;
+    let mut people = residents(&app, 2).await;
+    let (late, first) = (people.remove(1), people.remove(0));
+    let coupon = claim(&app, &first, t, Some("k-first")).await.expect(201);
+    // The second resident finds it sold out: from now on new claims are turned away from memory.
+    let refused = claim(&app, &late, t, Some("k-late")).await;
+    assert_eq!((refused.status.as_u16(), refused.code()), (409, "sold_out"));
+    let again = claim(&app, &late, t, Some("k-late-2")).await;
+    assert_eq!((again.status.as_u16(), again.code()), (409, "sold_out"));
+    // The first resident's retry (its answer was lost) still gets the coupon it claimed.
+    let retried = claim(&app, &first, t, Some("k-first")).await.expect(201);
+    assert_eq!(retried, coupon);
+    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM coupons WHERE template_id = {t}")).await, 1);
+}

@@ -163,7 +163,8 @@ impl MpCouponsApi {
         idempotency_key: Header<Option<String>>,
     ) -> Result<CouponClaimed, ApiError> {
         let claimed =
-            coupons::claim(&state.group, &state.gates, &me.0, template_id.0, idempotency_key.0.as_deref()).await?;
+            coupons::claim(&state.db, &state.group, &state.gates, &me.0, template_id.0, idempotency_key.0.as_deref())
+                .await?;
         let coupon = match claimed {
             Claimed::New(c) | Claimed::Replayed(c) => c,
         };
