@@ -195,6 +195,30 @@ pub(crate) async fn load_community<'c, E: sqlx::Executor<'c, Database = sqlx::An
     Ok(org)
 }
 
+/// The org that owns a campaign or task: in the actor's reach, a property company or a community,
+/// not archived. Answers it with its company's id. `what` names the thing in the refusal.
+pub(crate) async fn funding_owner(
+    tx: &mut crate::db::Tx,
+    actor: &super::access::Actor,
+    owner_org_id: i64,
+    what: &str,
+) -> super::DomainResult<(crate::db::orgs::OrgRow, i64)> {
+    use super::DomainError;
+    let owner = crate::db::orgs::get(&mut **tx, owner_org_id)
+        .await?
+        .filter(|o| actor.reaches(&o.path))
+        .ok_or(DomainError::NotFound("org"))?;
+    let company = super::coupons::company_of(&owner)
+        .filter(|_| owner.kind == "company" || owner.kind == "community")
+        .ok_or_else(|| {
+        DomainError::invalid("invalid_owner", format!("{what} are owned by a property company or a community"))
+    })?;
+    if owner.archived_at.is_some() {
+        return Err(DomainError::conflict("org_archived", "the owner org is archived"));
+    }
+    Ok((owner, company))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

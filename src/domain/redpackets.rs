@@ -14,7 +14,6 @@ use std::sync::RwLock;
 use sqlx::AnyConnection;
 
 use super::access::{scope_of, Actor, Role};
-use super::coupons::company_of;
 use super::payouts::{self, Display, Queue};
 use super::sessions::ResidentActor;
 use super::split::{self, AmountMode, Channel};
@@ -143,22 +142,6 @@ impl CampaignInput {
     }
 }
 
-/// The owner, in reach, able to fund red packets: a property company or a community.
-async fn owner_in_reach(tx: &mut Tx, actor: &Actor, owner_org_id: i64) -> DomainResult<(OrgRow, i64)> {
-    let owner = db::orgs::get(&mut **tx, owner_org_id)
-        .await?
-        .filter(|o| actor.reaches(&o.path))
-        .ok_or(DomainError::NotFound("org"))?;
-    let company =
-        company_of(&owner).filter(|_| owner.kind == "company" || owner.kind == "community").ok_or_else(|| {
-            DomainError::invalid("invalid_owner", "red packets are funded by a property company or a community")
-        })?;
-    if owner.archived_at.is_some() {
-        return Err(DomainError::conflict("org_archived", "the owner org is archived"));
-    }
-    Ok((owner, company))
-}
-
 /// The audience's communities must be active communities under the owner.
 async fn check_communities(tx: &mut Tx, owner: &OrgRow, fields: &CampaignFields) -> DomainResult<()> {
     let ids: Vec<i64> = serde_json::from_str(&fields.audience_communities).unwrap_or_default();
@@ -181,7 +164,7 @@ pub async fn create(
     input: CampaignInput,
 ) -> DomainResult<CampaignRow> {
     let mut tx = db.begin().await?;
-    let (owner, company_id) = owner_in_reach(&mut tx, actor, owner_org_id).await?;
+    let (owner, company_id) = super::orgs::funding_owner(&mut tx, actor, owner_org_id, "red packets").await?;
     actor.require(Role::Operator)?;
     let fields = input.validated(&owner, &apps.transfer_scene_id)?;
     check_communities(&mut tx, &owner, &fields).await?;

@@ -109,22 +109,6 @@ impl TaskInput {
     }
 }
 
-/// The owner, in reach: a property company or a community.
-async fn owner_in_reach(tx: &mut Tx, actor: &Actor, owner_org_id: i64) -> DomainResult<(OrgRow, i64)> {
-    let owner = db::orgs::get(&mut **tx, owner_org_id)
-        .await?
-        .filter(|o| actor.reaches(&o.path))
-        .ok_or(DomainError::NotFound("org"))?;
-    let company =
-        company_of(&owner).filter(|_| owner.kind == "company" || owner.kind == "community").ok_or_else(|| {
-            DomainError::invalid("invalid_owner", "tasks are published by a property company or a community")
-        })?;
-    if owner.archived_at.is_some() {
-        return Err(DomainError::conflict("org_archived", "the owner org is archived"));
-    }
-    Ok((owner, company))
-}
-
 async fn check_merchant(tx: &mut Tx, company_id: i64, f: &TaskFields) -> DomainResult<()> {
     if let Some(id) = f.merchant_id {
         let ok = db::orgs::get(&mut **tx, id)
@@ -140,7 +124,7 @@ async fn check_merchant(tx: &mut Tx, company_id: i64, f: &TaskFields) -> DomainR
 pub async fn create(db: &Db, actor: &Actor, owner_org_id: i64, input: TaskInput) -> DomainResult<TaskRow> {
     let fields = input.validated()?;
     let mut tx = db.begin().await?;
-    let (owner, company_id) = owner_in_reach(&mut tx, actor, owner_org_id).await?;
+    let (owner, company_id) = super::orgs::funding_owner(&mut tx, actor, owner_org_id, "tasks").await?;
     actor.require(Role::Operator)?;
     check_merchant(&mut tx, company_id, &fields).await?;
     let t = store::insert(&mut tx, owner.id, company_id, &fields, db::now_ms()).await?;
