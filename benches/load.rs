@@ -151,6 +151,11 @@ fn linli_env(db_url: &str, mock_base: &str, dir: &std::path::Path, port: u16) ->
         ("WECHATPAY_NOTIFY_URL", format!("http://127.0.0.1:{port}/wechat/pay/notify")),
         // The mock answers at once; the default (25/s) would make draining 1,000 payouts take 40 s.
         ("LINLI_PAY_RATE_PER_SEC", "1000".to_owned()),
+        // Ten thousand residents log in from this one address, and each scenario fires from
+        // 64 connections: the abuse limits would measure themselves, not linli.
+        ("LINLI_RATE_LOGIN_PER_IP_PER_SEC", "0".to_owned()),
+        ("LINLI_RATE_RESIDENT_PER_SEC", "0".to_owned()),
+        ("LINLI_RATE_KEY_PER_SEC", "0".to_owned()),
     ];
     Ok(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
@@ -234,7 +239,7 @@ async fn run_in(
     let pool = database.pool().await?;
     println!("engine:    {}", database.describe(&pool).await);
     println!(
-        "server:    {} ×{} instance(s), RUST_LOG=warn, LINLI_PAY_RATE_PER_SEC=1000{}; other settings default \
+        "server:    {} ×{} instance(s), RUST_LOG=warn, LINLI_PAY_RATE_PER_SEC=1000, LINLI_RATE_*_PER_SEC=0 (abuse limits off){}; other settings default \
          (LINLI_DB_MAX_CONNECTIONS=10); restarted before each scenario, so each peak RSS (VmHWM) is that \
          scenario's own",
         launch.exe.display(),

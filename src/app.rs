@@ -41,6 +41,8 @@ pub struct AppState {
     pub payout_wake: Arc<Notify>,
     /// Commits hot writes (grabs) in groups.
     pub group: GroupCommit,
+    /// Abuse limits per resident, API key and login IP.
+    pub limiter: Arc<crate::api::limits::Limiter>,
 }
 
 impl AppState {
@@ -86,6 +88,7 @@ impl Application {
         let wechat = WechatClient::new(&settings.wechat.api_base, db.clone());
         let pay = PayClients::from_settings(&settings.pay).context("configuring WeChat Pay (WECHATPAY_*)")?;
         let group = GroupCommit::start(&db, GROUP_LANES, GROUP_MAX_BATCH);
+        let limiter = Arc::new(crate::api::limits::Limiter::new(settings.rate_limits));
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -95,6 +98,7 @@ impl Application {
             gates: Arc::new(Gates::default()),
             payout_wake: Arc::new(Notify::new()),
             group,
+            limiter,
         };
         Ok(Application { addr, acceptor, state })
     }

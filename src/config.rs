@@ -62,11 +62,36 @@ pub struct Settings {
     pub expiry_interval: Duration,
     /// `LINLI_MESSAGE_INTERVAL_MS`: how often queued mini-program subscribe messages are sent.
     pub message_interval: Duration,
+    /// `LINLI_RATE_*`: abuse limits (see [`RateLimits`]).
+    pub rate_limits: RateLimits,
     pub wechat: WechatSettings,
     pub pay: PaySettings,
     /// The sandbox's wechat-mock URL when `linli serve` runs against it (see `crate::sandbox`);
     /// never read from the environment.
     pub sandbox_mock_url: Option<String>,
+}
+
+/// Abuse limits, each a rate per second and a burst; a rate of 0 turns one off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `LINLI_RATE_RESIDENT_PER_SEC`, `LINLI_RATE_RESIDENT_BURST`: per resident session on `/mp/v1`.
+    pub per_resident: crate::api::limits::Rate,
+    /// `LINLI_RATE_KEY_PER_SEC`, `LINLI_RATE_KEY_BURST`: per API key on `/admin/v1` and `/merchant/v1`.
+    pub per_key: crate::api::limits::Rate,
+    /// `LINLI_RATE_LOGIN_PER_IP_PER_SEC`, `LINLI_RATE_LOGIN_PER_IP_BURST`: per client IP on
+    /// `POST /mp/v1/sessions`.
+    pub login_per_ip: crate::api::limits::Rate,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        use crate::api::limits::Rate;
+        Self {
+            per_resident: Rate { per_sec: 20, burst: 200 },
+            per_key: Rate { per_sec: 50, burst: 500 },
+            login_per_ip: Rate { per_sec: 20, burst: 200 },
+        }
+    }
 }
 
 /// The official account (OA) and mini-program (MP) credentials.
@@ -196,6 +221,7 @@ impl Settings {
             room_binding_cap: 10,
             expiry_interval: Duration::from_secs(60),
             message_interval: Duration::from_millis(1000),
+            rate_limits: RateLimits::default(),
             wechat: WechatSettings {
                 api_base: DEFAULT_WECHAT_API_BASE.to_owned(),
                 oa_timestamp_window_secs: 300,
@@ -239,6 +265,18 @@ impl Settings {
         s.room_binding_cap = number("LINLI_ROOM_BINDING_CAP", 10)?.clamp(1, 1000) as i64;
         s.expiry_interval = Duration::from_secs(number("LINLI_EXPIRY_INTERVAL_SECS", 60)?.clamp(1, 86_400));
         s.message_interval = Duration::from_millis(number("LINLI_MESSAGE_INTERVAL_MS", 1000)?.clamp(10, 3_600_000));
+        let rate = |prefix: &str, default: crate::api::limits::Rate| -> anyhow::Result<crate::api::limits::Rate> {
+            Ok(crate::api::limits::Rate {
+                per_sec: number(&format!("{prefix}_PER_SEC"), u64::from(default.per_sec))?.min(1_000_000) as u32,
+                burst: number(&format!("{prefix}_BURST"), u64::from(default.burst))?.clamp(1, 1_000_000) as u32,
+            })
+        };
+        let defaults = RateLimits::default();
+        s.rate_limits = RateLimits {
+            per_resident: rate("LINLI_RATE_RESIDENT", defaults.per_resident)?,
+            per_key: rate("LINLI_RATE_KEY", defaults.per_key)?,
+            login_per_ip: rate("LINLI_RATE_LOGIN_PER_IP", defaults.login_per_ip)?,
+        };
 
         s.wechat = WechatSettings {
             api_base: get("WECHAT_API_BASE").unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_owned()),

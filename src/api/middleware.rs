@@ -61,6 +61,11 @@ impl RequestContext {
 
         let result = REQUEST_ID
             .scope(request_id.clone(), async {
+                if let Err(retry_after_secs) = self.state.limiter.check(&req, crate::db::now_ms()) {
+                    return Ok(poem::IntoResponse::into_response(crate::error::ApiError::TooManyRequests {
+                        retry_after_secs,
+                    }));
+                }
                 self.limit_body(&mut req).await?;
                 ep.call(req).await
             })

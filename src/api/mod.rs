@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod auth;
+pub mod limits;
 pub mod merchant;
 mod middleware;
 pub mod mp;

@@ -103,6 +103,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let (database_url, database) = fresh_database().await;
     let mut settings = Settings::with_database(database_url.clone());
     settings.listen = "127.0.0.1:0".into();
+    // Tests fire hundreds of logins and requests at once from one address: limits are exercised
+    // by their own test (tests/api/limits.rs), not by every test.
+    let off = linli::api::limits::Rate { per_sec: 0, burst: 1 };
+    settings.rate_limits = linli::config::RateLimits { per_resident: off, per_key: off, login_per_ip: off };
     configure(&mut settings);
     let (address, db, tx, server) = start(settings.clone()).await;
     let (_, root_key) = access::create_key(&db, &Actor::cli(), 1, Role::Admin, "test root").await.expect("root key");

@@ -7,6 +7,7 @@ mod coupon_rules;
 mod coupons;
 mod helpers;
 mod imports;
+mod limits;
 mod mp;
 mod oa;
 mod openapi;
