@@ -243,7 +243,12 @@ async fn bad_requests_and_credentials() {
             "invalid appsecret",
         ),
         (
-            format!("appid={MP_APPID}&secret={MP_SECRET}&js_code=0{}&grant_type=authorization_code", &code[1..]),
+            // One character changed (to one it certainly was not).
+            format!(
+                "appid={MP_APPID}&secret={MP_SECRET}&js_code={}{}&grant_type=authorization_code",
+                if code.starts_with('0') { '1' } else { '0' },
+                &code[1..]
+            ),
             40029,
             "invalid code",
         ),
