@@ -7,7 +7,7 @@
 //! always describes committed state: a job reported done survives a crash of the process. If the
 //! commit fails, every job of the batch is told so and none took effect.
 //!
-//! Jobs of one lane run one after another; [`GroupCommit::lanes`] spreads keys (e.g. campaigns)
+//! Jobs of one lane run one after another; [`GroupCommit::start`] spreads keys (e.g. campaigns)
 //! over several lanes on PostgreSQL, where several transactions can run at once. SQLite has one
 //! writer connection, so one lane is all it can use.
 
@@ -58,11 +58,6 @@ impl GroupCommit {
             })
             .collect();
         Self { lanes: senders }
-    }
-
-    /// How many lanes there are.
-    pub fn lanes(&self) -> usize {
-        self.lanes.len()
     }
 
     /// Runs `job` in the lane of `key`, inside a group transaction, and answers once the group

@@ -176,18 +176,6 @@ pub async fn claim_due(
     Ok(rows)
 }
 
-/// Takes the lease of one payout (an operator's retry, a resident waiting), if nobody holds it.
-pub async fn lease_one(tx: &mut Tx, id: i64, owner: &str, now: i64, lease_until: i64) -> DbResult<bool> {
-    let done = sqlx::query("UPDATE payouts SET lease_owner = $1, lease_until = $2 WHERE id = $3 AND lease_until <= $4")
-        .bind(owner)
-        .bind(lease_until)
-        .bind(id)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 /// A change to a payout, applied only while it is still open and still on `out_no`.
 #[derive(Clone, Debug)]
 pub struct Transition<'a> {
@@ -446,13 +434,6 @@ pub async fn claim_notification(
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// Counts by state, for `/metrics` and the dispatcher's report.
-pub async fn count_open<'c, E: Executor<'c, Database = Any>>(ex: E) -> DbResult<i64> {
-    let (n,): (i64,) =
-        sqlx::query_as(&format!("SELECT COUNT(*) FROM payouts WHERE state IN {OPEN_STATES}")).fetch_one(ex).await?;
-    Ok(n)
 }
 
 /// Stores a reconciliation run.

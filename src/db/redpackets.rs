@@ -337,11 +337,6 @@ pub async fn my_grabs(pool: &AnyPool, resident_id: i64, page: PageRequest) -> Db
     Ok(rows)
 }
 
-pub async fn my_grab<'c, E: Executor<'c, Database = Any>>(ex: E, grab_id: i64) -> DbResult<Option<MyGrab>> {
-    let row = sqlx::query_as(&format!("{MY_GRAB} WHERE g.id = $1")).bind(grab_id).fetch_optional(ex).await?;
-    Ok(row)
-}
-
 /// What became of a campaign's shares, fen and counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Figures {

@@ -383,17 +383,6 @@ pub async fn counted_since(tx: &mut Tx, inviter_id: i64, since: i64) -> DbResult
     Ok(n)
 }
 
-pub async fn invitations_of(pool: &AnyPool, task_id: i64, inviter_id: i64) -> DbResult<Vec<InvitationRow>> {
-    let rows = sqlx::query_as(&format!(
-        "SELECT {INVITATION} FROM task_invitations WHERE task_id = $1 AND inviter_id = $2 ORDER BY id"
-    ))
-    .bind(task_id)
-    .bind(inviter_id)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows)
-}
-
 /// Undoes [`count_one`] when the invitation turned out not to count.
 pub async fn uncount(tx: &mut Tx, hold_id: i64) -> DbResult<()> {
     sqlx::query("UPDATE task_holds SET counted = counted - 1 WHERE id = $1").bind(hold_id).execute(&mut **tx).await?;

@@ -513,7 +513,3 @@ pub async fn open_for_me(db: &Db, me: &ResidentActor, company_id: i64) -> Domain
 pub async fn my_grabs(db: &Db, me: &ResidentActor, page: PageRequest) -> DomainResult<Vec<MyGrab>> {
     Ok(store::my_grabs(db.reader(), me.resident_id, page).await?)
 }
-
-pub async fn my_grab(db: &Db, grab_id: i64) -> DomainResult<Option<MyGrab>> {
-    Ok(store::my_grab(db.reader(), grab_id).await?)
-}
