@@ -20,7 +20,8 @@ use crate::db::{Db, DbOptions};
 const GROUP_LANES: usize = 4;
 /// The most writes one group commit takes.
 const GROUP_MAX_BATCH: usize = 256;
-use crate::domain::redpackets::{Apps, Gates};
+use crate::domain::gates::Gates;
+use crate::domain::redpackets::Apps;
 use crate::telemetry::Metrics;
 use crate::wechat::api::{AppCredentials, WechatClient};
 use crate::wechat::pay::clients::PayClients;

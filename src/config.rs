@@ -71,21 +71,27 @@ pub struct Settings {
     pub sandbox_mock_url: Option<String>,
 }
 
+/// One rate: `per_sec` requests a second on average, `burst` at once. `per_sec == 0` is off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub per_sec: u32,
+    pub burst: u32,
+}
+
 /// Abuse limits, each a rate per second and a burst; a rate of 0 turns one off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimits {
     /// `LINLI_RATE_RESIDENT_PER_SEC`, `LINLI_RATE_RESIDENT_BURST`: per resident session on `/mp/v1`.
-    pub per_resident: crate::api::limits::Rate,
+    pub per_resident: Rate,
     /// `LINLI_RATE_KEY_PER_SEC`, `LINLI_RATE_KEY_BURST`: per API key on `/admin/v1` and `/merchant/v1`.
-    pub per_key: crate::api::limits::Rate,
+    pub per_key: Rate,
     /// `LINLI_RATE_LOGIN_PER_IP_PER_SEC`, `LINLI_RATE_LOGIN_PER_IP_BURST`: per client IP on
     /// `POST /mp/v1/sessions`.
-    pub login_per_ip: crate::api::limits::Rate,
+    pub login_per_ip: Rate,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
-        use crate::api::limits::Rate;
         Self {
             per_resident: Rate { per_sec: 20, burst: 200 },
             per_key: Rate { per_sec: 50, burst: 500 },
@@ -265,8 +271,8 @@ impl Settings {
         s.room_binding_cap = number("LINLI_ROOM_BINDING_CAP", 10)?.clamp(1, 1000) as i64;
         s.expiry_interval = Duration::from_secs(number("LINLI_EXPIRY_INTERVAL_SECS", 60)?.clamp(1, 86_400));
         s.message_interval = Duration::from_millis(number("LINLI_MESSAGE_INTERVAL_MS", 1000)?.clamp(10, 3_600_000));
-        let rate = |prefix: &str, default: crate::api::limits::Rate| -> anyhow::Result<crate::api::limits::Rate> {
-            Ok(crate::api::limits::Rate {
+        let rate = |prefix: &str, default: Rate| -> anyhow::Result<Rate> {
+            Ok(Rate {
                 per_sec: number(&format!("{prefix}_PER_SEC"), u64::from(default.per_sec))?.min(1_000_000) as u32,
                 burst: number(&format!("{prefix}_BURST"), u64::from(default.burst))?.clamp(1, 1_000_000) as u32,
             })

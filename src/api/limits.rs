@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use poem::Request;
 
+pub use crate::config::Rate;
 use crate::config::RateLimits;
 
 /// The most buckets kept; past it, buckets idle for a minute (hence full again) are dropped.
@@ -22,13 +23,6 @@ struct Bucket {
     /// Thousandths of a request.
     tokens: i64,
     last_ms: i64,
-}
-
-/// One rate: `per_sec` requests a second on average, `burst` at once. `per_sec == 0` is off.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    pub per_sec: u32,
-    pub burst: u32,
 }
 
 #[derive(Debug, Default)]

@@ -11,6 +11,14 @@ pub struct IdempotencyRow {
     pub response: Option<String>,
 }
 
+impl IdempotencyRow {
+    /// The id the first request answered, when `request` is that same request and it recorded one
+    /// (operations that record the id of what they made).
+    pub fn replayed_id(&self, request: &str) -> Option<i64> {
+        self.response.as_deref().and_then(|r| r.parse().ok()).filter(|_| self.request == request)
+    }
+}
+
 /// Claims `(resident, operation, key)` for this transaction: `None` when it is new (and now
 /// ours), or the earlier claim. On PostgreSQL a concurrent claim of the same key waits here until
 /// the first transaction ends, then sees its committed row.

@@ -10,7 +10,7 @@ use rand::Rng;
 use sqlx::AnyConnection;
 
 use super::access::{scope_of, Actor, Role};
-use super::redpackets::Gates;
+use super::gates::Gates;
 use super::sessions::ResidentActor;
 use super::{audit, required_text, DomainError, DomainResult};
 use crate::db::coupons::{self as store, CouponRow, Figures, HeldCoupon, TemplateFields, TemplateFilter, TemplateRow};
@@ -398,17 +398,11 @@ async fn claim_in(
     let request = template_id.to_string();
     if let Some(key) = idempotency_key {
         if let Some(earlier) = db::idempotency::claim(tx, me.resident_id, CLAIM, key, &request, now).await? {
-            let coupon = match earlier.response.as_deref().map(str::parse::<i64>) {
-                Some(Ok(id)) if earlier.request == request => store::get_coupon(tx, id).await?,
-                _ => None,
+            let coupon = match earlier.replayed_id(&request) {
+                Some(id) => store::get_coupon(tx, id).await?,
+                None => None,
             };
-            return match coupon {
-                Some(c) => Ok(Claimed::Replayed(c)),
-                None => Err(DomainError::invalid(
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used for another request; use a new key for a new request",
-                )),
-            };
+            return coupon.map(Claimed::Replayed).ok_or_else(super::idempotency_key_reused);
         }
     }
     let t = store::get(&mut **tx, template_id).await?.ok_or(DomainError::NotFound("coupon"))?;

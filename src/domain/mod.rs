@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bindings;
 pub mod coupon_rules;
 pub mod coupons;
+pub mod gates;
 pub mod import;
 pub mod merchants;
 pub mod oa;
@@ -65,6 +66,21 @@ impl DomainError {
 
 pub type DomainResult<T> = Result<T, DomainError>;
 
+/// An `Idempotency-Key` sent again with another request.
+pub(crate) fn idempotency_key_reused() -> DomainError {
+    DomainError::invalid(
+        "idempotency_key_reused",
+        "this Idempotency-Key was used for another request; use a new key for a new request",
+    )
+}
+
+/// The start of the Beijing (UTC+8) day `at_ms` falls in, unix ms: daily limits are Beijing days.
+pub(crate) fn beijing_day_start(at_ms: i64) -> i64 {
+    const DAY_MS: i64 = 86_400_000;
+    const OFFSET_MS: i64 = 8 * 3_600_000;
+    (at_ms + OFFSET_MS).div_euclid(DAY_MS) * DAY_MS - OFFSET_MS
+}
+
 /// Reports a thing as not found when what it hangs under is not found (or not in reach), so
 /// the answer names what the caller asked for; other errors pass through.
 pub(crate) fn not_found_as(what: &'static str) -> impl Fn(DomainError) -> DomainError {
@@ -99,4 +115,13 @@ fn bounded_text(field: &str, v: &str, max: usize) -> DomainResult<String> {
         return Err(DomainError::invalid("validation_failed", format!("{field} must not contain control characters")));
     }
     Ok(v.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn beijing_days_start_at_16_utc() {
+        // 2026-11-21 16:30 UTC is 00:30 on the 22nd in Beijing: the day began at 16:00 UTC.
+        assert_eq!(super::beijing_day_start(1_795_278_600_000), 1_795_276_800_000);
+    }
 }

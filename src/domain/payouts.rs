@@ -108,6 +108,20 @@ pub enum Step {
     Unknown { code: String, message: String },
 }
 
+impl Step {
+    /// The code and message of a step that did not succeed.
+    fn problem(&self) -> Option<(&str, &str)> {
+        match self {
+            Step::Refused { code, message }
+            | Step::Rejected { code, message }
+            | Step::BillFailed { code, message }
+            | Step::Returned { code, message }
+            | Step::Unknown { code, message } => Some((code, message)),
+            Step::Succeeded { .. } | Step::Submitted { .. } | Step::Awaiting { .. } => None,
+        }
+    }
+}
+
 /// Refusals worth another call with the same number: nothing was created, and waiting helps.
 pub fn is_passing(code: &str) -> bool {
     matches!(code, "NOTENOUGH" | "NOT_ENOUGH" | "FREQ_LIMIT" | "FREQUENCY_LIMITED" | "SYSTEMERROR" | "SYSTEM_ERROR")
@@ -152,102 +166,50 @@ pub async fn record(
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn record_in<'a>(
+pub(crate) async fn record_in(
     tx: &mut Tx,
     settings: &PayoutSettings,
     payout: &PayoutRow,
     out_no: &str,
-    step: &'a Step,
+    step: &Step,
     called: bool,
     kind: &str,
     now: i64,
 ) -> DomainResult<Recorded> {
     let calls = payout.calls + i64::from(called);
-    let t = |state: &'static str, code: Option<&'a str>, message: Option<&'a str>, next_at: i64| Transition {
-        state,
-        wechat_no: None,
-        package_info: None,
-        code,
-        message,
-        called,
-        next_at,
-        release: true,
-    };
-    let applied = match step {
-        Step::Succeeded { wechat_no } => {
-            let mut tr = t("succeeded", None, None, now);
-            tr.wechat_no = wechat_no.as_deref();
-            store::transition(tx, payout.id, out_no, &tr, now).await?
-        }
-        Step::Submitted { wechat_no, recheck_at } => {
-            let mut tr = t("submitted", None, None, *recheck_at);
-            tr.wechat_no = wechat_no.as_deref();
-            store::transition(tx, payout.id, out_no, &tr, now).await?
-        }
+    let (code, message) = step.problem().unzip();
+    let retry_at = now + retry_delay_ms(settings, calls, now - payout.created_at);
+    let (state, next_at, wechat_no, package_info) = match step {
+        Step::Succeeded { wechat_no } => ("succeeded", now, wechat_no.as_deref(), None),
+        Step::Submitted { wechat_no, recheck_at } => ("submitted", *recheck_at, wechat_no.as_deref(), None),
         Step::Awaiting { wechat_no, package_info } => {
-            let mut tr = t("awaiting_confirmation", None, None, now + settings.poll_secs * 1000);
-            tr.wechat_no = wechat_no.as_deref();
-            tr.package_info = package_info.as_deref();
-            store::transition(tx, payout.id, out_no, &tr, now).await?
+            ("awaiting_confirmation", now + settings.poll_secs * 1000, wechat_no.as_deref(), package_info.as_deref())
         }
-        Step::Refused { code, message } if calls < settings.max_calls => {
-            let next_at = now + retry_delay_ms(settings, calls, now - payout.created_at);
-            let tr = t("pending", Some(code.as_str()), Some(message.as_str()), next_at);
-            store::transition(tx, payout.id, out_no, &tr, now).await?
-        }
-        Step::Unknown { code, message } => {
-            let next_at = now + retry_delay_ms(settings, calls, now - payout.created_at);
-            let tr = t("unknown", Some(code.as_str()), Some(message.as_str()), next_at);
-            store::transition(tx, payout.id, out_no, &tr, now).await?
-        }
-        Step::BillFailed { code, message } if payout.attempt < settings.max_numbers => {
+        Step::Refused { .. } if calls < settings.max_calls => ("pending", retry_at, None, None),
+        Step::Unknown { .. } => ("unknown", retry_at, None, None),
+        Step::BillFailed { .. } if payout.attempt < settings.max_numbers => {
             // WeChat says this number's bill failed: only now may a new number be used.
             let next_at = now + backoff_ms(settings, 0);
-            let renumbered = store::renumber(tx, payout.id, out_no, &new_out_no(), next_at, now, false).await?;
-            if let Some(row) = &renumbered {
-                store::insert_event(
-                    tx,
-                    payout.id,
-                    kind,
-                    out_no,
-                    "failed",
-                    Some(code.as_str()),
-                    Some(message.as_str()),
-                    None,
-                    now,
-                )
-                .await?;
-                store::insert_event(tx, payout.id, "renumbered", &row.out_no, "pending", None, None, None, now).await?;
-                return Ok(Recorded::Applied(Box::new(row.clone())));
-            }
-            None
+            let Some(row) = store::renumber(tx, payout.id, out_no, &new_out_no(), next_at, now, false).await? else {
+                return Ok(Recorded::Stale);
+            };
+            store::insert_event(tx, payout.id, kind, out_no, "failed", code, message, None, now).await?;
+            store::insert_event(tx, payout.id, "renumbered", &row.out_no, "pending", None, None, None, now).await?;
+            return Ok(Recorded::Applied(Box::new(row)));
         }
-        Step::Refused { code, message }
-        | Step::Rejected { code, message }
-        | Step::BillFailed { code, message }
-        | Step::Returned { code, message } => {
-            let tr = t("failed", Some(code.as_str()), Some(message.as_str()), now);
-            match store::transition(tx, payout.id, out_no, &tr, now).await? {
-                Some(row) => Some(credit_failed(tx, row, now).await?),
-                None => None,
-            }
+        Step::Refused { .. } | Step::Rejected { .. } | Step::BillFailed { .. } | Step::Returned { .. } => {
+            ("failed", now, None, None)
         }
     };
-    match applied {
-        Some(row) => {
-            let (code, message) = match step {
-                Step::Refused { code, message }
-                | Step::Rejected { code, message }
-                | Step::BillFailed { code, message }
-                | Step::Returned { code, message }
-                | Step::Unknown { code, message } => (Some(code.as_str()), Some(message.as_str())),
-                _ => (None, None),
-            };
-            store::insert_event(tx, payout.id, kind, out_no, &row.state, code, message, None, now).await?;
-            Ok(Recorded::Applied(Box::new(row)))
-        }
-        None => Ok(Recorded::Stale),
+    let transition = Transition { state, wechat_no, package_info, code, message, called, next_at, release: true };
+    let Some(mut row) = store::transition(tx, payout.id, out_no, &transition, now).await? else {
+        return Ok(Recorded::Stale);
+    };
+    if row.state == "failed" {
+        row = credit_failed(tx, row, now).await?;
     }
+    store::insert_event(tx, payout.id, kind, out_no, &row.state, code, message, None, now).await?;
+    Ok(Recorded::Applied(Box::new(row)))
 }
 
 /// A payout that failed for good: its amount goes to the resident's wallet, once.

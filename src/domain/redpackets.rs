@@ -8,12 +8,10 @@
 //! Once a campaign is known to be sold out, [`Gates`] answers further grabs without touching
 //! storage; a campaign's shares never grow back, so the gate cannot be wrong.
 
-use std::collections::HashSet;
-use std::sync::RwLock;
-
 use sqlx::AnyConnection;
 
 use super::access::{scope_of, Actor, Role};
+use super::gates::Gates;
 use super::payouts::{self, Display, Queue};
 use super::sessions::ResidentActor;
 use super::split::{self, AmountMode, Channel};
@@ -21,42 +19,8 @@ use super::{audit, optional_text, required_text, wallet, DomainError, DomainResu
 use crate::db::group::GroupCommit;
 use crate::db::orgs::OrgRow;
 use crate::db::redpackets::{self as store, CampaignFields, CampaignFilter, CampaignRow, Figures, GrabRow, MyGrab};
+use crate::db::residents::IdentityRow;
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
-
-/// Red packets and coupons known to be sold out, per instance. Only an optimisation: the database
-/// decides. A red packet's shares never grow back, so its mark is permanent; a coupon's stock can
-/// be raised by an operator (on any instance), so its mark lasts [`COUPON_GATE_MS`].
-#[derive(Debug, Default)]
-pub struct Gates {
-    sold_out: RwLock<HashSet<i64>>,
-    coupons: RwLock<std::collections::HashMap<i64, i64>>,
-}
-
-/// How long a coupon template stays marked sold out (unix ms).
-pub const COUPON_GATE_MS: i64 = 1000;
-
-impl Gates {
-    pub fn is_sold_out(&self, campaign_id: i64) -> bool {
-        self.sold_out.read().map(|s| s.contains(&campaign_id)).unwrap_or(false)
-    }
-
-    fn mark_sold_out(&self, campaign_id: i64) {
-        if let Ok(mut s) = self.sold_out.write() {
-            s.insert(campaign_id);
-        }
-    }
-
-    /// Whether the coupon template was found sold out less than [`COUPON_GATE_MS`] ago.
-    pub fn coupon_sold_out(&self, template_id: i64, now: i64) -> bool {
-        self.coupons.read().map(|m| m.get(&template_id).is_some_and(|at| now - at < COUPON_GATE_MS)).unwrap_or(false)
-    }
-
-    pub fn mark_coupon_sold_out(&self, template_id: i64, now: i64) {
-        if let Ok(mut m) = self.coupons.write() {
-            m.insert(template_id, now);
-        }
-    }
-}
 
 /// The app ids payouts go through: cash red packets to the official account's openid, transfers
 /// to the mini-program's.
@@ -283,14 +247,16 @@ pub async fn end(db: &Db, actor: &Actor, id: i64) -> DomainResult<CampaignRow> {
 // ----- residents ---------------------------------------------------------------------------
 
 /// Whether the resident is in the campaign's audience; `Err` says why not.
-async fn check_audience(conn: &mut AnyConnection, c: &CampaignRow, resident_id: i64) -> DomainResult<()> {
+/// `identities` are the resident's WeChat identities, read once by the caller.
+async fn check_audience(
+    conn: &mut AnyConnection,
+    c: &CampaignRow,
+    resident_id: i64,
+    identities: &[IdentityRow],
+) -> DomainResult<()> {
     match c.audience.as_str() {
         "followers" => {
-            let follows = db::residents::identities_of(&mut *conn, resident_id)
-                .await?
-                .iter()
-                .any(|i| i.app_kind == "oa" && i.subscribed != 0);
-            if !follows {
+            if !identities.iter().any(|i| i.app_kind == "oa" && i.subscribed != 0) {
                 return Err(DomainError::Forbidden("this red packet is for followers of the official account".into()));
             }
         }
@@ -363,7 +329,8 @@ pub async fn grab(
         gates.mark_sold_out(c.id);
         return Err(sold_out());
     }
-    check_audience(&mut conn, &c, me.resident_id).await?;
+    let identities = db::residents::identities_of(&mut *conn, me.resident_id).await?;
+    check_audience(&mut conn, &c, me.resident_id, &identities).await?;
     let identity = match c.channel.as_str() {
         "balance" => None,
         channel => {
@@ -372,10 +339,7 @@ pub async fn grab(
             } else {
                 ("mp", apps.mp_appid.as_deref(), "log in through the mini-program to receive transfers")
             };
-            let found = db::residents::identities_of(&mut *conn, me.resident_id)
-                .await?
-                .into_iter()
-                .find(|i| i.app_kind == kind && appid.is_none_or(|a| a == i.appid));
+            let found = identities.into_iter().find(|i| i.app_kind == kind && appid.is_none_or(|a| a == i.appid));
             Some(found.ok_or_else(|| DomainError::conflict("no_wechat_identity", hint))?)
         }
     };
@@ -407,7 +371,7 @@ async fn write_grab(
     tx: &mut Tx,
     c: &CampaignRow,
     resident_id: i64,
-    identity: Option<&crate::db::residents::IdentityRow>,
+    identity: Option<&IdentityRow>,
 ) -> DomainResult<(GrabRow, Option<crate::db::payouts::PayoutRow>)> {
     let now = db::now_ms();
     let Some(seq) = store::take_share(tx, c.id, now).await? else {
@@ -497,9 +461,10 @@ pub async fn open_for_me(db: &Db, me: &ResidentActor, company_id: i64) -> Domain
     let now = db::now_ms();
     let open = store::open_in_company(db.reader(), company_id, now).await?;
     let mut conn = db.reader().acquire().await.map_err(DbError::from)?;
+    let identities = db::residents::identities_of(&mut *conn, me.resident_id).await?;
     let mut out = Vec::new();
     for c in open {
-        match check_audience(&mut conn, &c, me.resident_id).await {
+        match check_audience(&mut conn, &c, me.resident_id, &identities).await {
             Ok(()) => {}
             Err(DomainError::Forbidden(_)) => continue,
             Err(e) => return Err(e),

@@ -29,7 +29,6 @@ use crate::db::tasks::{
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 
 const DAY_MS: i64 = 86_400_000;
-const BEIJING_OFFSET_MS: i64 = 8 * 3_600_000;
 /// The template kind task rewards are announced with (mapped to a template id when sent).
 pub const REWARD_MESSAGE: &str = "task_reward";
 /// Where a reward message opens the mini-program.
@@ -464,10 +463,6 @@ pub async fn claim_scene(db: &Db, me: &ResidentActor, scene: &str) -> DomainResu
     Ok((row, t))
 }
 
-fn day_start(now: i64) -> i64 {
-    (now + BEIJING_OFFSET_MS).div_euclid(DAY_MS) * DAY_MS - BEIJING_OFFSET_MS
-}
-
 /// A binding became verified: if it is the invitee's first, their bind-task attributions count
 /// (unless it is the inviter's own household).
 pub async fn on_verified(tx: &mut Tx, b: &BindingRow, now: i64) -> DomainResult<()> {
@@ -527,7 +522,7 @@ async fn count(tx: &mut Tx, t: &TaskRow, inv: &InvitationRow, refusal: Option<&s
     }
     // Lock the inviter's hold first: counts for one inviter are decided one at a time.
     let hold = store::count_one(tx, t.id, inv.inviter_id, now).await?;
-    if store::counted_since(tx, inv.inviter_id, day_start(now)).await? >= t.daily_cap {
+    if store::counted_since(tx, inv.inviter_id, super::beijing_day_start(now)).await? >= t.daily_cap {
         store::settle(tx, inv.id, "rejected", Some("daily_cap"), now).await?;
         store::uncount(tx, hold.id).await?;
         return Ok(());
@@ -672,11 +667,5 @@ mod tests {
         for bad in ["", "t_ABCDEFGH", "t0_ABCDEFGH", "tx_ABCDEFGH", "t12_abc", "t12ABCDEFGH", "inv_ABCDEFGH"] {
             assert_eq!(parse_scene(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn days_are_beijing_days() {
-        // 2026-11-21 16:30 UTC is 00:30 on the 22nd in Beijing: the day began at 16:00 UTC.
-        assert_eq!(day_start(1_795_278_600_000), 1_795_276_800_000);
     }
 }

@@ -12,9 +12,6 @@ use crate::domain::access::PLATFORM_ORG_ID;
 
 /// The operation name withdrawals are recorded under in the idempotency store.
 const WITHDRAW: &str = "wallet.withdraw";
-const DAY_MS: i64 = 86_400_000;
-/// Beijing time, for the daily withdrawal limit.
-const BEIJING_OFFSET_MS: i64 = 8 * 3_600_000;
 
 pub async fn balance(db: &Db, me: &ResidentActor) -> DomainResult<i64> {
     Ok(store::balance(db.reader(), me.resident_id).await?)
@@ -75,26 +72,19 @@ pub async fn withdraw(
     if let Some(earlier) =
         db::idempotency::claim(&mut tx, me.resident_id, WITHDRAW, idempotency_key, &request, now).await?
     {
-        let payout = match earlier.response.as_deref().map(str::parse::<i64>) {
-            Some(Ok(id)) if earlier.request == request => db::payouts::get(&mut *tx, id).await?,
-            _ => None,
+        let payout = match earlier.replayed_id(&request) {
+            Some(id) => db::payouts::get(&mut *tx, id).await?,
+            None => None,
         };
         tx.commit().await.map_err(DbError::from)?;
-        return match payout {
-            Some(p) => Ok(Withdrawn::Replayed(p)),
-            None => Err(DomainError::invalid(
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for another request; use a new key for a new request",
-            )),
-        };
+        return payout.map(Withdrawn::Replayed).ok_or_else(super::idempotency_key_reused);
     }
     let identity = db::residents::identities_of(&mut *tx, me.resident_id)
         .await?
         .into_iter()
         .find(|i| i.app_kind == "mp" && mp_appid.is_none_or(|a| a == i.appid))
         .ok_or_else(|| DomainError::conflict("no_mini_program_identity", "log in through the mini-program first"))?;
-    let day_start = (now + BEIJING_OFFSET_MS).div_euclid(DAY_MS) * DAY_MS - BEIJING_OFFSET_MS;
-    let today = store::withdrawn_since(&mut tx, me.resident_id, day_start).await?;
+    let today = store::withdrawn_since(&mut tx, me.resident_id, super::beijing_day_start(now)).await?;
     if today + amount_fen > settings.withdraw_daily_max_fen {
         return Err(DomainError::conflict(
             "withdrawal_daily_limit",
