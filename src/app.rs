@@ -21,7 +21,9 @@ const GROUP_LANES: usize = 4;
 /// The most writes one group commit takes.
 const GROUP_MAX_BATCH: usize = 256;
 use crate::domain::gates::Gates;
+use crate::domain::hot_campaigns::HotCampaigns;
 use crate::domain::redpackets::Apps;
+use crate::domain::sessions::SessionCache;
 use crate::telemetry::Metrics;
 use crate::wechat::api::{AppCredentials, WechatClient};
 use crate::wechat::pay::clients::PayClients;
@@ -40,8 +42,12 @@ pub struct AppState {
     pub gates: Arc<Gates>,
     /// Wakes the payout dispatcher when a payout is queued.
     pub payout_wake: Arc<Notify>,
-    /// Commits hot writes (grabs) in groups.
+    /// Commits hot writes (coupon claims, check-ins) in groups.
     pub group: GroupCommit,
+    /// The writers of red packets being grabbed, one per campaign, committing grabs in groups.
+    pub hot: HotCampaigns,
+    /// Residents' sessions looked up in the last moments.
+    pub sessions: Arc<SessionCache>,
     /// Abuse limits per resident, API key and login IP.
     pub limiter: Arc<crate::api::limits::Limiter>,
 }
@@ -89,6 +95,7 @@ impl Application {
         let wechat = WechatClient::new(&settings.wechat.api_base, db.clone());
         let pay = PayClients::from_settings(&settings.pay).context("configuring WeChat Pay (WECHATPAY_*)")?;
         let group = GroupCommit::start(&db, GROUP_LANES, GROUP_MAX_BATCH);
+        let hot = HotCampaigns::new(db.clone());
         let limiter = Arc::new(crate::api::limits::Limiter::new(settings.rate_limits));
         let state = AppState {
             db,
@@ -99,6 +106,8 @@ impl Application {
             gates: Arc::new(Gates::default()),
             payout_wake: Arc::new(Notify::new()),
             group,
+            hot,
+            sessions: Arc::new(SessionCache::default()),
             limiter,
         };
         Ok(Application { addr, acceptor, state })

@@ -244,6 +244,29 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// The `VALUES` list of a multi-row insert: `rows` tuples of `cols` numbered placeholders, the
+/// first being `$first`, e.g. `($1, $2), ($3, $4)`. Bind the values row by row in the same order.
+pub fn values_list(rows: usize, cols: usize, first: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(first + r * cols + c).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// `$first, …` for an `IN (…)` list of `n` values.
+pub fn in_list(n: usize, first: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 /// A `LIKE` pattern matching `needle` anywhere, with `%`, `_` and `\` escaped.
 /// Use it with `LIKE $n ESCAPE '\'`.
 pub fn like_contains(needle: &str) -> String {
@@ -296,6 +319,13 @@ mod tests {
     fn like_patterns_escape_wildcards() {
         assert_eq!(like_contains("a%b_c\\"), "%a\\%b\\_c\\\\%");
         assert_eq!(subtree_pattern("/1/4/"), "/1/4/%");
+    }
+
+    #[test]
+    fn placeholder_lists_number_every_value_once() {
+        assert_eq!(values_list(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values_list(1, 2, 4), "($4, $5)");
+        assert_eq!(in_list(3, 2), "$2, $3, $4");
     }
 
     #[test]

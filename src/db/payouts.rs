@@ -85,6 +85,64 @@ pub async fn insert(tx: &mut Tx, p: &NewPayout<'_>, now: i64) -> DbResult<Payout
     Ok(row)
 }
 
+/// Queues many payouts in three statements (payouts, their first numbers, their `queued`
+/// events), in the caller's transaction. Answers the rows in no particular order: match them by
+/// `source_ref`, which is unique.
+pub async fn insert_many(tx: &mut Tx, payouts: &[NewPayout<'_>], now: i64) -> DbResult<Vec<PayoutRow>> {
+    let mut rows = Vec::with_capacity(payouts.len());
+    for chunk in payouts.chunks(MANY_CHUNK) {
+        let sql = format!(
+            "INSERT INTO payouts (company_id, owner_org_id, resident_id, channel, source, source_ref, amount_fen, \
+                 appid, openid, out_no, attempt, state, display, calls, next_at, lease_until, created_at, updated_at) \
+             SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10, 1, \
+                 'pending', column11, 0, column12, 0, column12, column12 \
+             FROM (VALUES {}) AS v \
+             RETURNING {PAYOUT}",
+            super::values_list(chunk.len(), 12, 1)
+        );
+        let mut q = sqlx::query_as::<_, PayoutRow>(&sql);
+        for p in chunk {
+            q = q
+                .bind(p.company_id)
+                .bind(p.owner_org_id)
+                .bind(p.resident_id)
+                .bind(p.channel)
+                .bind(p.source)
+                .bind(p.source_ref)
+                .bind(p.amount_fen)
+                .bind(p.appid)
+                .bind(p.openid)
+                .bind(p.out_no)
+                .bind(p.display)
+                .bind(now);
+        }
+        let made = q.fetch_all(&mut **tx).await?;
+        let numbers = format!(
+            "INSERT INTO payout_numbers (out_no, payout_id, attempt, outcome, created_at) VALUES {}",
+            super::values_list(made.len(), 5, 1)
+        );
+        let mut q = sqlx::query(&numbers);
+        for p in &made {
+            q = q.bind(&p.out_no).bind(p.id).bind(1i64).bind("open").bind(now);
+        }
+        q.execute(&mut **tx).await?;
+        let events = format!(
+            "INSERT INTO payout_events (payout_id, kind, out_no, state, at) VALUES {}",
+            super::values_list(made.len(), 5, 1)
+        );
+        let mut q = sqlx::query(&events);
+        for p in &made {
+            q = q.bind(p.id).bind("queued").bind(&p.out_no).bind("pending").bind(now);
+        }
+        q.execute(&mut **tx).await?;
+        rows.extend(made);
+    }
+    Ok(rows)
+}
+
+/// Rows per multi-row insert of payouts (12 values each): within both engines' bound-value limits.
+const MANY_CHUNK: usize = 400;
+
 async fn insert_number(tx: &mut Tx, payout_id: i64, out_no: &str, attempt: i64, now: i64) -> DbResult<()> {
     sqlx::query(
         "INSERT INTO payout_numbers (out_no, payout_id, attempt, outcome, created_at) VALUES ($1, $2, $3, 'open', $4)",

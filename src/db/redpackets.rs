@@ -309,6 +309,92 @@ pub async fn insert_grab(
     Ok(row)
 }
 
+/// Every resident holding a share of the campaign.
+pub async fn holders(pool: &AnyPool, campaign_id: i64) -> DbResult<std::collections::HashSet<i64>> {
+    let rows: Vec<(i64,)> = sqlx::query_as("SELECT resident_id FROM rp_grabs WHERE campaign_id = $1")
+        .bind(campaign_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(|(r,)| r).collect())
+}
+
+/// Which of `residents` already hold a share of the campaign.
+pub async fn holders_among(tx: &mut Tx, campaign_id: i64, residents: &[i64]) -> DbResult<Vec<i64>> {
+    if residents.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT resident_id FROM rp_grabs WHERE campaign_id = $1 AND resident_id IN ({})",
+        super::in_list(residents.len(), 2)
+    );
+    let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(campaign_id);
+    for r in residents {
+        q = q.bind(*r);
+    }
+    Ok(q.fetch_all(&mut **tx).await?.into_iter().map(|(r,)| r).collect())
+}
+
+/// Moves the campaign's grant count from `from` to `to` if it still is `from` and the campaign is
+/// open: the compare-and-set that guards a group of grants on every engine and instance. False
+/// when another writer moved it first or the campaign closed.
+pub async fn take_shares(tx: &mut Tx, campaign_id: i64, from: i64, to: i64, now: i64) -> DbResult<bool> {
+    let done = sqlx::query(
+        "UPDATE rp_campaigns SET granted = $3, updated_at = $4 \
+         WHERE id = $1 AND granted = $2 AND $3 <= shares AND state = 'active' AND starts_at <= $4 AND ends_at > $4",
+    )
+    .bind(campaign_id)
+    .bind(from)
+    .bind(to)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The amounts of shares `from + 1 ..= to`, by number.
+pub async fn share_amounts(tx: &mut Tx, campaign_id: i64, from: i64, to: i64) -> DbResult<Vec<(i64, i64)>> {
+    let rows = sqlx::query_as(
+        "SELECT seq, amount_fen FROM rp_shares WHERE campaign_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+    )
+    .bind(campaign_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows)
+}
+
+/// A grab to record.
+#[derive(Clone, Debug)]
+pub struct NewGrab {
+    pub resident_id: i64,
+    pub seq: i64,
+    pub amount_fen: i64,
+    pub payout_id: Option<i64>,
+}
+
+/// Records many grabs of one campaign in one statement. The unique (campaign, resident) key stays
+/// the guard: a resident who grabbed meanwhile fails the whole statement.
+pub async fn insert_grabs(tx: &mut Tx, campaign_id: i64, grabs: &[NewGrab], now: i64) -> DbResult<Vec<GrabRow>> {
+    let mut out = Vec::with_capacity(grabs.len());
+    for chunk in grabs.chunks(GRAB_CHUNK) {
+        let sql = format!(
+            "INSERT INTO rp_grabs (campaign_id, resident_id, seq, amount_fen, payout_id, created_at) VALUES {} \
+             RETURNING {GRAB}",
+            super::values_list(chunk.len(), 6, 1)
+        );
+        let mut q = sqlx::query_as::<_, GrabRow>(&sql);
+        for g in chunk {
+            q = q.bind(campaign_id).bind(g.resident_id).bind(g.seq).bind(g.amount_fen).bind(g.payout_id).bind(now);
+        }
+        out.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(out)
+}
+
+/// Rows per multi-row insert: far below both engines' limits on bound values.
+const GRAB_CHUNK: usize = 500;
+
 /// A grab with its campaign's theme and its payout's state, for "my red packets".
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct MyGrab {

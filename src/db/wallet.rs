@@ -83,6 +83,52 @@ pub async fn post(tx: &mut Tx, resident_id: i64, e: &NewEntry<'_>, now: i64) -> 
     Ok(Some(row))
 }
 
+/// Credits many residents (each at most once) in two statements, in the caller's transaction:
+/// the balances move up (accounts made as needed) and one ledger row each records the new balance.
+/// Answers the rows in no particular order: match them by `reference`, which is unique.
+pub async fn credit_many(tx: &mut Tx, credits: &[(i64, NewEntry<'_>)], now: i64) -> DbResult<Vec<WalletEntry>> {
+    let mut rows = Vec::with_capacity(credits.len());
+    for chunk in credits.chunks(CREDIT_CHUNK) {
+        debug_assert!(chunk.iter().all(|(_, e)| e.amount_fen >= 0), "credits only");
+        let sql = format!(
+            "INSERT INTO wallet_accounts (resident_id, balance_fen, created_at, updated_at) VALUES {} \
+             ON CONFLICT (resident_id) DO UPDATE SET balance_fen = wallet_accounts.balance_fen + excluded.balance_fen, \
+                 updated_at = excluded.updated_at \
+             RETURNING resident_id, balance_fen",
+            super::values_list(chunk.len(), 4, 1)
+        );
+        let mut q = sqlx::query_as::<_, (i64, i64)>(&sql);
+        for (resident_id, e) in chunk {
+            q = q.bind(*resident_id).bind(e.amount_fen).bind(now).bind(now);
+        }
+        let balances: std::collections::HashMap<i64, i64> = q.fetch_all(&mut **tx).await?.into_iter().collect();
+        let sql = format!(
+            "INSERT INTO wallet_ledger (resident_id, kind, source, reference, amount_fen, balance_after, owner_org_id, \
+                 payout_id, remark, created_at) VALUES {} RETURNING {ENTRY}",
+            super::values_list(chunk.len(), 10, 1)
+        );
+        let mut q = sqlx::query_as::<_, WalletEntry>(&sql);
+        for (resident_id, e) in chunk {
+            q = q
+                .bind(*resident_id)
+                .bind(e.kind)
+                .bind(e.source)
+                .bind(e.reference)
+                .bind(e.amount_fen)
+                .bind(balances.get(resident_id).copied().unwrap_or(e.amount_fen))
+                .bind(e.owner_org_id)
+                .bind(e.payout_id)
+                .bind(e.remark)
+                .bind(now);
+        }
+        rows.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(rows)
+}
+
+/// Rows per multi-row credit (10 values per ledger row).
+const CREDIT_CHUNK: usize = 400;
+
 pub async fn balance<'c, E: Executor<'c, Database = Any>>(ex: E, resident_id: i64) -> DbResult<i64> {
     let row: Option<(i64,)> = sqlx::query_as("SELECT balance_fen FROM wallet_accounts WHERE resident_id = $1")
         .bind(resident_id)

@@ -2,14 +2,20 @@
 //! touching storage.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::OnceCell;
+
+/// The residents holding a share of a sold-out red packet, read once when first needed, so a late
+/// press is answered `already_grabbed` or `sold_out` from memory. Nobody joins them afterwards.
+pub type Holders = Arc<OnceCell<HashSet<i64>>>;
 
 /// Red packets and coupons known to be sold out, per instance. Only an optimisation: the database
 /// decides. A red packet's shares never grow back, so its mark is permanent; a coupon's stock can
 /// be raised by an operator (on any instance), so its mark lasts [`COUPON_GATE_MS`].
 #[derive(Debug, Default)]
 pub struct Gates {
-    sold_out: RwLock<HashSet<i64>>,
+    sold_out: RwLock<HashMap<i64, Holders>>,
     coupons: RwLock<HashMap<i64, i64>>,
 }
 
@@ -17,13 +23,14 @@ pub struct Gates {
 pub const COUPON_GATE_MS: i64 = 1000;
 
 impl Gates {
-    pub fn is_sold_out(&self, campaign_id: i64) -> bool {
-        self.sold_out.read().map(|s| s.contains(&campaign_id)).unwrap_or(false)
+    /// The holders of a red packet known to be sold out; `None` while it is not.
+    pub fn sold_out(&self, campaign_id: i64) -> Option<Holders> {
+        self.sold_out.read().ok().and_then(|s| s.get(&campaign_id).cloned())
     }
 
     pub(crate) fn mark_sold_out(&self, campaign_id: i64) {
         if let Ok(mut s) = self.sold_out.write() {
-            s.insert(campaign_id);
+            s.entry(campaign_id).or_default();
         }
     }
 

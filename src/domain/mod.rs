@@ -7,6 +7,7 @@ pub mod bindings;
 pub mod coupon_rules;
 pub mod coupons;
 pub mod gates;
+pub mod hot_campaigns;
 pub mod import;
 pub mod merchants;
 pub mod oa;

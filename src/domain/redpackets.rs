@@ -12,11 +12,10 @@ use sqlx::AnyConnection;
 
 use super::access::{scope_of, Actor, Role};
 use super::gates::Gates;
-use super::payouts::{self, Display, Queue};
+use super::hot_campaigns::HotCampaigns;
 use super::sessions::ResidentActor;
 use super::split::{self, AmountMode, Channel};
-use super::{audit, optional_text, required_text, wallet, DomainError, DomainResult};
-use crate::db::group::GroupCommit;
+use super::{audit, optional_text, required_text, DomainError, DomainResult};
 use crate::db::orgs::OrgRow;
 use crate::db::redpackets::{self as store, CampaignFields, CampaignFilter, CampaignRow, Figures, GrabRow, MyGrab};
 use crate::db::residents::IdentityRow;
@@ -290,32 +289,30 @@ pub struct Grabbed {
 
 /// Takes one share of a campaign for me.
 ///
-/// Everything that only reads — the sold-out gate, the campaign, an earlier grab, the window, the
-/// audience, my WeChat identity — is checked on the read pool first; only the write itself (take
-/// the next share, queue its payout or credit the wallet, record the grab) goes through the group
-/// writer, which commits many grabs at once and answers each only after the commit. The write
-/// repeats the decisive checks (the conditional update, the unique grab key), so a race between
-/// the read and the write cannot grant twice or beyond the shares.
+/// Everything that only reads — the sold-out gate, the campaign (from a copy at most a second
+/// old), the window, the audience, my WeChat identity — is checked before the write; the write
+/// itself (take the next share, queue its payout or credit the wallet, record the grab) goes
+/// through the campaign's writer ([`HotCampaigns`]), which commits many grabs at once and answers
+/// each only after the commit. The write repeats the decisive checks (the campaign open, the
+/// compare-and-set on its grant count, the unique grab key), so a race between the read and the
+/// write cannot grant twice or beyond the shares.
 pub async fn grab(
     db: &Db,
-    group: &GroupCommit,
+    hot: &HotCampaigns,
     gates: &Gates,
     apps: &Apps,
     me: &ResidentActor,
     campaign_id: i64,
 ) -> DomainResult<Grabbed> {
-    if gates.is_sold_out(campaign_id) {
-        return Err(sold_out());
+    if let Some(holders) = gates.sold_out(campaign_id) {
+        // A press after the last share: from memory, whether this resident holds one (say, a
+        // retry after an answer lost in a crash) or not.
+        let holders = holders.get_or_try_init(|| async { store::holders(db.reader(), campaign_id).await }).await?;
+        return Err(if holders.contains(&me.resident_id) { already() } else { sold_out() });
     }
     let now = db::now_ms();
-    let mut conn = db.reader().acquire().await.map_err(DbError::from)?;
-    let c = store::get(&mut *conn, campaign_id)
-        .await?
-        .filter(|c| c.state != "draft")
-        .ok_or(DomainError::NotFound("red packet"))?;
-    if store::grab_of(&mut *conn, c.id, me.resident_id).await?.is_some() {
-        return Err(already());
-    }
+    let c =
+        hot.campaign(campaign_id).await?.filter(|c| c.state != "draft").ok_or(DomainError::NotFound("red packet"))?;
     if c.state == "ended" {
         return Err(DomainError::conflict("red_packet_ended", "the campaign has ended"));
     }
@@ -329,8 +326,10 @@ pub async fn grab(
         gates.mark_sold_out(c.id);
         return Err(sold_out());
     }
+    let mut conn = db.reader().acquire().await.map_err(DbError::from)?;
     let identities = db::residents::identities_of(&mut *conn, me.resident_id).await?;
     check_audience(&mut conn, &c, me.resident_id, &identities).await?;
+    drop(conn);
     let identity = match c.channel.as_str() {
         "balance" => None,
         channel => {
@@ -343,19 +342,12 @@ pub async fn grab(
             Some(found.ok_or_else(|| DomainError::conflict("no_wechat_identity", hint))?)
         }
     };
-    drop(conn);
-    let resident_id = me.resident_id;
-    let campaign = c.clone();
-    let written = group
-        .run(c.id, move |tx| Box::pin(async move { write_grab(tx, &campaign, resident_id, identity.as_ref()).await }))
-        .await
-        .map_err(|e| DomainError::Upstream(e.to_string()))?;
-    match written {
+    match hot.write(&c, me.resident_id, identity).await {
         Ok((grab, payout)) => {
             if grab.seq == c.shares {
                 gates.mark_sold_out(c.id);
             }
-            Ok(Grabbed { grab, campaign: c, payout })
+            Ok(Grabbed { grab, campaign: (*c).clone(), payout })
         }
         Err(e) => {
             if matches!(&e, DomainError::Conflict { code: "sold_out", .. }) {
@@ -366,87 +358,12 @@ pub async fn grab(
     }
 }
 
-/// The write of a grab, inside the group's transaction.
-async fn write_grab(
-    tx: &mut Tx,
-    c: &CampaignRow,
-    resident_id: i64,
-    identity: Option<&IdentityRow>,
-) -> DomainResult<(GrabRow, Option<crate::db::payouts::PayoutRow>)> {
-    let now = db::now_ms();
-    let Some(seq) = store::take_share(tx, c.id, now).await? else {
-        // Sold out (or ended, or out of its window) since the read: nothing was written.
-        return Err(sold_out());
-    };
-    let amount = store::share_amount(tx, c.id, seq)
-        .await?
-        .ok_or_else(|| DomainError::conflict("red_packet_broken", "the campaign's shares are missing"))?;
-    let reference = format!("rp:{}:{}", c.id, resident_id);
-    let payout = match identity {
-        None => {
-            wallet::credit(
-                tx,
-                resident_id,
-                "red_packet",
-                &reference,
-                amount,
-                Some(c.owner_org_id),
-                Some(&c.theme),
-                now,
-            )
-            .await
-            .map_err(duplicate_as_already)?;
-            None
-        }
-        Some(identity) => {
-            let display = Display {
-                send_name: c.send_name.clone(),
-                wishing: c.wishing.clone(),
-                act_name: c.act_name.clone(),
-                remark: c.remark.clone(),
-                transfer_remark: c.transfer_remark.clone(),
-                transfer_scene_id: c.transfer_scene_id.clone(),
-            };
-            let queued = payouts::queue(
-                tx,
-                &Queue {
-                    company_id: Some(c.company_id),
-                    owner_org_id: Some(c.owner_org_id),
-                    resident_id,
-                    channel: &c.channel,
-                    source: "red_packet",
-                    source_ref: &reference,
-                    amount_fen: amount,
-                    appid: &identity.appid,
-                    openid: &identity.openid,
-                    display: &display,
-                },
-                now,
-            )
-            .await;
-            Some(queued.map_err(duplicate_as_already)?)
-        }
-    };
-    let grab = store::insert_grab(tx, c.id, resident_id, seq, amount, payout.as_ref().map(|p| p.id), now)
-        .await
-        .map_err(|e| duplicate_as_already(e.into()))?;
-    Ok((grab, payout))
-}
-
-fn sold_out() -> DomainError {
+pub(super) fn sold_out() -> DomainError {
     DomainError::conflict("sold_out", "all shares of this red packet have been taken")
 }
 
-fn already() -> DomainError {
+pub(super) fn already() -> DomainError {
     DomainError::conflict("already_grabbed", "you have already taken a share of this red packet")
-}
-
-/// A concurrent second grab by the same resident trips a unique key: it is the same refusal.
-fn duplicate_as_already(e: DomainError) -> DomainError {
-    match e {
-        DomainError::Db(DbError::UniqueViolation) => already(),
-        other => other,
-    }
 }
 
 /// A campaign I can grab from now, with my share if I took one.

@@ -581,6 +581,7 @@ impl RedPacketsApi {
         red_packet_id: Path<i64>,
     ) -> Result<Json<RedPacket>, ApiError> {
         let c = redpackets::end(&state.db, &key.0, red_packet_id.0).await?;
+        state.hot.forget(c.id);
         let f = crate::db::redpackets::figures(state.db.reader(), c.id).await?;
         Ok(Json(view(c, f)))
     }

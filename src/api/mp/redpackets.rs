@@ -261,7 +261,7 @@ impl MpRedPacketsApi {
         me: ResidentSession,
         red_packet_id: Path<i64>,
     ) -> Result<Grabbed, ApiError> {
-        let g = redpackets::grab(&state.db, &state.group, &state.gates, &state.apps(), &me.0, red_packet_id.0).await?;
+        let g = redpackets::grab(&state.db, &state.hot, &state.gates, &state.apps(), &me.0, red_packet_id.0).await?;
         if g.payout.is_some() {
             state.payout_wake.notify_one();
         }

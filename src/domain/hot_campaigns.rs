@@ -1,0 +1,403 @@
+//! The hot path of red-packet grabs: one writer per campaign that commits grants in groups, and a
+//! short-lived copy of each campaign's row for the checks that come before it.
+//!
+//! A popular red packet is a flash sale: thousands press at once for a few hundred shares. Each
+//! campaign that is being grabbed gets its own writer task on this instance. It takes every grab
+//! waiting for it (up to [`MAX_BATCH`]) and writes them all in one transaction with a handful of
+//! multi-row statements, whatever their number: drop residents who already hold a share, move the
+//! campaign's grant count by compare-and-set (`granted = from` → `to`, never beyond `shares`, only
+//! while the campaign is open), read the amounts of shares `from + 1 ..= to`, queue the payouts or
+//! credit the wallets, record the grabs under the unique (campaign, resident) key. Each caller is
+//! answered only after the commit, so an acknowledged grab survives `kill -9`.
+//!
+//! The database stays the authority: the compare-and-set and the unique key hold across instances
+//! sharing one PostgreSQL (a writer that loses the race reads the count again; one that meets a
+//! resident granted by another instance meanwhile rolls back and tries the group again).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::payouts::{self, Display};
+use super::{DomainError, DomainResult};
+use crate::db::payouts::{NewPayout, PayoutRow};
+use crate::db::redpackets::{self as store, CampaignRow, GrabRow, NewGrab};
+use crate::db::residents::IdentityRow;
+use crate::db::wallet::{self as wallet_store, NewEntry};
+use crate::db::{self, Db, DbError, Tx};
+
+/// The most grabs one group transaction takes.
+pub const MAX_BATCH: usize = 512;
+/// A writer with nothing to do for this long stops; the next grab starts a new one.
+const IDLE: Duration = Duration::from_secs(30);
+/// How long a campaign's row is trusted for the checks before the write. Nothing those checks read
+/// changes after activation except the state (an ended campaign is refused by the write itself)
+/// and the grant count (the gate and the write guard that).
+const SNAPSHOT_TTL: Duration = Duration::from_secs(1);
+/// Rounds of a group against other instances' writers before giving up on it.
+const ATTEMPTS: usize = 8;
+
+/// What the write of one grab came to.
+pub type Written = DomainResult<(GrabRow, Option<PayoutRow>)>;
+
+struct Job {
+    resident_id: i64,
+    /// The WeChat identity a payout goes to; `None` for the balance channel.
+    identity: Option<IdentityRow>,
+    answer: oneshot::Sender<Written>,
+}
+
+/// The writers and row copies of the campaigns being grabbed on this instance. Cheap to clone.
+#[derive(Clone)]
+pub struct HotCampaigns {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    writers: Mutex<HashMap<i64, mpsc::Sender<Job>>>,
+    snapshots: Mutex<HashMap<i64, (Arc<CampaignRow>, Instant)>>,
+}
+
+impl std::fmt::Debug for HotCampaigns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotCampaigns").finish_non_exhaustive()
+    }
+}
+
+impl HotCampaigns {
+    pub fn new(db: Db) -> Self {
+        Self { inner: Arc::new(Inner { db, writers: Mutex::default(), snapshots: Mutex::default() }) }
+    }
+
+    /// The campaign's row, from a copy at most [`SNAPSHOT_TTL`] old. Drafts are never kept, so an
+    /// activation is seen at once.
+    pub async fn campaign(&self, id: i64) -> DomainResult<Option<Arc<CampaignRow>>> {
+        if let Some((row, at)) = self.inner.snapshots.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            if at.elapsed() < SNAPSHOT_TTL {
+                return Ok(Some(row.clone()));
+            }
+        }
+        let Some(row) = store::get(self.inner.db.reader(), id).await? else { return Ok(None) };
+        let row = Arc::new(row);
+        if row.state != "draft" {
+            let mut snapshots = self.inner.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+            // Ended campaigns linger only until the next look finds them stale.
+            snapshots.retain(|_, (_, at)| at.elapsed() < SNAPSHOT_TTL);
+            snapshots.insert(id, (row.clone(), Instant::now()));
+        }
+        Ok(Some(row))
+    }
+
+    /// Forgets the copy of a campaign's row (after an operator changed it on this instance).
+    pub fn forget(&self, id: i64) {
+        self.inner.snapshots.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    /// Writes a grab of `campaign` for the resident through the campaign's writer; answers after
+    /// the group it joined has committed.
+    pub async fn write(&self, campaign: &CampaignRow, resident_id: i64, identity: Option<IdentityRow>) -> Written {
+        let (answer, answered) = oneshot::channel();
+        let mut job = Job { resident_id, identity, answer };
+        loop {
+            let lane = {
+                let mut writers = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
+                writers
+                    .entry(campaign.id)
+                    .or_insert_with(|| {
+                        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+                        tokio::spawn(writer(self.inner.clone(), campaign.clone(), rx));
+                        tx
+                    })
+                    .clone()
+            };
+            match lane.send(job).await {
+                Ok(()) => break,
+                // That writer stopped for idleness between our look-up and our send: start another.
+                Err(mpsc::error::SendError(back)) => {
+                    job = back;
+                    let mut writers = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
+                    if writers.get(&campaign.id).is_some_and(|w| w.same_channel(&lane)) {
+                        writers.remove(&campaign.id);
+                    }
+                }
+            }
+        }
+        answered.await.unwrap_or_else(|_| Err(not_written()))
+    }
+}
+
+fn not_written() -> DomainError {
+    DomainError::Upstream("the grab was not written: the writer stopped; try again".into())
+}
+
+/// One campaign's writer: takes what is waiting, writes it as one group, answers, repeats.
+async fn writer(inner: Arc<Inner>, campaign: CampaignRow, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        match tokio::time::timeout(IDLE, rx.recv_many(&mut batch, MAX_BATCH)).await {
+            Ok(0) => return,
+            Ok(_) => write_group(&inner.db, &campaign, std::mem::take(&mut batch)).await,
+            Err(_) => {
+                {
+                    let mut writers = inner.writers.lock().unwrap_or_else(|p| p.into_inner());
+                    if !rx.is_empty() {
+                        continue;
+                    }
+                    writers.remove(&campaign.id);
+                }
+                // Whoever still holds a sender gets an error on send and starts a new writer;
+                // what was sent before the close is written here.
+                rx.close();
+                while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                    write_group(&inner.db, &campaign, std::mem::take(&mut batch)).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// What the group decided for one resident.
+enum Outcome {
+    Granted(Box<(GrabRow, Option<PayoutRow>)>),
+    Already,
+    Refused(DomainError),
+}
+
+async fn write_group(db: &Db, campaign: &CampaignRow, jobs: Vec<Job>) {
+    // A resident pressing twice within one group: the first press is written, the rest echo it.
+    let mut leads: Vec<Job> = Vec::with_capacity(jobs.len());
+    let mut echoes: Vec<Job> = Vec::new();
+    let mut seen = HashSet::with_capacity(jobs.len());
+    for job in jobs {
+        if seen.insert(job.resident_id) {
+            leads.push(job);
+        } else {
+            echoes.push(job);
+        }
+    }
+    let mut outcome = Err(not_written());
+    for _ in 0..ATTEMPTS {
+        outcome = write_once(db, campaign, &leads).await;
+        // Another instance granted one of these residents meanwhile: the group rolled back; the
+        // next round sees that grant and leaves the resident out.
+        if !matches!(outcome, Err(DomainError::Db(DbError::UniqueViolation))) {
+            break;
+        }
+    }
+    match outcome {
+        Ok(mut outcomes) => {
+            let granted: HashSet<i64> =
+                outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Granted(..))).map(|(r, _)| *r).collect();
+            for job in leads {
+                let answer = match outcomes.remove(&job.resident_id) {
+                    Some(Outcome::Granted(granted)) => Ok(*granted),
+                    Some(Outcome::Already) => Err(super::redpackets::already()),
+                    Some(Outcome::Refused(e)) => Err(e),
+                    None => Err(not_written()),
+                };
+                let _ = job.answer.send(answer);
+            }
+            for job in echoes {
+                let answer = if granted.contains(&job.resident_id) {
+                    Err(super::redpackets::already())
+                } else {
+                    Err(super::redpackets::sold_out())
+                };
+                let _ = job.answer.send(answer);
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            tracing::warn!(campaign_id = campaign.id, error = %message, "a group of grabs was not written");
+            for job in leads.into_iter().chain(echoes) {
+                let _ = job.answer.send(Err(not_written()));
+            }
+        }
+    }
+}
+
+/// One try at writing the group in one transaction; commits before answering.
+async fn write_once(db: &Db, campaign: &CampaignRow, leads: &[Job]) -> DomainResult<HashMap<i64, Outcome>> {
+    let mut tx = db.begin().await?;
+    let residents: Vec<i64> = leads.iter().map(|j| j.resident_id).collect();
+    let holders: HashSet<i64> = store::holders_among(&mut tx, campaign.id, &residents).await?.into_iter().collect();
+    let mut outcomes: HashMap<i64, Outcome> = HashMap::with_capacity(leads.len());
+    let fresh: Vec<&Job> = leads
+        .iter()
+        .filter(|j| {
+            if holders.contains(&j.resident_id) {
+                outcomes.insert(j.resident_id, Outcome::Already);
+                false
+            } else {
+                true
+            }
+        })
+        .collect();
+    let now = db::now_ms();
+    let amounts = match take(&mut tx, campaign.id, fresh.len(), now).await? {
+        Ok(amounts) => amounts,
+        Err(refusal) => {
+            for j in &fresh {
+                outcomes.insert(j.resident_id, Outcome::Refused(refusal.error()));
+            }
+            Vec::new()
+        }
+    };
+    let (lucky, late) = fresh.split_at(amounts.len().min(fresh.len()));
+    for j in late {
+        outcomes.entry(j.resident_id).or_insert_with(|| Outcome::Refused(Refusal::SoldOut.error()));
+    }
+    let references: Vec<String> = lucky.iter().map(|j| format!("rp:{}:{}", campaign.id, j.resident_id)).collect();
+    let payout_of = pay(&mut tx, campaign, lucky, &amounts, &references, now).await?;
+    let grabs: Vec<NewGrab> = lucky
+        .iter()
+        .zip(&amounts)
+        .zip(&references)
+        .map(|((j, (seq, amount)), reference)| NewGrab {
+            resident_id: j.resident_id,
+            seq: *seq,
+            amount_fen: *amount,
+            payout_id: payout_of.get(reference).map(|p| p.id),
+        })
+        .collect();
+    let written = store::insert_grabs(&mut tx, campaign.id, &grabs, now).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    let mut payout_of = payout_of;
+    for grab in written {
+        let payout = payout_of.remove(&format!("rp:{}:{}", campaign.id, grab.resident_id));
+        outcomes.insert(grab.resident_id, Outcome::Granted(Box::new((grab, payout))));
+    }
+    Ok(outcomes)
+}
+
+/// Why a campaign refuses grabs now.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    Gone,
+    Ended,
+    WindowOver,
+    NotStarted,
+    SoldOut,
+}
+
+impl Refusal {
+    fn error(self) -> DomainError {
+        match self {
+            Refusal::Gone => DomainError::NotFound("red packet"),
+            Refusal::Ended => DomainError::conflict("red_packet_ended", "the campaign has ended"),
+            Refusal::WindowOver => DomainError::conflict("red_packet_window_over", "the campaign is over"),
+            Refusal::NotStarted => DomainError::conflict("red_packet_not_started", "the campaign has not started yet"),
+            Refusal::SoldOut => super::redpackets::sold_out(),
+        }
+    }
+}
+
+/// Takes up to `wanted` shares: the numbers and amounts taken (possibly fewer than wanted), or why
+/// the campaign refuses grabs now.
+async fn take(
+    tx: &mut Tx,
+    campaign_id: i64,
+    wanted: usize,
+    now: i64,
+) -> DomainResult<Result<Vec<(i64, i64)>, Refusal>> {
+    if wanted == 0 {
+        return Ok(Ok(Vec::new()));
+    }
+    for _ in 0..ATTEMPTS {
+        let Some(c) = store::get(&mut **tx, campaign_id).await? else { return Ok(Err(Refusal::Gone)) };
+        if c.state == "ended" {
+            return Ok(Err(Refusal::Ended));
+        }
+        if now >= c.ends_at {
+            return Ok(Err(Refusal::WindowOver));
+        }
+        if c.state != "active" || now < c.starts_at {
+            return Ok(Err(Refusal::NotStarted));
+        }
+        let left = (c.shares - c.granted).max(0);
+        if left == 0 {
+            return Ok(Err(Refusal::SoldOut));
+        }
+        let to = c.granted + left.min(wanted as i64);
+        if store::take_shares(tx, campaign_id, c.granted, to, now).await? {
+            let amounts = store::share_amounts(tx, campaign_id, c.granted, to).await?;
+            if amounts.len() as i64 != to - c.granted {
+                return Err(DomainError::conflict("red_packet_broken", "the campaign's shares are missing"));
+            }
+            return Ok(Ok(amounts));
+        }
+        // Another instance's writer moved the count first: read it again.
+    }
+    Err(DomainError::Upstream("the red packet is too busy; try again".into()))
+}
+
+/// Queues the payouts (payout channels) or credits the wallets (balance) of the granted residents;
+/// answers the payouts by reference.
+async fn pay(
+    tx: &mut Tx,
+    c: &CampaignRow,
+    lucky: &[&Job],
+    amounts: &[(i64, i64)],
+    references: &[String],
+    now: i64,
+) -> DomainResult<HashMap<String, PayoutRow>> {
+    if lucky.is_empty() {
+        return Ok(HashMap::new());
+    }
+    if c.channel == "balance" {
+        let credits: Vec<(i64, NewEntry<'_>)> = lucky
+            .iter()
+            .zip(amounts)
+            .zip(references)
+            .map(|((j, (_, amount)), reference)| {
+                let entry = NewEntry {
+                    kind: "credit",
+                    source: "red_packet",
+                    reference,
+                    amount_fen: *amount,
+                    owner_org_id: Some(c.owner_org_id),
+                    payout_id: None,
+                    remark: Some(&c.theme),
+                };
+                (j.resident_id, entry)
+            })
+            .collect();
+        wallet_store::credit_many(tx, &credits, now).await?;
+        return Ok(HashMap::new());
+    }
+    let display = serde_json::to_string(&Display {
+        send_name: c.send_name.clone(),
+        wishing: c.wishing.clone(),
+        act_name: c.act_name.clone(),
+        remark: c.remark.clone(),
+        transfer_remark: c.transfer_remark.clone(),
+        transfer_scene_id: c.transfer_scene_id.clone(),
+    })
+    .unwrap_or_else(|_| "{}".into());
+    let numbers: Vec<String> = lucky.iter().map(|_| payouts::new_out_no()).collect();
+    let mut queued = Vec::with_capacity(lucky.len());
+    for (((j, (_, amount)), reference), out_no) in lucky.iter().zip(amounts).zip(references).zip(&numbers) {
+        let identity = j.identity.as_ref().ok_or_else(|| {
+            DomainError::conflict("no_wechat_identity", "a payout needs the resident's WeChat identity")
+        })?;
+        queued.push(NewPayout {
+            company_id: Some(c.company_id),
+            owner_org_id: Some(c.owner_org_id),
+            resident_id: j.resident_id,
+            channel: &c.channel,
+            source: "red_packet",
+            source_ref: reference,
+            amount_fen: *amount,
+            appid: &identity.appid,
+            openid: &identity.openid,
+            out_no,
+            display: &display,
+        });
+    }
+    let rows = crate::db::payouts::insert_many(tx, &queued, now).await?;
+    Ok(rows.into_iter().map(|row| (row.source_ref.clone(), row)).collect())
+}
