@@ -5,6 +5,10 @@
 //! bearer token and the refresh token are random, shown once and stored hashed; a refresh token
 //! works once and replaces the whole session.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use rand::RngCore;
 
 use super::access::hash_key;
@@ -124,7 +128,12 @@ async fn open_session(
 }
 
 /// Trades a refresh token (once) for a new session; the old session ends.
-pub async fn refresh(db: &Db, refresh_token: &str, lifetimes: Lifetimes) -> DomainResult<IssuedSession> {
+pub async fn refresh(
+    db: &Db,
+    cache: &SessionCache,
+    refresh_token: &str,
+    lifetimes: Lifetimes,
+) -> DomainResult<IssuedSession> {
     let invalid = || DomainError::Unauthenticated("the refresh token is invalid, expired or already used".into());
     if !refresh_token.starts_with(REFRESH_PREFIX) {
         return Err(invalid());
@@ -135,21 +144,68 @@ pub async fn refresh(db: &Db, refresh_token: &str, lifetimes: Lifetimes) -> Doma
     let session_key = store::session_key(&mut tx, old.id).await?;
     let issued = open_session(&mut tx, old.resident_id, old.identity_id, &session_key, lifetimes, now).await?;
     tx.commit().await.map_err(DbError::from)?;
+    cache.forget_session(old.id);
     Ok(issued)
 }
 
 /// The resident behind a bearer token, if the session is live.
-pub async fn authenticate(db: &Db, token: &str) -> DomainResult<Option<ResidentActor>> {
+pub async fn authenticate(db: &Db, cache: &SessionCache, token: &str) -> DomainResult<Option<ResidentActor>> {
     if !token.starts_with(ACCESS_PREFIX) || token.len() != ACCESS_PREFIX.len() + 64 {
         return Ok(None);
     }
-    let row = store::by_token(db.reader(), &hash_key(token), db::now_ms()).await?;
-    Ok(row.map(|s| ResidentActor { resident_id: s.resident_id, session_id: s.id, identity_id: s.identity_id }))
+    let hash = hash_key(token);
+    let now = db::now_ms();
+    if let Some(actor) = cache.get(&hash, now) {
+        return Ok(Some(actor));
+    }
+    let Some(s) = store::by_token(db.reader(), &hash, now).await? else { return Ok(None) };
+    let actor = ResidentActor { resident_id: s.resident_id, session_id: s.id, identity_id: s.identity_id };
+    cache.put(hash, actor.clone(), s.expires_at);
+    Ok(Some(actor))
 }
 
-/// Ends the session; its tokens stop working at once.
-pub async fn logout(db: &Db, actor: &ResidentActor) -> DomainResult<()> {
-    Ok(store::revoke(db.writer(), actor.session_id, db::now_ms()).await?)
+/// Ends the session; its tokens stop working at once on this instance, and within
+/// [`SESSION_CACHE_TTL`] on the others.
+pub async fn logout(db: &Db, cache: &SessionCache, actor: &ResidentActor) -> DomainResult<()> {
+    store::revoke(db.writer(), actor.session_id, db::now_ms()).await?;
+    cache.forget_session(actor.session_id);
+    Ok(())
+}
+
+/// How long a looked-up session is trusted without reading it again.
+pub const SESSION_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Entries kept at most; past it, the cache starts over (it only saves reads).
+const SESSION_CACHE_MAX: usize = 200_000;
+
+/// Sessions looked up recently, by token hash, so a resident's burst of requests (a red packet
+/// pressed many times) reads the session once. An entry lasts [`SESSION_CACHE_TTL`] and never
+/// beyond the session's own expiry; a logout or refresh on this instance drops it at once.
+#[derive(Debug, Default)]
+pub struct SessionCache {
+    entries: Mutex<HashMap<String, (ResidentActor, Instant, i64)>>,
+}
+
+impl SessionCache {
+    fn get(&self, hash: &str, now_ms: i64) -> Option<ResidentActor> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (actor, at, expires_at) = entries.get(hash)?;
+        (at.elapsed() < SESSION_CACHE_TTL && now_ms < *expires_at).then(|| actor.clone())
+    }
+
+    fn put(&self, hash: String, actor: ResidentActor, expires_at: i64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= SESSION_CACHE_MAX {
+            entries.retain(|_, (_, at, _)| at.elapsed() < SESSION_CACHE_TTL);
+            if entries.len() >= SESSION_CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(hash, (actor, Instant::now(), expires_at));
+    }
+
+    fn forget_session(&self, session_id: i64) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (a, _, _)| a.session_id != session_id);
+    }
 }
 
 /// Fetches the phone number the resident shared through the mini-program's phone-number button

@@ -36,7 +36,7 @@ async fn resident_from_token(req: &Request, bearer: Bearer) -> poem::Result<Resi
     let state = req
         .data::<AppState>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing from the request")))?;
-    match authenticate(&state.db, bearer.token.trim()).await {
+    match authenticate(&state.db, &state.sessions, bearer.token.trim()).await {
         Ok(Some(actor)) => Ok(actor),
         Ok(None) => Err(ApiError::Unauthenticated("the session is invalid or has expired; log in again".into()).into()),
         Err(err) => Err(ApiError::from(err).into()),

@@ -94,14 +94,14 @@ impl MpSessionsApi {
     /// Trade a refresh token for a new session; the old one ends. Each refresh token works once.
     #[oai(path = "/sessions/refresh", method = "post", operation_id = "refresh_session")]
     async fn refresh_session(&self, state: Data<&AppState>, body: Json<Refresh>) -> Result<SessionCreated, ApiError> {
-        let issued = sessions::refresh(&state.db, &body.0.refresh_token, lifetimes(&state)).await?;
+        let issued = sessions::refresh(&state.db, &state.sessions, &body.0.refresh_token, lifetimes(&state)).await?;
         Ok(SessionCreated::Created(Json(issued.into())))
     }
 
     /// Log out: the session's tokens stop working at once.
     #[oai(path = "/sessions/current", method = "delete", operation_id = "delete_session")]
     async fn delete_session(&self, state: Data<&AppState>, me: ResidentSession) -> Result<LoggedOut, ApiError> {
-        sessions::logout(&state.db, &me.0).await?;
+        sessions::logout(&state.db, &state.sessions, &me.0).await?;
         Ok(LoggedOut::Done)
     }
 }
