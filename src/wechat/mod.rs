@@ -4,3 +4,6 @@
 pub mod api;
 pub mod oa;
 pub mod pay;
+
+#[cfg(test)]
+pub(crate) mod fuzz;

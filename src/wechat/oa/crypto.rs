@@ -17,6 +17,8 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use base64::Engine;
 use sha1::{Digest, Sha1};
 
+use super::message::MAX_XML_BYTES;
+
 type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
 type Aes256CbcDec = cbc::Decryptor<aes::Aes256>;
 
@@ -142,12 +144,18 @@ impl MsgCrypt {
 
     /// Decrypts an `Encrypt` value and returns the inner XML.
     ///
-    /// Checks, without panicking on any input: base64, a non-empty whole number of AES blocks,
+    /// Checks, without panicking on any input: a length of at most [`MAX_XML_BYTES`] (the largest
+    /// push), base64, a non-empty whole number of AES blocks,
     /// 1..=32 bytes of consistent padding, the length field against the buffer, the trailing
     /// appid equal to ours ([`CryptoError::AppIdMismatch`]) and UTF-8.
     /// Authenticate the push with `msg_signature` first (see [`MsgCrypt::decrypt_verified`]):
     /// CBC alone does not authenticate.
     pub fn decrypt(&self, encrypt_b64: &str) -> Result<String, CryptoError> {
+        // An `Encrypt` value comes out of a push of at most MAX_XML_BYTES: refuse anything longer
+        // before decoding, so memory stays bounded whoever calls this.
+        if encrypt_b64.len() > MAX_XML_BYTES {
+            return Err(CryptoError::BadLength);
+        }
         let mut buf = STANDARD
             .decode(encrypt_b64.trim_matches(|c: char| c.is_ascii_whitespace()))
             .map_err(|_| CryptoError::Base64)?;

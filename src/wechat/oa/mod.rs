@@ -11,3 +11,6 @@
 pub mod crypto;
 pub mod message;
 pub mod reply;
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -13,6 +13,9 @@
 pub mod bill;
 pub mod transfer_bills;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;

@@ -21,7 +21,7 @@ pub enum XmlError {
     TooLarge,
     #[error("XML is not UTF-8")]
     NotUtf8,
-    #[error("XML with a DOCTYPE is refused")]
+    #[error("XML with a DOCTYPE, a declaration or a custom entity is refused")]
     Doctype,
     #[error("malformed XML: {0}")]
     Malformed(String),
@@ -35,6 +35,26 @@ pub enum XmlError {
 
 fn malformed(what: impl Into<String>) -> XmlError {
     XmlError::Malformed(what.into())
+}
+
+/// A reference to an entity XML does not predefine could only be expanded from a DTD: refused
+/// like one.
+fn map_error(err: quick_xml::Error) -> XmlError {
+    match err {
+        quick_xml::Error::EscapeError(quick_xml::escape::EscapeError::UnrecognizedEntity(..)) => XmlError::Doctype,
+        other => malformed(other.to_string()),
+    }
+}
+
+/// Whether markup declaring something (`<!DOCTYPE`, `<!ENTITY`, `<!ELEMENT`, `<!ATTLIST`,
+/// `<!NOTATION`, in any case) starts at byte `pos` of `text`.
+fn declaration_at(text: &str, pos: u64) -> bool {
+    let Some(rest) = usize::try_from(pos).ok().and_then(|pos| text.as_bytes().get(pos..)) else {
+        return false;
+    };
+    [&b"<!DOCTYPE"[..], b"<!ENTITY", b"<!ELEMENT", b"<!ATTLIST", b"<!NOTATION"]
+        .iter()
+        .any(|decl| rest.len() >= decl.len() && rest[..decl.len()].eq_ignore_ascii_case(decl))
 }
 
 /// Characters XML 1.0 can carry. Others (NUL, most C0 controls, U+FFFE/FFFF) cannot be sent even in CDATA.
@@ -95,15 +115,21 @@ pub fn parse_xml(input: &[u8]) -> Result<BTreeMap<String, String>, XmlError> {
     let mut open: Option<(String, String, bool)> = None;
 
     loop {
-        let event = reader.read_event().map_err(|err| {
-            // quick-xml reports an inline `<!ENTITY` inside a DOCTYPE as a syntax error in some
-            // positions; either way the document is refused.
-            if text.contains("<!DOCTYPE") || text.contains("<!ENTITY") {
-                XmlError::Doctype
-            } else {
-                malformed(err.to_string())
+        let event = match reader.read_event() {
+            Ok(event) => event,
+            // quick-xml reports a declaration it does not parse (`<!ENTITY` outside a DOCTYPE, an
+            // unclosed DOCTYPE) as a syntax error: look at what starts where it stopped, not at
+            // the whole text, where `<!DOCTYPE` may be a value's CDATA.
+            Err(err) => {
+                return Err(
+                    if declaration_at(text, reader.error_position()) || declaration_at(text, reader.buffer_position()) {
+                        XmlError::Doctype
+                    } else {
+                        map_error(err)
+                    },
+                )
             }
-        })?;
+        };
         match event {
             Event::DocType(_) => return Err(XmlError::Doctype),
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
@@ -147,7 +173,7 @@ pub fn parse_xml(input: &[u8]) -> Result<BTreeMap<String, String>, XmlError> {
                 depth = depth.saturating_sub(1);
             }
             Event::Text(text_event) => {
-                let value = text_event.unescape().map_err(|err| malformed(err.to_string()))?;
+                let value = text_event.unescape().map_err(map_error)?;
                 match depth {
                     0 | 1 if !value.trim().is_empty() => return Err(malformed("text outside a field")),
                     2 => {
@@ -225,8 +251,14 @@ mod tests {
         let xxe =
             "<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><xml><a>&e;</a></xml>";
         assert_eq!(parse_xml(xxe.as_bytes()), Err(XmlError::Doctype));
+        // Entities are never expanded: a reference to one is refused like the DTD it needs.
         let undeclared = "<xml><a>&e;</a></xml>";
-        assert!(matches!(parse_xml(undeclared.as_bytes()), Err(XmlError::Malformed(_))));
+        assert_eq!(parse_xml(undeclared.as_bytes()), Err(XmlError::Doctype));
+        let bare = "<xml><!ENTITY e \"x\"><a>1</a></xml>";
+        assert_eq!(parse_xml(bare.as_bytes()), Err(XmlError::Doctype));
+        // `<!DOCTYPE` as a value's text says nothing about a document that is cut short.
+        let cut = "<xml><a><![CDATA[<!DOCTYPE x>]]></a><b>1";
+        assert!(matches!(parse_xml(cut.as_bytes()), Err(XmlError::Malformed(_))));
     }
 
     #[test]

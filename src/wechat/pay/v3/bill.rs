@@ -202,6 +202,8 @@ pub enum AmountError {
 /// What is wrong with a bill file. `line` is 1-based; values are shortened to 64 characters.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BillParseError {
+    #[error("larger than {MAX_BILL_BYTES} bytes")]
+    TooLarge,
     #[error("not UTF-8")]
     NotUtf8,
     #[error("empty file")]
@@ -481,10 +483,15 @@ fn cross_check(entries: &[FundFlowEntry], summary: &FundFlowSummary) -> Result<(
     Ok(())
 }
 
-/// Parses a fund-flow bill file and checks it against its own summary. Blank lines are skipped;
+/// Parses a fund-flow bill file (at most [`MAX_BILL_BYTES`]) and checks it against its own
+/// summary. Blank lines are skipped;
 /// a UTF-8 byte-order mark is allowed. A file cut inside the summary's last amount (`1.00` → `1.0`)
 /// still reads the same; only the hash check catches that.
 pub fn parse_fund_flow_bill(file: &[u8]) -> Result<FundFlowBill, BillParseError> {
+    // The download is capped too; checking here keeps the parser bounded whoever calls it.
+    if file.len() > MAX_BILL_BYTES {
+        return Err(BillParseError::TooLarge);
+    }
     let text = std::str::from_utf8(file).map_err(|_| BillParseError::NotUtf8)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text
@@ -631,6 +638,9 @@ impl V3Client {
         Ok(body)
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;
 
 #[cfg(test)]
 mod tests {
