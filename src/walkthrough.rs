@@ -2,12 +2,14 @@
 //! running sandbox server (see [`crate::sandbox`]), over HTTP only, and prints each step with its
 //! key figure. The operator sets up a community, a coupon, a merchant, a task and a red packet;
 //! the resident follows the official account, checks in, logs in to the mini-program, binds their
-//! home, claims the coupon and shops with it, accepts the task and grabs the red packet, which is
-//! sent, opened and paid.
+//! home, claims the coupon and shops with it, accepts the task, and a neighbour who follows through
+//! its QR code and binds their own home earns the resident the task's reward; then the resident
+//! grabs the red packet, which is sent, opened and paid.
 //!
-//! WeChat's part is played through the sandbox's wechat-mock: its control API makes the resident
-//! and their `wx.login` codes and opens the red packet, and [`wechat_mock::OaPusher`] pushes their
-//! follow and check-in to linli's callback, signed and encrypted as WeChat does. Every run uses
+//! WeChat's part is played through the sandbox's wechat-mock: its control API makes the resident,
+//! the neighbour and their `wx.login` codes, knows the scene of the task's QR code and opens the
+//! red packet, and [`wechat_mock::OaPusher`] pushes their follows and the check-in to linli's
+//! callback, signed and encrypted as WeChat does. Every run uses
 //! fresh names and a new WeChat user, so it can run any number of times against one server.
 
 use std::time::{Duration, Instant};
@@ -15,13 +17,18 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use reqwest::Method;
 use serde_json::{json, Value};
-use wechat_mock::{OaPusher, PushMode, PusherConfig};
+use wechat_mock::{OaMessage, OaPusher, PushMode, PusherConfig};
 
 /// How long the walkthrough waits for the payout dispatcher to send and then settle a red packet.
 const PAYOUT_DEADLINE: Duration = Duration::from_secs(90);
 const POLL_EVERY: Duration = Duration::from_millis(250);
 const ROSTER_NAME: &str = "张三";
 const ROSTER_PHONE: &str = "13800138000";
+/// The neighbour the resident invites: on the roster of the other room, so their binding verifies.
+const NEIGHBOUR_NAME: &str = "李四";
+const NEIGHBOUR_PHONE: &str = "13900139000";
+/// The task's reward, points for each neighbour who binds their home.
+const TASK_REWARD_POINTS: i64 = 50;
 
 /// What the walkthrough runs against.
 pub struct Options {
@@ -113,7 +120,7 @@ enum Auth<'a> {
 enum Payload {
     None,
     Json(Value),
-    Csv(&'static str),
+    Csv(String),
 }
 
 struct Http {
@@ -172,7 +179,7 @@ struct Setup {
 impl Walk {
     fn say(&mut self, who: &str, what: &str, detail: impl std::fmt::Display) {
         self.step += 1;
-        println!("{:>2}. {who:<8} {what:<17} {detail}", self.step);
+        println!("{:>2}. {who:<9} {what:<17} {detail}", self.step);
     }
 
     async fn linli(&self, method: Method, path: &str, auth: Auth<'_>, payload: Payload) -> anyhow::Result<Value> {
@@ -226,17 +233,21 @@ impl Walk {
             )
             .await?;
         let community = id_of(&c)?;
-        let rooms = "building,unit,number\n1,1,101\n1,1,102\n";
+        let rooms = "building,unit,number\n1,1,101\n1,1,102\n".to_owned();
         self.linli(Method::POST, &format!("/admin/v1/communities/{community}/rooms/import"), op, Payload::Csv(rooms))
             .await?;
-        let roster = "name,phone,building,unit,number,role\n张三,13800138000,1,1,101,owner\n";
+        let roster = format!(
+            "name,phone,building,unit,number,role\n{ROSTER_NAME},{ROSTER_PHONE},1,1,101,owner\n\
+             {NEIGHBOUR_NAME},{NEIGHBOUR_PHONE},1,1,102,owner\n"
+        );
         self.linli(Method::POST, &format!("/admin/v1/communities/{community}/roster/import"), op, Payload::Csv(roster))
             .await?;
         self.say(
             "operator",
             "community",
             format_args!(
-                "{community_name} (org {community}): rooms 1-1-101, 1-1-102; roster: {ROSTER_NAME} {ROSTER_PHONE} owns 1-1-101"
+                "{community_name} (org {community}): rooms 1-1-101, 1-1-102; roster: {ROSTER_NAME} owns 1-1-101, \
+                 {NEIGHBOUR_NAME} owns 1-1-102"
             ),
         );
 
@@ -288,8 +299,8 @@ impl Walk {
 
         let (starts, ends) = (now_rfc3339(-time::Duration::minutes(1))?, now_rfc3339(time::Duration::days(7))?);
         let terms = json!({
-            "theme": "邀请邻居绑定房产", "mode": "open", "category": "invite_bind", "target": 3,
-            "reward_kind": "points", "reward_amount": 50, "starts_at": starts, "ends_at": ends
+            "theme": "邀请邻居绑定房产", "mode": "open", "category": "invite_bind", "target": 1,
+            "reward_kind": "points", "reward_amount": TASK_REWARD_POINTS, "starts_at": starts, "ends_at": ends
         });
         let task = self
             .linli(Method::POST, "/admin/v1/tasks", op, Payload::Json(json!({"owner_org_id": company, "terms": terms})))
@@ -298,7 +309,9 @@ impl Walk {
         self.say(
             "operator",
             "task",
-            format_args!("邀请邻居绑定房产 (task {task}): invite 3 neighbours to bind their homes, 50 points a round"),
+            format_args!(
+                "邀请邻居绑定房产 (task {task}): {TASK_REWARD_POINTS} points for each neighbour invited who binds their home"
+            ),
         );
 
         let (total, shares) = (600, 3);
@@ -419,6 +432,33 @@ impl Walk {
             "accept task",
             format_args!("task {}: invitation scene {}, QR code {qr}", s.task, text_of(&inv, "scene")?),
         );
+        let ticket = inv["qr_code"]["ticket"]
+            .as_str()
+            .with_context(|| format!("the invitation has no QR code to scan: {inv}"))?
+            .to_owned();
+        self.neighbour_accepts(&pusher, s, &ticket).await?;
+        let balance_before = balance;
+        let balance = self.points(&token, company).await?;
+        let mine = self.linli(Method::GET, "/mp/v1/me/tasks", me, Payload::None).await?;
+        let held = mine["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|t| t["task"]["id"] == s.task))
+            .with_context(|| format!("task {} is not among mine: {mine}", s.task))?;
+        let (counted, rounds) = (held["counted"].as_i64().unwrap_or(0), held["rounds"].as_i64().unwrap_or(0));
+        if rounds < 1 || balance - balance_before != TASK_REWARD_POINTS {
+            bail!(
+                "the neighbour's verified home should have earned the resident {TASK_REWARD_POINTS} points; \
+                 points {balance_before} -> {balance}, task: {held}"
+            );
+        }
+        self.say(
+            "resident",
+            "task reward",
+            format_args!(
+                "task {}: {counted} neighbour counted, round {rounds} done: +{TASK_REWARD_POINTS} points (balance {balance})",
+                s.task
+            ),
+        );
 
         let g =
             self.linli(Method::POST, &format!("/mp/v1/red-packets/{}/grabs", s.red_packet), me, Payload::None).await?;
@@ -454,6 +494,56 @@ impl Walk {
                 p["state"].as_str().unwrap_or_default(),
                 yuan(amount)
             ),
+        );
+        Ok(())
+    }
+
+    /// A neighbour new to the official account scans the resident's invitation QR code in WeChat
+    /// and follows, then logs in to the mini-program and binds their own home: the invitation the
+    /// task counts.
+    async fn neighbour_accepts(&mut self, pusher: &OaPusher, s: &Setup, ticket: &str) -> anyhow::Result<()> {
+        // WeChat knows which scene a ticket was made for; so does the mock, which made it.
+        let codes = self.mock(Method::GET, "/__mock/qrcodes", Payload::None).await?;
+        let scene = codes
+            .as_array()
+            .and_then(|codes| codes.iter().find(|c| c["ticket"] == ticket))
+            .and_then(|c| c["scene"].as_str())
+            .with_context(|| format!("the fake WeChat made no QR code with ticket {ticket}"))?
+            .to_owned();
+        let user = self
+            .mock(Method::POST, "/__mock/users", Payload::Json(json!({"subscribed": true, "qr_scene_str": scene})))
+            .await?;
+        let (unionid, openid) = (text_of(&user, "unionid")?.to_owned(), text_of(&user, "oa_openid")?.to_owned());
+        let follow = pusher.build(OaMessage::FollowScene {
+            openid: openid.clone(),
+            scene: scene.clone(),
+            ticket: ticket.to_owned(),
+        });
+        let reply = push(pusher, &follow).await.context("the neighbour following through the QR code")?;
+        self.say(
+            "neighbour",
+            "scan and follow",
+            format_args!("{NEIGHBOUR_NAME} scans the QR code (scene {scene}), {} replies: {reply}", s.company_name),
+        );
+
+        let code = self.mock(Method::POST, &format!("/__mock/users/{unionid}/login-code"), Payload::None).await?;
+        let session = self
+            .linli(Method::POST, "/mp/v1/sessions", Auth::None, Payload::Json(json!({"code": text_of(&code, "code")?})))
+            .await?;
+        let token = text_of(&session, "access_token")?.to_owned();
+        let bind = json!({
+            "community_id": s.community, "building": "1", "unit": "1", "number": "102", "role": "owner",
+            "name": NEIGHBOUR_NAME, "phone": NEIGHBOUR_PHONE
+        });
+        let b = self.linli(Method::POST, "/mp/v1/me/bindings", Auth::Bearer(&token), Payload::Json(bind)).await?;
+        let state = text_of(&b, "state")?;
+        if state != "verified" {
+            bail!("the neighbour's binding should be verified by the roster match, it is {state}: {b}");
+        }
+        self.say(
+            "neighbour",
+            "bind home",
+            format_args!("1-1-102 of {} as owner {NEIGHBOUR_NAME}: {state} (roster match)", s.community_name),
         );
         Ok(())
     }

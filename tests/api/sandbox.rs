@@ -121,6 +121,8 @@ async fn with_no_credentials_linli_runs_a_sandbox_and_the_walkthrough_goes_throu
         "member code",
         "order",
         "accept task",
+        "scan and follow",
+        "task reward",
         "grab red packet",
         "payout sent",
         "open red packet",
@@ -131,6 +133,18 @@ async fn with_no_credentials_linli_runs_a_sandbox_and_the_walkthrough_goes_throu
     for figure in ["当前积分 15", ": verified", "paid 70.00, +140 points", "submitted", "RECEIVED", "succeeded"] {
         assert!(stdout.contains(figure), "no {figure:?} in:\n{stdout}");
     }
+    // The neighbour came through the task's QR code, was welcomed as a new follower and bound the
+    // other room; the inviter's reward is the task's 50 points on top of the 155 from before.
+    let line = |who: &str, step: &str| {
+        let found = stdout.lines().find(|l| l.contains(who) && l.contains(step));
+        found.unwrap_or_else(|| panic!("no step {who} {step:?} in:\n{stdout}")).to_owned()
+    };
+    let follow = line("neighbour", "scan and follow");
+    assert!(follow.contains("李四 scans the QR code (scene t") && follow.contains("关注奖励 10 积分"), "{follow}");
+    let bound = line("neighbour", "bind home");
+    assert!(bound.contains("1-1-102") && bound.contains(": verified"), "{bound}");
+    let reward = line("resident", "task reward");
+    assert!(reward.contains("round 1 done: +50 points (balance 205)"), "{reward}");
     assert!(stdout.contains("done: the whole journey works"), "{stdout}");
 
     // Again, against the same server: fresh names and a new WeChat user.
