@@ -25,9 +25,12 @@ mod http;
 mod report;
 #[path = "load/scenarios.rs"]
 mod scenarios;
+// server.rs and world.rs are shared with the crash drill, which uses parts this bench does not.
 #[path = "load/server.rs"]
+#[allow(dead_code)]
 mod server;
 #[path = "load/world.rs"]
+#[allow(dead_code)]
 mod world;
 
 use std::process::ExitCode;
@@ -40,7 +43,7 @@ use report::ms;
 
 use scenarios::{Bench, Sizes, ALL};
 use server::{Database, Launch};
-use world::World;
+use world::{MockLink, World};
 
 #[derive(Parser, Debug)]
 #[command(name = "load", about = "linli's load benchmark")]
@@ -121,45 +124,6 @@ fn random_tag() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// linli's environment: the database, wechat-mock as WeChat and WeChat Pay, the official
-/// account's company (org 2), warnings-only logging.
-fn linli_env(db_url: &str, mock_base: &str, dir: &std::path::Path, port: u16) -> anyhow::Result<Vec<(String, String)>> {
-    use wechat_mock::pay::config as merchant;
-    let private = dir.join("apiclient_key.pem");
-    let public = dir.join("wechatpay_pub.pem");
-    std::fs::write(&private, merchant::MERCHANT_PRIVATE_KEY_PEM)?;
-    std::fs::write(&public, merchant::WECHATPAY_PUBLIC_KEY_PEM)?;
-    let pairs = [
-        ("DATABASE_URL", db_url.to_owned()),
-        ("RUST_LOG", "warn".to_owned()),
-        ("WECHAT_API_BASE", mock_base.to_owned()),
-        ("WECHAT_OA_APPID", wechat_mock::OA_APPID.to_owned()),
-        ("WECHAT_OA_SECRET", wechat_mock::OA_SECRET.to_owned()),
-        ("WECHAT_OA_TOKEN", wechat_mock::OA_CALLBACK_TOKEN.to_owned()),
-        ("WECHAT_OA_AES_KEY", wechat_mock::OA_ENCODING_AES_KEY.to_owned()),
-        ("LINLI_OA_COMPANY_ID", "2".to_owned()),
-        ("WECHAT_MP_APPID", wechat_mock::MP_APPID.to_owned()),
-        ("WECHAT_MP_SECRET", wechat_mock::MP_SECRET.to_owned()),
-        ("WECHATPAY_API_BASE", mock_base.to_owned()),
-        ("WECHATPAY_MCH_ID", merchant::MCH_ID.to_owned()),
-        ("WECHATPAY_API_KEY_V2", merchant::API_KEY_V2.to_owned()),
-        ("WECHATPAY_API_V3_KEY", merchant::API_V3_KEY.to_owned()),
-        ("WECHATPAY_CERT_SERIAL", merchant::MERCHANT_CERT_SERIAL.to_owned()),
-        ("WECHATPAY_PRIVATE_KEY_PATH", private.display().to_string()),
-        ("WECHATPAY_PUBLIC_KEY_ID", merchant::WECHATPAY_PUBLIC_KEY_ID.to_owned()),
-        ("WECHATPAY_PUBLIC_KEY_PATH", public.display().to_string()),
-        ("WECHATPAY_NOTIFY_URL", format!("http://127.0.0.1:{port}/wechat/pay/notify")),
-        // The mock answers at once; the default (25/s) would make draining 1,000 payouts take 40 s.
-        ("LINLI_PAY_RATE_PER_SEC", "1000".to_owned()),
-        // Ten thousand residents log in from this one address, and each scenario fires from
-        // 64 connections: the abuse limits would measure themselves, not linli.
-        ("LINLI_RATE_LOGIN_PER_IP_PER_SEC", "0".to_owned()),
-        ("LINLI_RATE_RESIDENT_PER_SEC", "0".to_owned()),
-        ("LINLI_RATE_KEY_PER_SEC", "0".to_owned()),
-    ];
-    Ok(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-}
-
 async fn run(o: Options) -> anyhow::Result<usize> {
     if o.instances == 0 || o.connections == 0 {
         bail!("--instances and --connections must be at least 1");
@@ -225,7 +189,7 @@ async fn run_in(
     let mock = wechat_mock::start(wechat_mock::MockConfig::default(), "127.0.0.1:0").await?;
     let database = Database::create(o.database.as_deref(), dir, tag).await?;
     let ports: Vec<u16> = (0..o.instances).map(|_| server::free_port()).collect::<anyhow::Result<_>>()?;
-    let mut env = linli_env(database.url(), &mock.base_url, dir, ports[0])?;
+    let mut env = server::linli_env(database.url(), &mock.base_url, dir, ports[0])?;
     for pair in &o.env {
         let (k, v) = pair.split_once('=').with_context(|| format!("--env {pair}: expected KEY=VALUE"))?;
         env.retain(|(name, _)| name != k);
@@ -264,7 +228,13 @@ async fn run_in(
 
     println!("\nsetup (not timed):");
     let admin_key = launch.create_admin_key()?;
-    let mut world = World { mock, http: reqwest::Client::new(), base: servers[0].base_url(), admin_key, company_id: 0 };
+    let mut world = World {
+        mock: MockLink::InProcess(mock),
+        http: reqwest::Client::new(),
+        base: servers[0].base_url(),
+        admin_key,
+        company_id: 0,
+    };
     world.create_company().await?;
     let cohort = world.residents(sizes.residents, true).await?;
     let spare = if scenarios.iter().any(|s| s == "checkin-fixed-rate") {

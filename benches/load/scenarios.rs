@@ -342,7 +342,7 @@ impl Bench {
         let scenario = if channel == "balance" { "hot-red-packet" } else { "hot-red-packet-cash" };
         let shares = self.sizes.shares;
         let total = shares * if channel == "balance" { 88 } else { 150 };
-        let payments_before = self.world.mock.payments().len();
+        let payments_before = self.world.mock.payments(&self.world.http).await?.len();
         let id = self.world.red_packet(channel, total, shares).await?;
         let path = format!("/mp/v1/red-packets/{id}/grabs");
         let mut order: Vec<&Resident> = self.cohort.iter().collect();
@@ -441,7 +441,7 @@ impl Bench {
         self.checks.equal(scenario, "payout rows = grants", payouts, shares);
         let open = checks::scalar(&self.pool, open_sql, &[id]).await?;
         self.checks.equal(scenario, "payouts not yet sent after draining", open, 0);
-        let paid: Vec<_> = self.world.mock.payments().into_iter().skip(before).collect();
+        let paid: Vec<_> = self.world.mock.payments(&self.world.http).await?.into_iter().skip(before).collect();
         let openids: HashSet<&str> = paid.iter().map(|p| p.openid.as_str()).collect();
         self.checks.equal(scenario, "red packets WeChat Pay sent", paid.len() as i64, shares);
         self.checks.equal(scenario, "residents paid (each once)", openids.len() as i64, shares);

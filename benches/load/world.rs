@@ -2,18 +2,121 @@
 //! property company the official account belongs to, residents who follow it (pushes from
 //! wechat-mock) and are logged in to the mini-program (real sessions from `wx.login` codes), and
 //! the campaigns and coupons they go after.
+//!
+//! wechat-mock runs either inside the load generator ([`MockLink::InProcess`]) or as a process of
+//! its own reached only through its control API ([`MockLink::Process`]), which is what a crash
+//! drill needs: WeChat's memory of what it paid must outlive every linli that is killed.
 
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use wechat_mock::{MockUser, OaPusher, PushMode, PusherConfig, RunningMock};
 
 /// How many setup requests are in flight at once.
 const SETUP_CONCURRENCY: usize = 64;
 
+/// Where the residents' WeChat is.
+pub enum MockLink {
+    /// wechat-mock served from this process.
+    InProcess(RunningMock),
+    /// wechat-mock in a process of its own, at this base URL (`http://127.0.0.1:PORT`).
+    Process { base_url: String },
+}
+
+/// One entry of WeChat Pay's ledger (`GET /__mock/pay`), as the checks need it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PaidBill {
+    /// `red_packet`, `enterprise_payment` or `transfer_bill`.
+    pub channel: String,
+    /// The merchant's number (`mch_billno`, `partner_trade_no`, `out_bill_no`).
+    pub bill_no: String,
+    pub openid: String,
+    pub amount_fen: i64,
+    /// WeChat's spelling: `SENT`, `RECEIVED`, `SUCCESS`, `WAIT_USER_CONFIRM`, `FAIL`, …
+    pub status: String,
+}
+
+impl PaidBill {
+    /// The money is with the user or on its way to them (WeChat paid it).
+    pub fn money_out(&self) -> bool {
+        matches!(self.status.as_str(), "SENT" | "RECEIVED" | "SUCCESS")
+    }
+}
+
+#[derive(Deserialize)]
+struct PayLedger {
+    payments: Vec<PaidBill>,
+}
+
+impl MockLink {
+    pub fn base_url(&self) -> &str {
+        match self {
+            MockLink::InProcess(mock) => &mock.base_url,
+            MockLink::Process { base_url } => base_url,
+        }
+    }
+
+    /// A new WeChat user and a `wx.login` code of theirs. A user of a mock in another process is
+    /// made already following the official account, since no pusher can update that mock's
+    /// state; the follow push still tells linli.
+    async fn new_user(&self, http: &reqwest::Client) -> anyhow::Result<(MockUser, String)> {
+        match self {
+            MockLink::InProcess(mock) => {
+                let user = mock.add_user();
+                let code = mock.login_code(&user);
+                Ok((user, code))
+            }
+            MockLink::Process { base_url } => {
+                let user: MockUser =
+                    control(http.post(format!("{base_url}/__mock/users")).json(&json!({"subscribed": true}))).await?;
+                let code: Value =
+                    control(http.post(format!("{base_url}/__mock/users/{}/login-code", user.unionid))).await?;
+                let code = code["code"].as_str().context("login code")?.to_owned();
+                Ok((user, code))
+            }
+        }
+    }
+
+    /// WeChat Pay's whole ledger, oldest first.
+    pub async fn payments(&self, http: &reqwest::Client) -> anyhow::Result<Vec<PaidBill>> {
+        match self {
+            MockLink::InProcess(mock) => Ok(mock
+                .payments()
+                .into_iter()
+                .map(|p| PaidBill {
+                    channel: serde_json::to_value(p.channel)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    bill_no: p.bill_no,
+                    openid: p.openid,
+                    amount_fen: p.amount_fen,
+                    status: p.status.as_str().to_owned(),
+                })
+                .collect()),
+            MockLink::Process { base_url } => {
+                let ledger: PayLedger = control(http.get(format!("{base_url}/__mock/pay"))).await?;
+                Ok(ledger.payments)
+            }
+        }
+    }
+}
+
+/// Sends a control-API request and reads its JSON answer; anything but 2xx is an error.
+pub async fn control<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+    let resp = req.send().await.context("calling wechat-mock's control API")?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("wechat-mock answered {status}: {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("wechat-mock's answer: {text}"))
+}
+
 pub struct World {
-    pub mock: RunningMock,
+    pub mock: MockLink,
     pub http: reqwest::Client,
     /// The first instance, where operators' calls go.
     pub base: String,
@@ -72,7 +175,11 @@ impl World {
     pub fn pusher(&self, mode: PushMode) -> anyhow::Result<OaPusher> {
         let mut config = PusherConfig::new(format!("{}/wechat/oa/callback", self.base));
         config.mode = mode;
-        Ok(OaPusher::new(config)?.with_mock(self.mock.wechat.clone()))
+        let pusher = OaPusher::new(config)?;
+        Ok(match &self.mock {
+            MockLink::InProcess(mock) => pusher.with_mock(mock.wechat.clone()),
+            MockLink::Process { .. } => pusher,
+        })
     }
 
     /// `n` new WeChat users who follow the official account (plaintext pushes, the mock's state
@@ -83,8 +190,7 @@ impl World {
         let mut out = Vec::with_capacity(n);
         let mut pending = tokio::task::JoinSet::new();
         for _ in 0..n {
-            let user = self.mock.add_user();
-            let code = self.mock.login_code(&user);
+            let (user, code) = self.mock.new_user(&self.http).await?;
             let (pusher, client, url) = (pusher.clone(), self.http.clone(), format!("{}/mp/v1/sessions", self.base));
             pending.spawn(async move {
                 let outcome = pusher.deliver(&pusher.follow(&user.oa_openid)).await?;
