@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use crate::config::Settings;
 use crate::db::group::GroupCommit;
-use crate::db::{Db, DbOptions};
+use crate::db::{Db, DbOptions, Engine};
 
 /// Group-commit writers on PostgreSQL (SQLite has one writer connection, so one).
 const GROUP_LANES: usize = 4;
@@ -25,6 +25,7 @@ use crate::domain::redpackets::Apps;
 use crate::telemetry::Metrics;
 use crate::wechat::api::{AppCredentials, WechatClient};
 use crate::wechat::pay::clients::PayClients;
+use crate::workers::instances::Heartbeat;
 use crate::workers::payouts::Dispatcher;
 
 /// What every request handler shares.
@@ -61,6 +62,8 @@ pub struct Application {
     addr: SocketAddr,
     acceptor: TcpAcceptor,
     state: AppState,
+    /// On PostgreSQL: this instance's heartbeat, which shares the rate limits among instances.
+    heartbeat: Option<Heartbeat>,
 }
 
 /// Connects to the configured database and applies pending migrations.
@@ -89,7 +92,17 @@ impl Application {
         let wechat = WechatClient::new(&settings.wechat.api_base, db.clone());
         let pay = PayClients::from_settings(&settings.pay).context("configuring WeChat Pay (WECHATPAY_*)")?;
         let group = GroupCommit::start(&db, GROUP_LANES, GROUP_MAX_BATCH);
-        let limiter = Arc::new(crate::api::limits::Limiter::new(settings.rate_limits));
+        let shared = (db.engine() == Engine::Postgres).then(|| db.clone());
+        let limiter = Arc::new(crate::api::limits::Limiter::new(settings.rate_limits, shared));
+        let heartbeat = match db.engine() {
+            Engine::Postgres => {
+                let heartbeat = Heartbeat::new(db.clone(), Arc::clone(&limiter), settings.instance_heartbeat);
+                // Count the others before the first request, so this one never takes a whole limit.
+                heartbeat.beat(crate::db::now_ms()).await.context("writing this instance's heartbeat")?;
+                Some(heartbeat)
+            }
+            Engine::Sqlite => None,
+        };
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -101,7 +114,7 @@ impl Application {
             group,
             limiter,
         };
-        Ok(Application { addr, acceptor, state })
+        Ok(Application { addr, acceptor, state, heartbeat })
     }
 
     /// The address actually bound.
@@ -146,10 +159,16 @@ impl Application {
             }
             _ => None,
         };
+        let beating = self.heartbeat.clone().map(|h| AbortOnDrop(h.spawn()));
         let app = crate::api::routes(self.state);
         let result =
             Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(app, shutdown, Some(grace)).await;
         drop(dispatcher);
+        // Stop beating before leaving, so no late beat writes the row back.
+        drop(beating);
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.leave().await;
+        }
         db.close().await;
         result
     }

@@ -64,6 +64,9 @@ pub struct Settings {
     pub message_interval: Duration,
     /// `LINLI_RATE_*`: abuse limits (see [`RateLimits`]).
     pub rate_limits: RateLimits,
+    /// `LINLI_INSTANCE_HEARTBEAT_MS`: on PostgreSQL, how often an instance says it is live; the
+    /// in-memory rate limits are divided among the instances heard from in the last three beats.
+    pub instance_heartbeat: Duration,
     pub wechat: WechatSettings,
     pub pay: PaySettings,
     /// The sandbox's wechat-mock URL when `linli serve` runs against it (see `crate::sandbox`);
@@ -228,6 +231,7 @@ impl Settings {
             expiry_interval: Duration::from_secs(60),
             message_interval: Duration::from_millis(1000),
             rate_limits: RateLimits::default(),
+            instance_heartbeat: Duration::from_secs(5),
             wechat: WechatSettings {
                 api_base: DEFAULT_WECHAT_API_BASE.to_owned(),
                 oa_timestamp_window_secs: 300,
@@ -283,6 +287,7 @@ impl Settings {
             per_key: rate("LINLI_RATE_KEY", defaults.per_key)?,
             login_per_ip: rate("LINLI_RATE_LOGIN_PER_IP", defaults.login_per_ip)?,
         };
+        s.instance_heartbeat = Duration::from_millis(number("LINLI_INSTANCE_HEARTBEAT_MS", 5000)?.clamp(50, 60_000));
 
         s.wechat = WechatSettings {
             api_base: get("WECHAT_API_BASE").unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_owned()),

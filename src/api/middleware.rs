@@ -61,7 +61,7 @@ impl RequestContext {
 
         let result = REQUEST_ID
             .scope(request_id.clone(), async {
-                if let Err(retry_after_secs) = self.state.limiter.check(&req, crate::db::now_ms()) {
+                if let Err(retry_after_secs) = self.state.limiter.check(&req, crate::db::now_ms()).await {
                     return Ok(poem::IntoResponse::into_response(crate::error::ApiError::TooManyRequests {
                         retry_after_secs,
                     }));
