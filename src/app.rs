@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::Server;
 
 use tokio::sync::Notify;
 
@@ -160,9 +159,9 @@ impl Application {
             _ => None,
         };
         let beating = self.heartbeat.clone().map(|h| AbortOnDrop(h.spawn()));
+        let header_read_timeout = self.state.settings.header_read_timeout;
         let app = crate::api::routes(self.state);
-        let result =
-            Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(app, shutdown, Some(grace)).await;
+        let result = crate::server::serve(self.acceptor, app, header_read_timeout, shutdown, grace).await;
         drop(dispatcher);
         // Stop beating before leaving, so no late beat writes the row back.
         drop(beating);
