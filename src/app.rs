@@ -8,13 +8,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::Server;
 
 use tokio::sync::Notify;
 
 use crate::config::Settings;
 use crate::db::group::GroupCommit;
-use crate::db::{Db, DbOptions};
+use crate::db::{Db, DbOptions, Engine};
 
 /// Group-commit writers on PostgreSQL (SQLite has one writer connection, so one).
 const GROUP_LANES: usize = 4;
@@ -27,6 +26,7 @@ use crate::domain::sessions::SessionCache;
 use crate::telemetry::Metrics;
 use crate::wechat::api::{AppCredentials, WechatClient};
 use crate::wechat::pay::clients::PayClients;
+use crate::workers::instances::Heartbeat;
 use crate::workers::payouts::Dispatcher;
 
 /// What every request handler shares.
@@ -67,6 +67,8 @@ pub struct Application {
     addr: SocketAddr,
     acceptor: TcpAcceptor,
     state: AppState,
+    /// On PostgreSQL: this instance's heartbeat, which shares the rate limits among instances.
+    heartbeat: Option<Heartbeat>,
 }
 
 /// Connects to the configured database and applies pending migrations.
@@ -96,7 +98,17 @@ impl Application {
         let pay = PayClients::from_settings(&settings.pay).context("configuring WeChat Pay (WECHATPAY_*)")?;
         let group = GroupCommit::start(&db, GROUP_LANES, GROUP_MAX_BATCH);
         let hot = HotCampaigns::new(db.clone());
-        let limiter = Arc::new(crate::api::limits::Limiter::new(settings.rate_limits));
+        let shared = (db.engine() == Engine::Postgres).then(|| db.clone());
+        let limiter = Arc::new(crate::api::limits::Limiter::new(settings.rate_limits, shared));
+        let heartbeat = match db.engine() {
+            Engine::Postgres => {
+                let heartbeat = Heartbeat::new(db.clone(), Arc::clone(&limiter), settings.instance_heartbeat);
+                // Count the others before the first request, so this one never takes a whole limit.
+                heartbeat.beat(crate::db::now_ms()).await.context("writing this instance's heartbeat")?;
+                Some(heartbeat)
+            }
+            Engine::Sqlite => None,
+        };
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -110,7 +122,7 @@ impl Application {
             sessions: Arc::new(SessionCache::default()),
             limiter,
         };
-        Ok(Application { addr, acceptor, state })
+        Ok(Application { addr, acceptor, state, heartbeat })
     }
 
     /// The address actually bound.
@@ -155,10 +167,16 @@ impl Application {
             }
             _ => None,
         };
+        let beating = self.heartbeat.clone().map(|h| AbortOnDrop(h.spawn()));
+        let header_read_timeout = self.state.settings.header_read_timeout;
         let app = crate::api::routes(self.state);
-        let result =
-            Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(app, shutdown, Some(grace)).await;
+        let result = crate::server::serve(self.acceptor, app, header_read_timeout, shutdown, grace).await;
         drop(dispatcher);
+        // Stop beating before leaving, so no late beat writes the row back.
+        drop(beating);
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.leave().await;
+        }
         db.close().await;
         result
     }

@@ -48,6 +48,13 @@ pub struct Settings {
     pub db_acquire_timeout: Duration,
     /// `LINLI_MAX_BODY_BYTES`: request bodies larger than this are refused with 413.
     pub max_body_bytes: usize,
+    /// `LINLI_HEADER_READ_TIMEOUT_MS`: how long a client has to send a request's headers, counted
+    /// from the connection's start or the end of its last answer (so it also closes idle
+    /// keep-alive connections); past it the connection is closed. `None` (0): no limit.
+    pub header_read_timeout: Option<Duration>,
+    /// `LINLI_BODY_READ_TIMEOUT_MS`: how long a client has to send a request's body, counted from
+    /// the end of its headers; past it the answer is 408. `None` (0): no limit.
+    pub body_read_timeout: Option<Duration>,
     /// `LINLI_IMPORT_MAX_ROWS`: the most rows one bulk import may carry.
     pub import_max_rows: usize,
     /// `LINLI_SHUTDOWN_GRACE_SECS`: how long in-flight requests may run after SIGTERM.
@@ -64,6 +71,9 @@ pub struct Settings {
     pub message_interval: Duration,
     /// `LINLI_RATE_*`: abuse limits (see [`RateLimits`]).
     pub rate_limits: RateLimits,
+    /// `LINLI_INSTANCE_HEARTBEAT_MS`: on PostgreSQL, how often an instance says it is live; the
+    /// in-memory rate limits are divided among the instances heard from in the last three beats.
+    pub instance_heartbeat: Duration,
     pub wechat: WechatSettings,
     pub pay: PaySettings,
     /// The sandbox's wechat-mock URL when `linli serve` runs against it (see `crate::sandbox`);
@@ -220,6 +230,8 @@ impl Settings {
             db_max_connections: 10,
             db_acquire_timeout: Duration::from_secs(5),
             max_body_bytes: 2 * 1024 * 1024,
+            header_read_timeout: Some(Duration::from_secs(30)),
+            body_read_timeout: Some(Duration::from_secs(30)),
             import_max_rows: 10_000,
             shutdown_grace: Duration::from_secs(10),
             mp_session_ttl_secs: 2 * 3600,
@@ -228,6 +240,7 @@ impl Settings {
             expiry_interval: Duration::from_secs(60),
             message_interval: Duration::from_millis(1000),
             rate_limits: RateLimits::default(),
+            instance_heartbeat: Duration::from_secs(5),
             wechat: WechatSettings {
                 api_base: DEFAULT_WECHAT_API_BASE.to_owned(),
                 oa_timestamp_window_secs: 300,
@@ -264,6 +277,14 @@ impl Settings {
         s.db_max_connections = number("LINLI_DB_MAX_CONNECTIONS", 10)?.clamp(1, 1000) as u32;
         s.db_acquire_timeout = Duration::from_millis(number("LINLI_DB_ACQUIRE_TIMEOUT_MS", 5000)?);
         s.max_body_bytes = number("LINLI_MAX_BODY_BYTES", 2 * 1024 * 1024)? as usize;
+        let timeout = |name: &str, default_ms: u64| -> anyhow::Result<Option<Duration>> {
+            Ok(match number(name, default_ms)? {
+                0 => None,
+                ms => Some(Duration::from_millis(ms.clamp(100, 3_600_000))),
+            })
+        };
+        s.header_read_timeout = timeout("LINLI_HEADER_READ_TIMEOUT_MS", 30_000)?;
+        s.body_read_timeout = timeout("LINLI_BODY_READ_TIMEOUT_MS", 30_000)?;
         s.import_max_rows = number("LINLI_IMPORT_MAX_ROWS", 10_000)? as usize;
         s.shutdown_grace = Duration::from_secs(number("LINLI_SHUTDOWN_GRACE_SECS", 10)?);
         s.mp_session_ttl_secs = number("LINLI_MP_SESSION_TTL_SECS", 2 * 3600)?.clamp(60, 30 * 86_400) as i64;
@@ -283,6 +304,7 @@ impl Settings {
             per_key: rate("LINLI_RATE_KEY", defaults.per_key)?,
             login_per_ip: rate("LINLI_RATE_LOGIN_PER_IP", defaults.login_per_ip)?,
         };
+        s.instance_heartbeat = Duration::from_millis(number("LINLI_INSTANCE_HEARTBEAT_MS", 5000)?.clamp(50, 60_000));
 
         s.wechat = WechatSettings {
             api_base: get("WECHAT_API_BASE").unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_owned()),
@@ -389,5 +411,17 @@ mod tests {
         assert!(err.to_string().contains("LINLI_LISTEN"));
         let err = from(&[("LINLI_MAX_BODY_BYTES", "-1")]).unwrap_err();
         assert!(err.to_string().contains("LINLI_MAX_BODY_BYTES"));
+    }
+
+    #[test]
+    fn slow_client_timeouts_default_on_and_zero_turns_them_off() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.header_read_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(s.body_read_timeout, Some(Duration::from_secs(30)));
+        let s = from(&[("LINLI_HEADER_READ_TIMEOUT_MS", "0"), ("LINLI_BODY_READ_TIMEOUT_MS", "1500")]).unwrap();
+        assert_eq!(s.header_read_timeout, None);
+        assert_eq!(s.body_read_timeout, Some(Duration::from_millis(1500)));
+        let err = from(&[("LINLI_BODY_READ_TIMEOUT_MS", "soon")]).unwrap_err();
+        assert!(err.to_string().contains("LINLI_BODY_READ_TIMEOUT_MS"));
     }
 }

@@ -53,6 +53,9 @@ pub enum ErrorResponse {
     /// The request is well-formed but breaks a rule.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// The request body did not arrive in time; the connection is closed.
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
     /// The request body is larger than allowed.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
@@ -95,6 +98,8 @@ pub enum ApiError {
     SignatureRejected(String),
     #[error("the request body is too large")]
     PayloadTooLarge,
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("{0} is not configured")]
     NotConfigured(&'static str),
     #[error("service unavailable")]
@@ -148,6 +153,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::SignatureRejected(_) => "bad_signature",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::NotConfigured(_) => "not_configured",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -170,6 +176,7 @@ impl ApiError {
             }
             ApiError::Upstream(_) => ErrorResponse::Unavailable(body),
             ApiError::PayloadTooLarge => ErrorResponse::PayloadTooLarge(body),
+            ApiError::RequestTimeout => ErrorResponse::RequestTimeout(body),
             ApiError::NotConfigured(_) => ErrorResponse::Unavailable(body),
             ApiError::Forbidden(_) => ErrorResponse::Forbidden(body),
             ApiError::NotFound(_) => ErrorResponse::NotFound(body),
@@ -184,7 +191,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.into_error_response().into_response()
+        // The rest of a late body may still come: the connection cannot carry another request.
+        let closes = matches!(self, ApiError::RequestTimeout);
+        let mut resp = self.into_error_response().into_response();
+        if closes {
+            resp.headers_mut().insert(poem::http::header::CONNECTION, poem::http::HeaderValue::from_static("close"));
+        }
+        resp
     }
 }
 
@@ -218,6 +231,7 @@ pub fn framework_error_response(err: poem::Error) -> Response {
         StatusCode::NOT_FOUND => ("not_found", "no such route".to_owned()),
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed on this route".to_owned()),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large".to_owned()),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request did not arrive in time".to_owned()),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", err.to_string()),
         s if s.is_server_error() => {
             tracing::error!(request_id = %request_id, error = %err, "request failed");

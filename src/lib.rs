@@ -9,6 +9,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod sandbox;
+pub mod server;
 pub mod telemetry;
 pub mod walkthrough;
 pub mod wechat;

@@ -1,6 +1,6 @@
 //! What every request goes through: a request id (taken from `X-Request-Id` when sane, made
-//! otherwise, echoed in the answer), the body size cap, one JSON error body for every error, a
-//! log line and the metrics.
+//! otherwise, echoed in the answer), the abuse limits, the body size cap and read deadline, one
+//! JSON error body for every error, a log line and the metrics.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +11,7 @@ use poem::{Endpoint, Request, Response};
 use rand::RngCore;
 
 use crate::app::AppState;
-use crate::error::{framework_error_response, REQUEST_ID};
+use crate::error::{framework_error_response, ApiError, REQUEST_ID};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -61,7 +61,7 @@ impl RequestContext {
 
         let result = REQUEST_ID
             .scope(request_id.clone(), async {
-                if let Err(retry_after_secs) = self.state.limiter.check(&req, crate::db::now_ms()) {
+                if let Err(retry_after_secs) = self.state.limiter.check(&req, crate::db::now_ms()).await {
                     return Ok(poem::IntoResponse::into_response(crate::error::ApiError::TooManyRequests {
                         retry_after_secs,
                     }));
@@ -92,7 +92,8 @@ impl RequestContext {
     }
 
     /// Reads the body up to the cap, so no handler can be made to buffer more; a declared or
-    /// actual size over it is refused with 413 before any handler runs.
+    /// actual size over it is refused with 413 before any handler runs. A body that does not
+    /// arrive within the read deadline is refused with 408, and the connection closed.
     async fn limit_body(&self, req: &mut Request) -> poem::Result<()> {
         let max = self.state.settings.max_body_bytes;
         let declared =
@@ -100,8 +101,15 @@ impl RequestContext {
         if declared.is_some_and(|n| n > max as u64) {
             return Err(ReadBodyError::PayloadTooLarge.into());
         }
-        let body = req.take_body();
-        match body.into_bytes_limit(max).await {
+        let body = req.take_body().into_bytes_limit(max);
+        let read = match self.state.settings.body_read_timeout {
+            Some(deadline) => match tokio::time::timeout(deadline, body).await {
+                Ok(read) => read,
+                Err(_) => return Err(ApiError::RequestTimeout.into()),
+            },
+            None => body.await,
+        };
+        match read {
             Ok(bytes) => {
                 req.set_body(bytes);
                 Ok(())

@@ -31,6 +31,11 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
 /// Prometheus text format.
 #[handler]
 pub async fn metrics(state: Data<&AppState>) -> Response {
-    let body = state.metrics.render(&state.db.pool_stats());
+    let mut body = state.metrics.render(&state.db.pool_stats());
+    body.push_str(
+        "# HELP linli_instances_live Instances sharing the database that the rate limits are divided among.\n",
+    );
+    body.push_str("# TYPE linli_instances_live gauge\n");
+    body.push_str(&format!("linli_instances_live {}\n", state.limiter.live_instances()));
     Response::builder().content_type("text/plain; version=0.0.4").body(body)
 }

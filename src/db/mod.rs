@@ -16,6 +16,7 @@ pub mod bindings;
 pub mod coupons;
 pub mod group;
 pub mod idempotency;
+pub mod limits;
 pub mod orders;
 pub mod orgs;
 pub mod payouts;

@@ -2,6 +2,7 @@
 //! conditional updates, so two instances doing the same round change each row once.
 
 pub mod expiry;
+pub mod instances;
 pub mod messages;
 pub mod payouts;
 pub mod reconcile;

@@ -18,5 +18,6 @@ mod red_packets;
 mod redemption;
 mod rooms_and_roster;
 mod sandbox;
+mod slow_clients;
 mod surface;
 mod tasks;

@@ -92,3 +92,54 @@ fn enum_fields_are_plain_references() {
     }
     assert!(wrapped.is_empty(), "enum fields wrapped in allOf (described or nullable): {wrapped:?}");
 }
+
+/// The request middleware can refuse any operation before it runs: too many requests (429, with
+/// `Retry-After`), a body too large (413) or too slow (408). Generated clients and schemathesis
+/// accept only documented answers, so every operation documents these.
+#[test]
+fn every_operation_documents_the_refusals_of_the_middleware() {
+    let spec: serde_json::Value = serde_json::from_str(&linli::api::openapi_service().spec()).unwrap();
+    let mut checked = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for status in ["408", "413", "429"] {
+                let answer = &op["responses"][status];
+                assert!(answer.is_object(), "{method} {path} does not document {status}");
+                assert!(
+                    answer["content"].to_string().contains("#/components/schemas/ErrorBody"),
+                    "{method} {path}: {status} is not the error body"
+                );
+            }
+            let retry_after = op["responses"]["429"]["headers"]
+                .as_object()
+                .and_then(|h| h.iter().find(|(name, _)| name.eq_ignore_ascii_case("retry-after")))
+                .map(|(_, header)| header.clone());
+            assert!(
+                retry_after.is_some_and(|h| h["required"] == true && h["schema"]["type"] == "integer"),
+                "{method} {path}: 429 does not document Retry-After"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} operations");
+}
+
+/// A list's page size is capped, and the spec says by how much.
+#[test]
+fn every_page_size_has_a_documented_maximum() {
+    let spec: serde_json::Value = serde_json::from_str(&linli::api::openapi_service().spec()).unwrap();
+    let mut capped = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                let name = param["name"].as_str().unwrap_or_default();
+                if ["page_size", "limit", "per_page"].contains(&name) {
+                    let max = param["schema"]["maximum"].as_f64();
+                    assert!(max.is_some_and(|m| m <= 200.0), "{method} {path}: {name} has no maximum of 200 or less");
+                    capped += 1;
+                }
+            }
+        }
+    }
+    assert!(capped >= 20, "only {capped} paged lists found");
+}
