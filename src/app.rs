@@ -19,6 +19,7 @@ use crate::db::{Db, DbOptions, Engine};
 const GROUP_LANES: usize = 4;
 /// The most writes one group commit takes.
 const GROUP_MAX_BATCH: usize = 256;
+use crate::domain::checkin_writer::CheckinWriter;
 use crate::domain::gates::Gates;
 use crate::domain::hot_campaigns::HotCampaigns;
 use crate::domain::redpackets::Apps;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub group: GroupCommit,
     /// The writers of red packets being grabbed, one per campaign, committing grabs in groups.
     pub hot: HotCampaigns,
+    /// The writer of official-account check-ins, committing them in groups.
+    pub checkins: CheckinWriter,
     /// Residents' sessions looked up in the last moments.
     pub sessions: Arc<SessionCache>,
     /// Abuse limits per resident, API key and login IP.
@@ -98,6 +101,7 @@ impl Application {
         let pay = PayClients::from_settings(&settings.pay).context("configuring WeChat Pay (WECHATPAY_*)")?;
         let group = GroupCommit::start(&db, GROUP_LANES, GROUP_MAX_BATCH);
         let hot = HotCampaigns::new(db.clone());
+        let checkins = CheckinWriter::start(&db);
         let shared = (db.engine() == Engine::Postgres).then(|| db.clone());
         let limiter = Arc::new(crate::api::limits::Limiter::new(settings.rate_limits, shared));
         let heartbeat = match db.engine() {
@@ -119,6 +123,7 @@ impl Application {
             payout_wake: Arc::new(Notify::new()),
             group,
             hot,
+            checkins,
             sessions: Arc::new(SessionCache::default()),
             limiter,
         };

@@ -131,9 +131,10 @@ pub async fn receive_push(
             .map(|secret| AppCredentials { appid: appid.clone(), secret }),
         company_id: state.settings.wechat.oa_company_id,
     };
-    let (db, group, wechat) = (state.db.clone(), state.group.clone(), state.wechat.clone());
+    let (db, group, checkins, wechat) =
+        (state.db.clone(), state.group.clone(), state.checkins.clone(), state.wechat.clone());
     let work_msg = msg.clone();
-    let work = tokio::spawn(async move { handle_push(&db, &group, &wechat, &oa, &work_msg, at_ms).await });
+    let work = tokio::spawn(async move { handle_push(&db, &group, &checkins, &wechat, &oa, &work_msg, at_ms).await });
     let reply = match tokio::time::timeout(ANSWER_WITHIN, work).await {
         Ok(Ok(Ok(reply))) => reply,
         Ok(Ok(Err(e))) => return Err(e.into()),

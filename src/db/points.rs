@@ -321,6 +321,144 @@ pub struct CheckinRow {
     pub streak: i64,
 }
 
+/// Opens (at zero) the accounts the residents lack in the programme, in one statement.
+pub async fn open_accounts(tx: &mut Tx, programme_id: i64, residents: &[i64], now: i64) -> DbResult<()> {
+    for chunk in residents.chunks(MANY_CHUNK) {
+        let sql = format!(
+            "INSERT INTO points_accounts (programme_id, resident_id, balance, created_at, updated_at) VALUES {} \
+             ON CONFLICT (programme_id, resident_id) DO NOTHING",
+            super::values_list(chunk.len(), 5, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q.bind(programme_id).bind(*r).bind(0i64).bind(now).bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The residents' accounts in the programme.
+pub async fn accounts_of(tx: &mut Tx, programme_id: i64, residents: &[i64]) -> DbResult<Vec<AccountRow>> {
+    let mut rows = Vec::with_capacity(residents.len());
+    for chunk in residents.chunks(MANY_CHUNK) {
+        let sql = format!(
+            "SELECT {ACCOUNT} FROM points_accounts WHERE programme_id = $1 AND resident_id IN ({})",
+            super::in_list(chunk.len(), 2)
+        );
+        let mut q = sqlx::query_as::<_, AccountRow>(&sql).bind(programme_id);
+        for r in chunk {
+            q = q.bind(*r);
+        }
+        rows.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(rows)
+}
+
+/// Adds `delta` (≥ 0) to each account's balance, in one statement; answers (account, new balance).
+pub async fn credit_accounts(tx: &mut Tx, deltas: &[(i64, i64)], now: i64) -> DbResult<Vec<(i64, i64)>> {
+    let mut rows = Vec::with_capacity(deltas.len());
+    for chunk in deltas.chunks(MANY_CHUNK) {
+        let sql = format!(
+            "UPDATE points_accounts SET balance = points_accounts.balance + v.column2, updated_at = v.column3 \
+             FROM (VALUES {}) AS v WHERE points_accounts.id = v.column1 RETURNING id, balance",
+            super::values_list(chunk.len(), 3, 1)
+        );
+        let mut q = sqlx::query_as::<_, (i64, i64)>(&sql);
+        for (account, delta) in chunk {
+            debug_assert!(*delta >= 0, "credits only");
+            q = q.bind(*account).bind(*delta).bind(now);
+        }
+        rows.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(rows)
+}
+
+/// Appends many rows in one statement. The (programme, reference) key stays the guard: a
+/// reference used meanwhile fails the whole statement.
+pub async fn append_many(tx: &mut Tx, rows: &[NewLedgerRow<'_>]) -> DbResult<()> {
+    for chunk in rows.chunks(MANY_CHUNK) {
+        let sql = format!(
+            "INSERT INTO points_ledger (programme_id, account_id, resident_id, kind, source, reference, amount, \
+                 balance_after, operator_key_id, operator, remark, created_at) VALUES {}",
+            super::values_list(chunk.len(), 12, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.programme_id)
+                .bind(r.account_id)
+                .bind(r.resident_id)
+                .bind(r.kind)
+                .bind(r.source)
+                .bind(r.reference)
+                .bind(r.amount)
+                .bind(r.balance_after)
+                .bind(r.operator_key_id)
+                .bind(r.operator)
+                .bind(r.remark)
+                .bind(r.created_at);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// A check-in of one resident, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct DayRow {
+    pub resident_id: i64,
+    pub day: i64,
+    pub streak: i64,
+}
+
+/// The residents' check-ins on `since` or later.
+pub async fn checkins_since(tx: &mut Tx, programme_id: i64, residents: &[i64], since: i64) -> DbResult<Vec<DayRow>> {
+    let mut rows = Vec::new();
+    for chunk in residents.chunks(MANY_CHUNK) {
+        let sql = format!(
+            "SELECT resident_id, day, streak FROM checkins WHERE programme_id = $1 AND day >= $2 \
+             AND resident_id IN ({})",
+            super::in_list(chunk.len(), 3)
+        );
+        let mut q = sqlx::query_as::<_, DayRow>(&sql).bind(programme_id).bind(since);
+        for r in chunk {
+            q = q.bind(*r);
+        }
+        rows.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(rows)
+}
+
+/// A check-in to record.
+#[derive(Clone, Debug)]
+pub struct NewCheckin {
+    pub resident_id: i64,
+    pub day: i64,
+    pub streak: i64,
+    pub points: i64,
+    pub at: i64,
+}
+
+/// Records many check-ins in one statement; the (programme, resident, day) key stays the guard.
+pub async fn insert_checkins(tx: &mut Tx, programme_id: i64, rows: &[NewCheckin]) -> DbResult<()> {
+    for chunk in rows.chunks(MANY_CHUNK) {
+        let sql = format!(
+            "INSERT INTO checkins (programme_id, resident_id, day, streak, points, created_at) VALUES {}",
+            super::values_list(chunk.len(), 6, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for c in chunk {
+            q = q.bind(programme_id).bind(c.resident_id).bind(c.day).bind(c.streak).bind(c.points).bind(c.at);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Rows per multi-row statement (12 values at most each): within both engines' limits.
+const MANY_CHUNK: usize = 400;
+
 /// The resident's latest check-in in the programme.
 pub async fn last_checkin(tx: &mut Tx, programme_id: i64, resident_id: i64) -> DbResult<Option<CheckinRow>> {
     let row = sqlx::query_as(

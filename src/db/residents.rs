@@ -94,6 +94,23 @@ pub async fn identity<'c, E: Executor<'c, Database = Any>>(
     Ok(row)
 }
 
+/// The residents behind the app's openids that have one: (openid, resident).
+pub async fn residents_by_openid(tx: &mut Tx, appid: &str, openids: &[&str]) -> DbResult<Vec<(String, i64)>> {
+    let mut rows = Vec::new();
+    for chunk in openids.chunks(400) {
+        let sql = format!(
+            "SELECT openid, resident_id FROM resident_identities WHERE appid = $1 AND openid IN ({})",
+            super::in_list(chunk.len(), 2)
+        );
+        let mut q = sqlx::query_as::<_, (String, i64)>(&sql).bind(appid);
+        for o in chunk {
+            q = q.bind(*o);
+        }
+        rows.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(rows)
+}
+
 pub async fn identities_of<'c, E: Executor<'c, Database = Any>>(ex: E, resident_id: i64) -> DbResult<Vec<IdentityRow>> {
     let rows =
         sqlx::query_as(&format!("SELECT {IDENTITY} FROM resident_identities WHERE resident_id = $1 ORDER BY id"))

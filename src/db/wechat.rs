@@ -58,6 +58,55 @@ pub async fn seen_push<'c, E: Executor<'c, Database = Any>>(
     Ok(row.map(|(r,)| r))
 }
 
+/// Pushes among `keys` seen before, with their replies.
+pub async fn seen_pushes(tx: &mut Tx, appid: &str, keys: &[&str]) -> DbResult<Vec<(String, Option<String>)>> {
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(MANY_CHUNK) {
+        let sql = format!(
+            "SELECT dedupe_key, reply FROM wechat_pushes WHERE appid = $1 AND dedupe_key IN ({})",
+            super::in_list(chunk.len(), 2)
+        );
+        let mut q = sqlx::query_as::<_, (String, Option<String>)>(&sql).bind(appid);
+        for k in chunk {
+            q = q.bind(*k);
+        }
+        rows.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(rows)
+}
+
+/// A push handled, with the reply its redeliveries get.
+#[derive(Clone, Debug)]
+pub struct HandledPush<'a> {
+    pub dedupe_key: &'a str,
+    pub openid: &'a str,
+    pub msg_type: &'a str,
+    pub event: Option<&'a str>,
+    pub reply: Option<&'a str>,
+    pub received_at: i64,
+}
+
+/// Records many handled pushes in one statement. The (appid, dedupe key) key stays the guard: a
+/// push handled meanwhile elsewhere fails the whole statement (and its transaction's effects).
+pub async fn insert_pushes(tx: &mut Tx, appid: &str, pushes: &[HandledPush<'_>]) -> DbResult<()> {
+    for chunk in pushes.chunks(MANY_CHUNK) {
+        let sql = format!(
+            "INSERT INTO wechat_pushes (appid, dedupe_key, openid, msg_type, event, reply, received_at) VALUES {}",
+            super::values_list(chunk.len(), 7, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for p in chunk {
+            q = q.bind(appid).bind(p.dedupe_key).bind(p.openid).bind(p.msg_type).bind(p.event).bind(p.reply);
+            q = q.bind(p.received_at);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Rows per multi-row statement (7 values each).
+const MANY_CHUNK: usize = 400;
+
 /// The cached token of an app.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct TokenRow {

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod bindings;
+pub mod checkin_writer;
 pub mod coupon_rules;
 pub mod coupons;
 pub mod gates;

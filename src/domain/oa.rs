@@ -3,6 +3,7 @@
 //! unfollow is recorded. Each push has one effect however often WeChat delivers it, and every
 //! delivery gets the answer the first one got.
 
+use super::checkin_writer::{CheckinPush, CheckinWriter, Handled};
 use super::points::{self, Checkin, Kind, Posted, Posting, Rules, Source};
 use super::residents::{self, invite_code_of_scene, AppKind};
 use super::DomainResult;
@@ -28,12 +29,32 @@ pub struct OfficialAccount {
 pub async fn handle_push(
     db: &Db,
     group: &GroupCommit,
+    checkins: &CheckinWriter,
     wechat: &WechatClient,
     oa: &OfficialAccount,
     msg: &Message,
     at_ms: i64,
 ) -> DomainResult<Option<String>> {
     let key = msg.dedupe_key();
+    // The festival-evening path: a check-in by a resident we know, written in a group of many.
+    if let Some(company_id) = oa.company_id {
+        if let Some(programme) = checkins.programme(company_id).await? {
+            if is_checkin(msg, &programme) {
+                let (msg_type, event) = labels(msg);
+                let push = CheckinPush {
+                    appid: oa.appid.clone(),
+                    dedupe_key: key.clone(),
+                    openid: msg.from_user.clone(),
+                    msg_type: if msg_type == "text" { "text" } else { "event" },
+                    event,
+                    at_ms,
+                };
+                if let Handled::Reply(reply) = checkins.write(programme, push).await? {
+                    return Ok(reply);
+                }
+            }
+        }
+    }
     if let Some(reply) = db::wechat::seen_push(db.reader(), &oa.appid, &key).await? {
         return Ok(reply);
     }
@@ -74,6 +95,15 @@ async fn apply_push(
     let reply = apply(tx, oa, msg, unionid, now).await?;
     db::wechat::set_push_reply(tx, &oa.appid, key, reply.as_deref()).await?;
     Ok(reply)
+}
+
+/// Whether the push is a check-in under the programme's rules: its menu key or its keyword.
+fn is_checkin(msg: &Message, p: &ProgrammeRow) -> bool {
+    match &msg.kind {
+        MessageKind::Event(Event::Click { key }) => *key == p.checkin_menu_key,
+        MessageKind::Text { content } => content.trim() == p.checkin_keyword,
+        _ => false,
+    }
 }
 
 fn needs_resident(msg: &Message) -> bool {

@@ -121,6 +121,45 @@ async fn a_burst_of_check_ins_by_one_resident_credits_once() {
 }
 
 #[tokio::test]
+async fn many_residents_checking_in_at_once_through_two_instances_are_each_credited_once() {
+    let app = spawn_oa_app(None, WINDOW).await;
+    let second = app.another_instance().await;
+    let pusher = app.pusher(PushMode::Safe);
+    let mut config = wechat_mock::PusherConfig::new(format!("{}/wechat/oa/callback", second.address));
+    config.mode = PushMode::Safe;
+    let other = wechat_mock::OaPusher::new(config).expect("pusher").with_mock(app.mock.wechat.clone());
+    let users: Vec<_> = (0..60).map(|_| app.mock.add_user()).collect();
+    for user in &users {
+        app.say(&pusher, &pusher.follow(&user.oa_openid)).await;
+    }
+    // Each resident: a keyword and a menu click (two pushes), each delivered through both
+    // instances at once, so both instances' check-in writers meet the same residents and pushes.
+    let mut runs = tokio::task::JoinSet::new();
+    for user in &users {
+        let click = wechat_mock::OaMessage::Click { openid: user.oa_openid.clone(), key: "CHECKIN".into() };
+        for push in [pusher.text(&user.oa_openid, "签到"), pusher.build(click)] {
+            for via in [pusher.clone(), other.clone()] {
+                let (push, openid) = (push.clone(), user.oa_openid.clone());
+                runs.spawn(async move { (openid, via.deliver(&push).await.unwrap().text().unwrap().content.clone()) });
+            }
+        }
+    }
+    let replies = runs.join_all().await;
+    for user in &users {
+        let mine: Vec<&String> = replies.iter().filter(|(o, _)| *o == user.oa_openid).map(|(_, r)| r).collect();
+        assert_eq!(mine.len(), 4);
+        assert!(mine.iter().all(|r| r.contains("当前积分 15")), "{mine:?}");
+        // Both deliveries of the push that counted say so; the other push's two say "already".
+        assert_eq!(mine.iter().filter(|r| r.contains("签到成功")).count(), 2, "{mine:?}");
+        assert_eq!(balance(&app, resident_of(&app, &user.oa_openid).await).await, 15);
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM checkins").await, 60);
+    assert_eq!(app.count("SELECT COUNT(*) FROM points_ledger WHERE source = 'checkin'").await, 60);
+    assert_eq!(app.count("SELECT COUNT(*) FROM wechat_pushes").await, 60 * 3, "a follow and two check-ins each");
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
 async fn bad_stale_or_foreign_pushes_are_refused_and_change_nothing() {
     let app = spawn_oa_app(None, WINDOW).await;
     let safe = app.pusher(PushMode::Safe);
