@@ -1,6 +1,6 @@
 //! What every request goes through: a request id (taken from `X-Request-Id` when sane, made
-//! otherwise, echoed in the answer), the body size cap, one JSON error body for every error, a
-//! log line and the metrics.
+//! otherwise, echoed in the answer), the body size cap, one JSON error body for every error (a
+//! 405 with its `Allow` header), a log line and the metrics.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +10,7 @@ use poem::http::{header, HeaderValue, StatusCode};
 use poem::{Endpoint, Request, Response};
 use rand::RngCore;
 
+use super::allow::AllowedMethods;
 use crate::app::AppState;
 use crate::error::{framework_error_response, REQUEST_ID};
 
@@ -18,6 +19,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Clone)]
 pub struct RequestContext {
     state: AppState,
+    allowed: Arc<AllowedMethods>,
 }
 
 fn incoming_request_id(req: &Request) -> Option<String> {
@@ -49,8 +51,8 @@ fn system_route(path: &str, status: StatusCode) -> &'static str {
 }
 
 impl RequestContext {
-    pub fn new(state: AppState) -> Self {
-        Self { state }
+    pub fn new(state: AppState, allowed: AllowedMethods) -> Self {
+        Self { state, allowed: Arc::new(allowed) }
     }
 
     pub async fn handle<E: Endpoint<Output = Response>>(&self, ep: Arc<E>, mut req: Request) -> poem::Result<Response> {
@@ -79,6 +81,11 @@ impl RequestContext {
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED && !resp.headers().contains_key(header::ALLOW) {
+            if let Some(allow) = self.allowed.for_path(&path).and_then(|a| HeaderValue::from_str(a).ok()) {
+                resp.headers_mut().insert(header::ALLOW, allow);
+            }
         }
         let status = resp.status();
         let route = operation.unwrap_or_else(|| system_route(&path, status));

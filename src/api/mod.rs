@@ -3,6 +3,7 @@
 //! middleware every route goes through.
 
 pub mod admin;
+mod allow;
 mod auth;
 pub mod limits;
 pub mod merchant;
@@ -13,6 +14,7 @@ mod system;
 mod wechat_oa;
 mod wechat_pay;
 
+use poem::http::Method;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
@@ -149,6 +151,19 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let service = openapi_service();
     let docs = service.swagger_ui();
     let spec = service.spec_endpoint();
+    // The routes below that are not API operations, with their methods, for the `Allow` header.
+    let allowed = allow::AllowedMethods::from_spec(&service.spec())
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, "the generated spec is not JSON; 405 answers will lack Allow");
+            allow::AllowedMethods::default()
+        })
+        .with("/openapi.json", &[Method::GET])
+        .with("/healthz", &[Method::GET])
+        .with("/readyz", &[Method::GET])
+        .with("/metrics", &[Method::GET])
+        .with("/sandbox", &[Method::GET])
+        .with("/wechat/oa/callback", &[Method::GET, Method::POST])
+        .with("/wechat/pay/notify", &[Method::POST]);
     let route = Route::new()
         .nest("/", service)
         .nest("/docs", docs)
@@ -159,7 +174,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/sandbox", poem::get(crate::sandbox::describe))
         .at("/wechat/oa/callback", poem::get(wechat_oa::verify_url).post(wechat_oa::receive_push))
         .at("/wechat/pay/notify", poem::post(wechat_pay::notify));
-    let ctx = middleware::RequestContext::new(state.clone());
+    let ctx = middleware::RequestContext::new(state.clone(), allowed);
     // A panic in a handler answers the JSON 500 like any other failure instead of dropping the
     // connection; it runs inside the middleware's scope, so the answer carries the request id.
     route.data(state).with(poem::middleware::CatchPanic::new().with_handler(panic_answer)).map_to_response().around(
