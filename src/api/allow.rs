@@ -4,16 +4,11 @@
 
 use poem::http::Method;
 
-#[derive(Debug, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    /// A path parameter (`{org_id}` in the spec): any one segment.
-    Param,
-}
+use super::path_template::{best_match, PathTemplate};
 
 #[derive(Debug)]
 struct Template {
-    segments: Vec<Segment>,
+    path: PathTemplate,
     /// The `Allow` value: the methods in a fixed order, `HEAD` beside `GET` (poem answers a
     /// `HEAD` with the `GET` handler).
     allow: String,
@@ -58,31 +53,16 @@ impl AllowedMethods {
 
     /// Adds a route (`{name}` segments are parameters) answering `methods`.
     pub fn with(mut self, path: &str, methods: &[Method]) -> Self {
-        let segments = path
-            .split('/')
-            .map(|s| if s.starts_with('{') && s.ends_with('}') { Segment::Param } else { Segment::Literal(s.into()) })
-            .collect();
         let answers = |m: &Method| methods.contains(m) || (*m == Method::HEAD && methods.contains(&Method::GET));
         let allow = ORDER.iter().filter(|m| answers(m)).map(Method::as_str).collect::<Vec<_>>().join(", ");
-        self.templates.push(Template { segments, allow });
+        self.templates.push(Template { path: PathTemplate::parse(path), allow });
         self
     }
 
     /// The `Allow` value for a request path, from the route it matches; where several match (a
     /// literal segment and a parameter), the one with more literal segments wins, as in routing.
     pub fn for_path(&self, path: &str) -> Option<&str> {
-        let parts: Vec<&str> = path.split('/').collect();
-        self.templates
-            .iter()
-            .filter(|t| {
-                t.segments.len() == parts.len()
-                    && t.segments.iter().zip(&parts).all(|(s, p)| match s {
-                        Segment::Literal(l) => l == p,
-                        Segment::Param => !p.is_empty(),
-                    })
-            })
-            .max_by_key(|t| t.segments.iter().filter(|s| matches!(s, Segment::Literal(_))).count())
-            .map(|t| t.allow.as_str())
+        best_match(self.templates.iter().map(|t| (&t.path, t.allow.as_str())), path)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod merchant;
 mod middleware;
 pub mod mp;
+mod path_template;
 mod payload;
 mod system;
 mod wechat_oa;
