@@ -215,6 +215,11 @@ pub fn framework_error_response(err: poem::Error) -> Response {
     let status = err.status();
     let request_id = current_request_id();
     let (code, message) = match status {
+        // A JSON body poem-openapi cannot parse into its type (not JSON, an unknown field, a
+        // value its validators refuse): the same code as the strict schema check's refusals.
+        StatusCode::BAD_REQUEST if err.is::<poem_openapi::error::ParseRequestPayloadError>() => {
+            ("invalid_body", err.to_string())
+        }
         StatusCode::BAD_REQUEST => ("bad_request", err.to_string()),
         StatusCode::UNAUTHORIZED => ("unauthorized", "a valid API key is required".to_owned()),
         StatusCode::FORBIDDEN => ("forbidden", err.to_string()),
