@@ -203,20 +203,19 @@ impl Components {
             }
             Shape::Object { properties, required } => {
                 let Value::Object(fields) = value else { return wrong_type("an object") };
-                for name in required {
-                    if !fields.contains_key(name) {
-                        at.push(Step::Field(name.clone()));
-                        let err = format!("{at} is required");
-                        at.pop();
-                        return Err(err);
-                    }
-                }
+                // The fields sent first, then those missing: a wrong value is the likelier news.
                 for (name, s) in properties {
                     if let Some(v) = fields.get(name) {
                         at.push(Step::Field(name.clone()));
                         self.check_at(s, v, at)?;
                         at.pop();
                     }
+                }
+                if let Some(name) = required.iter().find(|name| !fields.contains_key(*name)) {
+                    at.push(Step::Field(name.clone()));
+                    let err = format!("{at} is required");
+                    at.pop();
+                    return Err(err);
                 }
                 Ok(())
             }
