@@ -59,6 +59,9 @@ pub enum ErrorResponse {
     /// The request body is larger than allowed.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
+    /// The request body is missing its `Content-Type` or has one the operation does not take.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// Too many requests; retry after the given number of seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
@@ -225,6 +228,11 @@ pub fn framework_error_response(err: poem::Error) -> Response {
     let status = err.status();
     let request_id = current_request_id();
     let (code, message) = match status {
+        // A JSON body poem-openapi cannot parse into its type (not JSON, an unknown field, a
+        // value its validators refuse): the same code as the strict schema check's refusals.
+        StatusCode::BAD_REQUEST if err.is::<poem_openapi::error::ParseRequestPayloadError>() => {
+            ("invalid_body", err.to_string())
+        }
         StatusCode::BAD_REQUEST => ("bad_request", err.to_string()),
         StatusCode::UNAUTHORIZED => ("unauthorized", "a valid API key is required".to_owned()),
         StatusCode::FORBIDDEN => ("forbidden", err.to_string()),

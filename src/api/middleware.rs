@@ -1,6 +1,7 @@
 //! What every request goes through: a request id (taken from `X-Request-Id` when sane, made
-//! otherwise, echoed in the answer), the abuse limits, the body size cap and read deadline, one
-//! JSON error body for every error, a log line and the metrics.
+//! otherwise, echoed in the answer), the abuse limits, the body size cap and read deadline, the
+//! strict check of a JSON body against its operation's schema, one JSON error body for every error
+//! (a 405 with its `Allow` header), a log line and the metrics.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,16 +9,24 @@ use std::time::Instant;
 use poem::error::ReadBodyError;
 use poem::http::{header, HeaderValue, StatusCode};
 use poem::{Endpoint, Request, Response};
+use poem_openapi::error::ParseRequestPayloadError;
 use rand::RngCore;
 
+use super::allow::AllowedMethods;
+use super::request_bodies::RequestBodies;
 use crate::app::AppState;
 use crate::error::{framework_error_response, ApiError, REQUEST_ID};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// What an operation is given in place of a JSON body its schema refuses: not JSON at all.
+const UNPARSEABLE_BODY: &[u8] = b"!";
+
 #[derive(Clone)]
 pub struct RequestContext {
     state: AppState,
+    allowed: Arc<AllowedMethods>,
+    bodies: Arc<RequestBodies>,
 }
 
 fn incoming_request_id(req: &Request) -> Option<String> {
@@ -49,8 +58,8 @@ fn system_route(path: &str, status: StatusCode) -> &'static str {
 }
 
 impl RequestContext {
-    pub fn new(state: AppState) -> Self {
-        Self { state }
+    pub fn new(state: AppState, allowed: AllowedMethods, bodies: RequestBodies) -> Self {
+        Self { state, allowed: Arc::new(allowed), bodies: Arc::new(bodies) }
     }
 
     pub async fn handle<E: Endpoint<Output = Response>>(&self, ep: Arc<E>, mut req: Request) -> poem::Result<Response> {
@@ -58,6 +67,8 @@ impl RequestContext {
         let request_id = incoming_request_id(&req).unwrap_or_else(new_request_id);
         let method = req.method().to_string();
         let path = req.uri().path().to_owned();
+        // What the schema check found wrong with the body, if anything.
+        let mut refused = None;
 
         let result = REQUEST_ID
             .scope(request_id.clone(), async {
@@ -66,7 +77,15 @@ impl RequestContext {
                         retry_after_secs,
                     }));
                 }
-                self.limit_body(&mut req).await?;
+                let body = self.limit_body(&mut req).await?;
+                let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                if let Err(why) = self.bodies.check(req.method(), &path, content_type, body.as_ref()) {
+                    // The operation still runs, so that it answers what comes before its body
+                    // (its authentication: a stranger learns nothing of the body), but it gets a
+                    // body it cannot parse, so it never acts on one its schema refuses.
+                    req.set_body(UNPARSEABLE_BODY);
+                    refused = Some(why);
+                }
                 ep.call(req).await
             })
             .await;
@@ -74,11 +93,23 @@ impl RequestContext {
             Ok(resp) => (resp.data::<poem_openapi::OperationId>().map(|o| o.0), resp),
             Err(err) => {
                 let op = err.data::<poem_openapi::OperationId>().map(|o| o.0);
-                (op, REQUEST_ID.sync_scope(request_id.clone(), || framework_error_response(err)))
+                let resp = REQUEST_ID.sync_scope(request_id.clone(), || match refused {
+                    // The operation could not parse the stand-in body: say what the check found.
+                    Some(message) if err.is::<ParseRequestPayloadError>() => {
+                        poem::IntoResponse::into_response(ApiError::BadRequest { code: "invalid_body", message })
+                    }
+                    _ => framework_error_response(err),
+                });
+                (op, resp)
             }
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED && !resp.headers().contains_key(header::ALLOW) {
+            if let Some(allow) = self.allowed.for_path(&path).and_then(|a| HeaderValue::from_str(a).ok()) {
+                resp.headers_mut().insert(header::ALLOW, allow);
+            }
         }
         let status = resp.status();
         let route = operation.unwrap_or_else(|| system_route(&path, status));
@@ -93,8 +124,9 @@ impl RequestContext {
 
     /// Reads the body up to the cap, so no handler can be made to buffer more; a declared or
     /// actual size over it is refused with 413 before any handler runs. A body that does not
-    /// arrive within the read deadline is refused with 408, and the connection closed.
-    async fn limit_body(&self, req: &mut Request) -> poem::Result<()> {
+    /// arrive within the read deadline is refused with 408, and the connection closed. Answers the
+    /// body read.
+    async fn limit_body(&self, req: &mut Request) -> poem::Result<impl AsRef<[u8]>> {
         let max = self.state.settings.max_body_bytes;
         let declared =
             req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -111,8 +143,8 @@ impl RequestContext {
         };
         match read {
             Ok(bytes) => {
-                req.set_body(bytes);
-                Ok(())
+                req.set_body(bytes.clone());
+                Ok(bytes)
             }
             Err(e @ ReadBodyError::PayloadTooLarge) => Err(e.into()),
             Err(e) => {

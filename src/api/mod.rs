@@ -3,16 +3,21 @@
 //! middleware every route goes through.
 
 pub mod admin;
+mod allow;
 mod auth;
+mod json_schema;
 pub mod limits;
 pub mod merchant;
 mod middleware;
 pub mod mp;
+mod path_template;
 mod payload;
+mod request_bodies;
 mod system;
 mod wechat_oa;
 mod wechat_pay;
 
+use poem::http::Method;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
@@ -149,6 +154,20 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let service = openapi_service();
     let docs = service.swagger_ui();
     let spec = service.spec_endpoint();
+    let spec_json = service.spec();
+    // The routes below that are not API operations, with their methods, for the `Allow` header.
+    let allowed = allow::AllowedMethods::from_spec(&spec_json)
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, "the generated spec is not JSON; 405 answers will lack Allow");
+            allow::AllowedMethods::default()
+        })
+        .with("/openapi.json", &[Method::GET])
+        .with("/healthz", &[Method::GET])
+        .with("/readyz", &[Method::GET])
+        .with("/metrics", &[Method::GET])
+        .with("/sandbox", &[Method::GET])
+        .with("/wechat/oa/callback", &[Method::GET, Method::POST])
+        .with("/wechat/pay/notify", &[Method::POST]);
     let route = Route::new()
         .nest("/", service)
         .nest("/docs", docs)
@@ -159,7 +178,12 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/sandbox", poem::get(crate::sandbox::describe))
         .at("/wechat/oa/callback", poem::get(wechat_oa::verify_url).post(wechat_oa::receive_push))
         .at("/wechat/pay/notify", poem::post(wechat_pay::notify));
-    let ctx = middleware::RequestContext::new(state.clone());
+    // Every operation's JSON body, held to its schema before the operation parses it.
+    let bodies = request_bodies::RequestBodies::from_spec(&spec_json).unwrap_or_else(|err| {
+        tracing::error!(error = %err, "the generated spec is not JSON; request bodies go unchecked");
+        request_bodies::RequestBodies::default()
+    });
+    let ctx = middleware::RequestContext::new(state.clone(), allowed, bodies);
     // A panic in a handler answers the JSON 500 like any other failure instead of dropping the
     // connection; it runs inside the middleware's scope, so the answer carries the request id.
     route.data(state).with(poem::middleware::CatchPanic::new().with_handler(panic_answer)).map_to_response().around(

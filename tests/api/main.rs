@@ -3,6 +3,7 @@
 
 mod access;
 mod cli;
+mod conformance;
 mod coupon_rules;
 mod coupons;
 mod helpers;

@@ -457,7 +457,7 @@ async fn refusals_are_typed_and_change_nothing() {
             )
             .await,
             400,
-            "bad_request",
+            "invalid_body",
         ),
         (
             "the resident field is not taken from the body",
@@ -468,7 +468,7 @@ async fn refusals_are_typed_and_change_nothing() {
                 shop.send(req).await
             },
             400,
-            "bad_request",
+            "invalid_body",
         ),
     ];
     for (what, answer, status, code) in cases {

@@ -124,7 +124,7 @@ pub struct CreateCatalogueItem {
 pub struct UpdateCatalogueItem {
     #[oai(validator(min_length = 1, max_length = 64))]
     pub title: Option<String>,
-    #[oai(validator(max_length = 1000))]
+    #[oai(nullable, validator(max_length = 1000))]
     pub description: MaybeUndefined<String>,
     #[oai(validator(minimum(value = "1"), maximum(value = "100000000")))]
     pub points_price: Option<i64>,
@@ -132,7 +132,9 @@ pub struct UpdateCatalogueItem {
     pub stock_total: Option<i64>,
     #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
     pub per_resident_limit: Option<i64>,
+    #[oai(nullable)]
     pub available_from: MaybeUndefined<OffsetDateTime>,
+    #[oai(nullable)]
     pub available_until: MaybeUndefined<OffsetDateTime>,
     pub active: Option<bool>,
 }

@@ -117,11 +117,11 @@ pub struct CreateOrg {
 pub struct UpdateOrg {
     #[oai(validator(min_length = 1, max_length = 64))]
     pub name: Option<String>,
-    #[oai(validator(max_length = 200))]
+    #[oai(nullable, validator(max_length = 200))]
     pub address: MaybeUndefined<String>,
-    #[oai(validator(max_length = 32))]
+    #[oai(nullable, validator(max_length = 32))]
     pub contact_name: MaybeUndefined<String>,
-    #[oai(validator(max_length = 20))]
+    #[oai(nullable, validator(max_length = 20))]
     pub contact_phone: MaybeUndefined<String>,
 }
 
