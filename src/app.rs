@@ -49,7 +49,7 @@ pub struct AppState {
     pub hot: HotCampaigns,
     /// The writer of official-account check-ins, committing them in groups.
     pub checkins: CheckinWriter,
-    /// Residents' sessions looked up in the last moments.
+    /// The live residents' sessions this instance knows.
     pub sessions: Arc<SessionCache>,
     /// Abuse limits per resident, API key and login IP.
     pub limiter: Arc<crate::api::limits::Limiter>,
@@ -102,6 +102,9 @@ impl Application {
         let group = GroupCommit::start(&db, GROUP_LANES, GROUP_MAX_BATCH);
         let hot = HotCampaigns::new(db.clone());
         let checkins = CheckinWriter::start(&db);
+        let sessions = Arc::new(SessionCache::default());
+        let known = sessions.preload(&db).await.context("loading live sessions")?;
+        tracing::debug!(sessions = known, "live sessions loaded");
         let shared = (db.engine() == Engine::Postgres).then(|| db.clone());
         let limiter = Arc::new(crate::api::limits::Limiter::new(settings.rate_limits, shared));
         let heartbeat = match db.engine() {
@@ -124,7 +127,7 @@ impl Application {
             group,
             hot,
             checkins,
-            sessions: Arc::new(SessionCache::default()),
+            sessions,
             limiter,
         };
         Ok(Application { addr, acceptor, state, heartbeat })
@@ -146,6 +149,7 @@ impl Application {
         let db = self.state.db.clone();
         // Background jobs end with the server, also when this future is dropped mid-way.
         let _expiry = AbortOnDrop(crate::workers::expiry::spawn(db.clone(), self.state.settings.expiry_interval));
+        let _revocations = AbortOnDrop(Arc::clone(&self.state.sessions).spawn_sync(db.clone()));
         let dispatcher = match &self.state.pay {
             Some(pay) => {
                 let settings = &self.state.settings.pay;

@@ -60,6 +60,36 @@ pub async fn by_token(pool: &AnyPool, token_hash: &str, now: i64) -> DbResult<Op
 
 /// Revokes the unrevoked session whose refresh token has this hash and is unexpired, and answers
 /// it: a refresh token works once.
+/// A live session as the in-memory cache keeps it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct LiveSession {
+    pub token_hash: String,
+    pub id: i64,
+    pub resident_id: i64,
+    pub identity_id: i64,
+    pub expires_at: i64,
+}
+
+/// The newest live sessions, at most `limit`.
+pub async fn live(pool: &AnyPool, now: i64, limit: i64) -> DbResult<Vec<LiveSession>> {
+    let rows = sqlx::query_as(
+        "SELECT token_hash, id, resident_id, identity_id, expires_at FROM mp_sessions \
+         WHERE revoked_at IS NULL AND expires_at > $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}
+
+/// The sessions revoked at `since` or later.
+pub async fn revoked_since(pool: &AnyPool, since: i64) -> DbResult<Vec<i64>> {
+    let rows: Vec<(i64,)> =
+        sqlx::query_as("SELECT id FROM mp_sessions WHERE revoked_at >= $1").bind(since).fetch_all(pool).await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
 pub async fn take_by_refresh(tx: &mut Tx, refresh_hash: &str, now: i64) -> DbResult<Option<SessionRow>> {
     let row = sqlx::query_as(&format!(
         "UPDATE mp_sessions SET revoked_at = $1 \

@@ -5,9 +5,9 @@
 //! bearer token and the refresh token are random, shown once and stored hashed; a refresh token
 //! works once and replaces the whole session.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rand::RngCore;
 
@@ -165,46 +165,97 @@ pub async fn authenticate(db: &Db, cache: &SessionCache, token: &str) -> DomainR
 }
 
 /// Ends the session; its tokens stop working at once on this instance, and within
-/// [`SESSION_CACHE_TTL`] on the others.
+/// [`REVOCATION_POLL`] on the others.
 pub async fn logout(db: &Db, cache: &SessionCache, actor: &ResidentActor) -> DomainResult<()> {
     store::revoke(db.writer(), actor.session_id, db::now_ms()).await?;
     cache.forget_session(actor.session_id);
     Ok(())
 }
 
-/// How long a looked-up session is trusted without reading it again.
-pub const SESSION_CACHE_TTL: Duration = Duration::from_secs(2);
+/// How often an instance asks which sessions were revoked (by a logout or refresh on any
+/// instance): the longest a revoked token still works on an instance that did not revoke it.
+pub const REVOCATION_POLL: Duration = Duration::from_millis(500);
+/// How far back each look reaches before the previous one, for clocks of instances that differ
+/// and transactions that committed late.
+const REVOCATION_OVERLAP_MS: i64 = 10_000;
 /// Entries kept at most; past it, the cache starts over (it only saves reads).
-const SESSION_CACHE_MAX: usize = 200_000;
+const SESSION_CACHE_MAX: usize = 500_000;
 
-/// Sessions looked up recently, by token hash, so a resident's burst of requests (a red packet
-/// pressed many times) reads the session once. An entry lasts [`SESSION_CACHE_TTL`] and never
-/// beyond the session's own expiry; a logout or refresh on this instance drops it at once.
+/// The live sessions this instance knows, by token hash, so a request does not read its session:
+/// loaded at start, added on first use, dropped when they expire or are revoked. A logout or
+/// refresh on this instance drops its session at once; on another instance within
+/// [`REVOCATION_POLL`], which [`SessionCache::spawn_sync`] keeps.
 #[derive(Debug, Default)]
 pub struct SessionCache {
-    entries: Mutex<HashMap<String, (ResidentActor, Instant, i64)>>,
+    entries: Mutex<HashMap<String, (ResidentActor, i64)>>,
 }
 
 impl SessionCache {
     fn get(&self, hash: &str, now_ms: i64) -> Option<ResidentActor> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let (actor, at, expires_at) = entries.get(hash)?;
-        (at.elapsed() < SESSION_CACHE_TTL && now_ms < *expires_at).then(|| actor.clone())
+        let (actor, expires_at) = entries.get(hash)?;
+        (now_ms < *expires_at).then(|| actor.clone())
     }
 
     fn put(&self, hash: String, actor: ResidentActor, expires_at: i64) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= SESSION_CACHE_MAX {
-            entries.retain(|_, (_, at, _)| at.elapsed() < SESSION_CACHE_TTL);
+            let now = db::now_ms();
+            entries.retain(|_, (_, expires_at)| now < *expires_at);
             if entries.len() >= SESSION_CACHE_MAX {
                 entries.clear();
             }
         }
-        entries.insert(hash, (actor, Instant::now(), expires_at));
+        entries.insert(hash, (actor, expires_at));
+    }
+
+    fn forget_sessions(&self, ids: &HashSet<i64>) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (a, _)| !ids.contains(&a.session_id));
     }
 
     fn forget_session(&self, session_id: i64) {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (a, _, _)| a.session_id != session_id);
+        self.forget_sessions(&HashSet::from([session_id]));
+    }
+
+    /// Loads the newest live sessions, so residents' first requests after a start read nothing.
+    pub async fn preload(&self, db: &Db) -> DomainResult<usize> {
+        let rows = store::live(db.reader(), db::now_ms(), SESSION_CACHE_MAX as i64 / 2).await?;
+        let n = rows.len();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        for s in rows {
+            let actor = ResidentActor { resident_id: s.resident_id, session_id: s.id, identity_id: s.identity_id };
+            entries.insert(s.token_hash, (actor, s.expires_at));
+        }
+        Ok(n)
+    }
+
+    /// Learns of revoked sessions every [`REVOCATION_POLL`] and drops them; drops expired ones
+    /// now and then.
+    pub fn spawn_sync(self: Arc<Self>, db: Db) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut since = db::now_ms() - REVOCATION_OVERLAP_MS;
+            let mut ticks = 0u64;
+            loop {
+                tokio::time::sleep(REVOCATION_POLL).await;
+                let now = db::now_ms();
+                match store::revoked_since(db.reader(), since).await {
+                    Ok(ids) => {
+                        if !ids.is_empty() {
+                            self.forget_sessions(&ids.into_iter().collect());
+                        }
+                        since = now - REVOCATION_OVERLAP_MS;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not read revoked sessions; trying again"),
+                }
+                ticks += 1;
+                if ticks % 120 == 0 {
+                    self.entries
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .retain(|_, (_, expires_at)| now < *expires_at);
+                }
+            }
+        })
     }
 }
 

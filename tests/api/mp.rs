@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use wechat_mock::PushMode;
 
-use crate::helpers::{bearer, spawn_oa_app, Answer, OaApp};
+use crate::helpers::{bearer, eventually, spawn_oa_app, Answer, OaApp};
 
 async fn as_resident(app: &OaApp, token: &str, method: &str, path: &str, body: Option<Value>) -> Answer {
     let url = app.url(path);
@@ -120,6 +120,33 @@ async fn sessions_refresh_once_and_end_at_logout() {
     as_resident(&app, token2, "GET", "/mp/v1/me", None).await.expect(200);
     as_resident(&app, token2, "DELETE", "/mp/v1/sessions/current", None).await.expect(204);
     as_resident(&app, token2, "GET", "/mp/v1/me", None).await.expect(401);
+}
+
+#[tokio::test]
+async fn a_logout_on_one_instance_ends_the_session_on_the_others_within_a_moment() {
+    let app = spawn_oa_app(None, 300).await;
+    let second = app.another_instance().await;
+    let user = app.mock.add_user();
+    let token = app.login(&user).await;
+    let me_on_second = |token: String| {
+        let (client, url) = (app.client.clone(), format!("{}/mp/v1/me", second.address));
+        async move { client.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() }
+    };
+    // The second instance has seen (and now keeps) the session…
+    assert_eq!(me_on_second(token.clone()).await, 200);
+    as_resident(&app, &token, "DELETE", "/mp/v1/sessions/current", None).await.expect(204);
+    // …and learns of the logout on the first without being told.
+    let started = std::time::Instant::now();
+    eventually("the other instance refuses the token", || {
+        let status = me_on_second(token.clone());
+        async move { status.await == 401 }
+    })
+    .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    // A restarted instance loads live sessions only.
+    let third = app.another_instance().await;
+    let url = format!("{}/mp/v1/me", third.address);
+    assert_eq!(app.client.get(url).bearer_auth(&token).send().await.unwrap().status().as_u16(), 401);
 }
 
 #[tokio::test]
