@@ -94,6 +94,23 @@ pub async fn identity<'c, E: Executor<'c, Database = Any>>(
     Ok(row)
 }
 
+/// The identities of many residents, in one statement.
+pub async fn identities_of_many(tx: &mut Tx, residents: &[i64]) -> DbResult<Vec<IdentityRow>> {
+    let mut rows = Vec::new();
+    for chunk in residents.chunks(400) {
+        let sql = format!(
+            "SELECT {IDENTITY} FROM resident_identities WHERE resident_id IN ({})",
+            super::in_list(chunk.len(), 1)
+        );
+        let mut q = sqlx::query_as::<_, IdentityRow>(&sql);
+        for r in chunk {
+            q = q.bind(*r);
+        }
+        rows.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(rows)
+}
+
 /// The residents behind the app's openids that have one: (openid, resident).
 pub async fn residents_by_openid(tx: &mut Tx, appid: &str, openids: &[&str]) -> DbResult<Vec<(String, i64)>> {
     let mut rows = Vec::new();

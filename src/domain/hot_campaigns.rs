@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::payouts::{self, Display};
+use super::redpackets::Apps;
 use super::{DomainError, DomainResult};
 use crate::db::payouts::{NewPayout, PayoutRow};
 use crate::db::redpackets::{self as store, CampaignRow, GrabRow, NewGrab};
@@ -44,7 +45,10 @@ pub type Written = DomainResult<(GrabRow, Option<PayoutRow>)>;
 
 struct Job {
     resident_id: i64,
-    /// The WeChat identity a payout goes to; `None` for the balance channel.
+    /// The app ids payouts go through.
+    apps: Apps,
+    /// The WeChat identity a payout goes to, once the writer has read it; `None` for the balance
+    /// channel.
     identity: Option<IdentityRow>,
     answer: oneshot::Sender<Written>,
 }
@@ -97,10 +101,11 @@ impl HotCampaigns {
     }
 
     /// Writes a grab of `campaign` for the resident through the campaign's writer; answers after
-    /// the group it joined has committed.
-    pub async fn write(&self, campaign: &CampaignRow, resident_id: i64, identity: Option<IdentityRow>) -> Written {
+    /// the group it joined has committed. The writer reads the WeChat identities of the group's
+    /// residents at once: who each share is paid to, and whether a follower audience admits them.
+    pub async fn write(&self, campaign: &CampaignRow, apps: &Apps, resident_id: i64) -> Written {
         let (answer, answered) = oneshot::channel();
-        let mut job = Job { resident_id, identity, answer };
+        let mut job = Job { resident_id, apps: apps.clone(), identity: None, answer };
         loop {
             let lane = {
                 let mut writers = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
@@ -167,12 +172,12 @@ enum Outcome {
     Refused(DomainError),
 }
 
-async fn write_group(db: &Db, campaign: &CampaignRow, jobs: Vec<Job>) {
+async fn write_group(db: &Db, campaign: &CampaignRow, mut jobs: Vec<Job>) {
     // A resident pressing twice within one group: the first press is written, the rest echo it.
     let mut leads: Vec<Job> = Vec::with_capacity(jobs.len());
     let mut echoes: Vec<Job> = Vec::new();
     let mut seen = HashSet::with_capacity(jobs.len());
-    for job in jobs {
+    for job in jobs.drain(..) {
         if seen.insert(job.resident_id) {
             leads.push(job);
         } else {
@@ -181,7 +186,7 @@ async fn write_group(db: &Db, campaign: &CampaignRow, jobs: Vec<Job>) {
     }
     let mut outcome = Err(not_written());
     for _ in 0..ATTEMPTS {
-        outcome = write_once(db, campaign, &leads).await;
+        outcome = write_once(db, campaign, &mut leads).await;
         // Another instance granted one of these residents meanwhile: the group rolled back; the
         // next round sees that grant and leaves the resident out.
         if !matches!(outcome, Err(DomainError::Db(DbError::UniqueViolation))) {
@@ -221,22 +226,30 @@ async fn write_group(db: &Db, campaign: &CampaignRow, jobs: Vec<Job>) {
 }
 
 /// One try at writing the group in one transaction; commits before answering.
-async fn write_once(db: &Db, campaign: &CampaignRow, leads: &[Job]) -> DomainResult<HashMap<i64, Outcome>> {
+async fn write_once(db: &Db, campaign: &CampaignRow, leads: &mut [Job]) -> DomainResult<HashMap<i64, Outcome>> {
     let mut tx = db.begin().await?;
     let residents: Vec<i64> = leads.iter().map(|j| j.resident_id).collect();
     let holders: HashSet<i64> = store::holders_among(&mut tx, campaign.id, &residents).await?.into_iter().collect();
     let mut outcomes: HashMap<i64, Outcome> = HashMap::with_capacity(leads.len());
-    let fresh: Vec<&Job> = leads
-        .iter()
-        .filter(|j| {
-            if holders.contains(&j.resident_id) {
-                outcomes.insert(j.resident_id, Outcome::Already);
-                false
-            } else {
-                true
+    let newcomers: Vec<i64> = residents.iter().copied().filter(|r| !holders.contains(r)).collect();
+    let mut identities: HashMap<i64, Vec<IdentityRow>> = HashMap::with_capacity(newcomers.len());
+    for i in db::residents::identities_of_many(&mut tx, &newcomers).await? {
+        identities.entry(i.resident_id).or_default().push(i);
+    }
+    for j in leads.iter_mut() {
+        if holders.contains(&j.resident_id) {
+            outcomes.insert(j.resident_id, Outcome::Already);
+            continue;
+        }
+        let mine = identities.get(&j.resident_id).map(Vec::as_slice).unwrap_or_default();
+        match super::redpackets::payee(campaign, &j.apps, mine) {
+            Ok(identity) => j.identity = identity,
+            Err(refused) => {
+                outcomes.insert(j.resident_id, Outcome::Refused(refused));
             }
-        })
-        .collect();
+        }
+    }
+    let fresh: Vec<&Job> = leads.iter().filter(|j| !outcomes.contains_key(&j.resident_id)).collect();
     let now = db::now_ms();
     let amounts = match take(&mut tx, campaign.id, fresh.len(), now).await? {
         Ok(amounts) => amounts,

@@ -279,6 +279,27 @@ async fn check_audience(
     Ok(())
 }
 
+/// Who a share of the campaign is paid to, from the resident's WeChat identities: nobody for
+/// the balance channel, the official account's openid for cash red packets, the mini-program's
+/// for transfers. A follower audience also needs a followed official account.
+pub(super) fn payee(c: &CampaignRow, apps: &Apps, identities: &[IdentityRow]) -> DomainResult<Option<IdentityRow>> {
+    if c.audience == "followers" && !identities.iter().any(|i| i.app_kind == "oa" && i.subscribed != 0) {
+        return Err(DomainError::Forbidden("this red packet is for followers of the official account".into()));
+    }
+    match c.channel.as_str() {
+        "balance" => Ok(None),
+        channel => {
+            let (kind, appid, hint) = if channel == "cash_red_packet" {
+                ("oa", apps.oa_appid.as_deref(), "follow the official account to receive cash red packets")
+            } else {
+                ("mp", apps.mp_appid.as_deref(), "log in through the mini-program to receive transfers")
+            };
+            let found = identities.iter().find(|i| i.app_kind == kind && appid.is_none_or(|a| a == i.appid));
+            Ok(Some(found.cloned().ok_or_else(|| DomainError::conflict("no_wechat_identity", hint))?))
+        }
+    }
+}
+
 /// A grab's outcome.
 #[derive(Clone, Debug)]
 pub struct Grabbed {
@@ -326,23 +347,13 @@ pub async fn grab(
         gates.mark_sold_out(c.id);
         return Err(sold_out());
     }
-    let mut conn = db.reader().acquire().await.map_err(DbError::from)?;
-    let identities = db::residents::identities_of(&mut *conn, me.resident_id).await?;
-    check_audience(&mut conn, &c, me.resident_id, &identities).await?;
-    drop(conn);
-    let identity = match c.channel.as_str() {
-        "balance" => None,
-        channel => {
-            let (kind, appid, hint) = if channel == "cash_red_packet" {
-                ("oa", apps.oa_appid.as_deref(), "follow the official account to receive cash red packets")
-            } else {
-                ("mp", apps.mp_appid.as_deref(), "log in through the mini-program to receive transfers")
-            };
-            let found = identities.into_iter().find(|i| i.app_kind == kind && appid.is_none_or(|a| a == i.appid));
-            Some(found.ok_or_else(|| DomainError::conflict("no_wechat_identity", hint))?)
-        }
-    };
-    match hot.write(&c, me.resident_id, identity).await {
+    if c.audience != "followers" {
+        // Verified residents of the campaign's communities: their bindings are read here; the
+        // WeChat identities (and a follower audience) are checked by the writer for the group.
+        let mut conn = db.reader().acquire().await.map_err(DbError::from)?;
+        check_audience(&mut conn, &c, me.resident_id, &[]).await?;
+    }
+    match hot.write(&c, apps, me.resident_id).await {
         Ok((grab, payout)) => {
             if grab.seq == c.shares {
                 gates.mark_sold_out(c.id);

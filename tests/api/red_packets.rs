@@ -221,6 +221,8 @@ async fn grabs_are_refused_outside_the_window_the_audience_and_a_second_time() {
     let token = app.login(&stranger).await;
     let refused = grab(&app, &token, id).await;
     assert_eq!(refused.status, 403);
+    let granted = format!("SELECT granted FROM rp_campaigns WHERE id = {id}");
+    assert_eq!(count(&app, &granted).await, 1, "a refused grab takes no share");
     // A draft is not there to grab; an ended campaign is closed.
     let (starts, ends) = window();
     let draft = app
