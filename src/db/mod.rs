@@ -263,6 +263,37 @@ pub fn values_list(rows: usize, cols: usize, first: usize) -> String {
     out
 }
 
+/// The text of a statement with many values as the transaction's engine binds it fastest.
+/// SQLite looks a numbered parameter up by a linear scan of the statement's names, once per
+/// parameter as sqlx binds them, so a statement with a few thousand `$N` costs milliseconds to
+/// bind; anonymous `?` parameters cost nothing to look up. On SQLite every `$N` becomes `?`,
+/// which binds the same values as long as each `$N` appears once and in order (checked in debug
+/// builds); PostgreSQL keeps `$N`.
+pub fn positional(tx: &mut Tx, sql: String) -> String {
+    let conn: &mut sqlx::AnyConnection = tx;
+    if conn.backend_name() != "SQLite" {
+        return sql;
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut expected = 1u64;
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            let mut n = 0u64;
+            while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                n = n * 10 + u64::from(d);
+                chars.next();
+            }
+            debug_assert_eq!(n, expected, "parameters must appear once each, in order: {sql}");
+            expected += 1;
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `$first, …` for an `IN (…)` list of `n` values.
 pub fn in_list(n: usize, first: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
@@ -327,6 +358,21 @@ mod tests {
         assert_eq!(values_list(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(values_list(1, 2, 4), "($4, $5)");
         assert_eq!(in_list(3, 2), "$2, $3, $4");
+    }
+
+    #[tokio::test]
+    async fn numbered_parameters_become_anonymous_on_sqlite_only() {
+        let db = Db::connect("sqlite::memory:", &DbOptions::default()).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        let sql = positional(&mut tx, format!("SELECT $1 + $2, {}", values_list(1, 2, 3)));
+        assert_eq!(sql, "SELECT ? + ?, (?, ?)");
+        let (n,): (i64,) = sqlx::query_as(&positional(&mut tx, "SELECT $1 * 10 + $2".to_owned()))
+            .bind(4i64)
+            .bind(2i64)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(n, 42, "the values bind in order");
     }
 
     #[test]

@@ -100,6 +100,7 @@ pub async fn insert_many(tx: &mut Tx, payouts: &[NewPayout<'_>], now: i64) -> Db
              RETURNING {PAYOUT}",
             super::values_list(chunk.len(), 12, 1)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query_as::<_, PayoutRow>(&sql);
         for p in chunk {
             q = q
@@ -121,6 +122,7 @@ pub async fn insert_many(tx: &mut Tx, payouts: &[NewPayout<'_>], now: i64) -> Db
             "INSERT INTO payout_numbers (out_no, payout_id, attempt, outcome, created_at) VALUES {}",
             super::values_list(made.len(), 5, 1)
         );
+        let numbers = super::positional(tx, numbers);
         let mut q = sqlx::query(&numbers);
         for p in &made {
             q = q.bind(&p.out_no).bind(p.id).bind(1i64).bind("open").bind(now);
@@ -130,6 +132,7 @@ pub async fn insert_many(tx: &mut Tx, payouts: &[NewPayout<'_>], now: i64) -> Db
             "INSERT INTO payout_events (payout_id, kind, out_no, state, at) VALUES {}",
             super::values_list(made.len(), 5, 1)
         );
+        let events = super::positional(tx, events);
         let mut q = sqlx::query(&events);
         for p in &made {
             q = q.bind(p.id).bind("queued").bind(&p.out_no).bind("pending").bind(now);

@@ -329,6 +329,7 @@ pub async fn open_accounts(tx: &mut Tx, programme_id: i64, residents: &[i64], no
              ON CONFLICT (programme_id, resident_id) DO NOTHING",
             super::values_list(chunk.len(), 5, 1)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query(&sql);
         for r in chunk {
             q = q.bind(programme_id).bind(*r).bind(0i64).bind(now).bind(now);
@@ -346,6 +347,7 @@ pub async fn accounts_of(tx: &mut Tx, programme_id: i64, residents: &[i64]) -> D
             "SELECT {ACCOUNT} FROM points_accounts WHERE programme_id = $1 AND resident_id IN ({})",
             super::in_list(chunk.len(), 2)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query_as::<_, AccountRow>(&sql).bind(programme_id);
         for r in chunk {
             q = q.bind(*r);
@@ -364,6 +366,7 @@ pub async fn credit_accounts(tx: &mut Tx, deltas: &[(i64, i64)], now: i64) -> Db
              FROM (VALUES {}) AS v WHERE points_accounts.id = v.column1 RETURNING id, balance",
             super::values_list(chunk.len(), 3, 1)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query_as::<_, (i64, i64)>(&sql);
         for (account, delta) in chunk {
             debug_assert!(*delta >= 0, "credits only");
@@ -383,6 +386,7 @@ pub async fn append_many(tx: &mut Tx, rows: &[NewLedgerRow<'_>]) -> DbResult<()>
                  balance_after, operator_key_id, operator, remark, created_at) VALUES {}",
             super::values_list(chunk.len(), 12, 1)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query(&sql);
         for r in chunk {
             q = q
@@ -421,6 +425,7 @@ pub async fn checkins_since(tx: &mut Tx, programme_id: i64, residents: &[i64], s
              AND resident_id IN ({})",
             super::in_list(chunk.len(), 3)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query_as::<_, DayRow>(&sql).bind(programme_id).bind(since);
         for r in chunk {
             q = q.bind(*r);
@@ -447,6 +452,7 @@ pub async fn insert_checkins(tx: &mut Tx, programme_id: i64, rows: &[NewCheckin]
             "INSERT INTO checkins (programme_id, resident_id, day, streak, points, created_at) VALUES {}",
             super::values_list(chunk.len(), 6, 1)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query(&sql);
         for c in chunk {
             q = q.bind(programme_id).bind(c.resident_id).bind(c.day).bind(c.streak).bind(c.points).bind(c.at);

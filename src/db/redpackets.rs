@@ -327,6 +327,7 @@ pub async fn holders_among(tx: &mut Tx, campaign_id: i64, residents: &[i64]) -> 
         "SELECT resident_id FROM rp_grabs WHERE campaign_id = $1 AND resident_id IN ({})",
         super::in_list(residents.len(), 2)
     );
+    let sql = super::positional(tx, sql);
     let mut q = sqlx::query_as::<_, (i64,)>(&sql).bind(campaign_id);
     for r in residents {
         q = q.bind(*r);
@@ -383,6 +384,7 @@ pub async fn insert_grabs(tx: &mut Tx, campaign_id: i64, grabs: &[NewGrab], now:
              RETURNING {GRAB}",
             super::values_list(chunk.len(), 6, 1)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query_as::<_, GrabRow>(&sql);
         for g in chunk {
             q = q.bind(campaign_id).bind(g.resident_id).bind(g.seq).bind(g.amount_fen).bind(g.payout_id).bind(now);

@@ -102,6 +102,7 @@ pub async fn identities_of_many(tx: &mut Tx, residents: &[i64]) -> DbResult<Vec<
             "SELECT {IDENTITY} FROM resident_identities WHERE resident_id IN ({})",
             super::in_list(chunk.len(), 1)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query_as::<_, IdentityRow>(&sql);
         for r in chunk {
             q = q.bind(*r);
@@ -119,6 +120,7 @@ pub async fn residents_by_openid(tx: &mut Tx, appid: &str, openids: &[&str]) -> 
             "SELECT openid, resident_id FROM resident_identities WHERE appid = $1 AND openid IN ({})",
             super::in_list(chunk.len(), 2)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query_as::<_, (String, i64)>(&sql).bind(appid);
         for o in chunk {
             q = q.bind(*o);

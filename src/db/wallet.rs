@@ -97,6 +97,7 @@ pub async fn credit_many(tx: &mut Tx, credits: &[(i64, NewEntry<'_>)], now: i64)
              RETURNING resident_id, balance_fen",
             super::values_list(chunk.len(), 4, 1)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query_as::<_, (i64, i64)>(&sql);
         for (resident_id, e) in chunk {
             q = q.bind(*resident_id).bind(e.amount_fen).bind(now).bind(now);
@@ -107,6 +108,7 @@ pub async fn credit_many(tx: &mut Tx, credits: &[(i64, NewEntry<'_>)], now: i64)
                  payout_id, remark, created_at) VALUES {} RETURNING {ENTRY}",
             super::values_list(chunk.len(), 10, 1)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query_as::<_, WalletEntry>(&sql);
         for (resident_id, e) in chunk {
             q = q

@@ -66,6 +66,7 @@ pub async fn seen_pushes(tx: &mut Tx, appid: &str, keys: &[&str]) -> DbResult<Ve
             "SELECT dedupe_key, reply FROM wechat_pushes WHERE appid = $1 AND dedupe_key IN ({})",
             super::in_list(chunk.len(), 2)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query_as::<_, (String, Option<String>)>(&sql).bind(appid);
         for k in chunk {
             q = q.bind(*k);
@@ -94,6 +95,7 @@ pub async fn insert_pushes(tx: &mut Tx, appid: &str, pushes: &[HandledPush<'_>])
             "INSERT INTO wechat_pushes (appid, dedupe_key, openid, msg_type, event, reply, received_at) VALUES {}",
             super::values_list(chunk.len(), 7, 1)
         );
+        let sql = super::positional(tx, sql);
         let mut q = sqlx::query(&sql);
         for p in chunk {
             q = q.bind(appid).bind(p.dedupe_key).bind(p.openid).bind(p.msg_type).bind(p.event).bind(p.reply);
