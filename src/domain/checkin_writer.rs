@@ -106,10 +106,14 @@ impl CheckinWriter {
         Ok(programme)
     }
 
-    /// Writes a check-in push with the programme's rules; answers after the group committed.
+    /// Writes a check-in push with the programme's rules; answers after the group committed. If
+    /// the writer has stopped (it never should), the push goes the general way instead.
     pub async fn write(&self, programme: Arc<ProgrammeRow>, push: CheckinPush) -> DomainResult<Handled> {
         let (answer, answered) = oneshot::channel();
-        self.lane.send(Job { programme, push, answer }).await.map_err(|_| not_written())?;
+        if self.lane.send(Job { programme, push, answer }).await.is_err() {
+            tracing::error!("the check-in writer has stopped; check-ins go the general way");
+            return Ok(Handled::Stranger);
+        }
         answered.await.unwrap_or_else(|_| Err(not_written()))
     }
 }
