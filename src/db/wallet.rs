@@ -85,9 +85,7 @@ pub async fn post(tx: &mut Tx, resident_id: i64, e: &NewEntry<'_>, now: i64) -> 
 
 /// Credits many residents (each at most once) in two statements, in the caller's transaction:
 /// the balances move up (accounts made as needed) and one ledger row each records the new balance.
-/// Answers the rows in no particular order: match them by `reference`, which is unique.
-pub async fn credit_many(tx: &mut Tx, credits: &[(i64, NewEntry<'_>)], now: i64) -> DbResult<Vec<WalletEntry>> {
-    let mut rows = Vec::with_capacity(credits.len());
+pub async fn credit_many(tx: &mut Tx, credits: &[(i64, NewEntry<'_>)], now: i64) -> DbResult<()> {
     for chunk in credits.chunks(CREDIT_CHUNK) {
         debug_assert!(chunk.iter().all(|(_, e)| e.amount_fen >= 0), "credits only");
         let sql = format!(
@@ -105,11 +103,11 @@ pub async fn credit_many(tx: &mut Tx, credits: &[(i64, NewEntry<'_>)], now: i64)
         let balances: std::collections::HashMap<i64, i64> = q.fetch_all(&mut **tx).await?.into_iter().collect();
         let sql = format!(
             "INSERT INTO wallet_ledger (resident_id, kind, source, reference, amount_fen, balance_after, owner_org_id, \
-                 payout_id, remark, created_at) VALUES {} RETURNING {ENTRY}",
+                 payout_id, remark, created_at) VALUES {}",
             super::values_list(chunk.len(), 10, 1)
         );
         let sql = super::positional(tx, sql);
-        let mut q = sqlx::query_as::<_, WalletEntry>(&sql);
+        let mut q = sqlx::query(&sql);
         for (resident_id, e) in chunk {
             q = q
                 .bind(*resident_id)
@@ -123,9 +121,9 @@ pub async fn credit_many(tx: &mut Tx, credits: &[(i64, NewEntry<'_>)], now: i64)
                 .bind(e.remark)
                 .bind(now);
         }
-        rows.extend(q.fetch_all(&mut **tx).await?);
+        q.execute(&mut **tx).await?;
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// Rows per multi-row credit (10 values per ledger row).

@@ -62,8 +62,12 @@ pub struct HotCampaigns {
 struct Inner {
     db: Db,
     writers: Mutex<HashMap<i64, mpsc::Sender<Job>>>,
-    snapshots: Mutex<HashMap<i64, (Arc<CampaignRow>, Instant)>>,
+    snapshots: Mutex<HashMap<i64, (Snapshot, Instant)>>,
 }
+
+/// A campaign's row as read once for everyone who asked while it was being read (`None`: no such
+/// campaign), so the crowd pressing at a campaign's first second reads it once, not once each.
+type Snapshot = Arc<tokio::sync::OnceCell<Option<Arc<CampaignRow>>>>;
 
 impl std::fmt::Debug for HotCampaigns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,23 +80,36 @@ impl HotCampaigns {
         Self { inner: Arc::new(Inner { db, writers: Mutex::default(), snapshots: Mutex::default() }) }
     }
 
-    /// The campaign's row, from a copy at most [`SNAPSHOT_TTL`] old. Drafts are never kept, so an
-    /// activation is seen at once.
+    /// The campaign's row, from a copy at most [`SNAPSHOT_TTL`] old, read once however many ask
+    /// at the same moment. Drafts are not kept, so an activation is seen at once.
     pub async fn campaign(&self, id: i64) -> DomainResult<Option<Arc<CampaignRow>>> {
-        if let Some((row, at)) = self.inner.snapshots.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-            if at.elapsed() < SNAPSHOT_TTL {
-                return Ok(Some(row.clone()));
-            }
-        }
-        let Some(row) = store::get(self.inner.db.reader(), id).await? else { return Ok(None) };
-        let row = Arc::new(row);
-        if row.state != "draft" {
+        let snapshot = {
             let mut snapshots = self.inner.snapshots.lock().unwrap_or_else(|p| p.into_inner());
-            // Ended campaigns linger only until the next look finds them stale.
-            snapshots.retain(|_, (_, at)| at.elapsed() < SNAPSHOT_TTL);
-            snapshots.insert(id, (row.clone(), Instant::now()));
+            match snapshots.get(&id) {
+                Some((snapshot, at)) if at.elapsed() < SNAPSHOT_TTL => snapshot.clone(),
+                _ => {
+                    // Ended campaigns linger only until the next look finds them stale.
+                    snapshots.retain(|_, (_, at)| at.elapsed() < SNAPSHOT_TTL);
+                    let fresh = Snapshot::default();
+                    snapshots.insert(id, (fresh.clone(), Instant::now()));
+                    fresh
+                }
+            }
+        };
+        let db = &self.inner.db;
+        let read =
+            snapshot.get_or_try_init(|| async { store::get(db.reader(), id).await.map(|r| r.map(Arc::new)) }).await;
+        let row = match read {
+            Ok(row) => row.clone(),
+            Err(e) => {
+                self.forget(id);
+                return Err(e.into());
+            }
+        };
+        if row.as_ref().is_none_or(|c| c.state == "draft") {
+            self.forget(id);
         }
-        Ok(Some(row))
+        Ok(row)
     }
 
     /// Forgets the copy of a campaign's row (after an operator changed it on this instance).
