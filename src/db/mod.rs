@@ -245,6 +245,10 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// Rows per multi-row statement: with at most a dozen values a row, far below both engines'
+/// limits on bound values (SQLite 32,766, PostgreSQL 65,535).
+pub const ROWS_PER_STATEMENT: usize = 400;
+
 /// The `VALUES` list of a multi-row insert: `rows` tuples of `cols` numbered placeholders, the
 /// first being `$first`, e.g. `($1, $2), ($3, $4)`. Bind the values row by row in the same order.
 pub fn values_list(rows: usize, cols: usize, first: usize) -> String {

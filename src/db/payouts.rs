@@ -90,7 +90,7 @@ pub async fn insert(tx: &mut Tx, p: &NewPayout<'_>, now: i64) -> DbResult<Payout
 /// `source_ref`, which is unique.
 pub async fn insert_many(tx: &mut Tx, payouts: &[NewPayout<'_>], now: i64) -> DbResult<Vec<PayoutRow>> {
     let mut rows = Vec::with_capacity(payouts.len());
-    for chunk in payouts.chunks(MANY_CHUNK) {
+    for chunk in payouts.chunks(super::ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO payouts (company_id, owner_org_id, resident_id, channel, source, source_ref, amount_fen, \
                  appid, openid, out_no, attempt, state, display, calls, next_at, lease_until, created_at, updated_at) \
@@ -142,9 +142,6 @@ pub async fn insert_many(tx: &mut Tx, payouts: &[NewPayout<'_>], now: i64) -> Db
     }
     Ok(rows)
 }
-
-/// Rows per multi-row insert of payouts (12 values each): within both engines' bound-value limits.
-const MANY_CHUNK: usize = 400;
 
 async fn insert_number(tx: &mut Tx, payout_id: i64, out_no: &str, attempt: i64, now: i64) -> DbResult<()> {
     sqlx::query(

@@ -323,7 +323,7 @@ pub struct CheckinRow {
 
 /// Opens (at zero) the accounts the residents lack in the programme, in one statement.
 pub async fn open_accounts(tx: &mut Tx, programme_id: i64, residents: &[i64], now: i64) -> DbResult<()> {
-    for chunk in residents.chunks(MANY_CHUNK) {
+    for chunk in residents.chunks(super::ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO points_accounts (programme_id, resident_id, balance, created_at, updated_at) VALUES {} \
              ON CONFLICT (programme_id, resident_id) DO NOTHING",
@@ -342,7 +342,7 @@ pub async fn open_accounts(tx: &mut Tx, programme_id: i64, residents: &[i64], no
 /// The residents' accounts in the programme.
 pub async fn accounts_of(tx: &mut Tx, programme_id: i64, residents: &[i64]) -> DbResult<Vec<AccountRow>> {
     let mut rows = Vec::with_capacity(residents.len());
-    for chunk in residents.chunks(MANY_CHUNK) {
+    for chunk in residents.chunks(super::ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT {ACCOUNT} FROM points_accounts WHERE programme_id = $1 AND resident_id IN ({})",
             super::in_list(chunk.len(), 2)
@@ -360,7 +360,7 @@ pub async fn accounts_of(tx: &mut Tx, programme_id: i64, residents: &[i64]) -> D
 /// Adds `delta` (≥ 0) to each account's balance, in one statement; answers (account, new balance).
 pub async fn credit_accounts(tx: &mut Tx, deltas: &[(i64, i64)], now: i64) -> DbResult<Vec<(i64, i64)>> {
     let mut rows = Vec::with_capacity(deltas.len());
-    for chunk in deltas.chunks(MANY_CHUNK) {
+    for chunk in deltas.chunks(super::ROWS_PER_STATEMENT) {
         let sql = format!(
             "UPDATE points_accounts SET balance = points_accounts.balance + v.column2, updated_at = v.column3 \
              FROM (VALUES {}) AS v WHERE points_accounts.id = v.column1 RETURNING id, balance",
@@ -380,7 +380,7 @@ pub async fn credit_accounts(tx: &mut Tx, deltas: &[(i64, i64)], now: i64) -> Db
 /// Appends many rows in one statement. The (programme, reference) key stays the guard: a
 /// reference used meanwhile fails the whole statement.
 pub async fn append_many(tx: &mut Tx, rows: &[NewLedgerRow<'_>]) -> DbResult<()> {
-    for chunk in rows.chunks(MANY_CHUNK) {
+    for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO points_ledger (programme_id, account_id, resident_id, kind, source, reference, amount, \
                  balance_after, operator_key_id, operator, remark, created_at) VALUES {}",
@@ -419,7 +419,7 @@ pub struct DayRow {
 /// The residents' check-ins on `since` or later.
 pub async fn checkins_since(tx: &mut Tx, programme_id: i64, residents: &[i64], since: i64) -> DbResult<Vec<DayRow>> {
     let mut rows = Vec::new();
-    for chunk in residents.chunks(MANY_CHUNK) {
+    for chunk in residents.chunks(super::ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT resident_id, day, streak FROM checkins WHERE programme_id = $1 AND day >= $2 \
              AND resident_id IN ({})",
@@ -447,7 +447,7 @@ pub struct NewCheckin {
 
 /// Records many check-ins in one statement; the (programme, resident, day) key stays the guard.
 pub async fn insert_checkins(tx: &mut Tx, programme_id: i64, rows: &[NewCheckin]) -> DbResult<()> {
-    for chunk in rows.chunks(MANY_CHUNK) {
+    for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO checkins (programme_id, resident_id, day, streak, points, created_at) VALUES {}",
             super::values_list(chunk.len(), 6, 1)
@@ -461,9 +461,6 @@ pub async fn insert_checkins(tx: &mut Tx, programme_id: i64, rows: &[NewCheckin]
     }
     Ok(())
 }
-
-/// Rows per multi-row statement (12 values at most each): within both engines' limits.
-const MANY_CHUNK: usize = 400;
 
 /// The resident's latest check-in in the programme.
 pub async fn last_checkin(tx: &mut Tx, programme_id: i64, resident_id: i64) -> DbResult<Option<CheckinRow>> {

@@ -378,7 +378,7 @@ pub struct NewGrab {
 /// the guard: a resident who grabbed meanwhile fails the whole statement.
 pub async fn insert_grabs(tx: &mut Tx, campaign_id: i64, grabs: &[NewGrab], now: i64) -> DbResult<Vec<GrabRow>> {
     let mut out = Vec::with_capacity(grabs.len());
-    for chunk in grabs.chunks(GRAB_CHUNK) {
+    for chunk in grabs.chunks(super::ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO rp_grabs (campaign_id, resident_id, seq, amount_fen, payout_id, created_at) VALUES {} \
              RETURNING {GRAB}",
@@ -393,9 +393,6 @@ pub async fn insert_grabs(tx: &mut Tx, campaign_id: i64, grabs: &[NewGrab], now:
     }
     Ok(out)
 }
-
-/// Rows per multi-row insert: far below both engines' limits on bound values.
-const GRAB_CHUNK: usize = 500;
 
 /// A grab with its campaign's theme and its payout's state, for "my red packets".
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]

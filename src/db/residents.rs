@@ -97,7 +97,7 @@ pub async fn identity<'c, E: Executor<'c, Database = Any>>(
 /// The identities of many residents, in one statement.
 pub async fn identities_of_many(tx: &mut Tx, residents: &[i64]) -> DbResult<Vec<IdentityRow>> {
     let mut rows = Vec::new();
-    for chunk in residents.chunks(400) {
+    for chunk in residents.chunks(super::ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT {IDENTITY} FROM resident_identities WHERE resident_id IN ({})",
             super::in_list(chunk.len(), 1)
@@ -115,7 +115,7 @@ pub async fn identities_of_many(tx: &mut Tx, residents: &[i64]) -> DbResult<Vec<
 /// The residents behind the app's openids that have one: (openid, resident).
 pub async fn residents_by_openid(tx: &mut Tx, appid: &str, openids: &[&str]) -> DbResult<Vec<(String, i64)>> {
     let mut rows = Vec::new();
-    for chunk in openids.chunks(400) {
+    for chunk in openids.chunks(super::ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT openid, resident_id FROM resident_identities WHERE appid = $1 AND openid IN ({})",
             super::in_list(chunk.len(), 2)

@@ -86,7 +86,7 @@ pub async fn post(tx: &mut Tx, resident_id: i64, e: &NewEntry<'_>, now: i64) -> 
 /// Credits many residents (each at most once) in two statements, in the caller's transaction:
 /// the balances move up (accounts made as needed) and one ledger row each records the new balance.
 pub async fn credit_many(tx: &mut Tx, credits: &[(i64, NewEntry<'_>)], now: i64) -> DbResult<()> {
-    for chunk in credits.chunks(CREDIT_CHUNK) {
+    for chunk in credits.chunks(super::ROWS_PER_STATEMENT) {
         debug_assert!(chunk.iter().all(|(_, e)| e.amount_fen >= 0), "credits only");
         let sql = format!(
             "INSERT INTO wallet_accounts (resident_id, balance_fen, created_at, updated_at) VALUES {} \
@@ -125,9 +125,6 @@ pub async fn credit_many(tx: &mut Tx, credits: &[(i64, NewEntry<'_>)], now: i64)
     }
     Ok(())
 }
-
-/// Rows per multi-row credit (10 values per ledger row).
-const CREDIT_CHUNK: usize = 400;
 
 pub async fn balance<'c, E: Executor<'c, Database = Any>>(ex: E, resident_id: i64) -> DbResult<i64> {
     let row: Option<(i64,)> = sqlx::query_as("SELECT balance_fen FROM wallet_accounts WHERE resident_id = $1")

@@ -61,7 +61,7 @@ pub async fn seen_push<'c, E: Executor<'c, Database = Any>>(
 /// Pushes among `keys` seen before, with their replies.
 pub async fn seen_pushes(tx: &mut Tx, appid: &str, keys: &[&str]) -> DbResult<Vec<(String, Option<String>)>> {
     let mut rows = Vec::new();
-    for chunk in keys.chunks(MANY_CHUNK) {
+    for chunk in keys.chunks(super::ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT dedupe_key, reply FROM wechat_pushes WHERE appid = $1 AND dedupe_key IN ({})",
             super::in_list(chunk.len(), 2)
@@ -90,7 +90,7 @@ pub struct HandledPush<'a> {
 /// Records many handled pushes in one statement. The (appid, dedupe key) key stays the guard: a
 /// push handled meanwhile elsewhere fails the whole statement (and its transaction's effects).
 pub async fn insert_pushes(tx: &mut Tx, appid: &str, pushes: &[HandledPush<'_>]) -> DbResult<()> {
-    for chunk in pushes.chunks(MANY_CHUNK) {
+    for chunk in pushes.chunks(super::ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO wechat_pushes (appid, dedupe_key, openid, msg_type, event, reply, received_at) VALUES {}",
             super::values_list(chunk.len(), 7, 1)
@@ -105,9 +105,6 @@ pub async fn insert_pushes(tx: &mut Tx, appid: &str, pushes: &[HandledPush<'_>])
     }
     Ok(())
 }
-
-/// Rows per multi-row statement (7 values each).
-const MANY_CHUNK: usize = 400;
 
 /// The cached token of an app.
 #[derive(Clone, Debug, sqlx::FromRow)]

@@ -254,11 +254,7 @@ async fn check_audience(
     identities: &[IdentityRow],
 ) -> DomainResult<()> {
     match c.audience.as_str() {
-        "followers" => {
-            if !identities.iter().any(|i| i.app_kind == "oa" && i.subscribed != 0) {
-                return Err(DomainError::Forbidden("this red packet is for followers of the official account".into()));
-            }
-        }
+        "followers" => follower(identities)?,
         _ => {
             let ids: Vec<i64> = serde_json::from_str(&c.audience_communities).unwrap_or_default();
             for id in ids {
@@ -279,12 +275,21 @@ async fn check_audience(
     Ok(())
 }
 
+/// A follower audience admits residents who follow the official account now.
+fn follower(identities: &[IdentityRow]) -> DomainResult<()> {
+    if identities.iter().any(|i| i.app_kind == "oa" && i.subscribed != 0) {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden("this red packet is for followers of the official account".into()))
+    }
+}
+
 /// Who a share of the campaign is paid to, from the resident's WeChat identities: nobody for
 /// the balance channel, the official account's openid for cash red packets, the mini-program's
 /// for transfers. A follower audience also needs a followed official account.
 pub(super) fn payee(c: &CampaignRow, apps: &Apps, identities: &[IdentityRow]) -> DomainResult<Option<IdentityRow>> {
-    if c.audience == "followers" && !identities.iter().any(|i| i.app_kind == "oa" && i.subscribed != 0) {
-        return Err(DomainError::Forbidden("this red packet is for followers of the official account".into()));
+    if c.audience == "followers" {
+        follower(identities)?;
     }
     match c.channel.as_str() {
         "balance" => Ok(None),
