@@ -22,7 +22,7 @@ const GROUP_MAX_BATCH: usize = 256;
 use crate::domain::checkin_writer::CheckinWriter;
 use crate::domain::gates::Gates;
 use crate::domain::hot_campaigns::HotCampaigns;
-use crate::domain::redpackets::Apps;
+use crate::domain::payouts::{Apps, Payer};
 use crate::domain::sessions::SessionCache;
 use crate::telemetry::Metrics;
 use crate::wechat::api::{AppCredentials, WechatClient};
@@ -41,8 +41,8 @@ pub struct AppState {
     pub pay: Option<PayClients>,
     /// Sold-out red packets, answered without touching storage.
     pub gates: Arc<Gates>,
-    /// Wakes the payout dispatcher when a payout is queued.
-    pub payout_wake: Arc<Notify>,
+    /// How payouts leave: the apps they go through, and the wake of the payout dispatcher.
+    pub payer: Payer,
     /// Commits hot writes (coupon claims, check-ins) in groups.
     pub group: GroupCommit,
     /// The writers of red packets being grabbed, one per campaign, committing grabs in groups.
@@ -56,13 +56,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The app ids and scene red-packet payouts go through.
-    pub fn apps(&self) -> Apps {
-        Apps {
-            oa_appid: self.settings.wechat.oa_appid.clone(),
-            mp_appid: self.settings.wechat.mp_appid.clone(),
-            transfer_scene_id: self.settings.pay.payouts.transfer_scene_id.clone(),
-        }
+    /// The app ids and scene payouts go through.
+    pub fn apps(&self) -> &Apps {
+        self.payer.apps()
     }
 }
 
@@ -100,7 +96,13 @@ impl Application {
         let wechat = WechatClient::new(&settings.wechat.api_base, db.clone());
         let pay = PayClients::from_settings(&settings.pay).context("configuring WeChat Pay (WECHATPAY_*)")?;
         let group = GroupCommit::start(&db, GROUP_LANES, GROUP_MAX_BATCH);
-        let hot = HotCampaigns::new(db.clone());
+        let apps = Apps {
+            oa_appid: settings.wechat.oa_appid.clone(),
+            mp_appid: settings.wechat.mp_appid.clone(),
+            transfer_scene_id: settings.pay.payouts.transfer_scene_id.clone(),
+        };
+        let payer = Payer::new(apps, Arc::new(Notify::new()));
+        let hot = HotCampaigns::new(db.clone(), payer.clone());
         let checkins = CheckinWriter::start(&db);
         let sessions = Arc::new(SessionCache::default());
         let known = sessions.preload(&db).await.context("loading live sessions")?;
@@ -123,7 +125,7 @@ impl Application {
             wechat,
             pay,
             gates: Arc::new(Gates::default()),
-            payout_wake: Arc::new(Notify::new()),
+            payer,
             group,
             hot,
             checkins,
@@ -156,7 +158,7 @@ impl Application {
                 let dispatcher =
                     Dispatcher::new(db.clone(), pay.clone(), settings.payouts.clone(), settings.notify_url.clone());
                 let reconciler = AbortOnDrop(crate::workers::reconcile::spawn(db.clone(), pay.clone()));
-                Some((AbortOnDrop(Arc::new(dispatcher).spawn(Arc::clone(&self.state.payout_wake))), reconciler))
+                Some((AbortOnDrop(Arc::new(dispatcher).spawn(self.state.payer.notifier())), reconciler))
             }
             None => {
                 tracing::warn!("WeChat Pay is not configured (WECHATPAY_MCH_ID): payouts wait in the outbox");

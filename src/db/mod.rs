@@ -338,6 +338,13 @@ impl PageRequest {
     pub fn offset(&self) -> i64 {
         i64::from(self.page.saturating_sub(1)) * i64::from(self.page_size)
     }
+
+    /// This page of a list filtered in memory (rules that SQL cannot express, such as an
+    /// audience), in the list's order.
+    pub fn slice<T>(&self, items: Vec<T>) -> Vec<T> {
+        let skip = usize::try_from(self.offset()).unwrap_or(usize::MAX);
+        items.into_iter().skip(skip).take(self.page_size as usize).collect()
+    }
 }
 
 /// A page of results and the total number of matches.

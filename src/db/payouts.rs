@@ -59,32 +59,6 @@ pub struct NewPayout<'a> {
     pub display: &'a str,
 }
 
-/// Queues a payout in the caller's transaction, with its first merchant number recorded.
-pub async fn insert(tx: &mut Tx, p: &NewPayout<'_>, now: i64) -> DbResult<PayoutRow> {
-    let row: PayoutRow = sqlx::query_as(&format!(
-        "INSERT INTO payouts (company_id, owner_org_id, resident_id, channel, source, source_ref, amount_fen, appid, \
-             openid, out_no, attempt, state, display, calls, next_at, lease_until, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, 'pending', $11, 0, $12, 0, $12, $12) RETURNING {PAYOUT}"
-    ))
-    .bind(p.company_id)
-    .bind(p.owner_org_id)
-    .bind(p.resident_id)
-    .bind(p.channel)
-    .bind(p.source)
-    .bind(p.source_ref)
-    .bind(p.amount_fen)
-    .bind(p.appid)
-    .bind(p.openid)
-    .bind(p.out_no)
-    .bind(p.display)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?;
-    insert_number(tx, row.id, p.out_no, 1, now).await?;
-    insert_event(tx, row.id, "queued", p.out_no, "pending", None, None, None, now).await?;
-    Ok(row)
-}
-
 /// Queues many payouts in three statements (payouts, their first numbers, their `queued`
 /// events), in the caller's transaction. Answers the rows in no particular order: match them by
 /// `source_ref`, which is unique.

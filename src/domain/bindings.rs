@@ -9,6 +9,7 @@
 use rand::Rng;
 
 use super::access::{scope_of, Actor, Role};
+use super::payouts::{Payer, Wake};
 use super::rooms::{self, label};
 use super::roster::{fields as roster_fields, parse_role};
 use super::sessions::ResidentActor;
@@ -53,7 +54,13 @@ async fn phone_for(db: &Db, resident_id: i64, given: Option<&str>) -> DomainResu
 }
 
 /// Asks to bind to a room; verified at once on a roster match, pending otherwise.
-pub async fn request(db: &Db, me: &ResidentActor, req: BindingRequest, cap: i64) -> DomainResult<BindingRow> {
+pub async fn request(
+    db: &Db,
+    payer: &Payer,
+    me: &ResidentActor,
+    req: BindingRequest,
+    cap: i64,
+) -> DomainResult<BindingRow> {
     let phone = phone_for(db, me.resident_id, req.phone.as_deref()).await?;
     let person = roster_fields(&req.name, &phone, &req.role)?;
     let addr = rooms::address(&req.building, &req.unit, &req.number)?;
@@ -82,16 +89,18 @@ pub async fn request(db: &Db, me: &ResidentActor, req: BindingRequest, cap: i64)
         invited_by: None,
     };
     let binding = store::insert(&mut tx, &new, now).await?.ok_or_else(already_open)?;
-    after_verified(&mut tx, &binding, now).await?;
+    let wake = after_verified(&mut tx, payer, &binding, now).await?;
     tx.commit().await.map_err(DbError::from)?;
+    wake.send();
     Ok(binding)
 }
 
 /// Fires the first-home coupon rules and counts invite-to-bind tasks when this is the resident's
-/// first verified binding ever.
-async fn after_verified(tx: &mut Tx, b: &BindingRow, now: i64) -> DomainResult<()> {
+/// first verified binding ever. Answers the wake owed to the payout dispatcher (a task's red
+/// packet), to send after the commit.
+async fn after_verified(tx: &mut Tx, payer: &Payer, b: &BindingRow, now: i64) -> DomainResult<Wake> {
     if b.state != "verified" || store::verified_ever(tx, b.resident_id).await? != 1 {
-        return Ok(());
+        return Ok(Wake::default());
     }
     let company = db::orgs::get(&mut **tx, b.community_id).await?.and_then(|c| c.parent_id);
     if let Some(company_id) = company {
@@ -106,8 +115,7 @@ async fn after_verified(tx: &mut Tx, b: &BindingRow, now: i64) -> DomainResult<(
         )
         .await?;
     }
-    super::tasks::on_verified(tx, b, now).await?;
-    Ok(())
+    super::tasks::on_verified(tx, payer, b, now).await
 }
 
 /// A community residents may bind to: exists, is a community, is not archived.
@@ -190,6 +198,7 @@ pub async fn invite(db: &Db, me: &ResidentActor, owner_binding: i64, role: &str)
 /// Redeems an owner's invitation: a verified binding to the owner's room.
 pub async fn redeem(
     db: &Db,
+    payer: &Payer,
     me: &ResidentActor,
     code: &str,
     name: &str,
@@ -234,8 +243,9 @@ pub async fn redeem(
     if !store::redeem_invitation(&mut tx, inv.id, binding.id).await? {
         return Err(DomainError::conflict("invitation_used", "the invitation was already used or has expired"));
     }
-    after_verified(&mut tx, &binding, now).await?;
+    let wake = after_verified(&mut tx, payer, &binding, now).await?;
     tx.commit().await.map_err(DbError::from)?;
+    wake.send();
     Ok(binding)
 }
 
@@ -308,6 +318,7 @@ pub enum Decision {
 /// Operators and admins of the community or above.
 pub async fn decide(
     db: &Db,
+    payer: &Payer,
     actor: &Actor,
     id: i64,
     decision: Decision,
@@ -335,8 +346,9 @@ pub async fn decide(
         .await?
         .ok_or_else(|| DomainError::conflict("binding_changed", "the binding changed meanwhile; reload it"))?;
     audit::record(&mut tx, actor, &community, action, "binding", id, Some(&before), Some(&after)).await?;
-    after_verified(&mut tx, &after, db::now_ms()).await?;
+    let wake = after_verified(&mut tx, payer, &after, db::now_ms()).await?;
     tx.commit().await.map_err(DbError::from)?;
+    wake.send();
     Ok(after)
 }
 

@@ -84,12 +84,16 @@ impl TemplateInput {
             }
         }
         match (self.valid_from, self.valid_until, self.valid_days) {
-            (Some(f), Some(u), None) if f < u => {}
+            (Some(f), Some(u), None) if f < u => {
+                if let Some(why) = super::window_refusal("valid_from", f, "valid_until", u) {
+                    return Err(invalid(why));
+                }
+            }
             (None, None, Some(d)) if (1..=3650).contains(&d) => {}
             _ => return Err(invalid("give either valid_from < valid_until, or valid_days of 1..=3650")),
         }
-        if self.claim_from >= self.claim_until {
-            return Err(invalid("claim_from must be before claim_until"));
+        if let Some(why) = super::window_refusal("claim_from", self.claim_from, "claim_until", self.claim_until) {
+            return Err(invalid(why));
         }
         if !(1..=10_000_000).contains(&self.stock_total) {
             return Err(invalid("stock_total must be 1..=10000000"));
@@ -147,9 +151,20 @@ async fn owner_in_reach(tx: &mut Tx, actor: &Actor, owner_org_id: i64) -> Domain
     Ok((owner, company))
 }
 
+/// The merchants a template is restricted to, as stored (empty: no restriction). A list that
+/// does not decode refuses the coupon's use — it is never read as "any merchant".
+pub(crate) fn restricted_merchants(stored: &str) -> DomainResult<Vec<i64>> {
+    serde_json::from_str(stored).map_err(|_| {
+        DomainError::conflict(
+            "coupon_template_broken",
+            "the coupon's list of merchants cannot be read; the operator must save the template again",
+        )
+    })
+}
+
 /// Every listed merchant must be a merchant of the owner's company.
 async fn check_merchants(tx: &mut Tx, company_id: i64, fields: &TemplateFields) -> DomainResult<()> {
-    let ids: Vec<i64> = serde_json::from_str(&fields.merchant_ids).unwrap_or_default();
+    let ids = restricted_merchants(&fields.merchant_ids)?;
     for id in ids {
         let ok = db::orgs::get(&mut **tx, id)
             .await?
@@ -463,7 +478,12 @@ pub struct Claimable {
 }
 
 /// The company's coupons I can claim now: open, in stock, my audience, under my limits.
-pub async fn claimable(db: &Db, me: &ResidentActor, company_id: i64) -> DomainResult<Vec<Claimable>> {
+pub async fn claimable(
+    db: &Db,
+    me: &ResidentActor,
+    company_id: i64,
+    page: PageRequest,
+) -> DomainResult<Vec<Claimable>> {
     let now = db::now_ms();
     let open = store::open_in_company(db.reader(), company_id, now).await?;
     // Reads only, on the read pool: listing never waits for the writer that claims go through.
@@ -483,7 +503,7 @@ pub async fn claimable(db: &Db, me: &ResidentActor, company_id: i64) -> DomainRe
             out.push(Claimable { my_remaining: t.per_resident_limit - mine, template: t });
         }
     }
-    Ok(out)
+    Ok(page.slice(out))
 }
 
 /// My coupons, newest first, optionally by state.
@@ -512,13 +532,23 @@ mod tests {
             valid_from: None,
             valid_until: None,
             valid_days: Some(7),
-            claim_from: 0,
-            claim_until: 1,
+            claim_from: 1_800_000_000_000,
+            claim_until: 1_800_086_400_000,
             stock_total: 50,
             per_resident_limit: 1,
             per_household_limit: None,
             audience: "followers".into(),
             merchant_ids: vec![9, 7, 9],
+        }
+    }
+
+    #[test]
+    fn a_merchant_list_that_does_not_decode_is_refused_not_read_as_any_merchant() {
+        assert_eq!(restricted_merchants("[]").unwrap(), Vec::<i64>::new());
+        assert_eq!(restricted_merchants("[7,9]").unwrap(), vec![7, 9]);
+        for broken in ["", "[7,", "{}", "\"7\"", "[\"x\"]", "null"] {
+            let refused = restricted_merchants(broken);
+            assert!(matches!(refused, Err(DomainError::Conflict { code: "coupon_template_broken", .. })), "{broken:?}");
         }
     }
 
@@ -534,6 +564,10 @@ mod tests {
             TemplateInput { valid_from: Some(5), valid_until: Some(5), valid_days: None, ..input() },
             TemplateInput { valid_from: Some(1), valid_until: Some(5), ..input() },
             TemplateInput { claim_from: 2, claim_until: 2, ..input() },
+            TemplateInput { claim_from: 0, claim_until: 1, ..input() },
+            TemplateInput { claim_from: i64::MIN, ..input() },
+            TemplateInput { claim_until: i64::MAX, ..input() },
+            TemplateInput { valid_from: Some(i64::MIN), valid_until: Some(i64::MAX), valid_days: None, ..input() },
             TemplateInput { stock_total: 0, ..input() },
             TemplateInput { audience: "everyone".into(), ..input() },
         ] {

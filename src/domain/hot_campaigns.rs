@@ -20,10 +20,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::payouts::{self, Display};
-use super::redpackets::Apps;
+use super::payouts::{self, Display, Payer, Queue, Wake};
 use super::{DomainError, DomainResult};
-use crate::db::payouts::{NewPayout, PayoutRow};
+use crate::db::payouts::PayoutRow;
 use crate::db::redpackets::{self as store, CampaignRow, GrabRow, NewGrab};
 use crate::db::residents::IdentityRow;
 use crate::db::wallet::{self as wallet_store, NewEntry};
@@ -43,14 +42,23 @@ const ATTEMPTS: usize = 8;
 /// What the write of one grab came to.
 pub type Written = DomainResult<(GrabRow, Option<PayoutRow>)>;
 
+/// The writer's answer to one grab, with what its group learnt about the campaign itself.
+#[derive(Debug)]
+pub struct Answer {
+    pub written: Written,
+    /// The campaign had no share left when the group committed. A fact about the campaign, read
+    /// from its grant count in the group's transaction, never inferred from a refusal that is
+    /// about the resident (holds a share already, outside the audience): only this may teach the
+    /// sold-out gate.
+    pub sold_out: bool,
+}
+
 struct Job {
     resident_id: i64,
-    /// The app ids payouts go through.
-    apps: Apps,
     /// The WeChat identity a payout goes to, once the writer has read it; `None` for the balance
     /// channel.
     identity: Option<IdentityRow>,
-    answer: oneshot::Sender<Written>,
+    answer: oneshot::Sender<Answer>,
 }
 
 /// The writers and row copies of the campaigns being grabbed on this instance. Cheap to clone.
@@ -61,6 +69,7 @@ pub struct HotCampaigns {
 
 struct Inner {
     db: Db,
+    payer: Payer,
     writers: Mutex<HashMap<i64, mpsc::Sender<Job>>>,
     snapshots: Mutex<HashMap<i64, (Snapshot, Instant)>>,
 }
@@ -76,8 +85,8 @@ impl std::fmt::Debug for HotCampaigns {
 }
 
 impl HotCampaigns {
-    pub fn new(db: Db) -> Self {
-        Self { inner: Arc::new(Inner { db, writers: Mutex::default(), snapshots: Mutex::default() }) }
+    pub fn new(db: Db, payer: Payer) -> Self {
+        Self { inner: Arc::new(Inner { db, payer, writers: Mutex::default(), snapshots: Mutex::default() }) }
     }
 
     /// The campaign's row, from a copy at most [`SNAPSHOT_TTL`] old, read once however many ask
@@ -120,9 +129,9 @@ impl HotCampaigns {
     /// Writes a grab of `campaign` for the resident through the campaign's writer; answers after
     /// the group it joined has committed. The writer reads the WeChat identities of the group's
     /// residents at once: who each share is paid to, and whether a follower audience admits them.
-    pub async fn write(&self, campaign: &CampaignRow, apps: &Apps, resident_id: i64) -> Written {
+    pub async fn write(&self, campaign: &CampaignRow, resident_id: i64) -> Answer {
         let (answer, answered) = oneshot::channel();
-        let mut job = Job { resident_id, apps: apps.clone(), identity: None, answer };
+        let mut job = Job { resident_id, identity: None, answer };
         loop {
             let lane = {
                 let mut writers = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
@@ -147,7 +156,7 @@ impl HotCampaigns {
                 }
             }
         }
-        answered.await.unwrap_or_else(|_| Err(not_written()))
+        answered.await.unwrap_or_else(|_| Answer { written: Err(not_written()), sold_out: false })
     }
 }
 
@@ -161,7 +170,7 @@ async fn writer(inner: Arc<Inner>, campaign: CampaignRow, mut rx: mpsc::Receiver
     loop {
         match tokio::time::timeout(IDLE, rx.recv_many(&mut batch, MAX_BATCH)).await {
             Ok(0) => return,
-            Ok(_) => write_group(&inner.db, &campaign, std::mem::take(&mut batch)).await,
+            Ok(_) => write_group(&inner, &campaign, std::mem::take(&mut batch)).await,
             Err(_) => {
                 {
                     let mut writers = inner.writers.lock().unwrap_or_else(|p| p.into_inner());
@@ -174,7 +183,7 @@ async fn writer(inner: Arc<Inner>, campaign: CampaignRow, mut rx: mpsc::Receiver
                 // what was sent before the close is written here.
                 rx.close();
                 while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                    write_group(&inner.db, &campaign, std::mem::take(&mut batch)).await;
+                    write_group(&inner, &campaign, std::mem::take(&mut batch)).await;
                 }
                 return;
             }
@@ -189,7 +198,7 @@ enum Outcome {
     Refused(DomainError),
 }
 
-async fn write_group(db: &Db, campaign: &CampaignRow, mut jobs: Vec<Job>) {
+async fn write_group(inner: &Inner, campaign: &CampaignRow, mut jobs: Vec<Job>) {
     // A resident pressing twice within one group: the first press is written, the rest echo it.
     let mut leads: Vec<Job> = Vec::with_capacity(jobs.len());
     let mut echoes: Vec<Job> = Vec::new();
@@ -203,48 +212,75 @@ async fn write_group(db: &Db, campaign: &CampaignRow, mut jobs: Vec<Job>) {
     }
     let mut outcome = Err(not_written());
     for _ in 0..ATTEMPTS {
-        outcome = write_once(db, campaign, &mut leads).await;
+        outcome = write_once(inner, campaign, &mut leads).await;
         // Another instance granted one of these residents meanwhile: the group rolled back; the
         // next round sees that grant and leaves the resident out.
         if !matches!(outcome, Err(DomainError::Db(DbError::UniqueViolation))) {
             break;
         }
     }
-    match outcome {
-        Ok(mut outcomes) => {
-            let granted: HashSet<i64> =
-                outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Granted(..))).map(|(r, _)| *r).collect();
-            for job in leads {
-                let answer = match outcomes.remove(&job.resident_id) {
-                    Some(Outcome::Granted(granted)) => Ok(*granted),
-                    Some(Outcome::Already) => Err(super::redpackets::already()),
-                    Some(Outcome::Refused(e)) => Err(e),
-                    None => Err(not_written()),
-                };
-                let _ = job.answer.send(answer);
-            }
-            for job in echoes {
-                let answer = if granted.contains(&job.resident_id) {
-                    Err(super::redpackets::already())
-                } else {
-                    Err(super::redpackets::sold_out())
-                };
-                let _ = job.answer.send(answer);
-            }
+    let (mut outcomes, sold_out) = match outcome {
+        Ok((outcomes, sold_out, wake)) => {
+            wake.send();
+            (outcomes, sold_out)
         }
         Err(e) => {
             let message = e.to_string();
             tracing::warn!(campaign_id = campaign.id, error = %message, "a group of grabs was not written");
-            for job in leads.into_iter().chain(echoes) {
-                let _ = job.answer.send(Err(not_written()));
-            }
+            (HashMap::new(), false)
         }
+    };
+    let mut answers: HashMap<i64, Written> = leads
+        .iter()
+        .map(|job| {
+            let answer = match outcomes.remove(&job.resident_id) {
+                Some(Outcome::Granted(granted)) => Ok(*granted),
+                Some(Outcome::Already) => Err(super::redpackets::already()),
+                Some(Outcome::Refused(e)) => Err(e),
+                None => Err(not_written()),
+            };
+            (job.resident_id, answer)
+        })
+        .collect();
+    // An echo hears what its first press heard, as that press would hear it again: a share taken
+    // is `already_grabbed`, a refusal is the same refusal.
+    for job in echoes {
+        let written = match answers.get(&job.resident_id) {
+            Some(Ok(_)) => Err(super::redpackets::already()),
+            Some(Err(e)) => Err(repeat(e)),
+            None => Err(not_written()),
+        };
+        let _ = job.answer.send(Answer { written, sold_out });
+    }
+    for job in leads {
+        let written = answers.remove(&job.resident_id).unwrap_or_else(|| Err(not_written()));
+        let _ = job.answer.send(Answer { written, sold_out });
     }
 }
 
-/// One try at writing the group in one transaction; commits before answering.
-async fn write_once(db: &Db, campaign: &CampaignRow, leads: &mut [Job]) -> DomainResult<HashMap<i64, Outcome>> {
-    let mut tx = db.begin().await?;
+/// The same refusal again, for a second press of the same resident in one group.
+fn repeat(e: &DomainError) -> DomainError {
+    match e {
+        DomainError::NotFound(what) => DomainError::NotFound(what),
+        DomainError::Forbidden(message) => DomainError::Forbidden(message.clone()),
+        DomainError::Conflict { code, message } => DomainError::Conflict { code, message: message.clone() },
+        DomainError::Invalid { code, message } => DomainError::Invalid { code, message: message.clone() },
+        DomainError::Unauthenticated(message) => DomainError::Unauthenticated(message.clone()),
+        DomainError::RateLimited(secs) => DomainError::RateLimited(*secs),
+        DomainError::Upstream(message) => DomainError::Upstream(message.clone()),
+        DomainError::Db(_) => not_written(),
+    }
+}
+
+/// One try at writing the group in one transaction; commits before answering. Answers each
+/// resident's outcome, whether the campaign had no share left at the commit, and the wake owed to
+/// the payout dispatcher.
+async fn write_once(
+    inner: &Inner,
+    campaign: &CampaignRow,
+    leads: &mut [Job],
+) -> DomainResult<(HashMap<i64, Outcome>, bool, Wake)> {
+    let mut tx = inner.db.begin().await?;
     let residents: Vec<i64> = leads.iter().map(|j| j.resident_id).collect();
     let holders: HashSet<i64> = store::holders_among(&mut tx, campaign.id, &residents).await?.into_iter().collect();
     let mut outcomes: HashMap<i64, Outcome> = HashMap::with_capacity(leads.len());
@@ -259,8 +295,8 @@ async fn write_once(db: &Db, campaign: &CampaignRow, leads: &mut [Job]) -> Domai
             continue;
         }
         let mine = identities.get(&j.resident_id).map(Vec::as_slice).unwrap_or_default();
-        match super::redpackets::payee(campaign, &j.apps, mine) {
-            Ok(identity) => j.identity = identity,
+        match super::redpackets::payee(campaign, inner.payer.apps(), mine) {
+            Ok(identity) => j.identity = identity.cloned(),
             Err(refused) => {
                 outcomes.insert(j.resident_id, Outcome::Refused(refused));
             }
@@ -268,13 +304,17 @@ async fn write_once(db: &Db, campaign: &CampaignRow, leads: &mut [Job]) -> Domai
     }
     let fresh: Vec<&Job> = leads.iter().filter(|j| !outcomes.contains_key(&j.resident_id)).collect();
     let now = db::now_ms();
-    let amounts = match take(&mut tx, campaign.id, fresh.len(), now).await? {
-        Ok(amounts) => amounts,
+    let (amounts, sold_out) = match take(&mut tx, campaign.id, fresh.len(), now).await? {
+        Ok(amounts) => {
+            // Shares are numbered 1..=shares and taken in order: the last one taken tells.
+            let last = amounts.last().is_some_and(|(seq, _)| *seq >= campaign.shares);
+            (amounts, last)
+        }
         Err(refusal) => {
             for j in &fresh {
                 outcomes.insert(j.resident_id, Outcome::Refused(refusal.error()));
             }
-            Vec::new()
+            (Vec::new(), matches!(refusal, Refusal::SoldOut))
         }
     };
     let (lucky, late) = fresh.split_at(amounts.len().min(fresh.len()));
@@ -282,7 +322,7 @@ async fn write_once(db: &Db, campaign: &CampaignRow, leads: &mut [Job]) -> Domai
         outcomes.entry(j.resident_id).or_insert_with(|| Outcome::Refused(Refusal::SoldOut.error()));
     }
     let references: Vec<String> = lucky.iter().map(|j| format!("rp:{}:{}", campaign.id, j.resident_id)).collect();
-    let payout_of = pay(&mut tx, campaign, lucky, &amounts, &references, now).await?;
+    let (payout_of, wake) = pay(&mut tx, &inner.payer, campaign, lucky, &amounts, &references, now).await?;
     let grabs: Vec<NewGrab> = lucky
         .iter()
         .zip(&amounts)
@@ -301,7 +341,7 @@ async fn write_once(db: &Db, campaign: &CampaignRow, leads: &mut [Job]) -> Domai
         let payout = payout_of.remove(&format!("rp:{}:{}", campaign.id, grab.resident_id));
         outcomes.insert(grab.resident_id, Outcome::Granted(Box::new((grab, payout))));
     }
-    Ok(outcomes)
+    Ok((outcomes, sold_out, wake))
 }
 
 /// Why a campaign refuses grabs now.
@@ -366,17 +406,18 @@ async fn take(
 }
 
 /// Queues the payouts (payout channels) or credits the wallets (balance) of the granted residents;
-/// answers the payouts by reference.
+/// answers the payouts by reference, and the wake owed to the dispatcher.
 async fn pay(
     tx: &mut Tx,
+    payer: &Payer,
     c: &CampaignRow,
     lucky: &[&Job],
     amounts: &[(i64, i64)],
     references: &[String],
     now: i64,
-) -> DomainResult<HashMap<String, PayoutRow>> {
+) -> DomainResult<(HashMap<String, PayoutRow>, Wake)> {
     if lucky.is_empty() {
-        return Ok(HashMap::new());
+        return Ok((HashMap::new(), Wake::default()));
     }
     if c.channel == "balance" {
         let credits: Vec<(i64, NewEntry<'_>)> = lucky
@@ -397,24 +438,22 @@ async fn pay(
             })
             .collect();
         wallet_store::credit_many(tx, &credits, now).await?;
-        return Ok(HashMap::new());
+        return Ok((HashMap::new(), Wake::default()));
     }
-    let display = serde_json::to_string(&Display {
+    let display = Display {
         send_name: c.send_name.clone(),
         wishing: c.wishing.clone(),
         act_name: c.act_name.clone(),
         remark: c.remark.clone(),
         transfer_remark: c.transfer_remark.clone(),
         transfer_scene_id: c.transfer_scene_id.clone(),
-    })
-    .unwrap_or_else(|_| "{}".into());
-    let numbers: Vec<String> = lucky.iter().map(|_| payouts::new_out_no()).collect();
+    };
     let mut queued = Vec::with_capacity(lucky.len());
-    for (((j, (_, amount)), reference), out_no) in lucky.iter().zip(amounts).zip(references).zip(&numbers) {
-        let identity = j.identity.as_ref().ok_or_else(|| {
+    for ((j, (_, amount)), reference) in lucky.iter().zip(amounts).zip(references) {
+        let payee = j.identity.as_ref().ok_or_else(|| {
             DomainError::conflict("no_wechat_identity", "a payout needs the resident's WeChat identity")
         })?;
-        queued.push(NewPayout {
+        queued.push(Queue {
             company_id: Some(c.company_id),
             owner_org_id: Some(c.owner_org_id),
             resident_id: j.resident_id,
@@ -422,12 +461,10 @@ async fn pay(
             source: "red_packet",
             source_ref: reference,
             amount_fen: *amount,
-            appid: &identity.appid,
-            openid: &identity.openid,
-            out_no,
+            payee,
             display: &display,
         });
     }
-    let rows = crate::db::payouts::insert_many(tx, &queued, now).await?;
-    Ok(rows.into_iter().map(|row| (row.source_ref.clone(), row)).collect())
+    let (rows, wake) = payouts::queue(tx, payer, &queued, now).await?;
+    Ok((rows.into_iter().map(|row| (row.source_ref.clone(), row)).collect(), wake))
 }

@@ -92,6 +92,23 @@ pub(crate) fn not_found_as(what: &'static str) -> impl Fn(DomainError) -> Domain
     }
 }
 
+/// The earliest instant a window may name: 2000-01-01T00:00:00Z, unix ms.
+pub(crate) const EARLIEST_MS: i64 = 946_684_800_000;
+/// The latest instant a window may name: 2100-01-01T00:00:00Z, unix ms. Windows beyond a lifetime
+/// are mistakes, and bounding them keeps every sum of a time and a duration far from overflow.
+pub(crate) const LATEST_MS: i64 = 4_102_444_800_000;
+
+/// Why a window `from`..`until` is refused, naming the fields: an end outside
+/// [`EARLIEST_MS`]..=[`LATEST_MS`], or a start that does not come first. `None` when it is sane.
+pub(crate) fn window_refusal(from_field: &str, from: i64, until_field: &str, until: i64) -> Option<String> {
+    for (field, at) in [(from_field, from), (until_field, until)] {
+        if !(EARLIEST_MS..=LATEST_MS).contains(&at) {
+            return Some(format!("{field} must be between 2000-01-01 and 2100-01-01"));
+        }
+    }
+    (from >= until).then(|| format!("{from_field} must be before {until_field}"))
+}
+
 /// Trims `value` and checks it is 1..=`max` characters without control characters.
 pub(crate) fn required_text(field: &str, value: &str, max: usize) -> DomainResult<String> {
     let v = value.trim();
@@ -121,6 +138,26 @@ fn bounded_text(field: &str, v: &str, max: usize) -> DomainResult<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::{window_refusal, EARLIEST_MS, LATEST_MS};
+
+    #[test]
+    fn windows_lie_within_the_century_and_run_forwards() {
+        assert_eq!(window_refusal("a", EARLIEST_MS, "b", LATEST_MS), None);
+        for (from, until) in [
+            (i64::MIN, 1_800_000_000_000),
+            (1_700_000_000_000, i64::MAX),
+            (EARLIEST_MS - 1, 1_800_000_000_000),
+            (1_700_000_000_000, LATEST_MS + 1),
+            (0, 1),
+            (-1, 1_800_000_000_000),
+            (1_800_000_000_000, 1_800_000_000_000),
+            (1_800_000_000_001, 1_800_000_000_000),
+        ] {
+            let refused = window_refusal("claim_from", from, "claim_until", until);
+            assert!(refused.is_some_and(|why| why.starts_with("claim_")), "{from}..{until}");
+        }
+    }
+
     #[test]
     fn beijing_days_start_at_16_utc() {
         // 2026-11-21 16:30 UTC is 00:30 on the 22nd in Beijing: the day began at 16:00 UTC.

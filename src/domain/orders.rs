@@ -9,6 +9,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::merchants::MerchantActor;
+use super::payouts::Payer;
 use super::points::{self, Kind, Posting, Source};
 use super::sessions::ResidentActor;
 use super::{DomainError, DomainResult};
@@ -106,7 +107,7 @@ async fn check_coupon(
     if resident_id.is_some_and(|r| r != c.resident_id) {
         return Err(bad("coupon_not_yours", "the coupon belongs to another resident"));
     }
-    let listed: Vec<i64> = serde_json::from_str(&c.merchant_ids).unwrap_or_default();
+    let listed = super::coupons::restricted_merchants(&c.merchant_ids)?;
     let owner_is_merchant = db::orgs::get(&mut **tx, c.owner_org_id).await?.is_some_and(|o| o.kind == "merchant");
     let here = if !listed.is_empty() {
         listed.contains(&merchant.merchant_id())
@@ -142,7 +143,12 @@ async fn check_coupon(
 }
 
 /// Records an order; a repeated order number answers the first order (`true`).
-pub async fn report(db: &Db, merchant: &MerchantActor, input: OrderInput) -> DomainResult<(OrderRow, bool)> {
+pub async fn report(
+    db: &Db,
+    payer: &Payer,
+    merchant: &MerchantActor,
+    input: OrderInput,
+) -> DomainResult<(OrderRow, bool)> {
     check_order_no(&input.order_no, "order_no")?;
     if !(1..=100_000_000).contains(&input.amount) {
         return Err(bad("invalid_amount", "amount must be 1..=100000000 fen"));
@@ -234,7 +240,9 @@ pub async fn report(db: &Db, merchant: &MerchantActor, input: OrderInput) -> Dom
         };
         points::post(&mut tx, programme.id, resident_id, &posting, now).await?;
     }
-    super::tasks::on_purchase(&mut tx, resident_id, merchant.merchant_id(), merchant.company_id(), now).await?;
+    let wake =
+        super::tasks::on_purchase(&mut tx, payer, resident_id, merchant.merchant_id(), merchant.company_id(), now)
+            .await?;
     let trigger = format!("order:{}", order.id);
     super::coupon_rules::fire(
         &mut tx,
@@ -246,6 +254,7 @@ pub async fn report(db: &Db, merchant: &MerchantActor, input: OrderInput) -> Dom
     )
     .await?;
     tx.commit().await.map_err(DbError::from)?;
+    wake.send();
     Ok((order, false))
 }
 

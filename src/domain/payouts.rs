@@ -16,15 +16,19 @@
 //! notification or a second instance can never move a settled payout. A new number is minted only
 //! after WeChat reports the old one's bill as failed ([`Step::BillFailed`]).
 
+use std::sync::Arc;
+
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use super::access::{scope_of, Actor, Role, PLATFORM_ORG_ID};
 use super::sessions::ResidentActor;
 use super::{audit, DomainError, DomainResult};
 use crate::config::PayoutSettings;
 use crate::db::payouts::{self as store, EventRow, NewPayout, PayoutFilter, PayoutRow, Transition};
+use crate::db::residents::IdentityRow;
 use crate::db::wallet::{self, NewEntry};
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 
@@ -46,6 +50,81 @@ pub fn new_out_no() -> String {
     format!("L{tail}")
 }
 
+/// The apps payouts are paid through, and the transfer scene used when a cause names none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Apps {
+    pub oa_appid: Option<String>,
+    pub mp_appid: Option<String>,
+    pub transfer_scene_id: String,
+}
+
+/// How money leaves this deployment: the apps it is paid through and the dispatcher to wake once
+/// a payout is committed. Built once when the app starts; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Payer {
+    apps: Arc<Apps>,
+    wake: Arc<Notify>,
+}
+
+impl Payer {
+    pub fn new(apps: Apps, wake: Arc<Notify>) -> Self {
+        Self { apps: Arc::new(apps), wake }
+    }
+
+    pub fn apps(&self) -> &Apps {
+        &self.apps
+    }
+
+    /// Wakes the dispatcher now, for a payout made due again (a retry, a resident's check).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// What the dispatcher waits on.
+    pub fn notifier(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+}
+
+/// A wake owed to the payout dispatcher by a transaction that queued payouts: sent only after
+/// that transaction commits, so the dispatcher never looks before the rows are there.
+#[must_use = "send the wake after the transaction commits"]
+#[derive(Debug, Default)]
+pub struct Wake(Option<Arc<Notify>>);
+
+impl Wake {
+    /// Both wakes in one.
+    pub fn and(self, other: Wake) -> Wake {
+        Wake(self.0.or(other.0))
+    }
+
+    /// Call after the commit.
+    pub fn send(self) {
+        if let Some(wake) = self.0 {
+            wake.notify_one();
+        }
+    }
+}
+
+/// The identity a payout on `channel` is paid to, among a resident's WeChat identities: the
+/// official account's openid for cash red packets, the mini-program's for transfers (each of the
+/// configured app, when one is configured), nobody for the balance channel. `Err` with the
+/// resident's way out when the channel needs an identity the resident does not have.
+pub fn payee<'a>(apps: &Apps, channel: &str, identities: &'a [IdentityRow]) -> DomainResult<Option<&'a IdentityRow>> {
+    let (kind, appid, hint) = match channel {
+        "balance" => return Ok(None),
+        "cash_red_packet" => {
+            ("oa", apps.oa_appid.as_deref(), "follow the official account to receive cash red packets")
+        }
+        _ => ("mp", apps.mp_appid.as_deref(), "log in through the mini-program to receive transfers"),
+    };
+    identities
+        .iter()
+        .find(|i| i.app_kind == kind && appid.is_none_or(|a| a == i.appid))
+        .map(Some)
+        .ok_or_else(|| DomainError::conflict("no_wechat_identity", hint))
+}
+
 /// A payout to queue in the caller's transaction.
 pub struct Queue<'a> {
     pub company_id: Option<i64>,
@@ -55,17 +134,38 @@ pub struct Queue<'a> {
     pub source: &'a str,
     pub source_ref: &'a str,
     pub amount_fen: i64,
-    pub appid: &'a str,
-    pub openid: &'a str,
+    /// From [`payee`].
+    pub payee: &'a IdentityRow,
+    /// An empty `transfer_scene_id` takes the deployment's (`LINLI_PAY_TRANSFER_SCENE_ID`).
     pub display: &'a Display,
 }
 
-pub async fn queue(tx: &mut Tx, q: &Queue<'_>, now: i64) -> DomainResult<PayoutRow> {
-    let display = serde_json::to_string(q.display).unwrap_or_else(|_| "{}".into());
-    let out_no = new_out_no();
-    let row = store::insert(
-        tx,
-        &NewPayout {
+/// Queues payouts in the caller's transaction — every payout linli makes (grabs, task rewards,
+/// withdrawals) is queued here: each gets its display texts, its first merchant number (stored
+/// before any call to WeChat) and its row; the wake for the dispatcher is answered, to be sent
+/// once the transaction has committed.
+pub async fn queue(tx: &mut Tx, payer: &Payer, items: &[Queue<'_>], now: i64) -> DomainResult<(Vec<PayoutRow>, Wake)> {
+    if items.is_empty() {
+        return Ok((Vec::new(), Wake::default()));
+    }
+    let displays: Vec<String> = items
+        .iter()
+        .map(|q| {
+            let scene = if q.display.transfer_scene_id.is_empty() {
+                &payer.apps.transfer_scene_id
+            } else {
+                &q.display.transfer_scene_id
+            };
+            let display = Display { transfer_scene_id: scene.clone(), ..q.display.clone() };
+            serde_json::to_string(&display).unwrap_or_else(|_| "{}".into())
+        })
+        .collect();
+    let numbers: Vec<String> = items.iter().map(|_| new_out_no()).collect();
+    let rows: Vec<NewPayout<'_>> = items
+        .iter()
+        .zip(&displays)
+        .zip(&numbers)
+        .map(|((q, display), out_no)| NewPayout {
             company_id: q.company_id,
             owner_org_id: q.owner_org_id,
             resident_id: q.resident_id,
@@ -73,15 +173,14 @@ pub async fn queue(tx: &mut Tx, q: &Queue<'_>, now: i64) -> DomainResult<PayoutR
             source: q.source,
             source_ref: q.source_ref,
             amount_fen: q.amount_fen,
-            appid: q.appid,
-            openid: q.openid,
-            out_no: &out_no,
-            display: &display,
-        },
-        now,
-    )
-    .await?;
-    Ok(row)
+            appid: &q.payee.appid,
+            openid: &q.payee.openid,
+            out_no,
+            display,
+        })
+        .collect();
+    let made = store::insert_many(tx, &rows, now).await?;
+    Ok((made, Wake(Some(payer.wake.clone()))))
 }
 
 /// What one call (or query, or notification) about a payout's current number came to.

@@ -21,14 +21,7 @@ use crate::db::redpackets::{self as store, CampaignFields, CampaignFilter, Campa
 use crate::db::residents::IdentityRow;
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 
-/// The app ids payouts go through: cash red packets to the official account's openid, transfers
-/// to the mini-program's.
-#[derive(Clone, Debug, Default)]
-pub struct Apps {
-    pub oa_appid: Option<String>,
-    pub mp_appid: Option<String>,
-    pub transfer_scene_id: String,
-}
+pub use super::payouts::Apps;
 
 /// A campaign's terms as an operator writes them. Money is fen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,8 +55,8 @@ impl CampaignInput {
             AmountMode::parse(&self.amount_mode).ok_or_else(|| invalid("amount_mode must be fixed or random"))?;
         split::feasible(mode, self.total_fen, self.shares, channel.limits())
             .map_err(|e| DomainError::invalid("unsplittable", e.to_string()))?;
-        if self.starts_at >= self.ends_at {
-            return Err(invalid("starts_at must be before ends_at"));
+        if let Some(why) = super::window_refusal("starts_at", self.starts_at, "ends_at", self.ends_at) {
+            return Err(invalid(why));
         }
         let mut communities = self.audience_communities.clone();
         communities.sort_unstable();
@@ -284,25 +277,17 @@ fn follower(identities: &[IdentityRow]) -> DomainResult<()> {
     }
 }
 
-/// Who a share of the campaign is paid to, from the resident's WeChat identities: nobody for
-/// the balance channel, the official account's openid for cash red packets, the mini-program's
-/// for transfers. A follower audience also needs a followed official account.
-pub(super) fn payee(c: &CampaignRow, apps: &Apps, identities: &[IdentityRow]) -> DomainResult<Option<IdentityRow>> {
+/// Who a share of the campaign is paid to, from the resident's WeChat identities
+/// ([`super::payouts::payee`]); a follower audience also needs a followed official account.
+pub(super) fn payee<'a>(
+    c: &CampaignRow,
+    apps: &Apps,
+    identities: &'a [IdentityRow],
+) -> DomainResult<Option<&'a IdentityRow>> {
     if c.audience == "followers" {
         follower(identities)?;
     }
-    match c.channel.as_str() {
-        "balance" => Ok(None),
-        channel => {
-            let (kind, appid, hint) = if channel == "cash_red_packet" {
-                ("oa", apps.oa_appid.as_deref(), "follow the official account to receive cash red packets")
-            } else {
-                ("mp", apps.mp_appid.as_deref(), "log in through the mini-program to receive transfers")
-            };
-            let found = identities.iter().find(|i| i.app_kind == kind && appid.is_none_or(|a| a == i.appid));
-            Ok(Some(found.cloned().ok_or_else(|| DomainError::conflict("no_wechat_identity", hint))?))
-        }
-    }
+    super::payouts::payee(apps, &c.channel, identities)
 }
 
 /// A grab's outcome.
@@ -326,7 +311,6 @@ pub async fn grab(
     db: &Db,
     hot: &HotCampaigns,
     gates: &Gates,
-    apps: &Apps,
     me: &ResidentActor,
     campaign_id: i64,
 ) -> DomainResult<Grabbed> {
@@ -358,20 +342,15 @@ pub async fn grab(
         let mut conn = db.reader().acquire().await.map_err(DbError::from)?;
         check_audience(&mut conn, &c, me.resident_id, &[]).await?;
     }
-    match hot.write(&c, apps, me.resident_id).await {
-        Ok((grab, payout)) => {
-            if grab.seq == c.shares {
-                gates.mark_sold_out(c.id);
-            }
-            Ok(Grabbed { grab, campaign: (*c).clone(), payout })
-        }
-        Err(e) => {
-            if matches!(&e, DomainError::Conflict { code: "sold_out", .. }) {
-                gates.mark_sold_out(c.id);
-            }
-            Err(e)
-        }
+    let answer = hot.write(&c, me.resident_id).await;
+    // The gate learns only what the campaign's own grant count said, never from a refusal that
+    // is about this resident: otherwise one resident pressing many times could close the
+    // campaign for everyone on this instance.
+    if answer.sold_out {
+        gates.mark_sold_out(c.id);
     }
+    let (grab, payout) = answer.written?;
+    Ok(Grabbed { grab, campaign: (*c).clone(), payout })
 }
 
 pub(super) fn sold_out() -> DomainError {
@@ -390,7 +369,7 @@ pub struct Open {
 }
 
 /// The company's open campaigns whose audience includes me.
-pub async fn open_for_me(db: &Db, me: &ResidentActor, company_id: i64) -> DomainResult<Vec<Open>> {
+pub async fn open_for_me(db: &Db, me: &ResidentActor, company_id: i64, page: PageRequest) -> DomainResult<Vec<Open>> {
     let now = db::now_ms();
     let open = store::open_in_company(db.reader(), company_id, now).await?;
     let mut conn = db.reader().acquire().await.map_err(DbError::from)?;
@@ -405,7 +384,7 @@ pub async fn open_for_me(db: &Db, me: &ResidentActor, company_id: i64) -> Domain
         let mine = store::grab_of(&mut *conn, c.id, me.resident_id).await?;
         out.push(Open { campaign: c, mine });
     }
-    Ok(out)
+    Ok(page.slice(out))
 }
 
 pub async fn my_grabs(db: &Db, me: &ResidentActor, page: PageRequest) -> DomainResult<Vec<MyGrab>> {

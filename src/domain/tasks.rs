@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::access::{scope_of, Actor, Role};
 use super::coupons::company_of;
-use super::payouts::{self, Display, Queue};
+use super::payouts::{self, Display, Payer, Queue, Wake};
 use super::points::{self, Kind, Posting, Source};
 use super::sessions::ResidentActor;
 use super::split::Channel;
@@ -88,8 +88,8 @@ impl TaskInput {
             ("points" | "balance", None) => return Err(invalid("reward_amount must be 1..=1000000")),
             _ => return Err(invalid("reward_kind must be points, balance or red_packet")),
         };
-        if self.starts_at >= self.ends_at {
-            return Err(invalid("starts_at must be before ends_at"));
+        if let Some(why) = super::window_refusal("starts_at", self.starts_at, "ends_at", self.ends_at) {
+            return Err(invalid(why));
         }
         Ok(TaskFields {
             theme: required_text("theme", &self.theme, 64)?,
@@ -293,7 +293,12 @@ pub struct Available {
     pub hold: Option<HoldRow>,
 }
 
-pub async fn available(db: &Db, me: &ResidentActor, company_id: i64) -> DomainResult<Vec<Available>> {
+pub async fn available(
+    db: &Db,
+    me: &ResidentActor,
+    company_id: i64,
+    page: PageRequest,
+) -> DomainResult<Vec<Available>> {
     let now = db::now_ms();
     let mut out = Vec::new();
     for t in store::open_in_company(db.reader(), company_id, now).await? {
@@ -311,7 +316,7 @@ pub async fn available(db: &Db, me: &ResidentActor, company_id: i64) -> DomainRe
             out.push(Available { task: t, hold });
         }
     }
-    Ok(out)
+    Ok(page.slice(out))
 }
 
 /// Accepts an open task (again: answers the hold I have). An assigned task is only its
@@ -465,7 +470,9 @@ pub async fn claim_scene(db: &Db, me: &ResidentActor, scene: &str) -> DomainResu
 
 /// A binding became verified: if it is the invitee's first, their bind-task attributions count
 /// (unless it is the inviter's own household).
-pub async fn on_verified(tx: &mut Tx, b: &BindingRow, now: i64) -> DomainResult<()> {
+/// Answers the wake owed to the payout dispatcher once the caller has committed.
+pub async fn on_verified(tx: &mut Tx, payer: &Payer, b: &BindingRow, now: i64) -> DomainResult<Wake> {
+    let mut wake = Wake::default();
     for inv in store::waiting_for(tx, b.resident_id).await? {
         let Some(t) = store::get(&mut **tx, inv.task_id).await? else { continue };
         if t.category != "invite_bind" {
@@ -479,20 +486,23 @@ pub async fn on_verified(tx: &mut Tx, b: &BindingRow, now: i64) -> DomainResult<
         } else {
             None
         };
-        count(tx, &t, &inv, refusal, now).await?;
+        wake = wake.and(count(tx, payer, &t, &inv, refusal, now).await?);
     }
-    Ok(())
+    Ok(wake)
 }
 
 /// An order was recorded: the resident's shop-task attributions for this merchant (or any
-/// merchant of the company) count when it is their first purchase there.
+/// merchant of the company) count when it is their first purchase there. Answers the wake owed to
+/// the payout dispatcher once the caller has committed.
 pub async fn on_purchase(
     tx: &mut Tx,
+    payer: &Payer,
     resident_id: i64,
     merchant_id: i64,
     company_id: i64,
     now: i64,
-) -> DomainResult<()> {
+) -> DomainResult<Wake> {
+    let mut wake = Wake::default();
     for inv in store::waiting_for(tx, resident_id).await? {
         let Some(t) = store::get(&mut **tx, inv.task_id).await? else { continue };
         let matches =
@@ -508,126 +518,120 @@ pub async fn on_purchase(
         } else {
             None
         };
-        count(tx, &t, &inv, refusal, now).await?;
+        wake = wake.and(count(tx, payer, &t, &inv, refusal, now).await?);
     }
-    Ok(())
+    Ok(wake)
 }
 
 /// Settles one attribution: refused with a reason, refused over the daily cap, or counted — and
 /// every `target` counted invitations earn the inviter one round's reward.
-async fn count(tx: &mut Tx, t: &TaskRow, inv: &InvitationRow, refusal: Option<&str>, now: i64) -> DomainResult<()> {
+async fn count(
+    tx: &mut Tx,
+    payer: &Payer,
+    t: &TaskRow,
+    inv: &InvitationRow,
+    refusal: Option<&str>,
+    now: i64,
+) -> DomainResult<Wake> {
     if let Some(reason) = refusal {
         store::settle(tx, inv.id, "rejected", Some(reason), now).await?;
-        return Ok(());
+        return Ok(Wake::default());
     }
     // Lock the inviter's hold first: counts for one inviter are decided one at a time.
     let hold = store::count_one(tx, t.id, inv.inviter_id, now).await?;
     if store::counted_since(tx, inv.inviter_id, super::beijing_day_start(now)).await? >= t.daily_cap {
         store::settle(tx, inv.id, "rejected", Some("daily_cap"), now).await?;
         store::uncount(tx, hold.id).await?;
-        return Ok(());
+        return Ok(Wake::default());
     }
     if !store::settle(tx, inv.id, "counted", None, now).await? {
         store::uncount(tx, hold.id).await?;
-        return Ok(());
+        return Ok(Wake::default());
     }
+    let mut wake = Wake::default();
     if hold.counted % t.target == 0 {
         let round = hold.counted / t.target;
         if round <= t.max_rounds && round > hold.rounds {
-            reward(tx, t, inv.inviter_id, round, now).await?;
+            wake = reward(tx, payer, t, inv.inviter_id, round, now).await?;
             store::set_rounds(tx, hold.id, round).await?;
         }
     }
-    Ok(())
+    Ok(wake)
 }
 
-/// Grants one round's reward, once.
-async fn reward(tx: &mut Tx, t: &TaskRow, resident_id: i64, round: i64, now: i64) -> DomainResult<()> {
+/// Grants one round's reward, once. A red packet is paid through the payout outbox like any
+/// other ([`payouts::queue`]), or credited to the balance when the resident has no identity of
+/// the channel's app; answers the wake owed to the dispatcher.
+async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round: i64, now: i64) -> DomainResult<Wake> {
     if !store::insert_reward(tx, t.id, resident_id, round, &t.reward_kind, t.reward_amount, None, now).await? {
-        return Ok(());
+        return Ok(Wake::default());
     }
     let reference = format!("task:{}:{}:{}", t.id, resident_id, round);
     let remark = format!("任务「{}」完成第 {round} 轮", t.theme);
     let identities = db::residents::identities_of(&mut **tx, resident_id).await?;
     let mut told = format!("奖励 {} 积分", t.reward_amount);
-    match (t.reward_kind.as_str(), t.reward_channel.as_deref()) {
+    let mut wake = Wake::default();
+    let to_balance = match (t.reward_kind.as_str(), t.reward_channel.as_deref()) {
         ("points", _) => {
             let company = db::orgs::get(&mut **tx, t.company_id).await?.ok_or(DomainError::NotFound("company"))?;
             let programme = points::programme_for(tx, &company, now).await?;
             let posting = Posting {
                 kind: Kind::Earn,
                 source: Source::Task,
-                reference,
+                reference: reference.clone(),
                 amount: t.reward_amount,
                 operator: None,
-                remark: Some(remark),
+                remark: Some(remark.clone()),
             };
             points::post(tx, programme.id, resident_id, &posting, now).await?;
+            false
         }
         ("red_packet", Some(channel)) => {
-            let kind = if channel == "cash_red_packet" { "oa" } else { "mp" };
             told = format!("红包 {}", yuan(t.reward_amount));
-            match identities.iter().find(|i| i.app_kind == kind) {
-                Some(identity) => {
+            match payouts::payee(payer.apps(), channel, &identities) {
+                Ok(Some(payee)) => {
                     let display = Display {
                         send_name: t.theme.chars().take(32).collect(),
                         wishing: "感谢邀请新邻居".into(),
                         act_name: t.theme.chars().take(32).collect(),
                         remark: remark.clone(),
                         transfer_remark: "邀请邻居任务奖励".into(),
-                        transfer_scene_id: "1000".into(),
+                        // The deployment's scene (`LINLI_PAY_TRANSFER_SCENE_ID`).
+                        transfer_scene_id: String::new(),
                     };
-                    let p = payouts::queue(
-                        tx,
-                        &Queue {
-                            company_id: Some(t.company_id),
-                            owner_org_id: Some(t.owner_org_id),
-                            resident_id,
-                            channel,
-                            source: "task",
-                            source_ref: &reference,
-                            amount_fen: t.reward_amount,
-                            appid: &identity.appid,
-                            openid: &identity.openid,
-                            display: &display,
-                        },
-                        now,
-                    )
-                    .await?;
-                    store::set_reward_payout(tx, t.id, resident_id, round, p.id).await?;
-                }
-                // No WeChat identity to pay: the amount goes to the balance instead.
-                None => {
-                    wallet::credit(
-                        tx,
+                    let queue = Queue {
+                        company_id: Some(t.company_id),
+                        owner_org_id: Some(t.owner_org_id),
                         resident_id,
-                        "task",
-                        &reference,
-                        t.reward_amount,
-                        Some(t.owner_org_id),
-                        Some(&remark),
-                        now,
-                    )
-                    .await?;
+                        channel,
+                        source: "task",
+                        source_ref: &reference,
+                        amount_fen: t.reward_amount,
+                        payee,
+                        display: &display,
+                    };
+                    let (rows, queued) = payouts::queue(tx, payer, &[queue], now).await?;
+                    for p in rows {
+                        store::set_reward_payout(tx, t.id, resident_id, round, p.id).await?;
+                    }
+                    wake = queued;
+                    false
                 }
+                // No WeChat identity of the channel's app to pay: the amount goes to the balance.
+                Ok(None) | Err(_) => true,
             }
         }
         _ => {
             told = format!("余额 {}", yuan(t.reward_amount));
-            wallet::credit(
-                tx,
-                resident_id,
-                "task",
-                &reference,
-                t.reward_amount,
-                Some(t.owner_org_id),
-                Some(&remark),
-                now,
-            )
-            .await?;
+            true
         }
+    };
+    if to_balance {
+        wallet::credit(tx, resident_id, "task", &reference, t.reward_amount, Some(t.owner_org_id), Some(&remark), now)
+            .await?;
     }
-    if let Some(mp) = identities.iter().find(|i| i.app_kind == "mp") {
+    let mp_appid = payer.apps().mp_appid.as_deref();
+    if let Some(mp) = identities.iter().find(|i| i.app_kind == "mp" && mp_appid.is_none_or(|a| a == i.appid)) {
         let theme: String = t.theme.chars().take(20).collect();
         let data = json!({
             "thing1": { "value": theme },
@@ -648,7 +652,7 @@ async fn reward(tx: &mut Tx, t: &TaskRow, resident_id: i64, round: i64, now: i64
         )
         .await?;
     }
-    Ok(())
+    Ok(wake)
 }
 
 fn yuan(fen: i64) -> String {

@@ -1,7 +1,7 @@
 //! The wallet: a resident's balance in fen, funded by red packets, rewards and failed payouts,
 //! drained by withdrawals to WeChat change through the `transfer` payout channel.
 
-use super::payouts::{self, Display, Queue};
+use super::payouts::{self, Display, Payer, Queue};
 use super::sessions::ResidentActor;
 use super::{DomainError, DomainResult};
 use crate::config::PayoutSettings;
@@ -55,7 +55,7 @@ pub enum Withdrawn {
 pub async fn withdraw(
     db: &Db,
     settings: &PayoutSettings,
-    mp_appid: Option<&str>,
+    payer: &Payer,
     me: &ResidentActor,
     amount_fen: i64,
     idempotency_key: &str,
@@ -79,10 +79,10 @@ pub async fn withdraw(
         tx.commit().await.map_err(DbError::from)?;
         return payout.map(Withdrawn::Replayed).ok_or_else(super::idempotency_key_reused);
     }
-    let identity = db::residents::identities_of(&mut *tx, me.resident_id)
-        .await?
-        .into_iter()
-        .find(|i| i.app_kind == "mp" && mp_appid.is_none_or(|a| a == i.appid))
+    let identities = db::residents::identities_of(&mut *tx, me.resident_id).await?;
+    let payee = payouts::payee(payer.apps(), "transfer", &identities)
+        .ok()
+        .flatten()
         .ok_or_else(|| DomainError::conflict("no_mini_program_identity", "log in through the mini-program first"))?;
     let today = store::withdrawn_since(&mut tx, me.resident_id, super::beijing_day_start(now)).await?;
     if today + amount_fen > settings.withdraw_daily_max_fen {
@@ -92,29 +92,21 @@ pub async fn withdraw(
         ));
     }
     let source_ref = format!("withdrawal:{}:{}", me.resident_id, payouts::new_out_no());
-    let display = Display {
-        transfer_remark: "邻里余额提现".into(),
-        transfer_scene_id: settings.transfer_scene_id.clone(),
-        act_name: "余额提现".into(),
-        ..Display::default()
+    let display =
+        Display { transfer_remark: "邻里余额提现".into(), act_name: "余额提现".into(), ..Display::default() };
+    let queue = Queue {
+        company_id: None,
+        owner_org_id: Some(PLATFORM_ORG_ID),
+        resident_id: me.resident_id,
+        channel: "transfer",
+        source: "withdrawal",
+        source_ref: &source_ref,
+        amount_fen,
+        payee,
+        display: &display,
     };
-    let payout = payouts::queue(
-        &mut tx,
-        &Queue {
-            company_id: None,
-            owner_org_id: Some(PLATFORM_ORG_ID),
-            resident_id: me.resident_id,
-            channel: "transfer",
-            source: "withdrawal",
-            source_ref: &source_ref,
-            amount_fen,
-            appid: &identity.appid,
-            openid: &identity.openid,
-            display: &display,
-        },
-        now,
-    )
-    .await?;
+    let (mut queued, wake) = payouts::queue(&mut tx, payer, &[queue], now).await?;
+    let payout = queued.pop().ok_or_else(|| DomainError::Upstream("the payout was not queued".into()))?;
     let reference = format!("withdrawal:{}", payout.id);
     let debit = store::NewEntry {
         kind: "withdraw",
@@ -132,5 +124,6 @@ pub async fn withdraw(
     db::idempotency::record_response(&mut tx, me.resident_id, WITHDRAW, idempotency_key, &payout.id.to_string())
         .await?;
     tx.commit().await.map_err(DbError::from)?;
+    wake.send();
     Ok(Withdrawn::New(payout))
 }

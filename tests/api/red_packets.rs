@@ -694,3 +694,128 @@ async fn one_resident_pressing_ten_times_at_once_gets_one_share() {
     assert_eq!(count(&app, "SELECT COUNT(*) FROM wallet_ledger").await, 1);
     assert_wallets_balanced(&app).await;
 }
+
+/// Residents logged in to the mini-program who do not follow the official account: outside a
+/// followers' campaign.
+async fn strangers(app: &OaApp, n: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let user = app.mock.add_user();
+        let code = app.mock.login_code(&user);
+        let s = app.send(app.client.post(app.url("/mp/v1/sessions")).json(&json!({ "code": code }))).await.expect(201);
+        out.push(s["access_token"].as_str().expect("logged in").to_owned());
+    }
+    out
+}
+
+/// Presses `times` at once as `token`, spread over `bases`; answers each (status, code).
+fn hammer(
+    app: &OaApp,
+    presses: &mut tokio::task::JoinSet<(String, u16, String)>,
+    bases: &[String],
+    who: &str,
+    token: &str,
+    id: i64,
+    times: usize,
+) {
+    for i in 0..times {
+        let (client, token, who) = (app.client.clone(), token.to_owned(), who.to_owned());
+        let url = format!("{}/mp/v1/red-packets/{id}/grabs", bases[i % bases.len()]);
+        presses.spawn(async move {
+            let r = bearer(client.post(url), &token).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (who, status, body["code"].as_str().unwrap_or("").to_owned())
+        });
+    }
+}
+
+/// A holder and an outsider pressing fifty times at once, on every instance, while fresh
+/// residents press too: the refusals are theirs alone. Fresh residents keep getting shares, the
+/// campaign stays listed, and only the last share closes it.
+async fn hammering_by_holders_and_outsiders_closes_nothing(instances: usize) {
+    let app = spawn_pay_app(|_| {}).await;
+    let mut others = Vec::new();
+    for _ in 1..instances {
+        others.push(app.another_instance().await);
+    }
+    let bases: Vec<String> =
+        std::iter::once(app.address.clone()).chain(others.iter().map(|o| o.address.clone())).collect();
+    let people = residents(&app, 21).await;
+    let outsider = strangers(&app, 1).await.remove(0);
+    let shares = 30;
+    let id = campaign(&app, "balance", "fixed", shares * 100, shares).await;
+    let holder = &people[0];
+    grab(&app, &holder.token, id).await.expect(201);
+
+    let mut presses = tokio::task::JoinSet::new();
+    for round in 0..2 {
+        hammer(&app, &mut presses, &bases, "holder", &holder.token, id, 50);
+        hammer(&app, &mut presses, &bases, "outsider", &outsider, id, 50);
+        // Fresh residents press in the middle of it, on every instance.
+        for (i, r) in people[1 + round * 5..1 + (round + 1) * 5].iter().enumerate() {
+            hammer(&app, &mut presses, &bases[i % bases.len()..], "fresh", &r.token, id, 1);
+        }
+    }
+    for (who, status, code) in presses.join_all().await {
+        match who.as_str() {
+            "holder" => {
+                assert!((status, code.as_str()) == (409, "already_grabbed") || status == 429, "{status} {code}")
+            }
+            "outsider" => assert!(status == 403 || status == 429, "outsider: {status} {code}"),
+            _ => assert_eq!((status, code.as_str()), (201, ""), "a fresh resident was refused"),
+        }
+    }
+    // Afterwards, on every instance, the next fresh residents still get shares and the campaign
+    // is still listed as open.
+    for (i, r) in people[11..21].iter().enumerate() {
+        let base = &bases[i % bases.len()];
+        let url = format!("{base}/mp/v1/red-packets/{id}/grabs");
+        let a = app.send(bearer(app.client.post(url), &r.token)).await;
+        assert_eq!(a.status.as_u16(), 201, "fresh resident after the hammering on {base}: {}", a.body);
+        let listed = app.send(bearer(app.client.get(format!("{base}/mp/v1/red-packets")), &r.token)).await.expect(200);
+        assert!(listed.to_string().contains(&format!("\"id\":{id}")), "still listed on {base}: {listed}");
+    }
+    let sql = format!("SELECT COUNT(*) FROM rp_grabs WHERE campaign_id = {id}");
+    assert_eq!(count(&app, &sql).await, 21, "the holder once and twenty fresh residents");
+    let sql = format!("SELECT granted FROM rp_campaigns WHERE id = {id}");
+    assert_eq!(count(&app, &sql).await, 21);
+    // Only the campaign's own count closes it: the rest of the shares go, then sold out.
+    let rest = residents(&app, (shares - 21) as usize + 1).await;
+    for r in &rest[..(shares - 21) as usize] {
+        grab(&app, &r.token, id).await.expect(201);
+    }
+    let late = grab(&app, &rest.last().unwrap().token, id).await;
+    assert_eq!((late.status.as_u16(), late.code()), (409, "sold_out"));
+    assert_wallets_balanced(&app).await;
+}
+
+#[tokio::test]
+async fn a_holder_and_an_outsider_hammering_a_red_packet_close_it_for_nobody() {
+    hammering_by_holders_and_outsiders_closes_nothing(1).await;
+}
+
+#[tokio::test]
+async fn a_holder_and_an_outsider_hammering_two_instances_close_it_on_neither() {
+    hammering_by_holders_and_outsiders_closes_nothing(2).await;
+}
+
+#[tokio::test]
+async fn the_open_red_packets_list_pages_like_every_other_list() {
+    let app = spawn_pay_app(|_| {}).await;
+    let people = residents(&app, 1).await;
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        made.push(campaign(&app, "balance", "fixed", 100, 1).await);
+    }
+    let mut seen = Vec::new();
+    for (n, expected) in [(1, 2), (2, 1), (3, 0)] {
+        let listed = mp_get(&app, &people[0].token, &format!("/mp/v1/red-packets?page={n}&page_size=2")).await;
+        let items = listed["items"].as_array().unwrap();
+        assert_eq!(items.len(), expected, "page {n}: {listed}");
+        seen.extend(items.iter().map(|c| c["id"].as_i64().unwrap()));
+    }
+    seen.sort_unstable();
+    made.sort_unstable();
+    assert_eq!(seen, made, "each campaign on exactly one page");
+}

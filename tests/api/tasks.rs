@@ -390,3 +390,36 @@ async fn a_red_packet_reward_goes_through_the_payout_outbox() {
     assert_eq!(app.count("SELECT COUNT(*) FROM payouts WHERE source = 'task'").await, 1);
     assert_eq!(app.mock.payments().len(), 1);
 }
+
+/// A transfer reward is queued like every other payout: with the deployment's transfer scene
+/// (`LINLI_PAY_TRANSFER_SCENE_ID`), to the configured mini-program's openid, and the dispatcher
+/// is woken to send it.
+#[tokio::test]
+async fn a_transfer_reward_takes_the_configured_scene_like_every_payout() {
+    let app = crate::helpers::spawn_pay_app(|s| s.pay.payouts.transfer_scene_id = "1005".into()).await;
+    let community = community(&app).await;
+    let inviter = person(&app, None).await;
+    let task = publish(
+        &app,
+        app.company_id,
+        json!({ "target": 1, "reward_kind": "red_packet", "reward_channel": "transfer", "reward_amount": 166 }),
+    )
+    .await;
+    mp(&app, &inviter.token, "POST", &format!("/mp/v1/tasks/{task}/accept"), None).await.expect(200);
+    let inv = mp(&app, &inviter.token, "GET", &format!("/mp/v1/me/tasks/{task}/invitation"), None).await.expect(200);
+    let invitee = person(&app, Some(inv["qr_code"]["ticket"].as_str().unwrap())).await;
+    bind(&app, &invitee, community, 2).await.expect(201);
+    let (display, appid, openid): (String, String, String) =
+        sqlx::query_as("SELECT display, appid, openid FROM payouts WHERE source = 'task'")
+            .fetch_one(app.db.reader())
+            .await
+            .unwrap();
+    let display: Value = serde_json::from_str(&display).unwrap();
+    assert_eq!(display["transfer_scene_id"], "1005", "{display}");
+    assert_eq!(openid, inviter.user.mp_openid);
+    assert_eq!(Some(appid.as_str()), app.settings.wechat.mp_appid.as_deref());
+    eventually("the reward transfer reaches WeChat", || async {
+        app.count("SELECT COUNT(*) FROM payouts WHERE source = 'task' AND state = 'awaiting_confirmation'").await == 1
+    })
+    .await;
+}

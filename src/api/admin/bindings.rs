@@ -186,7 +186,15 @@ impl BindingsApi {
         binding_id: Path<i64>,
         body: Json<ApprovalNote>,
     ) -> Result<Json<BindingView>, ApiError> {
-        let b = bindings::decide(&state.db, &key.0, binding_id.0, Decision::Approve, body.0.reason.as_deref()).await?;
+        let b = bindings::decide(
+            &state.db,
+            &state.payer,
+            &key.0,
+            binding_id.0,
+            Decision::Approve,
+            body.0.reason.as_deref(),
+        )
+        .await?;
         Ok(Json(b.into()))
     }
 
@@ -199,7 +207,8 @@ impl BindingsApi {
         binding_id: Path<i64>,
         body: Json<DecisionReason>,
     ) -> Result<Json<BindingView>, ApiError> {
-        let b = bindings::decide(&state.db, &key.0, binding_id.0, Decision::Reject, Some(&body.0.reason)).await?;
+        let b = bindings::decide(&state.db, &state.payer, &key.0, binding_id.0, Decision::Reject, Some(&body.0.reason))
+            .await?;
         Ok(Json(b.into()))
     }
 
@@ -212,7 +221,8 @@ impl BindingsApi {
         binding_id: Path<i64>,
         body: Json<DecisionReason>,
     ) -> Result<Json<BindingView>, ApiError> {
-        let b = bindings::decide(&state.db, &key.0, binding_id.0, Decision::End, Some(&body.0.reason)).await?;
+        let b = bindings::decide(&state.db, &state.payer, &key.0, binding_id.0, Decision::End, Some(&body.0.reason))
+            .await?;
         Ok(Json(b.into()))
     }
 }

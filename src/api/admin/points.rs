@@ -419,8 +419,15 @@ impl PointsApi {
         state: Data<&AppState>,
         key: OperatorKey,
         company_id: Path<i64>,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
     ) -> Result<Json<MultiplierList>, ApiError> {
-        let items = points::multipliers(&state.db, &key.0, company_id.0).await?.into_iter().map(Into::into).collect();
+        let multipliers = points::multipliers(&state.db, &key.0, company_id.0).await?;
+        let items = page_request(page.0, page_size.0).slice(multipliers).into_iter().map(Into::into).collect();
         Ok(Json(MultiplierList { items }))
     }
 

@@ -480,7 +480,7 @@ impl RedPacketsApi {
         body: Json<CreateRedPacket>,
     ) -> Result<RedPacketCreated, ApiError> {
         let b = body.0;
-        let c = redpackets::create(&state.db, &key.0, &state.apps(), b.owner_org_id, b.terms.into_input()).await?;
+        let c = redpackets::create(&state.db, &key.0, state.apps(), b.owner_org_id, b.terms.into_input()).await?;
         Ok(RedPacketCreated::Created(Json(view(c, Figures::default()))))
     }
 
@@ -543,7 +543,7 @@ impl RedPacketsApi {
         red_packet_id: Path<i64>,
         body: Json<RedPacketTerms>,
     ) -> Result<Json<RedPacket>, ApiError> {
-        let c = redpackets::update(&state.db, &key.0, &state.apps(), red_packet_id.0, body.0.into_input()).await?;
+        let c = redpackets::update(&state.db, &key.0, state.apps(), red_packet_id.0, body.0.into_input()).await?;
         Ok(Json(view(c, Figures::default())))
     }
 
@@ -645,7 +645,7 @@ impl RedPacketsApi {
         payout_id: Path<i64>,
     ) -> Result<Json<Payout>, ApiError> {
         let p = payouts::retry(&state.db, &key.0, payout_id.0).await?;
-        state.payout_wake.notify_one();
+        state.payer.wake();
         Ok(Json(p.into()))
     }
 

@@ -180,7 +180,7 @@ impl MerchantOrdersApi {
             ordered_at: ms(b.ordered_at),
             coupon_code: b.coupon_code,
         };
-        let (order, replayed) = orders::report(&state.db, &key.0, input).await?;
+        let (order, replayed) = orders::report(&state.db, &state.payer, &key.0, input).await?;
         Ok(if replayed { OrderAnswer::Replayed(Json(order.into())) } else { OrderAnswer::Created(Json(order.into())) })
     }
 

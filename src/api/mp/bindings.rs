@@ -167,7 +167,7 @@ impl MpBindingsApi {
             name: b.name,
             phone: b.phone,
         };
-        let binding = bindings::request(&state.db, &me.0, req, cap(&state)).await?;
+        let binding = bindings::request(&state.db, &state.payer, &me.0, req, cap(&state)).await?;
         Ok(BindingCreated::Created(Json(binding.into())))
     }
 
@@ -177,8 +177,15 @@ impl MpBindingsApi {
         &self,
         state: Data<&AppState>,
         me: ResidentSession,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
     ) -> Result<Json<BindingList>, ApiError> {
-        let items = bindings::mine(&state.db, &me.0).await?.into_iter().map(Into::into).collect();
+        let mine = bindings::mine(&state.db, &me.0).await?;
+        let items = page_request(page.0, page_size.0).slice(mine).into_iter().map(Into::into).collect();
         Ok(Json(BindingList { items }))
     }
 
@@ -213,8 +220,15 @@ impl MpBindingsApi {
         state: Data<&AppState>,
         me: ResidentSession,
         binding_id: Path<i64>,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
     ) -> Result<Json<BindingList>, ApiError> {
-        let items = bindings::room_members(&state.db, &me.0, binding_id.0).await?.into_iter().map(Into::into).collect();
+        let members = bindings::room_members(&state.db, &me.0, binding_id.0).await?;
+        let items = page_request(page.0, page_size.0).slice(members).into_iter().map(Into::into).collect();
         Ok(Json(BindingList { items }))
     }
 
@@ -243,7 +257,8 @@ impl MpBindingsApi {
         body: Json<RedeemInvitation>,
     ) -> Result<BindingCreated, ApiError> {
         let b = body.0;
-        let binding = bindings::redeem(&state.db, &me.0, &b.code, &b.name, b.phone.as_deref(), cap(&state)).await?;
+        let binding =
+            bindings::redeem(&state.db, &state.payer, &me.0, &b.code, &b.name, b.phone.as_deref(), cap(&state)).await?;
         Ok(BindingCreated::Created(Json(binding.into())))
     }
 }

@@ -131,12 +131,18 @@ impl MpCouponsApi {
         me: ResidentSession,
         /// The property company; absent: the official account's.
         company_id: Query<Option<i64>>,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
     ) -> Result<Json<ClaimableList>, ApiError> {
         let company = company_id
             .0
             .or(state.settings.wechat.oa_company_id)
             .ok_or(ApiError::Unprocessable { code: "company_required", message: "name the property company".into() })?;
-        let found = coupons::claimable(&state.db, &me.0, company).await?;
+        let found = coupons::claimable(&state.db, &me.0, company, page_request(page.0, page_size.0)).await?;
         let items = found
             .into_iter()
             .map(|c| ClaimableCoupon {

@@ -230,12 +230,18 @@ impl MpRedPacketsApi {
         me: ResidentSession,
         /// The property company; absent: the official account's.
         company_id: Query<Option<i64>>,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
     ) -> Result<Json<OpenRedPacketList>, ApiError> {
         let company = company_id
             .0
             .or(state.settings.wechat.oa_company_id)
             .ok_or(ApiError::Unprocessable { code: "company_required", message: "name the property company".into() })?;
-        let open = redpackets::open_for_me(&state.db, &me.0, company).await?;
+        let open = redpackets::open_for_me(&state.db, &me.0, company, page_request(page.0, page_size.0)).await?;
         let items = open
             .into_iter()
             .map(|o| OpenRedPacket {
@@ -261,10 +267,7 @@ impl MpRedPacketsApi {
         me: ResidentSession,
         red_packet_id: Path<i64>,
     ) -> Result<Grabbed, ApiError> {
-        let g = redpackets::grab(&state.db, &state.hot, &state.gates, &state.apps(), &me.0, red_packet_id.0).await?;
-        if g.payout.is_some() {
-            state.payout_wake.notify_one();
-        }
+        let g = redpackets::grab(&state.db, &state.hot, &state.gates, &me.0, red_packet_id.0).await?;
         let view = MyRedPacket {
             id: g.grab.id,
             red_packet_id: g.campaign.id,
@@ -339,7 +342,7 @@ impl MpRedPacketsApi {
         payout_id: Path<i64>,
     ) -> Result<Json<MyPayout>, ApiError> {
         let p = payouts::check_now(&state.db, &me.0, payout_id.0).await?;
-        state.payout_wake.notify_one();
+        state.payer.wake();
         Ok(Json(my_payout(p, state.pay.as_ref().map(|p| p.mch_id.as_str()))))
     }
 
@@ -382,23 +385,16 @@ impl MpRedPacketsApi {
         idempotency_key: Header<String>,
         body: Json<Withdraw>,
     ) -> Result<Withdrawn, ApiError> {
-        let settings = &state.settings;
         let done = wallet::withdraw(
             &state.db,
-            &settings.pay.payouts,
-            settings.wechat.mp_appid.as_deref(),
+            &state.settings.pay.payouts,
+            &state.payer,
             &me.0,
             body.0.amount_fen,
             &idempotency_key.0,
         )
         .await?;
-        let p = match done {
-            wallet::Withdrawn::New(p) => {
-                state.payout_wake.notify_one();
-                p
-            }
-            wallet::Withdrawn::Replayed(p) => p,
-        };
+        let (wallet::Withdrawn::New(p) | wallet::Withdrawn::Replayed(p)) = done;
         Ok(Withdrawn::Created(Json(my_payout(p, state.pay.as_ref().map(|p| p.mch_id.as_str())))))
     }
 }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::ResidentSession;
 use crate::api::admin::tasks::{view, Task};
-use crate::api::admin::ts;
+use crate::api::admin::{page_request, ts};
 use crate::api::ApiTags;
 use crate::app::AppState;
 use crate::db::tasks::{Figures, QrRow};
@@ -115,12 +115,18 @@ impl MpTasksApi {
         me: ResidentSession,
         /// The property company; absent: the official account's.
         company_id: Query<Option<i64>>,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
     ) -> Result<Json<AvailableTaskList>, ApiError> {
         let company = company_id
             .0
             .or(state.settings.wechat.oa_company_id)
             .ok_or(ApiError::Unprocessable { code: "company_required", message: "name the property company".into() })?;
-        let items = tasks::available(&state.db, &me.0, company)
+        let items = tasks::available(&state.db, &me.0, company, page_request(page.0, page_size.0))
             .await?
             .into_iter()
             .map(|a| AvailableTask { mine: a.hold.is_some(), task: view(a.task, Figures::default()) })
@@ -143,9 +149,20 @@ impl MpTasksApi {
 
     /// My tasks with progress, newest first.
     #[oai(path = "/me/tasks", method = "get", operation_id = "list_my_tasks")]
-    async fn list_my_tasks(&self, state: Data<&AppState>, me: ResidentSession) -> Result<Json<MyTaskList>, ApiError> {
-        let items = tasks::mine(&state.db, &me.0)
-            .await?
+    async fn list_my_tasks(
+        &self,
+        state: Data<&AppState>,
+        me: ResidentSession,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        page_size: Query<Option<u32>>,
+    ) -> Result<Json<MyTaskList>, ApiError> {
+        let mine = tasks::mine(&state.db, &me.0).await?;
+        let items = page_request(page.0, page_size.0)
+            .slice(mine)
             .into_iter()
             .map(|(t, m)| {
                 let done = m.rounds >= t.max_rounds;
