@@ -287,8 +287,16 @@ impl Settings {
         s.body_read_timeout = timeout("LINLI_BODY_READ_TIMEOUT_MS", 30_000)?;
         s.import_max_rows = number("LINLI_IMPORT_MAX_ROWS", 10_000)? as usize;
         s.shutdown_grace = Duration::from_secs(number("LINLI_SHUTDOWN_GRACE_SECS", 10)?);
-        s.mp_session_ttl_secs = number("LINLI_MP_SESSION_TTL_SECS", 2 * 3600)?.clamp(60, 30 * 86_400) as i64;
-        s.mp_refresh_ttl_secs = number("LINLI_MP_REFRESH_TTL_SECS", 30 * 86_400)?.clamp(60, 365 * 86_400) as i64;
+        // A lifetime out of range is refused, not quietly raised or cut: whoever set it meant it.
+        let within = |name: &str, default: u64, min: u64, max: u64| -> anyhow::Result<u64> {
+            let v = number(name, default)?;
+            if !(min..=max).contains(&v) {
+                bail!("{name} must be {min}..={max} seconds, got {v}");
+            }
+            Ok(v)
+        };
+        s.mp_session_ttl_secs = within("LINLI_MP_SESSION_TTL_SECS", 2 * 3600, 60, 30 * 86_400)? as i64;
+        s.mp_refresh_ttl_secs = within("LINLI_MP_REFRESH_TTL_SECS", 30 * 86_400, 60, 365 * 86_400)? as i64;
         s.room_binding_cap = number("LINLI_ROOM_BINDING_CAP", 10)?.clamp(1, 1000) as i64;
         s.expiry_interval = Duration::from_secs(number("LINLI_EXPIRY_INTERVAL_SECS", 60)?.clamp(1, 86_400));
         s.message_interval = Duration::from_millis(number("LINLI_MESSAGE_INTERVAL_MS", 1000)?.clamp(10, 3_600_000));
@@ -411,6 +419,22 @@ mod tests {
         assert!(err.to_string().contains("LINLI_LISTEN"));
         let err = from(&[("LINLI_MAX_BODY_BYTES", "-1")]).unwrap_err();
         assert!(err.to_string().contains("LINLI_MAX_BODY_BYTES"));
+    }
+
+    #[test]
+    fn session_lifetimes_out_of_range_are_refused_not_adjusted() {
+        let s = from(&[("LINLI_MP_SESSION_TTL_SECS", "60"), ("LINLI_MP_REFRESH_TTL_SECS", "31536000")]).unwrap();
+        assert_eq!((s.mp_session_ttl_secs, s.mp_refresh_ttl_secs), (60, 365 * 86_400));
+        for (name, value) in [
+            ("LINLI_MP_SESSION_TTL_SECS", "1"),
+            ("LINLI_MP_SESSION_TTL_SECS", "0"),
+            ("LINLI_MP_SESSION_TTL_SECS", "2592001"),
+            ("LINLI_MP_REFRESH_TTL_SECS", "59"),
+            ("LINLI_MP_REFRESH_TTL_SECS", "18446744073709551615"),
+        ] {
+            let err = from(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={value}: {err}");
+        }
     }
 
     #[test]

@@ -251,7 +251,7 @@ impl World {
                     "terms": {
                         "category": "水果", "title": "满50减10", "kind": "cash", "amount_off": 1000,
                         "min_spend": 5000, "valid_days": 7, "claim_from": "2020-01-01T00:00:00Z",
-                        "claim_until": "2999-01-01T00:00:00Z", "stock_total": stock,
+                        "claim_until": "2099-01-01T00:00:00Z", "stock_total": stock,
                         "per_resident_limit": per_resident_limit, "audience": "followers"
                     }
                 })),

@@ -9,7 +9,7 @@ use crate::helpers::{bearer, spawn_oa_app, OaApp};
 fn terms(stock: i64, audience: &str) -> Value {
     json!({
         "category": "水果", "title": "满50减10", "kind": "cash", "amount_off": 1000, "min_spend": 5000,
-        "valid_days": 7, "claim_from": "2020-01-01T00:00:00Z", "claim_until": "2999-01-01T00:00:00Z",
+        "valid_days": 7, "claim_from": "2020-01-01T00:00:00Z", "claim_until": "2099-01-01T00:00:00Z",
         "stock_total": stock, "per_resident_limit": 1, "audience": audience
     })
 }
@@ -276,4 +276,31 @@ async fn a_sold_out_coupon_still_answers_the_retry_of_a_claim_that_was_made() {
     let retried = claim(&app, &first, t, Some("k-first")).await.expect(201);
     assert_eq!(retried, coupon);
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM coupons WHERE template_id = {t}")).await, 1);
+}
+
+#[tokio::test]
+async fn the_claimable_list_pages_like_every_other_list() {
+    let app = spawn_oa_app(None, 300).await;
+    let pusher = app.pusher(PushMode::Safe);
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        made.push(template(&app, app.company_id, terms(5, "followers")).await);
+    }
+    let u = app.mock.add_user();
+    app.say(&pusher, &pusher.follow(&u.oa_openid)).await;
+    let token = app.login(&u).await;
+    let mut pages = Vec::new();
+    for n in 1..=3 {
+        let url = app.url(&format!("/mp/v1/coupons?page={n}&page_size=2"));
+        pages
+            .push(app.send(bearer(app.client.get(url), &token)).await.expect(200)["items"].as_array().unwrap().clone());
+    }
+    let (first, second, third) = (&pages[0], &pages[1], &pages[2]);
+    assert_eq!((first.len(), second.len(), third.len()), (2, 1, 0));
+    let mut seen: Vec<i64> = first.iter().chain(second).map(|c| c["template_id"].as_i64().unwrap()).collect();
+    seen.sort_unstable();
+    made.sort_unstable();
+    assert_eq!(seen, made, "each template on exactly one page");
+    let too_big = app.send(bearer(app.client.get(app.url("/mp/v1/coupons?page_size=201")), &token)).await;
+    assert_eq!(too_big.status.as_u16(), 400);
 }

@@ -143,3 +143,30 @@ fn every_page_size_has_a_documented_maximum() {
     }
     assert!(capped >= 20, "only {capped} paged lists found");
 }
+
+/// Every list pages the same way: an operation that answers `items` takes `page` and `page_size`
+/// (nothing a resident or an operator lists is unbounded).
+#[test]
+fn every_list_takes_page_and_page_size() {
+    let spec: serde_json::Value = serde_json::from_str(&linli::api::openapi_service().spec()).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let mut lists = 0;
+    let mut unpaged = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let Some(op) = item.get("get") else { continue };
+        let Some(content) = op["responses"]["200"]["content"].as_object() else { continue };
+        let Some(schema) = content.values().find_map(|c| c["schema"]["$ref"].as_str()) else { continue };
+        let name = schema.trim_start_matches("#/components/schemas/");
+        if schemas[name]["properties"]["items"]["type"] != "array" {
+            continue;
+        }
+        lists += 1;
+        let params: HashSet<&str> =
+            op["parameters"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+        if !(params.contains("page") && params.contains("page_size")) {
+            unpaged.push(format!("GET {path}"));
+        }
+    }
+    assert!(lists >= 20, "only {lists} lists found");
+    assert!(unpaged.is_empty(), "lists without page and page_size: {unpaged:?}");
+}

@@ -18,7 +18,7 @@ async fn shop(app: &OaApp, name: &str) -> Shop {
 async fn coupon_template(app: &OaApp, owner: i64, min_spend: i64, amount_off: i64, merchants: &[i64]) -> i64 {
     let terms = json!({
         "category": "生鲜", "title": "满减", "kind": "cash", "amount_off": amount_off, "min_spend": min_spend,
-        "valid_days": 7, "claim_from": "2020-01-01T00:00:00Z", "claim_until": "2999-01-01T00:00:00Z",
+        "valid_days": 7, "claim_from": "2020-01-01T00:00:00Z", "claim_until": "2099-01-01T00:00:00Z",
         "stock_total": 100, "per_resident_limit": 5, "audience": "new_customers", "merchant_ids": merchants
     });
     app.post(&app.root_key, "/admin/v1/coupon-templates", json!({"owner_org_id": owner, "terms": terms}))
