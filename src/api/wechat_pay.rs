@@ -59,8 +59,13 @@ pub async fn notify(req: &Request, body: Body, state: Data<&AppState>) -> Respon
     if bill.mch_id.as_deref().is_some_and(|m| m != pay.mch_id) {
         return fail(StatusCode::BAD_REQUEST, "the notification is for another merchant");
     }
+    // WeChat sends an unsigned number; one past i64 is no amount any payout of ours can have, and
+    // a cast would wrap it to a negative "amount" in the payout's history.
+    let amount = match bill.transfer_amount.map(i64::try_from).transpose() {
+        Ok(a) => a,
+        Err(_) => return fail(StatusCode::BAD_REQUEST, "transfer_amount is out of range"),
+    };
     let out_no = bill.out_bill_no.clone();
-    let amount = bill.transfer_amount.map(|a| a as i64);
     let settings = &state.settings.pay.payouts;
     let step = transfer_step(classify_state(bill.into()), crate::db::now_ms() + settings.poll_secs * 1000);
     match payouts::apply_notification(

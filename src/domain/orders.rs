@@ -159,7 +159,7 @@ pub async fn report(
     if input.items.iter().any(|i| i.amount < 0 || i.name.trim().is_empty() || i.category.trim().is_empty()) {
         return Err(bad("invalid_items", "every item needs a name, a category and an amount ≥ 0"));
     }
-    if input.items.iter().map(|i| i.amount).sum::<i64>() != input.amount {
+    if input.items.iter().try_fold(0i64, |sum, i| sum.checked_add(i.amount)) != Some(input.amount) {
         return Err(bad("invalid_items", "the items do not add up to the amount"));
     }
     let now = db::now_ms();
@@ -284,7 +284,14 @@ pub async fn refund(
         return Err(bad("refund_too_large", format!("a refund must be 1..={left} fen")));
     }
     let full = amount == left;
-    let owed = if full { order.points - order.points_back } else { order.points * amount / order.paid.max(1) };
+    // points × amount can pass i64 (1e11 points on a 1e8-fen order): the share is taken in i128,
+    // and it is at most the order's points, so it fits back.
+    let owed = if full {
+        order.points - order.points_back
+    } else {
+        let share = i128::from(order.points) * i128::from(amount) / i128::from(order.paid.max(1));
+        i64::try_from(share).unwrap_or(i64::MAX)
+    };
     let company = db::orgs::get(&mut *tx, order.company_id).await?.ok_or(DomainError::NotFound("company"))?;
     let programme = points::programme_for(&mut tx, &company, now).await?;
     let balance = db::points::account(&mut *tx, programme.id, order.resident_id).await?.map_or(0, |a| a.balance);

@@ -205,7 +205,8 @@ impl Rules {
 
 /// The local day number (days since 1970-01-01 in the programme's time zone) of an instant.
 pub fn local_day(at_ms: i64, utc_offset_minutes: i64) -> i64 {
-    (at_ms + utc_offset_minutes * 60_000).div_euclid(DAY_MS)
+    // Saturating: an instant near the ends of i64 (a push's CreateTime) is a far day, not a wrap.
+    at_ms.saturating_add(utc_offset_minutes.saturating_mul(60_000)).div_euclid(DAY_MS)
 }
 
 /// The company's programme, created with the default rules if it has none yet.
@@ -404,7 +405,7 @@ pub async fn adjust(
     let remark = required_text("remark", remark, 200)?;
     let programme = programme_in_reach(db, actor, company_id).await?;
     actor.require(Role::Operator)?;
-    if amount == 0 || amount.abs() > 100_000_000 {
+    if amount == 0 || amount.unsigned_abs() > 100_000_000 {
         return Err(DomainError::invalid("invalid_amount", "amount must be non-zero and at most 100000000 either way"));
     }
     let mut tx = db.begin().await?;
@@ -588,6 +589,22 @@ mod tests {
         assert_eq!(local_day(before + 1, 480), local_day(before, 480) + 1);
         assert_eq!(local_day(before, 0), local_day(before + 1, 0));
         assert_eq!(local_day(-1, 0), -1, "days before 1970 floor, not truncate");
+    }
+
+    proptest::proptest! {
+        /// A push's CreateTime is the sender's number: any i64 at any offset is a day, in order.
+        #[test]
+        fn local_days_of_any_instant_are_in_order(at in proptest::prelude::any::<i64>(), offset in -720i64..=840) {
+            let day = local_day(at, offset);
+            proptest::prop_assert!(local_day(at.saturating_add(1), offset) >= day);
+        }
+    }
+
+    #[test]
+    fn local_days_at_the_ends_of_i64_saturate() {
+        assert_eq!(local_day(i64::MAX, 840), i64::MAX.div_euclid(DAY_MS));
+        assert_eq!(local_day(i64::MIN, -720), i64::MIN.div_euclid(DAY_MS));
+        assert_eq!(local_day(i64::MAX, i64::MAX), i64::MAX.div_euclid(DAY_MS));
     }
 
     #[test]

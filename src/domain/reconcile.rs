@@ -163,11 +163,14 @@ pub async fn run(db: &Db, pay: Option<&PayClients>, date: Date) -> DomainResult<
         match outcome {
             FundFlowBillOutcome::Ready(bill) => {
                 for e in bill.entries.iter().filter(|e| !e.voucher_no.is_empty()) {
+                    // The bill's figures are WeChat's text: saturate, so an absurd one shows up
+                    // as a difference instead of wrapping into a match or panicking.
                     let signed = match e.direction {
                         FundDirection::Expense => e.amount_fen,
-                        FundDirection::Income => -e.amount_fen,
+                        FundDirection::Income => e.amount_fen.saturating_neg(),
                     };
-                    *nets.entry(e.voucher_no.clone()).or_default() += signed;
+                    let net = nets.entry(e.voucher_no.clone()).or_default();
+                    *net = net.saturating_add(signed);
                     if d == date && !day_vouchers.contains(&e.voucher_no) {
                         day_vouchers.push(e.voucher_no.clone());
                     }

@@ -85,7 +85,7 @@ pub async fn withdraw(
         .flatten()
         .ok_or_else(|| DomainError::conflict("no_mini_program_identity", "log in through the mini-program first"))?;
     let today = store::withdrawn_since(&mut tx, me.resident_id, super::beijing_day_start(now)).await?;
-    if today + amount_fen > settings.withdraw_daily_max_fen {
+    if today.saturating_add(amount_fen) > settings.withdraw_daily_max_fen {
         return Err(DomainError::conflict(
             "withdrawal_daily_limit",
             format!("at most {} fen a day; {} fen withdrawn today", settings.withdraw_daily_max_fen, today),

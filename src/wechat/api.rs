@@ -75,6 +75,8 @@ struct TokenAnswer {
 
 /// Treat a token as expired this long before WeChat would, so a call never races its expiry.
 const EXPIRY_MARGIN_MS: i64 = 60_000;
+/// WeChat's access tokens live 7,200 s; a longer `expires_in` is not believed (nor overflows).
+const TOKEN_MAX_SECS: i64 = 7_200;
 /// How long a refresh lease lasts before another instance may take over.
 const LEASE_MS: i64 = 15_000;
 /// How long a caller waits for another instance's refresh.
@@ -132,7 +134,7 @@ impl WechatClient {
                             &app.appid,
                             &self.instance,
                             &token,
-                            now + expires_in * 1000,
+                            now + expires_in.clamp(0, TOKEN_MAX_SECS) * 1000,
                             now,
                         )
                         .await?;
@@ -355,7 +357,11 @@ impl WechatClient {
             "action_info": { "scene": { "scene_str": scene } },
         });
         let value = self.post_json(app, "/cgi-bin/qrcode/create", &body).await?;
-        serde_json::from_value(value).map_err(|e| WechatError::Decode(e.to_string()))
+        let mut code: QrCode = serde_json::from_value(value).map_err(|e| WechatError::Decode(e.to_string()))?;
+        // The code lives as long as asked at most: a larger figure is not believed, and callers
+        // add it to the clock.
+        code.expire_seconds = code.expire_seconds.map(|s| s.clamp(0, expire_seconds.max(0)));
+        Ok(code)
     }
 
     /// Sends a mini-program subscribe message (the resident must have accepted the template).

@@ -6,6 +6,7 @@ mod cli;
 mod conformance;
 mod coupon_rules;
 mod coupons;
+mod edges;
 mod helpers;
 mod imports;
 mod limits;
