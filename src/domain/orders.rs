@@ -93,6 +93,18 @@ fn check_order_no(no: &str, field: &str) -> DomainResult<()> {
     }
 }
 
+/// The coupon with this code, when it is within the merchant's reach: a coupon of the merchant's
+/// own property company. A code of another company answers exactly as a code that does not
+/// exist, so a till cannot learn which codes are real elsewhere. Within the company the reasons
+/// stay typed (another merchant's, another resident's, used): templates only ever name merchants
+/// of their own company, and the company's operators see its coupons anyway.
+async fn coupon_in_reach(tx: &mut Tx, merchant: &MerchantActor, code: &str) -> DomainResult<CouponWithTerms> {
+    store::coupon_by_code(tx, code)
+        .await?
+        .filter(|c| c.company_id == merchant.company_id())
+        .ok_or(DomainError::NotFound("coupon"))
+}
+
 /// Checks a coupon can be used by `resident_id` at the merchant now on `amount` (when known);
 /// answers the discount.
 async fn check_coupon(
@@ -176,7 +188,7 @@ pub async fn report(db: &Db, merchant: &MerchantActor, input: OrderInput) -> Dom
     let (coupon_id, discount) = match input.coupon_code.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         None => (None, 0),
         Some(code) => {
-            let c = store::coupon_by_code(&mut tx, code).await?.ok_or(DomainError::NotFound("coupon"))?;
+            let c = coupon_in_reach(&mut tx, merchant, code).await?;
             let discount = check_coupon(&mut tx, merchant, &c, Some(resident_id), Some(input.amount), now).await?;
             if !store::use_coupon(&mut tx, c.id, discount, merchant.merchant_id(), now).await? {
                 return Err(DomainError::conflict("coupon_used", "the coupon has already been used"));
@@ -311,7 +323,7 @@ pub async fn write_off(db: &Db, merchant: &MerchantActor, code: &str, amount: Op
     }
     let now = db::now_ms();
     let mut tx = db.begin().await?;
-    let c = store::coupon_by_code(&mut tx, code.trim()).await?.ok_or(DomainError::NotFound("coupon"))?;
+    let c = coupon_in_reach(&mut tx, merchant, code.trim()).await?;
     let discount = check_coupon(&mut tx, merchant, &c, None, amount, now).await?;
     if !store::use_coupon(&mut tx, c.id, discount, merchant.merchant_id(), now).await? {
         return Err(DomainError::conflict("coupon_used", "the coupon has already been used"));
