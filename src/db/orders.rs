@@ -73,25 +73,26 @@ pub async fn order_by_no<'c, E: Executor<'c, Database = Any>>(
     Ok(row)
 }
 
+/// An order as first recorded: what the merchant reported, before its coupon and points.
 pub struct NewOrder<'a> {
     pub merchant_id: i64,
     pub company_id: i64,
     pub order_no: &'a str,
     pub resident_id: i64,
     pub amount: i64,
-    pub discount: i64,
-    pub coupon_id: Option<i64>,
     pub items: &'a str,
-    pub points: i64,
     pub ordered_at: i64,
 }
 
-/// Inserts an order unless the merchant has one with this number; `None` when it has.
+/// Inserts an order unless the merchant has one with this number; `None` when it has. This is
+/// the claim of the number: on PostgreSQL a concurrent insert of the same number waits until the
+/// first transaction ends, and does nothing if it committed. The order starts without coupon or
+/// points; [`settle_order`] sets them in the same transaction.
 pub async fn insert_order(tx: &mut Tx, o: &NewOrder<'_>, now: i64) -> DbResult<Option<OrderRow>> {
     let row = sqlx::query_as(&format!(
-        "INSERT INTO orders (merchant_id, company_id, order_no, resident_id, amount, discount, paid, coupon_id, items, \
+        "INSERT INTO orders (merchant_id, company_id, order_no, resident_id, amount, discount, paid, items, \
              points, ordered_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         VALUES ($1, $2, $3, $4, $5, 0, $5, $6, 0, $7, $8) \
          ON CONFLICT (merchant_id, order_no) DO NOTHING RETURNING {ORDER}"
     ))
     .bind(o.merchant_id)
@@ -99,11 +100,7 @@ pub async fn insert_order(tx: &mut Tx, o: &NewOrder<'_>, now: i64) -> DbResult<O
     .bind(o.order_no)
     .bind(o.resident_id)
     .bind(o.amount)
-    .bind(o.discount)
-    .bind(o.amount - o.discount)
-    .bind(o.coupon_id)
     .bind(o.items)
-    .bind(o.points)
     .bind(o.ordered_at)
     .bind(now)
     .fetch_optional(&mut **tx)
@@ -111,14 +108,51 @@ pub async fn insert_order(tx: &mut Tx, o: &NewOrder<'_>, now: i64) -> DbResult<O
     Ok(row)
 }
 
-/// How many orders a resident has at a merchant (to tell a first purchase).
-pub async fn orders_at_merchant(tx: &mut Tx, resident_id: i64, merchant_id: i64) -> DbResult<i64> {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders WHERE resident_id = $1 AND merchant_id = $2")
-        .bind(resident_id)
-        .bind(merchant_id)
-        .fetch_one(&mut **tx)
-        .await?;
+/// Sets the coupon, its discount (and so what was paid) and the points of an order just claimed.
+pub async fn settle_order(
+    tx: &mut Tx,
+    id: i64,
+    coupon_id: Option<i64>,
+    discount: i64,
+    points: i64,
+) -> DbResult<OrderRow> {
+    let row = sqlx::query_as(&format!(
+        "UPDATE orders SET coupon_id = $1, discount = $2, paid = amount - $2, points = $3 WHERE id = $4 \
+         RETURNING {ORDER}"
+    ))
+    .bind(coupon_id)
+    .bind(discount)
+    .bind(points)
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row)
+}
+
+/// How many orders other than `order_id` a resident has at a merchant (to tell a first purchase).
+pub async fn other_orders_at_merchant(tx: &mut Tx, resident_id: i64, merchant_id: i64, order_id: i64) -> DbResult<i64> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM orders WHERE resident_id = $1 AND merchant_id = $2 AND id <> $3")
+            .bind(resident_id)
+            .bind(merchant_id)
+            .bind(order_id)
+            .fetch_one(&mut **tx)
+            .await?;
     Ok(n)
+}
+
+/// The merchant's order with this number, locked until the transaction ends (a write that
+/// changes nothing: one statement for both engines; SQLite's writer holds everything anyway).
+/// On PostgreSQL a second locker waits, then gets the row as the first left it.
+pub async fn lock_order_by_no(tx: &mut Tx, merchant_id: i64, order_no: &str) -> DbResult<Option<OrderRow>> {
+    let row = sqlx::query_as(&format!(
+        "UPDATE orders SET refunded = refunded WHERE merchant_id = $1 AND order_no = $2 RETURNING {ORDER}"
+    ))
+    .bind(merchant_id)
+    .bind(order_no)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row)
 }
 
 /// Records a refund on an order, if its number is new and the amount fits what is left;

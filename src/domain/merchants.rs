@@ -1,7 +1,10 @@
 //! Merchants acting for themselves (the merchant API): an ordinary API key whose org is a
 //! merchant. The key's org is the merchant it acts as; nothing else is reachable through it.
+//! Its role is checked here, once, for every request: a viewer key reads, and only operator and
+//! admin keys change anything (orders, refunds, write-offs, vouchers), so no merchant write can
+//! forget the check.
 
-use super::access::{self, Actor};
+use super::access::{self, Actor, Role};
 use super::DomainResult;
 use crate::db::orgs::OrgRow;
 use crate::db::{self, Db};
@@ -31,12 +34,34 @@ impl MerchantActor {
     }
 }
 
-/// The merchant behind a key, or `None` when the key is not good or its org is not a merchant.
-pub async fn authenticate(db: &Db, secret: &str, request_id: Option<String>) -> DomainResult<Option<MerchantActor>> {
+/// What a request means to do with the merchant's things.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intent {
+    /// Looks only: any role of the merchant may.
+    Read,
+    /// Changes something: operator or admin keys only.
+    Write,
+}
+
+/// The merchant behind a key, or `None` when the key is not good or its org is not a merchant;
+/// `Forbidden` when the key's role may not do what the request means to (`intent`). The role
+/// does not depend on what the request names, so refusing it first tells nothing about them.
+pub async fn authenticate(
+    db: &Db,
+    secret: &str,
+    request_id: Option<String>,
+    intent: Intent,
+) -> DomainResult<Option<MerchantActor>> {
     let Some(actor) = access::authenticate(db, secret, request_id).await? else {
         return Ok(None);
     };
     let merchant =
         db::orgs::get(db.reader(), actor.org_id).await?.filter(|o| o.kind == "merchant" && o.archived_at.is_none());
-    Ok(merchant.map(|merchant| MerchantActor { actor, merchant }))
+    let Some(merchant) = merchant else {
+        return Ok(None);
+    };
+    if intent == Intent::Write {
+        actor.require(Role::Operator)?;
+    }
+    Ok(Some(MerchantActor { actor, merchant }))
 }

@@ -94,6 +94,18 @@ fn check_order_no(no: &str, field: &str) -> DomainResult<()> {
     }
 }
 
+/// The coupon with this code, when it is within the merchant's reach: a coupon of the merchant's
+/// own property company. A code of another company answers exactly as a code that does not
+/// exist, so a till cannot learn which codes are real elsewhere. Within the company the reasons
+/// stay typed (another merchant's, another resident's, used): templates only ever name merchants
+/// of their own company, and the company's operators see its coupons anyway.
+async fn coupon_in_reach(tx: &mut Tx, merchant: &MerchantActor, code: &str) -> DomainResult<CouponWithTerms> {
+    store::coupon_by_code(tx, code)
+        .await?
+        .filter(|c| c.company_id == merchant.company_id())
+        .ok_or(DomainError::NotFound("coupon"))
+}
+
 /// Checks a coupon can be used by `resident_id` at the merchant now on `amount` (when known);
 /// answers the discount.
 async fn check_coupon(
@@ -142,7 +154,16 @@ async fn check_coupon(
     }
 }
 
-/// Records an order; a repeated order number answers the first order (`true`).
+/// The answer to a repeated order number: the first order (`true`), unless the report differs.
+fn replay(first: OrderRow, input: &OrderInput) -> DomainResult<(OrderRow, bool)> {
+    if first.amount != input.amount {
+        return Err(DomainError::conflict("order_no_reused", "this order number was reported with another amount"));
+    }
+    Ok((first, true))
+}
+
+/// Records an order; a repeated order number answers the first order (`true`), also while the
+/// first is still being recorded.
 pub async fn report(
     db: &Db,
     payer: &Payer,
@@ -168,21 +189,38 @@ pub async fn report(
     }
     let mut tx = db.begin().await?;
     if let Some(o) = store::order_by_no(&mut *tx, merchant.merchant_id(), &input.order_no).await? {
-        if o.amount != input.amount {
-            return Err(DomainError::conflict("order_no_reused", "this order number was reported with another amount"));
-        }
-        return Ok((o, true));
+        return replay(o, &input);
     }
     let resident_id = store::resident_of_member_code(&mut tx, input.member_code.trim(), now)
         .await?
         .ok_or_else(|| bad("invalid_member_code", "the member code is unknown or has expired; ask for a fresh one"))?;
+    // The order number is claimed before anything is checked or taken: a concurrent report of the
+    // same number waits here until the first one's transaction ends (PostgreSQL holds the unique
+    // key for it; SQLite runs one writer at a time), then finds the first order and answers it.
+    // Checking the coupon first would let a duplicate see the coupon the first one just used.
+    let items = serde_json::to_string(&input.items).unwrap_or_else(|_| "[]".into());
+    let new = NewOrder {
+        merchant_id: merchant.merchant_id(),
+        company_id: merchant.company_id(),
+        order_no: &input.order_no,
+        resident_id,
+        amount: input.amount,
+        items: &items,
+        ordered_at: input.ordered_at,
+    };
+    let Some(claimed) = store::insert_order(&mut tx, &new, now).await? else {
+        let o = store::order_by_no(&mut *tx, merchant.merchant_id(), &input.order_no)
+            .await?
+            .ok_or(DbError::UniqueViolation)?;
+        return replay(o, &input);
+    };
     let company = db::orgs::get(&mut *tx, merchant.company_id()).await?.ok_or(DomainError::NotFound("company"))?;
     let programme = points::programme_for(&mut tx, &company, now).await?;
 
     let (coupon_id, discount) = match input.coupon_code.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         None => (None, 0),
         Some(code) => {
-            let c = store::coupon_by_code(&mut tx, code).await?.ok_or(DomainError::NotFound("coupon"))?;
+            let c = coupon_in_reach(&mut tx, merchant, code).await?;
             let discount = check_coupon(&mut tx, merchant, &c, Some(resident_id), Some(input.amount), now).await?;
             if !store::use_coupon(&mut tx, c.id, discount, merchant.merchant_id(), now).await? {
                 return Err(DomainError::conflict("coupon_used", "the coupon has already been used"));
@@ -191,7 +229,7 @@ pub async fn report(
         }
     };
     let paid = input.amount - discount;
-    let first = store::orders_at_merchant(&mut tx, resident_id, merchant.merchant_id()).await? == 0;
+    let first = store::other_orders_at_merchant(&mut tx, resident_id, merchant.merchant_id(), claimed.id).await? == 0;
     let (per_yuan, first_percent) = store::purchase_rates_in(&mut tx, programme.id).await?;
     let multipliers = store::multipliers(&mut *tx, programme.id).await?;
     let earned = purchase_points(
@@ -203,27 +241,7 @@ pub async fn report(
         input.ordered_at,
         first.then_some(first_percent),
     );
-    let items = serde_json::to_string(&input.items).unwrap_or_else(|_| "[]".into());
-    let new = NewOrder {
-        merchant_id: merchant.merchant_id(),
-        company_id: merchant.company_id(),
-        order_no: &input.order_no,
-        resident_id,
-        amount: input.amount,
-        discount,
-        coupon_id,
-        items: &items,
-        points: earned,
-        ordered_at: input.ordered_at,
-    };
-    let Some(order) = store::insert_order(&mut tx, &new, now).await? else {
-        // Reported concurrently under the same number: the first one stands; nothing of ours is kept.
-        drop(tx);
-        let o = store::order_by_no(db.reader(), merchant.merchant_id(), &input.order_no)
-            .await?
-            .ok_or(DbError::UniqueViolation)?;
-        return Ok((o, true));
-    };
+    let order = store::settle_order(&mut tx, claimed.id, coupon_id, discount, earned).await?;
     if earned > 0 {
         let posting = Posting {
             kind: Kind::Earn,
@@ -271,8 +289,12 @@ pub async fn refund(
     check_order_no(refund_no, "refund_no")?;
     let now = db::now_ms();
     let mut tx = db.begin().await?;
-    let order =
-        store::order_by_no(&mut *tx, merchant.merchant_id(), order_no).await?.ok_or(DomainError::NotFound("order"))?;
+    // The order is locked first, so refunds of one order run one after another: a retry of a
+    // refund still in progress waits for it and then finds its number below, instead of measuring
+    // what is left against the order as it was before that refund.
+    let order = store::lock_order_by_no(&mut tx, merchant.merchant_id(), order_no)
+        .await?
+        .ok_or(DomainError::NotFound("order"))?;
     if let Some(r) = store::refund_by_no(&mut tx, order.id, refund_no).await? {
         if r.amount != amount {
             return Err(DomainError::conflict("refund_no_reused", "this refund number was used with another amount"));
@@ -327,7 +349,7 @@ pub async fn write_off(db: &Db, merchant: &MerchantActor, code: &str, amount: Op
     }
     let now = db::now_ms();
     let mut tx = db.begin().await?;
-    let c = store::coupon_by_code(&mut tx, code.trim()).await?.ok_or(DomainError::NotFound("coupon"))?;
+    let c = coupon_in_reach(&mut tx, merchant, code.trim()).await?;
     let discount = check_coupon(&mut tx, merchant, &c, None, amount, now).await?;
     if !store::use_coupon(&mut tx, c.id, discount, merchant.merchant_id(), now).await? {
         return Err(DomainError::conflict("coupon_used", "the coupon has already been used"));

@@ -1,7 +1,7 @@
 //! Operator access: a key reaches its own org subtree and nothing else (404, so ids don't
 //! leak), and its role bounds what it may change (403).
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, two_companies, TestApp};
 
@@ -241,4 +241,122 @@ async fn keys_are_stored_hashed_and_shown_once() {
     assert!(!stored.contains(&secret[3..]), "the secret is stored in clear");
     let listed = app.get(&t.a.admin, &format!("/admin/v1/api-keys?org_id={}", t.a.id)).await.expect(200);
     assert!(!listed.to_string().contains(secret));
+}
+
+/// Merchant keys: every `/merchant/v1` operation in the spec, with a request that an operator's
+/// key gets through. A viewer's key reads, and is refused every write with 403 and nothing
+/// changed; the same request with an operator's key then succeeds, so the refusal was the role's.
+#[tokio::test]
+async fn a_merchant_viewer_key_reads_and_every_merchant_write_needs_an_operator() {
+    use crate::helpers::{bearer, spawn_oa_app};
+    let app = spawn_oa_app(None, 300).await;
+    let merchant = app.create_org(&app.root_key, app.company_id, "merchant", "鲜果屋").await;
+    let viewer = app.create_key(&app.root_key, merchant, "viewer").await;
+    let operator = app.create_key(&app.root_key, merchant, "operator").await;
+
+    // A resident with points, a member code, a coupon and a voucher of this merchant, and an
+    // order to refund.
+    let token = app.login(&app.mock.add_user()).await;
+    let me = app.send(bearer(app.client.get(app.url("/mp/v1/me")), &token)).await.expect(200);
+    let resident = me["resident_id"].as_i64().unwrap();
+    let checkin =
+        bearer(app.client.post(app.url("/mp/v1/me/checkins")), &token).json(&json!({"company_id": app.company_id}));
+    app.send(checkin).await.expect(200);
+    app.post(
+        &app.root_key,
+        &format!("/admin/v1/companies/{}/points/adjustments", app.company_id),
+        json!({"resident_id": resident, "amount": 100, "reference": "grant", "remark": "测试积分"}),
+    )
+    .await
+    .expect(201);
+    let member_code = app.send(bearer(app.client.post(app.url("/mp/v1/me/member-code")), &token)).await.expect(200)
+        ["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let terms = json!({
+        "category": "生鲜", "title": "立减", "kind": "cash", "amount_off": 500, "min_spend": 0, "valid_days": 7,
+        "claim_from": "2020-01-01T00:00:00Z", "claim_until": "2999-01-01T00:00:00Z", "stock_total": 10,
+        "per_resident_limit": 1, "audience": "new_customers"
+    });
+    let template = app
+        .post(&app.root_key, "/admin/v1/coupon-templates", json!({"owner_org_id": merchant, "terms": terms}))
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    let claim = bearer(app.client.post(app.url(&format!("/mp/v1/coupons/{template}/claims"))), &token);
+    let coupon = app.send(claim).await.expect(201)["code"].as_str().unwrap().to_owned();
+    let item = app
+        .post(
+            &app.root_key,
+            &format!("/admin/v1/companies/{}/catalogue", app.company_id),
+            json!({"merchant_id": merchant, "title": "洗车券", "description": "一次", "points_price": 10,
+                   "stock_total": 5, "per_resident_limit": 1}),
+        )
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    let redeem = bearer(app.client.post(app.url("/mp/v1/me/redemptions")), &token)
+        .header("Idempotency-Key", "voucher")
+        .json(&json!({ "item_id": item }));
+    let voucher = app.send(redeem).await.expect(201)["code"].as_str().unwrap().to_owned();
+    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let order = |no: &str| {
+        json!({"order_no": no, "member_code": member_code, "amount": 5000, "ordered_at": now,
+               "items": [{"name": "苹果", "category": "fruit", "amount": 5000}]})
+    };
+    app.post(&operator, "/merchant/v1/orders", order("M-1")).await.expect(201);
+
+    // What each operation is sent: its concrete path and body. An operation missing here fails
+    // the test, so a new merchant operation must say how it is tried.
+    let cases: std::collections::HashMap<&str, (String, Value)> = [
+        ("report_order", ("/merchant/v1/orders".to_owned(), order("M-2"))),
+        ("refund_order", ("/merchant/v1/orders/M-1/refunds".to_owned(), json!({"refund_no": "RF-1", "amount": 1000}))),
+        ("write_off_coupon", (format!("/merchant/v1/coupons/{coupon}/write-off"), json!({}))),
+        ("get_voucher", (format!("/merchant/v1/redemptions/{voucher}"), Value::Null)),
+        ("fulfil_voucher", (format!("/merchant/v1/redemptions/{voucher}/fulfil"), Value::Null)),
+    ]
+    .into_iter()
+    .collect();
+    let state = "SELECT (SELECT COUNT(*) FROM orders) * 100000 + (SELECT COUNT(*) FROM order_refunds) * 10000 \
+                 + (SELECT COUNT(*) FROM coupons WHERE state = 'used') * 1000 \
+                 + (SELECT COUNT(*) FROM redemptions WHERE state = 'fulfilled') * 100 \
+                 + (SELECT COUNT(*) FROM points_ledger) + (SELECT COUNT(*) FROM audit_log) * 1000000";
+    let send = |key: &str, method: &str, path: &str, body: &Value| {
+        let mut req = app.client.request(method.parse().unwrap(), app.url(path)).header("X-Api-Key", key);
+        if !body.is_null() {
+            req = req.json(body);
+        }
+        app.send(req)
+    };
+    let spec: Value = serde_json::from_str(&linli::api::openapi_service().spec()).unwrap();
+    let (mut reads, mut writes) = (0, 0);
+    for (template, item) in spec["paths"].as_object().unwrap() {
+        if !template.starts_with("/merchant/v1") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap();
+            let (path, body) = cases.get(id).unwrap_or_else(|| panic!("no case for {method} {template} ({id})"));
+            let method = method.to_uppercase();
+            if method == "GET" {
+                send(&viewer, &method, path, body).await.expect(200);
+                reads += 1;
+                continue;
+            }
+            let before = app.count(state).await;
+            let refused = send(&viewer, &method, path, body).await;
+            assert_eq!(refused.status.as_u16(), 403, "a viewer key did {method} {path}: {}", refused.body);
+            assert_eq!(refused.code(), "forbidden");
+            crate::helpers::assert_error_body(&refused);
+            assert_eq!(app.count(state).await, before, "{method} {path} by a viewer changed something");
+            let done = send(&operator, &method, path, body).await;
+            assert!(done.status.is_success(), "an operator key could not {method} {path}: {}", done.body);
+            writes += 1;
+        }
+    }
+    assert!(reads >= 1 && writes >= 4, "the spec lists too few merchant operations: {reads} reads, {writes} writes");
+    app.assert_ledger_balanced().await;
 }

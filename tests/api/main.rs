@@ -18,6 +18,7 @@ mod orgs;
 mod pay;
 mod red_packets;
 mod redemption;
+mod retries;
 mod rooms_and_roster;
 mod sandbox;
 mod slow_clients;

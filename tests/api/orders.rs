@@ -266,3 +266,48 @@ async fn campaigns_multiply_points_and_only_a_first_purchase_is_doubled() {
     assert_eq!(balance(&app, &r).await, 470);
     app.assert_ledger_balanced().await;
 }
+
+/// A coupon of another property company, at this company's merchant, is answered exactly as a
+/// code that does not exist — on an order and at the counter — and nothing is written; within
+/// its own company it still works.
+#[tokio::test]
+async fn a_coupon_of_another_company_looks_exactly_like_an_unknown_code() {
+    let app = spawn_oa_app(None, 300).await;
+    let here = shop(&app, "鲜果屋").await;
+    let elsewhere = app.create_org(&app.root_key, 1, "company", "远方物业").await;
+    let far_community = app.create_org(&app.root_key, elsewhere, "community", "远方小区").await;
+    let far_merchant = app.create_org(&app.root_key, far_community, "merchant", "远方超市").await;
+    let far = Shop { merchant: far_merchant, key: app.create_key(&app.root_key, far_merchant, "operator").await };
+    // Good anywhere in its company, and one only at its own merchant.
+    let anywhere = coupon_template(&app, elsewhere, 0, 500, &[]).await;
+    let only_there = coupon_template(&app, elsewhere, 0, 500, &[far.merchant]).await;
+    let r = resident(&app).await;
+    let codes = [claim(&app, &r, anywhere).await, claim(&app, &r, only_there).await];
+    let mc = member_code(&app, &r).await;
+    let without_request_id = |a: Answer| {
+        let mut body = a.body;
+        body.as_object_mut().unwrap().remove("request_id");
+        (a.status.as_u16(), body)
+    };
+    let state = "SELECT (SELECT COUNT(*) FROM orders) * 1000 + (SELECT COUNT(*) FROM coupons WHERE state = 'used') \
+                 * 100 + (SELECT COUNT(*) FROM points_ledger)";
+    let before = app.count(state).await;
+    let unknown_order = without_request_id(report(&app, &here, now_order("F-1", &mc, Some("ABCDEFGHJKMN"))).await);
+    let unknown_counter = without_request_id(
+        app.post(&here.key, "/merchant/v1/coupons/ABCDEFGHJKMN/write-off", json!({"amount": 5000})).await,
+    );
+    assert_eq!(unknown_order.0, 404, "{unknown_order:?}");
+    assert_eq!(unknown_counter, unknown_order);
+    for code in &codes {
+        let order = without_request_id(report(&app, &here, now_order("F-2", &mc, Some(code))).await);
+        assert_eq!(order, unknown_order, "an order with another company's coupon {code}");
+        let path = format!("/merchant/v1/coupons/{code}/write-off");
+        let counter = without_request_id(app.post(&here.key, &path, json!({"amount": 5000})).await);
+        assert_eq!(counter, unknown_counter, "a write-off of another company's coupon {code}");
+    }
+    assert_eq!(app.count(state).await, before, "a refused coupon wrote something");
+    // At home both are good.
+    let o = report(&app, &far, now_order("F-3", &mc, Some(&codes[0]))).await.expect(201);
+    assert_eq!(o["discount"], 500);
+    app.post(&far.key, &format!("/merchant/v1/coupons/{}/write-off", codes[1]), json!({})).await.expect(200);
+}
