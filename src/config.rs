@@ -170,7 +170,11 @@ impl WechatSettings {
     /// The official account's message mode: the one set, or `safe` when an AES key is configured
     /// and `plain` when none is.
     pub fn oa_message_mode(&self) -> OaMessageMode {
-        self.oa_message_mode.unwrap_or(if self.oa_aes_key.is_some() { OaMessageMode::Safe } else { OaMessageMode::Plain })
+        self.oa_message_mode.unwrap_or(if self.oa_aes_key.is_some() {
+            OaMessageMode::Safe
+        } else {
+            OaMessageMode::Plain
+        })
     }
 
     /// What is missing or weak in the official account's callback settings, one sentence each,
@@ -197,7 +201,11 @@ impl WechatSettings {
             (None, _) => out.push(format!(
                 "the official-account configuration is incomplete: WECHAT_OA_AES_KEY is not set, so encrypted \
                  (safe or compatible mode) pushes are refused with 400{}",
-                if mode == OaMessageMode::Safe { ", and WECHAT_OA_MESSAGE_MODE=safe refuses every other push" } else { "" }
+                if mode == OaMessageMode::Safe {
+                    ", and WECHAT_OA_MESSAGE_MODE=safe refuses every other push"
+                } else {
+                    ""
+                }
             )),
             (Some(_), false) => out.push(
                 "the official-account configuration is incomplete: WECHAT_OA_AES_KEY is not a 43-character \

@@ -181,9 +181,7 @@ impl ApiError {
             ApiError::Unauthorized
             | ApiError::Unauthenticated(_)
             | ApiError::SignatureRejected(_)
-            | ApiError::EncryptionRequired(_) => {
-                ErrorResponse::Unauthorized(body)
-            }
+            | ApiError::EncryptionRequired(_) => ErrorResponse::Unauthorized(body),
             ApiError::Upstream(_) => ErrorResponse::Unavailable(body),
             ApiError::PayloadTooLarge => ErrorResponse::PayloadTooLarge(body),
             ApiError::RequestTimeout => ErrorResponse::RequestTimeout(body),

@@ -161,9 +161,8 @@ pub async fn receive_push(
     let (db, group, checkins, wechat) =
         (state.db.clone(), state.group.clone(), state.checkins.clone(), state.wechat.clone());
     let work_msg = msg.clone();
-    let work = tokio::spawn(async move {
-        handle_push(&db, &group, &checkins, &wechat, &oa, &signed, &work_msg, at_ms).await
-    });
+    let work =
+        tokio::spawn(async move { handle_push(&db, &group, &checkins, &wechat, &oa, &signed, &work_msg, at_ms).await });
     let reply = match tokio::time::timeout(ANSWER_WITHIN, work).await {
         Ok(Ok(Ok(reply))) => reply,
         Ok(Ok(Err(e))) => return Err(e.into()),

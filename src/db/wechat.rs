@@ -165,7 +165,8 @@ pub async fn bind_nonces(
 /// Forgets the bindings of URLs dated before `before` (unix seconds): no push dated then passes
 /// the timestamp window any more. Answers how many went.
 pub async fn prune_nonces(pool: &AnyPool, before: i64) -> DbResult<u64> {
-    let done = sqlx::query("DELETE FROM wechat_push_nonces WHERE url_timestamp < $1").bind(before).execute(pool).await?;
+    let done =
+        sqlx::query("DELETE FROM wechat_push_nonces WHERE url_timestamp < $1").bind(before).execute(pool).await?;
     Ok(done.rows_affected())
 }
 

@@ -207,6 +207,9 @@ async fn write_once(db: &Db, jobs: &[Job]) -> DomainResult<Vec<Handled>> {
             claims.push(claim);
         }
     }
+    // In one order everywhere, so that two instances' groups meeting on the same URLs wait for
+    // each other instead of deadlocking.
+    claims.sort_unstable_by(|a, b| (a.url_timestamp, a.nonce).cmp(&(b.url_timestamp, b.nonce)));
     let bound: HashMap<(i64, String), String> = pushes::bind_nonces(&mut tx, appid, &claims, db::now_ms())
         .await?
         .into_iter()

@@ -40,11 +40,7 @@ pub struct SignedPush {
 
 impl SignedPush {
     pub fn claim(&self) -> db::wechat::NonceClaim<'_> {
-        db::wechat::NonceClaim {
-            url_timestamp: self.url_timestamp,
-            nonce: &self.nonce,
-            body_sha256: &self.body_sha256,
-        }
+        db::wechat::NonceClaim { url_timestamp: self.url_timestamp, nonce: &self.nonce, body_sha256: &self.body_sha256 }
     }
 }
 

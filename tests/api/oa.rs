@@ -563,6 +563,14 @@ async fn a_captured_url_carries_one_body_only() {
     let reply = app.say(&plain, &forged[0]).await.unwrap();
     assert!(reply.contains("签到成功"), "{reply}");
     app.assert_ledger_balanced().await;
+
+    // The bindings go once no push dated like them can pass the window any more.
+    let bound = app.count("SELECT COUNT(*) FROM wechat_push_nonces").await;
+    assert_eq!(bound, 5, "three follows and two check-ins");
+    let now = linli::db::now_ms();
+    assert_eq!(linli::workers::expiry::prune_push_nonces(&app.db, now, WINDOW).await.unwrap(), 0);
+    let later = now + 2 * (WINDOW as i64 + 60) * 1000;
+    assert_eq!(linli::workers::expiry::prune_push_nonces(&app.db, later, WINDOW).await.unwrap(), 5);
 }
 
 /// Delivers `genuine` `n` times and posts `forged`'s body under its URL `m` times, all at once:
