@@ -84,6 +84,9 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Db> {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let db = connect_and_migrate(&settings).await?;
+        for warning in settings.wechat.oa_config_warnings() {
+            tracing::warn!("{warning}");
+        }
         let acceptor = TcpListener::bind(settings.listen.clone())
             .into_acceptor()
             .await
@@ -150,7 +153,11 @@ impl Application {
         let grace = self.state.settings.shutdown_grace;
         let db = self.state.db.clone();
         // Background jobs end with the server, also when this future is dropped mid-way.
-        let _expiry = AbortOnDrop(crate::workers::expiry::spawn(db.clone(), self.state.settings.expiry_interval));
+        let _expiry = AbortOnDrop(crate::workers::expiry::spawn(
+            db.clone(),
+            self.state.settings.expiry_interval,
+            self.state.settings.wechat.oa_timestamp_window_secs,
+        ));
         let _revocations = AbortOnDrop(Arc::clone(&self.state.sessions).spawn_sync(db.clone()));
         let dispatcher = match &self.state.pay {
             Some(pay) => {

@@ -118,6 +118,9 @@ pub struct WechatSettings {
     pub oa_secret: Option<Secret>,
     pub oa_token: Option<Secret>,
     pub oa_aes_key: Option<Secret>,
+    /// `WECHAT_OA_MESSAGE_MODE`: the message mode chosen in WeChat's console, when set; unset,
+    /// [`WechatSettings::oa_message_mode`] derives it from whether there is an AES key.
+    pub oa_message_mode: Option<OaMessageMode>,
     pub mp_appid: Option<String>,
     pub mp_secret: Option<Secret>,
     /// `LINLI_OA_COMPANY_ID`: the property company (org id) the official account belongs to;
@@ -129,6 +132,97 @@ pub struct WechatSettings {
     /// `WECHAT_MP_TASK_TEMPLATE_ID`: the subscribe-message template residents are told of task
     /// rewards with (fields thing1 = task, phrase2 = state, thing3 = reward); unset: not told.
     pub mp_task_template_id: Option<String>,
+}
+
+/// How the official account's pushes are protected (WeChat's 消息加解密方式), and so what linli
+/// accepts. The URL `signature` covers only the token, timestamp and nonce, never the body: a
+/// plaintext push is authenticated by nothing anyone who saw one callback URL cannot reuse, so
+/// only `Safe` trusts nothing but `msg_signature`, which covers the ciphertext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OaMessageMode {
+    /// `plain` (明文模式): plaintext pushes, checked by the URL signature.
+    Plain,
+    /// `compat` (兼容模式), for the switch between the two: encrypted pushes as in safe mode (the
+    /// decrypted part is used, the plaintext copy beside it ignored), and plaintext pushes as in
+    /// plain mode.
+    Compat,
+    /// `safe` (安全模式): encrypted pushes only; a push without `encrypt_type=aes` is refused.
+    Safe,
+}
+
+impl OaMessageMode {
+    /// The setting's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OaMessageMode::Plain => "plain",
+            OaMessageMode::Compat => "compat",
+            OaMessageMode::Safe => "safe",
+        }
+    }
+
+    /// Whether a push that is not encrypted may be taken.
+    pub fn takes_plaintext(self) -> bool {
+        !matches!(self, OaMessageMode::Safe)
+    }
+}
+
+impl WechatSettings {
+    /// The official account's message mode: the one set, or `safe` when an AES key is configured
+    /// and `plain` when none is.
+    pub fn oa_message_mode(&self) -> OaMessageMode {
+        self.oa_message_mode.unwrap_or(if self.oa_aes_key.is_some() {
+            OaMessageMode::Safe
+        } else {
+            OaMessageMode::Plain
+        })
+    }
+
+    /// What is missing or weak in the official account's callback settings, one sentence each,
+    /// for start-up warnings (empty when the account is not configured at all, or is complete).
+    pub fn oa_config_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.oa_appid.is_none() && self.oa_token.is_none() {
+            return out;
+        }
+        if self.oa_appid.is_none() || self.oa_token.is_none() {
+            out.push(
+                "the official-account configuration is incomplete: WECHAT_OA_APPID and WECHAT_OA_TOKEN are both \
+                 needed; every push is refused"
+                    .to_owned(),
+            );
+            return out;
+        }
+        let mode = self.oa_message_mode();
+        let key_usable = match (&self.oa_aes_key, &self.oa_appid) {
+            (Some(key), Some(appid)) => crate::wechat::oa::crypto::MsgCrypt::new(key.expose(), appid).is_ok(),
+            _ => false,
+        };
+        match (&self.oa_aes_key, key_usable) {
+            (None, _) => out.push(format!(
+                "the official-account configuration is incomplete: WECHAT_OA_AES_KEY is not set, so encrypted \
+                 (safe or compatible mode) pushes are refused with 400{}",
+                if mode == OaMessageMode::Safe {
+                    ", and WECHAT_OA_MESSAGE_MODE=safe refuses every other push"
+                } else {
+                    ""
+                }
+            )),
+            (Some(_), false) => out.push(
+                "the official-account configuration is incomplete: WECHAT_OA_AES_KEY is not a 43-character \
+                 EncodingAESKey, so encrypted pushes are refused with 400"
+                    .to_owned(),
+            ),
+            (Some(_), true) => {}
+        }
+        if mode.takes_plaintext() {
+            out.push(format!(
+                "WECHAT_OA_MESSAGE_MODE={}: plaintext pushes are taken on the URL signature alone, which does not \
+                 cover the body; set WeChat's console and WECHAT_OA_MESSAGE_MODE to safe when you can",
+                mode.as_str()
+            ));
+        }
+        out
+    }
 }
 
 /// WeChat Pay merchant settings (v2 and v3).
@@ -320,6 +414,13 @@ impl Settings {
             oa_secret: secret("WECHAT_OA_SECRET"),
             oa_token: secret("WECHAT_OA_TOKEN"),
             oa_aes_key: secret("WECHAT_OA_AES_KEY"),
+            oa_message_mode: match get("WECHAT_OA_MESSAGE_MODE").map(|v| v.to_ascii_lowercase()).as_deref() {
+                None => None,
+                Some("safe") => Some(OaMessageMode::Safe),
+                Some("compat") => Some(OaMessageMode::Compat),
+                Some("plain") => Some(OaMessageMode::Plain),
+                Some(other) => bail!("WECHAT_OA_MESSAGE_MODE must be safe, compat or plain, got {other:?}"),
+            },
             mp_appid: get("WECHAT_MP_APPID"),
             mp_secret: secret("WECHAT_MP_SECRET"),
             oa_company_id: match get("LINLI_OA_COMPANY_ID") {
@@ -435,6 +536,32 @@ mod tests {
             let err = from(&[(name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{name}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn the_oa_message_mode_defaults_to_safe_with_a_key_and_is_warned_about_when_weak() {
+        let oa = [("WECHAT_OA_APPID", "wx_a"), ("WECHAT_OA_TOKEN", "t")];
+        let key = ("WECHAT_OA_AES_KEY", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG");
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = oa.to_vec();
+            pairs.extend_from_slice(extra);
+            from(&pairs).unwrap().wechat
+        };
+        let w = with(&[key]);
+        assert_eq!(w.oa_message_mode(), OaMessageMode::Safe);
+        assert!(w.oa_config_warnings().is_empty(), "{:?}", w.oa_config_warnings());
+        assert_eq!(with(&[]).oa_message_mode(), OaMessageMode::Plain);
+        assert!(with(&[]).oa_config_warnings().iter().any(|m| m.contains("incomplete") && m.contains("AES_KEY")));
+        let compat = with(&[key, ("WECHAT_OA_MESSAGE_MODE", "Compat")]);
+        assert_eq!(compat.oa_message_mode(), OaMessageMode::Compat);
+        assert!(compat.oa_config_warnings().iter().any(|m| m.contains("plaintext pushes are taken")));
+        let safe_without_key = with(&[("WECHAT_OA_MESSAGE_MODE", "safe")]);
+        assert!(safe_without_key.oa_config_warnings().iter().any(|m| m.contains("refuses every other push")));
+        let bad_key = with(&[("WECHAT_OA_AES_KEY", "short")]);
+        assert!(bad_key.oa_config_warnings().iter().any(|m| m.contains("not a 43-character")));
+        assert!(from(&[]).unwrap().wechat.oa_config_warnings().is_empty());
+        let err = from(&[("WECHAT_OA_MESSAGE_MODE", "aes")]).unwrap_err();
+        assert!(err.to_string().contains("WECHAT_OA_MESSAGE_MODE"));
     }
 
     #[test]

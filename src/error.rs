@@ -99,6 +99,9 @@ pub enum ApiError {
     /// A webhook whose signature, timestamp or encryption does not check out.
     #[error("{0}")]
     SignatureRejected(String),
+    /// A plaintext push to an official account that takes encrypted (safe-mode) pushes only.
+    #[error("{0}")]
+    EncryptionRequired(&'static str),
     #[error("the request body is too large")]
     PayloadTooLarge,
     #[error("the request body did not arrive in time")]
@@ -155,6 +158,7 @@ impl ApiError {
             ApiError::Unprocessable { code, .. } => code,
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::SignatureRejected(_) => "bad_signature",
+            ApiError::EncryptionRequired(_) => "encryption_required",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::NotConfigured(_) => "not_configured",
@@ -174,9 +178,10 @@ impl ApiError {
         let body = Json(ErrorBody { code: self.code().to_owned(), message: self.to_string(), request_id });
         match self {
             ApiError::BadRequest { .. } => ErrorResponse::BadRequest(body),
-            ApiError::Unauthorized | ApiError::Unauthenticated(_) | ApiError::SignatureRejected(_) => {
-                ErrorResponse::Unauthorized(body)
-            }
+            ApiError::Unauthorized
+            | ApiError::Unauthenticated(_)
+            | ApiError::SignatureRejected(_)
+            | ApiError::EncryptionRequired(_) => ErrorResponse::Unauthorized(body),
             ApiError::Upstream(_) => ErrorResponse::Unavailable(body),
             ApiError::PayloadTooLarge => ErrorResponse::PayloadTooLarge(body),
             ApiError::RequestTimeout => ErrorResponse::RequestTimeout(body),

@@ -182,11 +182,11 @@ impl World {
         })
     }
 
-    /// `n` new WeChat users who follow the official account (plaintext pushes, the mock's state
+    /// `n` new WeChat users who follow the official account (safe-mode pushes, the mock's state
     /// updated as WeChat's would be) and, when `login`, log in to the mini-program.
     pub async fn residents(&self, n: usize, login: bool) -> anyhow::Result<Vec<Resident>> {
         let started = Instant::now();
-        let pusher = self.pusher(PushMode::Plaintext)?;
+        let pusher = self.pusher(PushMode::Safe)?;
         let mut out = Vec::with_capacity(n);
         let mut pending = tokio::task::JoinSet::new();
         for _ in 0..n {

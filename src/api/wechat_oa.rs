@@ -1,11 +1,15 @@
 //! `/wechat/oa/callback`: where WeChat pushes the official account's events and messages.
 //!
-//! `GET` is WeChat's URL check. `POST` takes pushes in plaintext, compatible or safe (AES) mode:
-//! the signature and the timestamp window are checked, encrypted bodies are authenticated by
-//! `msg_signature` and decrypted (the appid inside must be ours), and anything that fails is
-//! refused before it can change anything. Replies are encrypted when the push was. WeChat gives
-//! up after five seconds, so a push that takes longer is answered `success` while its handling
-//! finishes in the background: its effect is never lost, and WeChat does not retry it.
+//! `GET` is WeChat's URL check. `POST` takes pushes in the account's message mode
+//! (`WECHAT_OA_MESSAGE_MODE`): safe mode takes encrypted pushes only; compatible and plaintext
+//! mode also take plaintext ones. The signature and the timestamp window are checked, encrypted
+//! bodies are authenticated by `msg_signature` and decrypted (the appid inside must be ours), and
+//! anything that fails is refused before it can change anything. The URL signature does not
+//! cover the body, so the URL's (timestamp, nonce) is bound to the first body taken under it
+//! ([`crate::domain::oa`]): a captured URL cannot carry another body. Replies are encrypted when
+//! the push was. WeChat gives up after five seconds, so a push that takes longer is answered
+//! `success` while its handling finishes in the background: its effect is never lost, and
+//! WeChat does not retry it.
 
 use std::time::Duration;
 
@@ -14,13 +18,14 @@ use poem::web::{Data, Query};
 use poem::{handler, IntoResponse, Response};
 use rand::Rng;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
 use crate::db;
-use crate::domain::oa::{handle_push, OfficialAccount};
+use crate::domain::oa::{handle_push, OfficialAccount, SignedPush};
 use crate::error::ApiError;
 use crate::wechat::api::AppCredentials;
-use crate::wechat::oa::crypto::{verify_signature, MsgCrypt};
+use crate::wechat::oa::crypto::{verify_signature, within_window, MsgCrypt};
 use crate::wechat::oa::message::{parse_envelope, parse_message, MAX_XML_BYTES};
 use crate::wechat::oa::reply::{encrypted_reply, text_reply};
 
@@ -50,20 +55,37 @@ fn configured(state: &AppState) -> Result<(String, String), ApiError> {
     }
 }
 
+/// A push URL that checked out: its timestamp as sent and as a number, and its nonce.
+struct SignedUrl {
+    timestamp: String,
+    at: i64,
+    nonce: String,
+}
+
 /// Checks the URL signature and that the timestamp is within the window.
-fn check_signed(state: &AppState, token: &str, q: &CallbackQuery) -> Result<(String, String), ApiError> {
+fn check_signed(state: &AppState, token: &str, q: &CallbackQuery) -> Result<SignedUrl, ApiError> {
     let (Some(signature), Some(timestamp), Some(nonce)) = (&q.signature, &q.timestamp, &q.nonce) else {
         return Err(rejected("signature, timestamp and nonce are required"));
     };
-    let ts: i64 = timestamp.parse().map_err(|_| rejected("timestamp is not a number"))?;
-    let now = db::now_ms() / 1000;
-    if (now - ts).unsigned_abs() > state.settings.wechat.oa_timestamp_window_secs {
+    let at: i64 = timestamp.parse().map_err(|_| rejected("timestamp is not a number"))?;
+    if !within_window(db::now_ms() / 1000, at, state.settings.wechat.oa_timestamp_window_secs) {
         return Err(rejected("timestamp is outside the allowed window"));
     }
     if !verify_signature(signature, &[token, timestamp, nonce]) {
         return Err(rejected("bad signature"));
     }
-    Ok((timestamp.clone(), nonce.clone()))
+    Ok(SignedUrl { timestamp: timestamp.clone(), at, nonce: nonce.clone() })
+}
+
+/// The refusal of an encrypted push the account cannot read: its key is missing or unusable.
+/// The start-up warnings name the setting; this is the operator's to fix, not WeChat's.
+fn cannot_decrypt() -> ApiError {
+    tracing::warn!("an encrypted push arrived and WECHAT_OA_AES_KEY is missing or unusable; refused");
+    ApiError::BadRequest {
+        code: "encryption_not_configured",
+        message: "the push is encrypted and the official account has no usable EncodingAESKey (WECHAT_OA_AES_KEY)"
+            .into(),
+    }
 }
 
 /// WeChat's URL check: answer `echostr` when the signature is ours.
@@ -83,7 +105,8 @@ pub async fn receive_push(
     body: Vec<u8>,
 ) -> Result<Response, ApiError> {
     let (appid, token) = configured(&state)?;
-    let (timestamp, nonce) = check_signed(&state, &token, &q)?;
+    let url = check_signed(&state, &token, &q)?;
+    let (timestamp, nonce) = (url.timestamp.as_str(), url.nonce.as_str());
     if body.len() > MAX_XML_BYTES {
         return Err(ApiError::PayloadTooLarge);
     }
@@ -93,19 +116,19 @@ pub async fn receive_push(
         |e: crate::wechat::oa::message::XmlError| ApiError::BadRequest { code: "invalid_xml", message: e.to_string() };
 
     let encrypted = q.encrypt_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("aes"));
+    if !encrypted && !state.settings.wechat.oa_message_mode().takes_plaintext() {
+        // The URL signature covers no body: in safe mode only msg_signature authenticates one.
+        return Err(ApiError::EncryptionRequired(
+            "this official account takes encrypted pushes only (encrypt_type=aes; WECHAT_OA_MESSAGE_MODE=safe)",
+        ));
+    }
     let (crypt, inner) = if encrypted {
-        let key = state
-            .settings
-            .wechat
-            .oa_aes_key
-            .as_ref()
-            .ok_or(ApiError::NotConfigured("the official account's EncodingAESKey (WECHAT_OA_AES_KEY)"))?;
-        let crypt = MsgCrypt::new(key.expose(), &appid)
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("WECHAT_OA_AES_KEY is unusable: {e}")))?;
+        let key = state.settings.wechat.oa_aes_key.as_ref().ok_or_else(cannot_decrypt)?;
+        let crypt = MsgCrypt::new(key.expose(), &appid).map_err(|_| cannot_decrypt())?;
         let envelope = parse_envelope(&body).map_err(bad_xml)?;
         let encrypt = envelope.encrypt.ok_or_else(|| rejected("an encrypted push carries no Encrypt"))?;
         let msg_signature = q.msg_signature.as_deref().ok_or_else(|| rejected("msg_signature is required"))?;
-        if !verify_signature(msg_signature, &[&token, &timestamp, &nonce, &encrypt]) {
+        if !verify_signature(msg_signature, &[&token, timestamp, nonce, &encrypt]) {
             return Err(rejected("bad msg_signature"));
         }
         let inner = crypt.decrypt(&encrypt).map_err(|e| rejected(&format!("cannot decrypt the push: {e}")))?;
@@ -113,13 +136,17 @@ pub async fn receive_push(
     } else {
         (None, body)
     };
+    // What the URL is bound to: the message acted on. For a plaintext push that is the raw body;
+    // for an encrypted one the decrypted message, which msg_signature already ties to this URL,
+    // so a redelivery that WeChat encrypted afresh is still the same body.
+    let body_sha256 = hex::encode(Sha256::digest(inner.as_bytes()));
     let msg = parse_message(&inner).map_err(bad_xml)?;
     // The message's own time dates its effects; it must be as fresh as the URL's timestamp.
-    let now = db::now_ms() / 1000;
-    if (now - msg.create_time).unsigned_abs() > state.settings.wechat.oa_timestamp_window_secs {
+    if !within_window(db::now_ms() / 1000, msg.create_time, state.settings.wechat.oa_timestamp_window_secs) {
         return Err(rejected("CreateTime is outside the allowed window"));
     }
     let at_ms = msg.create_time.saturating_mul(1000);
+    let signed = SignedPush { url_timestamp: url.at, nonce: url.nonce.clone(), body_sha256 };
 
     let oa = OfficialAccount {
         appid: appid.clone(),
@@ -134,7 +161,8 @@ pub async fn receive_push(
     let (db, group, checkins, wechat) =
         (state.db.clone(), state.group.clone(), state.checkins.clone(), state.wechat.clone());
     let work_msg = msg.clone();
-    let work = tokio::spawn(async move { handle_push(&db, &group, &checkins, &wechat, &oa, &work_msg, at_ms).await });
+    let work =
+        tokio::spawn(async move { handle_push(&db, &group, &checkins, &wechat, &oa, &signed, &work_msg, at_ms).await });
     let reply = match tokio::time::timeout(ANSWER_WITHIN, work).await {
         Ok(Ok(Ok(reply))) => reply,
         Ok(Ok(Err(e))) => return Err(e.into()),

@@ -1,4 +1,5 @@
-//! WeChat bookkeeping: the dedupe record of OA pushes and the shared access-token cache.
+//! WeChat bookkeeping: the dedupe record of OA pushes, the binding of each push URL's (timestamp,
+//! nonce) to its body, and the shared access-token cache.
 
 use sqlx::{Any, AnyPool, Executor};
 
@@ -104,6 +105,69 @@ pub async fn insert_pushes(tx: &mut Tx, appid: &str, pushes: &[HandledPush<'_>])
         q.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// A push URL's (timestamp, nonce) and the SHA-256 (hex) of the body that came with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NonceClaim<'a> {
+    pub url_timestamp: i64,
+    pub nonce: &'a str,
+    pub body_sha256: &'a str,
+}
+
+/// The body hash a push URL's (timestamp, nonce) is bound to, if a push was taken under it.
+pub async fn nonce_binding<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    appid: &str,
+    url_timestamp: i64,
+    nonce: &str,
+) -> DbResult<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT body_sha256 FROM wechat_push_nonces WHERE url_timestamp = $1 AND appid = $2 AND nonce = $3",
+    )
+    .bind(url_timestamp)
+    .bind(appid)
+    .bind(nonce)
+    .fetch_optional(ex)
+    .await?;
+    Ok(row.map(|(h,)| h))
+}
+
+/// Binds each (timestamp, nonce) to its body unless it is bound already, in the caller's
+/// transaction, one statement per [`super::ROWS_PER_STATEMENT`] claims; answers, for every claim,
+/// `(timestamp, nonce, hash it is bound to)`: its own body's, or the earlier body's. A binding
+/// being made by a concurrent transaction is waited for. The claims must be distinct pairs.
+pub async fn bind_nonces(
+    tx: &mut Tx,
+    appid: &str,
+    claims: &[NonceClaim<'_>],
+    now: i64,
+) -> DbResult<Vec<(i64, String, String)>> {
+    let mut bound = Vec::with_capacity(claims.len());
+    for chunk in claims.chunks(super::ROWS_PER_STATEMENT) {
+        // The no-op update makes RETURNING answer the stored row on a conflict, in both engines.
+        let sql = format!(
+            "INSERT INTO wechat_push_nonces (url_timestamp, appid, nonce, body_sha256, received_at) VALUES {} \
+             ON CONFLICT (url_timestamp, appid, nonce) DO UPDATE SET body_sha256 = wechat_push_nonces.body_sha256 \
+             RETURNING url_timestamp, nonce, body_sha256",
+            super::values_list(chunk.len(), 5, 1)
+        );
+        let sql = super::positional(tx, sql);
+        let mut q = sqlx::query_as::<_, (i64, String, String)>(&sql);
+        for c in chunk {
+            q = q.bind(c.url_timestamp).bind(appid).bind(c.nonce).bind(c.body_sha256).bind(now);
+        }
+        bound.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(bound)
+}
+
+/// Forgets the bindings of URLs dated before `before` (unix seconds): no push dated then passes
+/// the timestamp window any more. Answers how many went.
+pub async fn prune_nonces(pool: &AnyPool, before: i64) -> DbResult<u64> {
+    let done =
+        sqlx::query("DELETE FROM wechat_push_nonces WHERE url_timestamp < $1").bind(before).execute(pool).await?;
+    Ok(done.rows_affected())
 }
 
 /// The cached token of an app.

@@ -2,8 +2,10 @@
 //! and writes them together with a handful of multi-row statements, whatever their number.
 //!
 //! On a festival evening most pushes are check-ins by residents we already know. Handled one by
-//! one, each cost about twenty statements; here a group costs nine: the pushes seen before (their
-//! stored replies answer redeliveries), the residents behind the openids, their accounts (opened
+//! one, each cost about twenty statements; here a group costs ten: the binding of each push's URL
+//! (timestamp, nonce) to its body (a push whose URL came with another body is refused, see
+//! [`super::oa`]), the pushes seen before (their stored replies answer redeliveries), the
+//! residents behind the openids, their accounts (opened
 //! as needed), their check-ins since yesterday, then the new check-ins, the balances, the ledger
 //! rows and the handled pushes with their replies. Streaks, bonuses and replies are worked out in
 //! memory from what was read, in the order the pushes arrived, exactly as the one-by-one path does
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::oa::SignedPush;
 use super::points::{local_day, streak_bonus, Checkin, Kind, Rules, Source};
 use super::{DomainError, DomainResult};
 use crate::db::points::{self as store, NewCheckin, NewLedgerRow, ProgrammeRow};
@@ -38,6 +41,8 @@ const ATTEMPTS: usize = 8;
 #[derive(Clone, Debug)]
 pub struct CheckinPush {
     pub appid: String,
+    /// The URL it came under and its body's hash.
+    pub signed: SignedPush,
     pub dedupe_key: String,
     pub openid: String,
     pub msg_type: &'static str,
@@ -53,6 +58,8 @@ pub enum Handled {
     Reply(Option<String>),
     /// From an openid not known yet: for the general path, which makes the resident.
     Stranger,
+    /// Its URL's (timestamp, nonce) came with another body first: refused, nothing written.
+    NonceReused,
 }
 
 struct Job {
@@ -172,6 +179,8 @@ struct Resident {
 
 /// What one job came to, before the balances are known.
 enum Plan {
+    /// Another body was taken under its URL.
+    NonceReused,
     Redelivery(Option<String>),
     /// A second delivery of a push earlier in this same group: its answer.
     Echo(usize),
@@ -189,11 +198,38 @@ async fn write_once(db: &Db, jobs: &[Job]) -> DomainResult<Vec<Handled>> {
     let rules = Rules::of(&programme);
     let mut tx = db.begin().await?;
 
+    // Each URL bound to the first body of the group under it (or to the one bound before).
+    let mut claims: Vec<pushes::NonceClaim<'_>> = Vec::with_capacity(jobs.len());
+    let mut claimed: HashSet<(i64, &str)> = HashSet::with_capacity(jobs.len());
+    for job in jobs {
+        let claim = job.push.signed.claim();
+        if claimed.insert((claim.url_timestamp, claim.nonce)) {
+            claims.push(claim);
+        }
+    }
+    // In one order everywhere, so that two instances' groups meeting on the same URLs wait for
+    // each other instead of deadlocking.
+    claims.sort_unstable_by(|a, b| (a.url_timestamp, a.nonce).cmp(&(b.url_timestamp, b.nonce)));
+    let bound: HashMap<(i64, String), String> = pushes::bind_nonces(&mut tx, appid, &claims, db::now_ms())
+        .await?
+        .into_iter()
+        .map(|(ts, nonce, hash)| ((ts, nonce), hash))
+        .collect();
+    let refused: Vec<bool> = jobs
+        .iter()
+        .map(|j| {
+            let s = &j.push.signed;
+            bound.get(&(s.url_timestamp, s.nonce.clone())).is_none_or(|hash| *hash != s.body_sha256)
+        })
+        .collect();
+
     let keys: Vec<&str> = jobs.iter().map(|j| j.push.dedupe_key.as_str()).collect();
     let seen: HashMap<String, Option<String>> = pushes::seen_pushes(&mut tx, appid, &keys).await?.into_iter().collect();
     let openids: Vec<&str> = jobs
         .iter()
-        .filter(|j| !seen.contains_key(&j.push.dedupe_key))
+        .zip(&refused)
+        .filter(|(j, refused)| !**refused && !seen.contains_key(&j.push.dedupe_key))
+        .map(|(j, _)| j)
         .map(|j| j.push.openid.as_str())
         .collect::<HashSet<_>>()
         .into_iter()
@@ -223,6 +259,10 @@ async fn write_once(db: &Db, jobs: &[Job]) -> DomainResult<Vec<Handled>> {
     let mut new_checkins = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         let key = job.push.dedupe_key.as_str();
+        if refused[i] {
+            plans.push(Plan::NonceReused);
+            continue;
+        }
         if let Some(reply) = seen.get(key) {
             plans.push(Plan::Redelivery(reply.clone()));
             continue;
@@ -311,6 +351,7 @@ async fn write_once(db: &Db, jobs: &[Job]) -> DomainResult<Vec<Handled>> {
     let mut answers: Vec<Handled> = Vec::with_capacity(jobs.len());
     for plan in &plans {
         answers.push(match plan {
+            Plan::NonceReused => Handled::NonceReused,
             Plan::Redelivery(reply) => Handled::Reply(reply.clone()),
             Plan::Echo(first) => answers[*first].clone(),
             Plan::Stranger => Handled::Stranger,
@@ -329,7 +370,7 @@ async fn write_once(db: &Db, jobs: &[Job]) -> DomainResult<Vec<Handled>> {
             event: job.push.event.as_deref(),
             reply: match answer {
                 Handled::Reply(r) => r.as_deref(),
-                Handled::Stranger => None,
+                Handled::Stranger | Handled::NonceReused => None,
             },
             received_at: job.push.at_ms,
         })

@@ -2,11 +2,18 @@
 //! first-follow and referral rewards; a check-in by menu or keyword earns the day's points; an
 //! unfollow is recorded. Each push has one effect however often WeChat delivers it, and every
 //! delivery gets the answer the first one got.
+//!
+//! The URL signature covers the token, timestamp and nonce, not the body, so whoever sees one
+//! callback URL (in a proxy's or an access log) could post any body under it while its timestamp
+//! is fresh. Each URL's (timestamp, nonce) is therefore bound, durably and for every instance, to
+//! the SHA-256 of the first body taken under it, in the transaction that applies that body: a
+//! different body under a bound URL is refused (409 `push_nonce_reused`) and changes nothing;
+//! the same body again is a redelivery and gets the first answer.
 
 use super::checkin_writer::{CheckinPush, CheckinWriter, Handled};
 use super::points::{self, Checkin, Kind, Posted, Posting, Rules, Source};
 use super::residents::{self, invite_code_of_scene, AppKind};
-use super::DomainResult;
+use super::{DomainError, DomainResult};
 use crate::db::group::GroupCommit;
 use crate::db::points::ProgrammeRow;
 use crate::db::{self, Db, Tx};
@@ -23,15 +30,39 @@ pub struct OfficialAccount {
     pub company_id: Option<i64>,
 }
 
+/// The URL a push came under (its signature checked) and the SHA-256 (hex) of its raw body.
+#[derive(Clone, Debug)]
+pub struct SignedPush {
+    pub url_timestamp: i64,
+    pub nonce: String,
+    pub body_sha256: String,
+}
+
+impl SignedPush {
+    pub fn claim(&self) -> db::wechat::NonceClaim<'_> {
+        db::wechat::NonceClaim { url_timestamp: self.url_timestamp, nonce: &self.nonce, body_sha256: &self.body_sha256 }
+    }
+}
+
+/// The refusal of a body under a URL already bound to another body.
+pub fn nonce_reused() -> DomainError {
+    DomainError::conflict(
+        "push_nonce_reused",
+        "this timestamp and nonce already came with another body: a signed URL carries one push only",
+    )
+}
+
 /// Handles one push and answers the text to reply with (`None`: reply `success`). `at_ms` is
 /// when the resident acted (the push's `CreateTime`, checked by the caller against the clock):
 /// check-in days and records are dated by it, so a redelivery lands on the same day.
+#[allow(clippy::too_many_arguments)]
 pub async fn handle_push(
     db: &Db,
     group: &GroupCommit,
     checkins: &CheckinWriter,
     wechat: &WechatClient,
     oa: &OfficialAccount,
+    signed: &SignedPush,
     msg: &Message,
     at_ms: i64,
 ) -> DomainResult<Option<String>> {
@@ -43,20 +74,31 @@ pub async fn handle_push(
                 let (msg_type, event) = labels(msg);
                 let push = CheckinPush {
                     appid: oa.appid.clone(),
+                    signed: signed.clone(),
                     dedupe_key: key.clone(),
                     openid: msg.from_user.clone(),
                     msg_type: if msg_type == "text" { "text" } else { "event" },
                     event,
                     at_ms,
                 };
-                if let Handled::Reply(reply) = checkins.write(programme, push).await? {
-                    return Ok(reply);
+                match checkins.write(programme, push).await? {
+                    Handled::Reply(reply) => return Ok(reply),
+                    Handled::NonceReused => return Err(nonce_reused()),
+                    Handled::Stranger => {}
                 }
             }
         }
     }
-    if let Some(reply) = db::wechat::seen_push(db.reader(), &oa.appid, &key).await? {
-        return Ok(reply);
+    // A redelivery under its own URL is answered from the read pool; another body under a bound
+    // URL is refused there too. A URL not bound yet is bound in the write below.
+    match db::wechat::nonce_binding(db.reader(), &oa.appid, signed.url_timestamp, &signed.nonce).await? {
+        Some(bound) if bound != signed.body_sha256 => return Err(nonce_reused()),
+        Some(_) => {
+            if let Some(reply) = db::wechat::seen_push(db.reader(), &oa.appid, &key).await? {
+                return Ok(reply);
+            }
+        }
+        None => {}
     }
     // Learn the unionid of an openid new to us before the transaction: no transaction is held
     // open across a call to WeChat. A failure only means the resident is keyed by openid for now.
@@ -69,23 +111,31 @@ pub async fn handle_push(
     // The write goes through the group writer: many pushes share a commit, each answered once
     // committed. One resident's pushes share a lane, so they are applied in order.
     let lane = msg.from_user.bytes().fold(0i64, |h, b| h.wrapping_mul(31).wrapping_add(i64::from(b)));
-    let (oa, msg) = (oa.clone(), msg.clone());
+    let (oa, msg, signed) = (oa.clone(), msg.clone(), signed.clone());
     group
-        .run(lane, move |tx| Box::pin(async move { apply_push(tx, &oa, &msg, &key, unionid.as_deref(), at_ms).await }))
+        .run(lane, move |tx| {
+            Box::pin(async move { apply_push(tx, &oa, &signed, &msg, &key, unionid.as_deref(), at_ms).await })
+        })
         .await
-        .map_err(|e| super::DomainError::Upstream(e.to_string()))?
+        .map_err(|e| DomainError::Upstream(e.to_string()))?
 }
 
-/// Claims the push's dedupe row and applies it, in the caller's transaction; a redelivery gets the
-/// first delivery's answer.
+/// Binds the push's URL to its body, claims its dedupe row and applies it, in the caller's
+/// transaction; a redelivery gets the first delivery's answer, another body under the URL a
+/// refusal (the job's savepoint is rolled back: nothing of it stays).
 async fn apply_push(
     tx: &mut Tx,
     oa: &OfficialAccount,
+    signed: &SignedPush,
     msg: &Message,
     key: &str,
     unionid: Option<&str>,
     now: i64,
 ) -> DomainResult<Option<String>> {
+    let bound = db::wechat::bind_nonces(tx, &oa.appid, &[signed.claim()], db::now_ms()).await?;
+    if bound.iter().any(|(_, _, hash)| *hash != signed.body_sha256) {
+        return Err(nonce_reused());
+    }
     let (msg_type, event) = labels(msg);
     if !db::wechat::claim_push(tx, &oa.appid, key, &msg.from_user, msg_type, event.as_deref(), now).await? {
         // A redelivery: the first delivery has committed (a concurrent one waited for it), or is

@@ -204,6 +204,7 @@ impl Rules {
 }
 
 /// The local day number (days since 1970-01-01 in the programme's time zone) of an instant.
+/// Saturating: an instant can come from a push's `CreateTime`, and an absurd one must not wrap.
 pub fn local_day(at_ms: i64, utc_offset_minutes: i64) -> i64 {
     // Saturating: an instant near the ends of i64 (a push's CreateTime) is a far day, not a wrap.
     at_ms.saturating_add(utc_offset_minutes.saturating_mul(60_000)).div_euclid(DAY_MS)

@@ -1,10 +1,16 @@
 //! The official-account webhook end to end: wechat-mock plays WeChat (pushes signed and, in safe
 //! mode, encrypted with its own implementation of the protocol) against the real app.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use linli::config::OaMessageMode;
+use linli::wechat::oa::crypto::{signature, MsgCrypt};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::json;
 use wechat_mock::{PushMode, Tamper};
 
-use crate::helpers::{spawn_oa_app, OaApp};
+use crate::helpers::{spawn_oa_app, spawn_oa_app_with, Answer, OaApp};
 
 const WINDOW: u64 = 300;
 /// Monday 2026-11-16 23:59:00 in Asia/Shanghai (15:59:00 UTC).
@@ -27,9 +33,15 @@ async fn resident_of(app: &OaApp, openid: &str) -> i64 {
     id
 }
 
+/// What a refused push must leave as it was.
+const FINGERPRINT: &str = "SELECT (SELECT COUNT(*) FROM wechat_pushes) + (SELECT COUNT(*) FROM residents) \
+                           + (SELECT COUNT(*) FROM points_ledger) + (SELECT COUNT(*) FROM follow_events) \
+                           + (SELECT COUNT(*) FROM checkins)";
+
 #[tokio::test]
 async fn a_resident_follows_checks_in_and_sees_the_result_in_every_mode() {
-    let app = spawn_oa_app(None, WINDOW).await;
+    // Compatible mode, chosen explicitly, takes all three (an account with a key is safe-only by default).
+    let app = spawn_oa_app_with(|s| s.wechat.oa_message_mode = Some(OaMessageMode::Compat)).await;
     for mode in [PushMode::Plaintext, PushMode::Compatible, PushMode::Safe] {
         let pusher = app.pusher(mode);
         let user = app.mock.add_user();
@@ -90,7 +102,7 @@ async fn the_same_push_delivered_three_times_at_once_has_one_effect_and_three_an
 #[tokio::test]
 async fn a_burst_of_check_ins_by_one_resident_credits_once() {
     let app = spawn_oa_app(None, WINDOW).await;
-    let pusher = app.pusher(PushMode::Plaintext);
+    let pusher = app.pusher(PushMode::Safe);
     let user = app.mock.add_user();
     app.say(&pusher, &pusher.follow(&user.oa_openid)).await;
     // Twelve distinct pushes at once: keywords (distinct MsgIds) and menu clicks (events are told
@@ -161,7 +173,8 @@ async fn many_residents_checking_in_at_once_through_two_instances_are_each_credi
 
 #[tokio::test]
 async fn bad_stale_or_foreign_pushes_are_refused_and_change_nothing() {
-    let app = spawn_oa_app(None, WINDOW).await;
+    // Compatible mode, so that plaintext bodies reach the XML parser.
+    let app = spawn_oa_app_with(|s| s.wechat.oa_message_mode = Some(OaMessageMode::Compat)).await;
     let safe = app.pusher(PushMode::Safe);
     let plain = app.pusher(PushMode::Plaintext);
     let user = app.mock.add_user();
@@ -463,5 +476,317 @@ async fn operators_configure_rules_issue_points_and_read_the_ledger() {
     .await
     .expect(200);
     app.post(&outsider, &format!("/admin/v1/companies/{other}/points/adjustments"), grant).await.expect(404);
+    app.assert_ledger_balanced().await;
+}
+
+// ---- Captured callback URLs, message modes and numbers at the edges of i64 ----------------------
+
+/// A captured push's URL (as a proxy or an access log shows it) without the parameters in `drop`.
+fn captured_url(push: &wechat_mock::Push, drop: &[&str]) -> reqwest::Url {
+    let url = reqwest::Url::parse(push.url()).unwrap();
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !drop.contains(&k.as_ref()))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut out = url.clone();
+    out.query_pairs_mut().clear().extend_pairs(kept);
+    out
+}
+
+/// Posts `body` under a captured push's URL, as whoever saw the URL can.
+async fn post_under(app: &OaApp, url: reqwest::Url, body: &str) -> Answer {
+    app.send(app.client.post(url).body(body.to_owned())).await
+}
+
+#[tokio::test]
+async fn a_plaintext_push_under_a_captured_safe_mode_url_is_refused_and_credits_nothing() {
+    // The account has an AES key and no mode set: safe mode, encrypted pushes only.
+    let app = spawn_oa_app(None, WINDOW).await;
+    let (safe, plain) = (app.pusher(PushMode::Safe), app.pusher(PushMode::Plaintext));
+    let (victim, someone) = (app.mock.add_user(), app.mock.add_user());
+    app.say(&safe, &safe.follow(&victim.oa_openid)).await;
+    let seen = safe.text(&someone.oa_openid, "你好");
+    app.say(&safe, &seen).await;
+    let before = app.count(FINGERPRINT).await;
+
+    // A plaintext check-in posted under the seen URL, without its encryption parameters, and with.
+    let forged = plain.text(&victim.oa_openid, "签到");
+    let a = post_under(&app, captured_url(&seen, &["encrypt_type", "msg_signature"]), forged.body()).await;
+    assert_eq!((a.status.as_u16(), a.code()), (401, "encryption_required"), "{}", a.body);
+    let a = post_under(&app, captured_url(&seen, &[]), forged.body()).await;
+    assert_eq!((a.status.as_u16(), a.code()), (401, "bad_signature"), "{}", a.body);
+    // A plaintext push signed exactly as WeChat signs one: still not taken.
+    let outcome = plain.deliver(&forged).await.unwrap();
+    assert_eq!(outcome.status, 401, "{}", outcome.body);
+    assert!(outcome.body.contains("encryption_required"), "{}", outcome.body);
+
+    assert_eq!(app.count(FINGERPRINT).await, before);
+    assert_eq!(balance(&app, resident_of(&app, &victim.oa_openid).await).await, 10);
+    // The resident's own check-in, encrypted, still counts.
+    let reply = app.say(&safe, &safe.text(&victim.oa_openid, "签到")).await.unwrap();
+    assert!(reply.contains("签到成功"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_captured_url_carries_one_body_only() {
+    // No AES key: plaintext mode, where the URL signature is all there is.
+    let app = spawn_oa_app_with(|s| s.wechat.oa_aes_key = None).await;
+    let plain = app.pusher(PushMode::Plaintext);
+    let (resident, other) = (app.mock.add_user(), app.mock.add_user());
+    app.say(&plain, &plain.follow(&resident.oa_openid)).await;
+    app.say(&plain, &plain.follow(&other.oa_openid)).await;
+    // URLs seen in a log: a follow (the general path) and a check-in (the check-in writer's).
+    let follow = plain.follow(&app.mock.add_user().oa_openid);
+    let followed = app.say(&plain, &follow).await.unwrap();
+    let checkin = plain.text(&resident.oa_openid, "签到");
+    let checked_in = app.say(&plain, &checkin).await.unwrap();
+    assert!(checked_in.contains("签到成功"), "{checked_in}");
+    let before = app.count(FINGERPRINT).await;
+
+    // Under each: another resident's check-in, and five follows of new users (each +10).
+    let mut forged = vec![plain.text(&other.oa_openid, "签到")];
+    forged.extend((0..5).map(|_| plain.follow(&app.mock.add_user().oa_openid)));
+    for seen in [&follow, &checkin] {
+        for f in &forged {
+            let a = post_under(&app, captured_url(seen, &[]), f.body()).await;
+            assert_eq!((a.status.as_u16(), a.code()), (409, "push_nonce_reused"), "{}", a.body);
+        }
+    }
+    assert_eq!(app.count(FINGERPRINT).await, before);
+    assert_eq!(balance(&app, resident_of(&app, &other.oa_openid).await).await, 10);
+    assert_eq!(balance(&app, resident_of(&app, &resident.oa_openid).await).await, 15);
+    // The URLs' own bodies again are redeliveries: the first answers.
+    assert_eq!(app.say(&plain, &follow).await.unwrap(), followed);
+    assert_eq!(app.say(&plain, &checkin).await.unwrap(), checked_in);
+    // Each forged body under its own genuine URL is a push like any other.
+    let reply = app.say(&plain, &forged[0]).await.unwrap();
+    assert!(reply.contains("签到成功"), "{reply}");
+    app.assert_ledger_balanced().await;
+
+    // The bindings go once no push dated like them can pass the window any more.
+    let bound = app.count("SELECT COUNT(*) FROM wechat_push_nonces").await;
+    assert_eq!(bound, 5, "three follows and two check-ins");
+    let now = linli::db::now_ms();
+    assert_eq!(linli::workers::expiry::prune_push_nonces(&app.db, now, WINDOW).await.unwrap(), 0);
+    let later = now + 2 * (WINDOW as i64 + 60) * 1000;
+    assert_eq!(linli::workers::expiry::prune_push_nonces(&app.db, later, WINDOW).await.unwrap(), 5);
+}
+
+/// Delivers `genuine` `n` times and posts `forged`'s body under its URL `m` times, all at once:
+/// (genuine answers, forged statuses).
+async fn genuine_and_forged_at_once(
+    app: &OaApp,
+    pusher: &wechat_mock::OaPusher,
+    genuine: &wechat_mock::Push,
+    forged: &wechat_mock::Push,
+    n: usize,
+    m: usize,
+) -> (Vec<(u16, Option<String>)>, Vec<u16>) {
+    let mut runs = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (pusher, push) = (pusher.clone(), genuine.clone());
+        runs.spawn(async move {
+            let o = pusher.deliver(&push).await.unwrap();
+            (true, o.status, o.text().map(|t| t.content.clone()))
+        });
+    }
+    for _ in 0..m {
+        let (client, url, body) = (app.client.clone(), captured_url(genuine, &[]), forged.body().to_owned());
+        runs.spawn(async move { (false, client.post(url).body(body).send().await.unwrap().status().as_u16(), None) });
+    }
+    let mut out = (Vec::new(), Vec::new());
+    for (is_genuine, status, text) in runs.join_all().await {
+        if is_genuine {
+            out.0.push((status, text));
+        } else {
+            out.1.push(status);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn redeliveries_at_once_get_the_first_answer_and_a_forgery_among_them_is_refused() {
+    let app = spawn_oa_app_with(|s| s.wechat.oa_aes_key = None).await;
+    let plain = app.pusher(PushMode::Plaintext);
+    let users: Vec<_> = (0..3).map(|_| app.mock.add_user()).collect();
+    for u in &users {
+        app.say(&plain, &plain.follow(&u.oa_openid)).await;
+    }
+    let (a, b, c) = (&users[0].oa_openid, &users[1].oa_openid, &users[2].oa_openid);
+
+    // Delivered once, then three times at once with two forged bodies under its URL among them.
+    let genuine = plain.text(a, "签到");
+    let first = app.say(&plain, &genuine).await.unwrap();
+    let (answers, forged) = genuine_and_forged_at_once(&app, &plain, &genuine, &plain.text(b, "签到"), 3, 2).await;
+    assert!(answers.iter().all(|(s, t)| *s == 200 && t.as_deref() == Some(first.as_str())), "{answers:?}");
+    assert_eq!(forged, [409, 409]);
+
+    // From cold, all at once: whichever body is bound first is the one the URL carries.
+    let genuine = plain.text(c, "签到");
+    let (answers, forged) = genuine_and_forged_at_once(&app, &plain, &genuine, &plain.text(b, "签到"), 3, 1).await;
+    if answers[0].0 == 200 {
+        let text = answers[0].1.clone().unwrap();
+        assert!(text.contains("签到成功"), "{text}");
+        assert!(answers.iter().all(|(s, t)| *s == 200 && *t == Some(text.clone())), "{answers:?}");
+        assert_eq!(forged, [409]);
+    } else {
+        assert!(answers.iter().all(|(s, _)| *s == 409), "{answers:?}");
+        assert_eq!(forged, [200]);
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM checkins").await, 2, "a's, and one of b's and c's");
+    assert_eq!(app.count("SELECT COUNT(*) FROM points_ledger WHERE source = 'checkin'").await, 2);
+    assert_eq!(balance(&app, resident_of(&app, a).await).await, 15);
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn an_encrypted_push_to_an_account_without_an_aes_key_is_refused_with_a_4xx() {
+    let app = spawn_oa_app_with(|s| s.wechat.oa_aes_key = None).await;
+    let user = app.mock.add_user();
+    for mode in [PushMode::Safe, PushMode::Compatible] {
+        let pusher = app.pusher(mode);
+        let outcome = pusher.deliver(&pusher.follow(&user.oa_openid)).await.unwrap();
+        assert_eq!(outcome.status, 400, "{mode:?}: {}", outcome.body);
+        let body: serde_json::Value = serde_json::from_str(&outcome.body).unwrap();
+        assert_eq!(body["code"], "encryption_not_configured");
+    }
+    assert_eq!(app.count(FINGERPRINT).await, 0);
+    // Plaintext pushes are this account's mode, and are taken.
+    let plain = app.pusher(PushMode::Plaintext);
+    assert!(app.say(&plain, &plain.follow(&user.oa_openid)).await.unwrap().contains("关注奖励"));
+}
+
+#[tokio::test]
+async fn plaintext_mode_chosen_with_a_key_takes_plaintext_and_encrypted_pushes() {
+    let app = spawn_oa_app_with(|s| s.wechat.oa_message_mode = Some(OaMessageMode::Plain)).await;
+    let (plain, safe) = (app.pusher(PushMode::Plaintext), app.pusher(PushMode::Safe));
+    let user = app.mock.add_user();
+    assert!(app.say(&plain, &plain.follow(&user.oa_openid)).await.unwrap().contains("关注奖励 10"));
+    assert!(app.say(&safe, &safe.text(&user.oa_openid, "签到")).await.unwrap().contains("当前积分 15"));
+    app.assert_ledger_balanced().await;
+}
+
+/// A number a push carries, at a chosen value.
+#[derive(Clone, Copy, Debug)]
+enum Carried {
+    /// The URL's `timestamp` (and the GET URL check's).
+    UrlTimestamp(i64),
+    CreateTime(i64),
+    MsgId(i64),
+    /// The task id in a follow's `qrscene_t<task>_<code>`.
+    TaskScene(i64),
+    /// A SCAN's numeric scene id.
+    ScanScene(i64),
+}
+
+const EDGES: [i64; 6] = [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX];
+const CARRIERS: [fn(i64) -> Carried; 5] =
+    [Carried::UrlTimestamp, Carried::CreateTime, Carried::MsgId, Carried::TaskScene, Carried::ScanScene];
+
+/// Posts a safe-mode push (encrypted and signed by hand) carrying `carried`, and checks the
+/// answer: taken (200) when its times are within the window, else a typed 401 that wrote nothing;
+/// never a 5xx.
+async fn push_carrying(app: &OaApp, carried: Carried, n: usize) -> Result<(), String> {
+    let now = linli::db::now_ms() / 1000;
+    let user = app.mock.add_user();
+    let (url_ts, create_time) = match carried {
+        Carried::UrlTimestamp(v) => (v, now),
+        Carried::CreateTime(v) => (now, v),
+        _ => (now, now),
+    };
+    let fields = match carried {
+        Carried::MsgId(v) => format!("<MsgType>text</MsgType><Content>你好</Content><MsgId>{v}</MsgId>"),
+        Carried::TaskScene(v) => {
+            format!("<MsgType>event</MsgType><Event>subscribe</Event><EventKey>qrscene_t{v}_ABCDEFGH</EventKey>")
+        }
+        Carried::ScanScene(v) => format!("<MsgType>event</MsgType><Event>SCAN</Event><EventKey>{v}</EventKey>"),
+        _ => format!("<MsgType>text</MsgType><Content>你好</Content><MsgId>{}</MsgId>", 7_000_000 + n),
+    };
+    let xml = format!(
+        "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{create_time}</CreateTime>\
+         {fields}</xml>",
+        wechat_mock::OA_ORIGINAL_ID,
+        user.oa_openid
+    );
+    let (token, ts, nonce) = (wechat_mock::OA_CALLBACK_TOKEN, url_ts.to_string(), format!("{}", 900_000 + n));
+    let encrypt = MsgCrypt::new(wechat_mock::OA_ENCODING_AES_KEY, wechat_mock::OA_APPID).unwrap().encrypt(&xml);
+    let query = format!(
+        "signature={}&timestamp={ts}&nonce={nonce}&openid={}&encrypt_type=aes&msg_signature={}",
+        signature(&[token, &ts, &nonce]),
+        user.oa_openid,
+        signature(&[token, &ts, &nonce, &encrypt])
+    );
+    let body = format!(
+        "<xml><ToUserName>{}</ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>",
+        wechat_mock::OA_ORIGINAL_ID
+    );
+    // Within the window but for a second or two of clock between here and the server: taken;
+    // beyond it: refused; in between, either.
+    let distance = (i128::from(now) - i128::from(url_ts)).abs().max((i128::from(now) - i128::from(create_time)).abs());
+    let window = i128::from(WINDOW);
+    let expected = match distance {
+        d if d <= window - 2 => Some(200),
+        d if d > window + 2 => Some(401),
+        _ => None,
+    };
+    let before = app.count(FINGERPRINT).await;
+    let a = app.send(app.client.post(app.url(&format!("/wechat/oa/callback?{query}"))).body(body)).await;
+    let status = a.status.as_u16();
+    let what = format!("{carried:?}: {status} {}", a.body);
+    if status >= 500 || expected.is_some_and(|e| e != status) || !(status == 200 || status == 401) {
+        return Err(what);
+    }
+    if status == 401 {
+        if a.code() != "bad_signature" {
+            return Err(what);
+        }
+        if app.count(FINGERPRINT).await != before {
+            return Err(format!("{what}: a refused push wrote something"));
+        }
+    }
+    if let (Carried::UrlTimestamp(_), Some(_)) = (carried, expected) {
+        // WeChat's URL check under the same timestamp.
+        let q = format!("signature={}&timestamp={ts}&nonce={nonce}&echostr=e{n}", signature(&[token, &ts, &nonce]));
+        let check = app.send(app.client.get(app.url(&format!("/wechat/oa/callback?{q}")))).await;
+        if check.status.as_u16() != status {
+            return Err(format!("{what}: the URL check answered {}", check.status));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_number_a_push_carries_is_refused_or_taken_at_every_edge_of_i64_never_a_panic() {
+    let app = spawn_oa_app(None, WINDOW).await;
+    let now = linli::db::now_ms() / 1000;
+    let w = WINDOW as i64;
+    let near = [now - w - 5, now - w + 5, now - 1, now, now + 1, now + w - 5, now + w + 5];
+    let mut n = 0;
+    for carrier in CARRIERS {
+        for v in EDGES.iter().chain(&near) {
+            push_carrying(&app, carrier(*v), n).await.unwrap();
+            n += 1;
+        }
+    }
+    // And values drawn around the edges and the window, shrunk to the smallest failing one.
+    let values = prop_oneof![
+        proptest::sample::select(EDGES.to_vec()),
+        (now - w - 10)..=(now + w + 10),
+        any::<i64>(),
+        (i64::MIN..i64::MIN + 1000),
+        (i64::MAX - 1000..=i64::MAX),
+    ];
+    let counter = AtomicUsize::new(n);
+    let handle = tokio::runtime::Handle::current();
+    let mut runner = TestRunner::new(Config { cases: 48, failure_persistence: None, ..Config::default() });
+    runner
+        .run(&(0..CARRIERS.len(), values), |(carrier, v)| {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            tokio::task::block_in_place(|| handle.block_on(push_carrying(&app, CARRIERS[carrier](v), n)))
+                .map_err(TestCaseError::fail)
+        })
+        .unwrap();
     app.assert_ledger_balanced().await;
 }

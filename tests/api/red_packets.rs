@@ -17,7 +17,7 @@ struct Resident {
 }
 
 async fn residents(app: &OaApp, n: usize) -> Vec<Resident> {
-    let pusher = app.pusher(PushMode::Plaintext);
+    let pusher = app.pusher(PushMode::Safe);
     let mut out = Vec::with_capacity(n);
     let mut pending = tokio::task::JoinSet::new();
     for _ in 0..n {

@@ -2,6 +2,8 @@
 //!
 //! * [`signature`] / [`verify_signature`]: the SHA-1 signature WeChat puts in the callback URL
 //!   (`signature` over token, timestamp, nonce; `msg_signature` also over the `Encrypt` value).
+//! * [`within_window`]: whether a timestamp or `CreateTime` from a push is fresh, without
+//!   arithmetic that any value could overflow.
 //! * [`MsgCrypt`]: decrypts the `Encrypt` value of safe/compatible-mode pushes and encrypts passive replies.
 //!
 //! Wire format of an `Encrypt` value: standard base64 (with `=`) of AES-256-CBC ciphertext, key =
@@ -96,6 +98,13 @@ pub fn verify_signature(received: &str, parts: &[&str]) -> bool {
     }
     let diff = received.iter().zip(expected).fold(0u8, |acc, (r, e)| acc | (r.to_ascii_lowercase() ^ e));
     diff == 0
+}
+
+/// Whether `at` (unix seconds, as a push says) is at most `window_secs` from `now`. `at` is
+/// whatever the sender wrote, `i64::MIN` included: the difference is checked, and one that does
+/// not fit in an `i64` is as stale as it gets.
+pub fn within_window(now: i64, at: i64, window_secs: u64) -> bool {
+    now.checked_sub(at).is_some_and(|d| d.unsigned_abs() <= window_secs)
 }
 
 /// Safe-mode crypto for one official account: its 32-byte AES key and its appid.
@@ -483,8 +492,29 @@ mod tests {
         })
     }
 
+    #[test]
+    fn the_window_holds_at_every_edge_of_i64() {
+        let now = 1_794_844_740;
+        for at in [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX, i64::MAX - 1, now - 301, now + 301] {
+            assert!(!within_window(now, at, 300), "{at}");
+        }
+        for at in [now - 300, now, now + 300] {
+            assert!(within_window(now, at, 300), "{at}");
+        }
+        assert!(within_window(i64::MIN, i64::MIN, 0) && within_window(i64::MAX, i64::MAX, 0));
+        assert!(within_window(0, i64::MIN + 1, u64::MAX) && !within_window(1, i64::MIN, u64::MAX));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn the_window_is_the_exact_distance_and_never_overflows(now in any::<i64>(), at in any::<i64>(), w in any::<u64>()) {
+            let exact = (i128::from(now) - i128::from(at)).unsigned_abs();
+            let fits = i128::from(now) - i128::from(at) >= i128::from(i64::MIN)
+                && i128::from(now) - i128::from(at) <= i128::from(i64::MAX);
+            prop_assert_eq!(within_window(now, at, w), fits && exact <= u128::from(w));
+        }
 
         #[test]
         fn roundtrip(key in arb_key(), appid in "\\PC{1,40}", msg in any::<String>(), random in any::<[u8; 16]>()) {
