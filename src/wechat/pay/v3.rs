@@ -191,12 +191,6 @@ impl fmt::Debug for WechatPayKeys {
     }
 }
 
-impl AsRef<WechatPayKeys> for WechatPayKeys {
-    fn as_ref(&self) -> &WechatPayKeys {
-        self
-    }
-}
-
 /// The prefix of a WeChat Pay public key's id; any other serial names a platform certificate.
 pub const PUBLIC_KEY_ID_PREFIX: &str = "PUB_KEY_ID_";
 
@@ -361,13 +355,13 @@ fn open_resource(key: &[u8], resource: &EncryptedResource) -> Result<Vec<u8>, No
 /// [`V3Client::open_notification`] first fetches the platform certificates when the notification
 /// names one not held yet.
 pub fn open_notification(
-    keys: impl AsRef<WechatPayKeys>,
+    keys: &WechatPayKeys,
     api_v3_key: &Secret,
     headers: &SignedHeaders,
     body: &[u8],
     now_unix: i64,
 ) -> Result<(Notification, Vec<u8>), NotifyError> {
-    keys.as_ref().verify(headers, body, now_unix)?;
+    keys.verify(headers, body, now_unix)?;
     let notification: Notification = serde_json::from_slice(body).map_err(|err| NotifyError::Body(err.to_string()))?;
     let plaintext = decrypt_resource(api_v3_key, &notification.resource)?;
     Ok((notification, plaintext))
@@ -485,7 +479,7 @@ impl V3Client {
     /// Also (or only) verifies with WeChat Pay platform certificates, fetched from
     /// `/v3/certificates` and decrypted with the APIv3 key, as `settings.verify_with` says.
     pub fn with_platform_certificates(mut self, settings: PlatformCertificates) -> Self {
-        let public = self.keys().as_ref().clone();
+        let public = WechatPayKeys::clone(&self.keys());
         let source = certificates::CertificateSource::new(settings, public.clone());
         let mut initial = public;
         if source.expects_certificates() {
@@ -524,7 +518,7 @@ impl V3Client {
         now_unix: i64,
     ) -> Result<(Notification, Vec<u8>), NotifyError> {
         self.learn_serial(&headers.serial, now_unix).await;
-        open_notification(self.keys(), api_v3_key, headers, body, now_unix)
+        open_notification(&self.keys(), api_v3_key, headers, body, now_unix)
     }
 
     /// Sends one signed request. `path_and_query` starts with `/v3/`; `wechatpay_serial` is set

@@ -427,6 +427,13 @@ async fn a_listing_that_does_not_verify_or_decrypt_replaces_nothing() {
     fresh.learn_serial(PLATFORM_SERIAL_A, NOW + RETRY_SECS).await;
     assert!(!fresh.keys().holds(PLATFORM_SERIAL_A, NOW + RETRY_SECS));
     assert_eq!(fresh.keys().preferred_serial(), Some(SERIAL));
+    assert!(!fresh.refresh_certificates_if_due(NOW + 10 * REFRESH_SECS).await, "no schedule without certificates");
+    // Expecting certificates WeChat has none of: asked again on the refresh schedule, not sooner.
+    let withdrawn = fake.client(WechatPayKeys::new(), VerifyWith::PlatformCertificates);
+    assert!(withdrawn.refresh_certificates_if_due(NOW).await);
+    assert!(!withdrawn.refresh_certificates_if_due(NOW + RETRY_SECS).await);
+    assert!(withdrawn.refresh_certificates_if_due(NOW + REFRESH_SECS).await);
+    assert_eq!(withdrawn.keys().preferred_serial(), None);
 }
 
 #[test]

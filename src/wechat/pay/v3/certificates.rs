@@ -261,7 +261,7 @@ impl V3Client {
         }
         let mut state = source.fetch.lock().await;
         if self.keys().preferred_serial().is_none()
-            && !state.last_attempt.is_some_and(|at| now - at < MIN_FETCH_INTERVAL_SECS)
+            && state.last_attempt.is_none_or(|at| now - at >= MIN_FETCH_INTERVAL_SECS)
         {
             let _ = self.refresh_locked(source, &mut state, now).await;
         }
@@ -273,7 +273,7 @@ impl V3Client {
     pub async fn refresh_certificates_if_due(&self, now: i64) -> bool {
         let Some(source) = self.trust.certificates.as_ref() else { return false };
         let mut state = source.fetch.lock().await;
-        if !state.next_refresh.is_some_and(|at| now >= at) {
+        if state.next_refresh.is_none_or(|at| now < at) {
             return false;
         }
         let _ = self.refresh_locked(source, &mut state, now).await;
@@ -323,7 +323,13 @@ impl V3Client {
             Err(err) => {
                 tracing::warn!(error = %err, "WeChat Pay platform certificates not fetched; keeping those held");
                 let holding = self.keys().certificates().next().is_some();
-                state.next_refresh = (source.expects_certificates() || holding).then_some(now + RETRY_SECS);
+                // A merchant whose certificates WeChat withdrew (404) is asked again on the
+                // ordinary schedule, not every few minutes; the ones held stay until they expire.
+                let wait = match &err {
+                    CertificateError::Status { status: 404, .. } => source.refresh_secs(),
+                    _ => RETRY_SECS,
+                };
+                state.next_refresh = (source.expects_certificates() || holding).then_some(now + wait);
                 Err(err)
             }
         }
