@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+pub use crate::wechat::pay::v3::VerifyWith;
+
 /// A secret string (an app secret, a key). Its `Debug`/`Display` never show the value.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
@@ -240,6 +242,13 @@ pub struct PaySettings {
     pub root_ca_path: Option<String>,
     pub public_key_id: Option<String>,
     pub public_key_path: Option<String>,
+    /// `WECHATPAY_VERIFY_WITH`: the keys WeChat Pay is expected to sign with — `public_key`,
+    /// `platform_certificates` or `both` (migration); unset: `both` when a public key is
+    /// configured, `platform_certificates` otherwise.
+    pub verify_with: Option<VerifyWith>,
+    /// `WECHATPAY_PLATFORM_CERT_REFRESH_SECS`: time between scheduled fetches of the platform
+    /// certificates (sooner when the newest is about to expire); unset: 12 hours.
+    pub platform_cert_refresh_secs: Option<i64>,
     pub notify_url: Option<String>,
     pub payouts: PayoutSettings,
 }
@@ -443,6 +452,16 @@ impl Settings {
             root_ca_path: get("WECHATPAY_ROOT_CA_PATH"),
             public_key_id: get("WECHATPAY_PUBLIC_KEY_ID"),
             public_key_path: get("WECHATPAY_PUBLIC_KEY_PATH"),
+            verify_with: match get("WECHATPAY_VERIFY_WITH") {
+                None => None,
+                Some(v) => Some(VerifyWith::parse(&v).with_context(|| {
+                    format!("WECHATPAY_VERIFY_WITH must be public_key, platform_certificates or both, got {v:?}")
+                })?),
+            },
+            platform_cert_refresh_secs: match get("WECHATPAY_PLATFORM_CERT_REFRESH_SECS") {
+                None => None,
+                Some(_) => Some(number("WECHATPAY_PLATFORM_CERT_REFRESH_SECS", 0)?.clamp(300, 7 * 86_400) as i64),
+            },
             notify_url: get("WECHATPAY_NOTIFY_URL"),
             payouts: PayoutSettings {
                 transfer_api: match get("LINLI_PAY_TRANSFER_API").as_deref() {
@@ -512,6 +531,24 @@ mod tests {
         assert!(from(&[]).unwrap().pay.root_ca_path.is_none());
         let s = from(&[("WECHATPAY_ROOT_CA_PATH", "/etc/linli/mock-ca.pem")]).unwrap();
         assert_eq!(s.pay.root_ca_path.as_deref(), Some("/etc/linli/mock-ca.pem"));
+    }
+
+    #[test]
+    fn wechatpay_verifier_settings() {
+        let s = from(&[]).unwrap();
+        assert_eq!((s.pay.verify_with, s.pay.platform_cert_refresh_secs), (None, None));
+        let s = from(&[
+            ("WECHATPAY_VERIFY_WITH", "platform_certificates"),
+            ("WECHATPAY_PLATFORM_CERT_REFRESH_SECS", "3600"),
+        ])
+        .unwrap();
+        assert_eq!(s.pay.verify_with, Some(VerifyWith::PlatformCertificates));
+        assert_eq!(s.pay.platform_cert_refresh_secs, Some(3600));
+        assert_eq!(from(&[("WECHATPAY_VERIFY_WITH", "both")]).unwrap().pay.verify_with, Some(VerifyWith::Both));
+        let err = from(&[("WECHATPAY_VERIFY_WITH", "certificates")]).unwrap_err();
+        assert!(err.to_string().contains("WECHATPAY_VERIFY_WITH"), "{err}");
+        let err = from(&[("WECHATPAY_PLATFORM_CERT_REFRESH_SECS", "soon")]).unwrap_err();
+        assert!(err.to_string().contains("WECHATPAY_PLATFORM_CERT_REFRESH_SECS"), "{err}");
     }
 
     #[test]

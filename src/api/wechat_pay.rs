@@ -1,7 +1,8 @@
 //! `POST /wechat/pay/notify`: WeChat Pay's notifications about transfer bills.
 //!
-//! The signature is checked over the raw body with the WeChat Pay public key (and the 5-minute
-//! timestamp window), the resource is decrypted with the APIv3 key, and the bill's state is applied
+//! The signature is checked over the raw body with the key `Wechatpay-Serial` names — the WeChat
+//! Pay public key or a platform certificate, fetched if not held yet — and the 5-minute timestamp
+//! window, the resource is decrypted with the APIv3 key, and the bill's state is applied
 //! to its payout like any answer: conditionally, so a duplicate, a late or a replayed notification
 //! changes nothing. WeChat expects 200/204 without a body for "received", and a 4xx/5xx with
 //! `{"code": "FAIL", "message": …}` for "send again".
@@ -14,7 +15,7 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::domain::payouts::{self, Notified};
 use crate::wechat::pay::v3::transfer_bills::{classify_state, TransferBillFinished, EVENT_BILL_FINISHED};
-use crate::wechat::pay::v3::{open_notification, unix_now, SignedHeaders};
+use crate::wechat::pay::v3::{unix_now, SignedHeaders};
 use crate::workers::payouts::transfer_step;
 
 /// Notification bodies are a few hundred bytes.
@@ -40,7 +41,7 @@ pub async fn notify(req: &Request, body: Body, state: Data<&AppState>) -> Respon
         Ok(h) => h,
         Err(e) => return fail(StatusCode::UNAUTHORIZED, &e.to_string()),
     };
-    let (notification, plaintext) = match open_notification(v3.keys(), api_v3_key, &headers, &body, unix_now()) {
+    let (notification, plaintext) = match v3.open_notification(api_v3_key, &headers, &body, unix_now()).await {
         Ok(opened) => opened,
         Err(e) => {
             tracing::warn!(error = %e, "WeChat Pay notification refused");

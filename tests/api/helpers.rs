@@ -411,6 +411,15 @@ async fn spawn_oa_app_configured(
     configure: impl FnOnce(&mut Settings) + Send + 'static,
 ) -> OaApp {
     let config = wechat_mock::MockConfig { clock_start_unix, ..Default::default() };
+    spawn_oa_app_on(config, window_secs, configure).await
+}
+
+/// [`spawn_oa_app_configured`] with a mock configured as given.
+async fn spawn_oa_app_on(
+    config: wechat_mock::MockConfig,
+    window_secs: u64,
+    configure: impl FnOnce(&mut Settings) + Send + 'static,
+) -> OaApp {
     let mock = wechat_mock::start(config, "127.0.0.1:0").await.expect("start wechat-mock");
     let base = mock.base_url.clone();
     let app = spawn_app_with(move |s| {
@@ -498,6 +507,15 @@ pub fn free_port() -> u16 {
 /// [`spawn_oa_app_with`] plus WeChat Pay: the mock's merchant, keys and notification URL, and a
 /// dispatcher tuned for tests (short ticks, backoffs and polls).
 pub async fn spawn_pay_app(configure: impl FnOnce(&mut Settings) + Send + 'static) -> OaApp {
+    spawn_pay_app_on(wechat_mock::PayConfig::default(), configure).await
+}
+
+/// [`spawn_pay_app`] with the mock playing the merchant `pay` (e.g. one that signs with platform
+/// certificates), from before the app starts.
+pub async fn spawn_pay_app_on(
+    pay: wechat_mock::PayConfig,
+    configure: impl FnOnce(&mut Settings) + Send + 'static,
+) -> OaApp {
     use wechat_mock::pay::config as merchant;
     let dir = std::env::temp_dir().join(format!("linli-pay-{}", random_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -506,7 +524,8 @@ pub async fn spawn_pay_app(configure: impl FnOnce(&mut Settings) + Send + 'stati
     std::fs::write(&private, merchant::MERCHANT_PRIVATE_KEY_PEM).unwrap();
     std::fs::write(&public, merchant::WECHATPAY_PUBLIC_KEY_PEM).unwrap();
     let port = free_port();
-    let oa = spawn_oa_app_with(move |s| {
+    let mock_config = wechat_mock::MockConfig { pay, ..Default::default() };
+    let oa = spawn_oa_app_on(mock_config, 300, move |s| {
         s.listen = format!("127.0.0.1:{port}");
         let base = s.wechat.api_base.clone();
         let pay = &mut s.pay;

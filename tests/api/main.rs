@@ -16,6 +16,7 @@ mod openapi;
 mod orders;
 mod orgs;
 mod pay;
+mod platform_certificates;
 mod red_packets;
 mod redemption;
 mod retries;

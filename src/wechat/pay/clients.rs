@@ -5,7 +5,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::v2::{V2Client, V2Config};
-use super::v3::{MerchantSigner, V3Client, V3Config, WechatPayKeys};
+use super::v3::certificates::DEFAULT_REFRESH_SECS;
+use super::v3::{MerchantSigner, PlatformCertificates, V3Client, V3Config, VerifyWith, WechatPayKeys};
 use crate::config::{PaySettings, Secret};
 
 /// The v2 client (red packets, legacy transfers) and the v3 client (transfer-bills, notifications,
@@ -54,35 +55,56 @@ impl PayClients {
             }
             None => None,
         };
-        let v3 = match (&pay.cert_serial, &pay.private_key_path, &pay.public_key_id, &pay.public_key_path) {
-            (Some(serial), Some(key_path), Some(key_id), Some(pub_path)) => {
+        let verify_with = pay.verify_with.unwrap_or(if pay.public_key_id.is_some() {
+            VerifyWith::Both
+        } else {
+            VerifyWith::PlatformCertificates
+        });
+        let v3 = match (&pay.cert_serial, &pay.private_key_path) {
+            (Some(serial), Some(key_path)) => {
+                let api_v3_key = match &pay.api_v3_key {
+                    Some(key) if key.expose().len() == 32 => key.clone(),
+                    _ => anyhow::bail!("WECHATPAY_API_V3_KEY must be the 32-character APIv3 key"),
+                };
                 let private = Secret::new(read(key_path, "WECHATPAY_PRIVATE_KEY_PATH")?);
                 let signer = MerchantSigner::from_pem(&mch_id, serial, &private)
                     .context("WECHATPAY_PRIVATE_KEY_PATH is not a usable RSA private key")?;
-                let keys = WechatPayKeys::new()
-                    .with_pem(key_id, &read(pub_path, "WECHATPAY_PUBLIC_KEY_PATH")?)
-                    .context("WECHATPAY_PUBLIC_KEY_PATH is not a usable RSA public key")?;
-                Some(
-                    V3Client::new(V3Config {
-                        base_url: pay.api_base.clone(),
-                        signer,
-                        keys,
-                        connect_timeout,
-                        timeout,
-                        root_ca_pem,
+                let keys = match (&pay.public_key_id, &pay.public_key_path) {
+                    (Some(key_id), Some(pub_path)) => WechatPayKeys::new()
+                        .with_pem(key_id, &read(pub_path, "WECHATPAY_PUBLIC_KEY_PATH")?)
+                        .context("WECHATPAY_PUBLIC_KEY_PATH is not a usable RSA public key")?,
+                    (None, None) if !verify_with.needs_public_key() => WechatPayKeys::new(),
+                    (None, None) => anyhow::bail!(
+                        "WECHATPAY_VERIFY_WITH={} needs WECHATPAY_PUBLIC_KEY_ID and WECHATPAY_PUBLIC_KEY_PATH",
+                        verify_with.as_str()
+                    ),
+                    _ => anyhow::bail!("WECHATPAY_PUBLIC_KEY_ID and WECHATPAY_PUBLIC_KEY_PATH go together"),
+                };
+                let client = V3Client::new(V3Config {
+                    base_url: pay.api_base.clone(),
+                    signer,
+                    keys,
+                    connect_timeout,
+                    timeout,
+                    root_ca_pem,
+                })
+                .context("building the WeChat Pay v3 client")?;
+                Some(if verify_with.uses_certificates() {
+                    client.with_platform_certificates(PlatformCertificates {
+                        verify_with,
+                        api_v3_key,
+                        refresh_secs: pay.platform_cert_refresh_secs.unwrap_or(DEFAULT_REFRESH_SECS),
                     })
-                    .context("building the WeChat Pay v3 client")?,
-                )
+                } else {
+                    client
+                })
             }
-            (None, None, None, None) => None,
+            (None, None) if pay.public_key_id.is_none() && pay.public_key_path.is_none() => None,
             _ => anyhow::bail!(
-                "WeChat Pay v3 needs all of WECHATPAY_CERT_SERIAL, WECHATPAY_PRIVATE_KEY_PATH, WECHATPAY_PUBLIC_KEY_ID \
-                 and WECHATPAY_PUBLIC_KEY_PATH"
+                "WeChat Pay v3 needs WECHATPAY_CERT_SERIAL and WECHATPAY_PRIVATE_KEY_PATH, and WECHATPAY_PUBLIC_KEY_ID \
+                 and WECHATPAY_PUBLIC_KEY_PATH unless WECHATPAY_VERIFY_WITH=platform_certificates"
             ),
         };
-        if v3.is_some() && pay.api_v3_key.as_ref().map(|k| k.expose().len()) != Some(32) {
-            anyhow::bail!("WECHATPAY_API_V3_KEY must be the 32-character APIv3 key");
-        }
         Ok(Some(PayClients { mch_id, v2, v3, api_v3_key: pay.api_v3_key.clone() }))
     }
 }

@@ -136,6 +136,13 @@ pub(crate) mod test_keys {
     pub const WECHATPAY_KEY: &str = include_str!("testdata/wechatpay_key.pem");
     pub const WECHATPAY_PUB: &str = include_str!("testdata/wechatpay_pub.pem");
     pub const WECHATPAY_PUB_PKCS1: &str = include_str!("testdata/wechatpay_pub_pkcs1.pem");
+    /// Two self-signed stand-ins for WeChat Pay platform certificates and their keys.
+    pub const PLATFORM_CERT_A: &str = include_str!("testdata/platform_cert_a.pem");
+    pub const PLATFORM_KEY_A: &str = include_str!("testdata/platform_key_a.pem");
+    pub const PLATFORM_SERIAL_A: &str = "1D5F0A3C2B7E4D6F8A9B0C1D2E3F4A5B6C7D8E9F";
+    pub const PLATFORM_CERT_B: &str = include_str!("testdata/platform_cert_b.pem");
+    pub const PLATFORM_KEY_B: &str = include_str!("testdata/platform_key_b.pem");
+    pub const PLATFORM_SERIAL_B: &str = "2E6A1B4D3C8F5E7A9B0C1D2E3F4A5B6C7D8E9FA0";
 }
 
 #[cfg(test)]

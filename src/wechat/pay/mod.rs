@@ -3,9 +3,11 @@
 //! * [`v2`]: the XML API with MD5/HMAC-SHA256 signatures and a client TLS certificate — cash red
 //!   packets (`sendredpack`, `gethbinfo`) and the legacy enterprise payment (`promotion/transfers`,
 //!   `gettransferinfo`).
-//! * [`v3`]: the JSON API with RSA request signatures and WeChat-Pay-public-key answer verification —
-//!   merchant transfers (`transfer-bills`) and their notifications.
-//! * [`crypto`]: key loading, SHA256withRSA, RSA-OAEP and AES-GCM shared by the above.
+//! * [`v3`]: the JSON API with RSA request signatures and answer verification by the WeChat Pay
+//!   public key or the platform certificates — merchant transfers (`transfer-bills`) and their
+//!   notifications.
+//! * [`crypto`]: key loading, SHA256withRSA, RSA-OAEP and AES-GCM shared by the above; [`x509`]:
+//!   the serial, validity and key of a platform certificate.
 //!
 //! Every call answers with an outcome that tells the payout dispatcher one of: succeeded, definitely
 //! failed, or unknown (query, or retry with the **same** merchant number). Anything that cannot be
@@ -15,6 +17,7 @@ pub mod clients;
 pub mod crypto;
 pub mod v2;
 pub mod v3;
+pub mod x509;
 mod xml;
 
 use rand::distributions::Alphanumeric;

@@ -4,21 +4,27 @@
 //! * Requests carry `Authorization: WECHATPAY2-SHA256-RSA2048 mchid=…,nonce_str=…,timestamp=…,
 //!   serial_no=…,signature=…`, the signature being SHA256withRSA (PKCS#1 v1.5) with the merchant
 //!   API key over `METHOD\nPATH?QUERY\nTIMESTAMP\nNONCE\nBODY\n`.
+//! * Every request names, in `Wechatpay-Serial`, the key linli expects the answer to be signed
+//!   with (WeChat signs with the key the merchant says it holds).
 //! * Answers and notifications are signed by WeChat Pay over `TIMESTAMP\nNONCE\nBODY\n` with the
-//!   **raw** body bytes (never re-serialised JSON); the key is chosen by `Wechatpay-Serial` among
-//!   the WeChat Pay public keys we hold (`PUB_KEY_ID_…`). Unknown serials, timestamps 300 s or more
-//!   away from now, and `WECHATPAY/SIGNTEST/` probes are refused.
+//!   **raw** body bytes (never re-serialised JSON); the key is chosen by their `Wechatpay-Serial`:
+//!   a WeChat Pay public key we hold (`PUB_KEY_ID_…`) or a platform certificate ([`certificates`],
+//!   fetched when one not held is named). Unknown serials, expired certificates, timestamps 300 s
+//!   or more away from now, and `WECHATPAY/SIGNTEST/` probes are refused.
 //! * Notification resources are AES-256-GCM with the 32-byte APIv3 key.
 
 pub mod bill;
+pub mod certificates;
 pub mod transfer_bills;
 
+#[cfg(test)]
+mod certificate_tests;
 #[cfg(test)]
 mod fuzz_tests;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
@@ -33,6 +39,8 @@ use sha2::Sha256;
 use super::crypto::{self, CryptoError};
 use super::{nonce_str, read_capped, transport_unknown, ReadError, CODE_BAD_ANSWER, CODE_BAD_SIGNATURE};
 use crate::config::Secret;
+
+pub use certificates::{PlatformCertificates, VerifyWith};
 
 /// Production base URL of the v3 API.
 pub const DEFAULT_BASE_URL: &str = "https://api.mch.weixin.qq.com";
@@ -141,8 +149,10 @@ impl SignedHeaders {
 pub enum VerifyError {
     #[error("header {0} is missing")]
     MissingHeader(&'static str),
-    #[error("no WeChat Pay public key with serial {0:?}")]
+    #[error("no WeChat Pay public key or platform certificate with serial {0:?}")]
     UnknownSerial(String),
+    #[error("the platform certificate with serial {0:?} has expired")]
+    ExpiredCertificate(String),
     #[error("signature type {0:?} is not {AUTH_SCHEME}")]
     UnsupportedSignatureType(String),
     #[error("Wechatpay-Timestamp is not a Unix time")]
@@ -153,14 +163,21 @@ pub enum VerifyError {
     BadSignature,
 }
 
+#[derive(Clone)]
 struct PublicKey {
     encrypt: RsaPublicKey,
     verify: VerifyingKey<Sha256>,
+    /// For a platform certificate: when it takes effect and when it expires (Unix seconds). A
+    /// WeChat Pay public key (`PUB_KEY_ID_…`) does not expire.
+    validity: Option<(i64, i64)>,
 }
 
-/// The WeChat Pay public keys we trust, by serial (`PUB_KEY_ID_…`). Several may be held during a
-/// key rotation or a platform-certificate migration. The first one added encrypts sensitive fields.
-#[derive(Default)]
+/// The WeChat Pay keys we trust, by serial: WeChat Pay public keys (`PUB_KEY_ID_…`) and platform
+/// certificates (their certificate serial). Several may be held during a key rotation or a
+/// platform-certificate migration. The preferred one is the key linli expects answers to be signed
+/// with: its serial goes out as `Wechatpay-Serial`, and it encrypts sensitive fields (by default
+/// the first one added).
+#[derive(Clone, Default)]
 pub struct WechatPayKeys {
     keys: HashMap<String, PublicKey>,
     preferred: Option<String>,
@@ -174,6 +191,9 @@ impl fmt::Debug for WechatPayKeys {
     }
 }
 
+/// The prefix of a WeChat Pay public key's id; any other serial names a platform certificate.
+pub const PUBLIC_KEY_ID_PREFIX: &str = "PUB_KEY_ID_";
+
 impl WechatPayKeys {
     pub fn new() -> Self {
         Self::default()
@@ -182,10 +202,7 @@ impl WechatPayKeys {
     /// Adds a public key (SPKI or PKCS#1 PEM) under its serial.
     pub fn add_pem(&mut self, serial: &str, pem: &str) -> Result<(), CryptoError> {
         let key = crypto::load_public_key_pem(pem)?;
-        self.keys.insert(serial.to_owned(), PublicKey { verify: VerifyingKey::new(key.clone()), encrypt: key });
-        if self.preferred.is_none() {
-            self.preferred = Some(serial.to_owned());
-        }
+        self.insert(serial, key, None);
         Ok(())
     }
 
@@ -194,8 +211,44 @@ impl WechatPayKeys {
         Ok(self)
     }
 
-    /// Verifies an answer or notification: known serial, timestamp within [`MAX_CLOCK_SKEW_SECS`]
-    /// of `now_unix`, and a valid signature over the raw `body`.
+    /// Adds a platform certificate's key, trusted from `not_before` until `not_after` (Unix s).
+    pub fn add_certificate(&mut self, serial: &str, key: RsaPublicKey, not_before: i64, not_after: i64) {
+        self.insert(serial, key, Some((not_before, not_after)));
+    }
+
+    fn insert(&mut self, serial: &str, key: RsaPublicKey, validity: Option<(i64, i64)>) {
+        self.keys
+            .insert(serial.to_owned(), PublicKey { verify: VerifyingKey::new(key.clone()), encrypt: key, validity });
+        if self.preferred.is_none() {
+            self.preferred = Some(serial.to_owned());
+        }
+    }
+
+    /// Makes `serial` (which must be held) the key linli expects and encrypts with.
+    pub fn prefer(&mut self, serial: &str) {
+        if self.keys.contains_key(serial) {
+            self.preferred = Some(serial.to_owned());
+        }
+    }
+
+    /// The serial of the key linli expects answers to be signed with (`Wechatpay-Serial`).
+    pub fn preferred_serial(&self) -> Option<&str> {
+        self.preferred.as_deref()
+    }
+
+    /// Whether a key with this serial is held and, if a certificate, not expired at `now_unix`.
+    pub fn holds(&self, serial: &str, now_unix: i64) -> bool {
+        self.keys.get(serial).is_some_and(|key| key.validity.is_none_or(|(_, not_after)| now_unix < not_after))
+    }
+
+    /// The platform certificates held: serial, not before, not after.
+    fn certificates(&self) -> impl Iterator<Item = (&str, i64, i64)> {
+        self.keys.iter().filter_map(|(serial, key)| key.validity.map(|(from, to)| (serial.as_str(), from, to)))
+    }
+
+    /// Verifies an answer or notification: known serial (a platform certificate also unexpired),
+    /// timestamp within [`MAX_CLOCK_SKEW_SECS`] of `now_unix`, and a valid signature over the raw
+    /// `body`.
     pub fn verify(&self, headers: &SignedHeaders, body: &[u8], now_unix: i64) -> Result<(), VerifyError> {
         if let Some(kind) = &headers.signature_type {
             if kind != AUTH_SCHEME {
@@ -203,6 +256,9 @@ impl WechatPayKeys {
             }
         }
         let key = self.keys.get(&headers.serial).ok_or_else(|| VerifyError::UnknownSerial(headers.serial.clone()))?;
+        if key.validity.is_some_and(|(_, not_after)| now_unix >= not_after) {
+            return Err(VerifyError::ExpiredCertificate(headers.serial.clone()));
+        }
         let timestamp = &headers.timestamp;
         if timestamp.is_empty() || timestamp.len() > 12 || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
             return Err(VerifyError::BadTimestamp);
@@ -296,6 +352,8 @@ fn open_resource(key: &[u8], resource: &EncryptedResource) -> Result<Vec<u8>, No
 }
 
 /// Verifies a notification over its raw body, parses it, and decrypts its resource.
+/// [`V3Client::open_notification`] first fetches the platform certificates when the notification
+/// names one not held yet.
 pub fn open_notification(
     keys: &WechatPayKeys,
     api_v3_key: &Secret,
@@ -361,13 +419,21 @@ pub struct V3Config {
     pub root_ca_pem: Option<String>,
 }
 
-/// The v3 API client: signs every request, verifies every answer before reading it.
+/// The v3 API client: signs every request, names the key it expects answers to be signed with
+/// (`Wechatpay-Serial`), verifies every answer before reading it.
 #[derive(Clone)]
 pub struct V3Client {
     http: reqwest::Client,
     base_url: reqwest::Url,
     signer: Arc<MerchantSigner>,
-    keys: Arc<WechatPayKeys>,
+    trust: Arc<Trust>,
+}
+
+/// The keys answers may be verified with now (replaced whole when platform certificates are
+/// fetched), and where platform certificates come from when they are used.
+struct Trust {
+    current: RwLock<Arc<WechatPayKeys>>,
+    certificates: Option<certificates::CertificateSource>,
 }
 
 impl fmt::Debug for V3Client {
@@ -375,12 +441,23 @@ impl fmt::Debug for V3Client {
         f.debug_struct("V3Client")
             .field("base_url", &self.base_url.as_str())
             .field("signer", &self.signer)
-            .field("keys", &self.keys)
+            .field("keys", &self.keys())
+            .field("verify_with", &self.verify_with())
             .finish()
     }
 }
 
+/// An answer as it came, before verification.
+struct RawAnswer {
+    status: u16,
+    signed: Result<SignedHeaders, VerifyError>,
+    body: Vec<u8>,
+    request_id: Option<String>,
+}
+
 impl V3Client {
+    /// A client that verifies with the WeChat Pay public keys of `config.keys` only
+    /// ([`VerifyWith::PublicKey`]); see [`Self::with_platform_certificates`].
     pub fn new(config: V3Config) -> Result<Self, V3Error> {
         let base_url = reqwest::Url::parse(config.base_url.trim_end_matches('/'))
             .map_err(|err| V3Error::BaseUrl(err.to_string()))?;
@@ -395,19 +472,58 @@ impl V3Client {
             }
         }
         let http = builder.build().map_err(V3Error::Client)?;
-        Ok(Self { http, base_url, signer: Arc::new(config.signer), keys: Arc::new(config.keys) })
+        let trust = Trust { current: RwLock::new(Arc::new(config.keys)), certificates: None };
+        Ok(Self { http, base_url, signer: Arc::new(config.signer), trust: Arc::new(trust) })
+    }
+
+    /// Also (or only) verifies with WeChat Pay platform certificates, fetched from
+    /// `/v3/certificates` and decrypted with the APIv3 key, as `settings.verify_with` says.
+    pub fn with_platform_certificates(mut self, settings: PlatformCertificates) -> Self {
+        let public = WechatPayKeys::clone(&self.keys());
+        let source = certificates::CertificateSource::new(settings, public.clone());
+        let mut initial = public;
+        if source.expects_certificates() {
+            initial.preferred = None;
+        }
+        self.trust = Arc::new(Trust { current: RwLock::new(Arc::new(initial)), certificates: Some(source) });
+        self
     }
 
     pub fn mchid(&self) -> &str {
         self.signer.mchid()
     }
 
-    pub fn keys(&self) -> &WechatPayKeys {
-        &self.keys
+    /// The keys answers are verified with right now: the WeChat Pay public keys and the platform
+    /// certificates fetched so far.
+    pub fn keys(&self) -> Arc<WechatPayKeys> {
+        Arc::clone(&self.trust.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    fn replace_keys(&self, keys: WechatPayKeys) {
+        *self.trust.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
+    }
+
+    /// Which keys answers are expected to be signed with.
+    pub fn verify_with(&self) -> VerifyWith {
+        self.trust.certificates.as_ref().map_or(VerifyWith::PublicKey, |c| c.verify_with())
+    }
+
+    /// Verifies a notification (fetching the platform certificates first when it names one not
+    /// held), parses it and decrypts its resource.
+    pub async fn open_notification(
+        &self,
+        api_v3_key: &Secret,
+        headers: &SignedHeaders,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<(Notification, Vec<u8>), NotifyError> {
+        self.learn_serial(&headers.serial, now_unix).await;
+        open_notification(&self.keys(), api_v3_key, headers, body, now_unix)
     }
 
     /// Sends one signed request. `path_and_query` starts with `/v3/`; `wechatpay_serial` is set
-    /// when the body carries fields encrypted with that WeChat Pay key.
+    /// when the body carries fields encrypted with that WeChat Pay key, and is otherwise the
+    /// serial of the key linli expects the answer to be signed with.
     pub async fn execute(
         &self,
         method: Method,
@@ -415,6 +531,29 @@ impl V3Client {
         body: Option<Vec<u8>>,
         wechatpay_serial: Option<&str>,
     ) -> Result<V3Answer, V3Error> {
+        let serial = match wechatpay_serial {
+            Some(serial) => Some(serial.to_owned()),
+            None => self.expected_keys(unix_now()).await.preferred_serial().map(str::to_owned),
+        };
+        let raw = match self.send(method, path_and_query, body, serial.as_deref()).await? {
+            Ok(raw) => raw,
+            Err((code, message)) => return Ok(V3Answer::Unknown { code, message }),
+        };
+        if let Ok(headers) = &raw.signed {
+            self.learn_serial(&headers.serial, unix_now()).await;
+        }
+        Ok(self.check_answer(raw.status, raw.signed, raw.body, unix_now(), raw.request_id.as_deref()))
+    }
+
+    /// Sends a signed request and reads the answer, verifying nothing. `Ok(Err((code, message)))`
+    /// is a transport failure or an oversized answer: the outcome is unknown.
+    async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        wechatpay_serial: Option<&str>,
+    ) -> Result<Result<RawAnswer, (String, String)>, V3Error> {
         let url = self.url(path_and_query)?;
         let canonical = match url.query() {
             Some(query) => format!("{}?{}", url.path(), query),
@@ -455,8 +594,7 @@ impl V3Client {
             Ok(response) => response,
             Err(err) => {
                 tracing::warn!(path = path_and_query, error = %err, "WeChat Pay v3 call failed; outcome unknown");
-                let (code, message) = transport_unknown(&err);
-                return Ok(V3Answer::Unknown { code, message });
+                return Ok(Err(transport_unknown(&err)));
             }
         };
         let status = response.status().as_u16();
@@ -464,15 +602,10 @@ impl V3Client {
         let request_id = response.headers().get("Request-ID").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let body = match read_capped(response).await {
             Ok(body) => body,
-            Err(ReadError::Transport(err)) => {
-                let (code, message) = transport_unknown(&err);
-                return Ok(V3Answer::Unknown { code, message });
-            }
-            Err(ReadError::TooLarge) => {
-                return Ok(V3Answer::Unknown { code: CODE_BAD_ANSWER.into(), message: "answer too large".into() })
-            }
+            Err(ReadError::Transport(err)) => return Ok(Err(transport_unknown(&err))),
+            Err(ReadError::TooLarge) => return Ok(Err((CODE_BAD_ANSWER.into(), "answer too large".into()))),
         };
-        Ok(self.check_answer(status, signed, body, unix_now(), request_id.as_deref()))
+        Ok(Ok(RawAnswer { status, signed, body, request_id }))
     }
 
     /// Verifies an answer and sorts it into a [`V3Answer`].
@@ -484,7 +617,7 @@ impl V3Client {
         now_unix: i64,
         request_id: Option<&str>,
     ) -> V3Answer {
-        if let Err(err) = signed.and_then(|headers| self.keys.verify(&headers, &body, now_unix)) {
+        if let Err(err) = signed.and_then(|headers| self.keys().verify(&headers, &body, now_unix)) {
             tracing::warn!(status, request_id, error = %err, "WeChat Pay v3 answer failed verification");
             return V3Answer::Unknown { code: CODE_BAD_SIGNATURE.into(), message: err.to_string() };
         }

@@ -21,6 +21,83 @@ pub const WECHATPAY_PRIVATE_KEY_PEM: &str = include_str!("testdata/wechatpay_pri
 /// The mock's WeChat Pay public key (SPKI PEM), for clients to verify answers and notifications.
 pub const WECHATPAY_PUBLIC_KEY_PEM: &str = include_str!("testdata/wechatpay_public_key.pem");
 
+/// Serial number (upper-case hex) of the mock's platform certificate (平台证书).
+pub const PLATFORM_CERT_SERIAL: &str = "4B1C9D7E2F3A5B6C8D0E1F2A3B4C5D6E7F8091A2";
+/// The mock's platform certificate (self-signed X.509 PEM, valid 2025-01-01 to 2125-01-01 UTC), what
+/// `GET /v3/certificates` hands out sealed under the APIv3 key.
+pub const PLATFORM_CERT_PEM: &str = include_str!("testdata/platform_certificate.pem");
+/// The private key (PKCS#8 PEM) of [`PLATFORM_CERT_PEM`], which signs answers and notifications
+/// when the mock plays a merchant with platform certificates.
+pub const PLATFORM_PRIVATE_KEY_PEM: &str = include_str!("testdata/platform_private_key.pem");
+
+/// Which key the mock's WeChat Pay signs v3 answers and notifications with: what kind of merchant
+/// it plays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PaySigning {
+    /// A merchant with the WeChat Pay public key (微信支付公钥) only, as every merchant since late
+    /// 2024: answers and notifications carry `Wechatpay-Serial: PUB_KEY_ID_…`, and
+    /// `GET /v3/certificates` answers 404 (no platform certificate).
+    #[default]
+    PublicKey,
+    /// A merchant with platform certificates only: everything is signed with the newest valid
+    /// platform certificate, whatever the request's `Wechatpay-Serial` says.
+    PlatformCertificate,
+    /// A merchant migrating from platform certificates to the public key: an answer is signed with
+    /// the key the request's `Wechatpay-Serial` names (public key id or certificate serial), and
+    /// with the newest platform certificate when it names none; notifications, which answer no
+    /// request, are signed with the newest platform certificate.
+    Migration,
+}
+
+impl PaySigning {
+    /// `public_key`, `platform_certificate` or `migration`.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "public_key" => Some(Self::PublicKey),
+            "platform_certificate" => Some(Self::PlatformCertificate),
+            "migration" => Some(Self::Migration),
+            _ => None,
+        }
+    }
+
+    /// The name [`Self::parse`] reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PublicKey => "public_key",
+            Self::PlatformCertificate => "platform_certificate",
+            Self::Migration => "migration",
+        }
+    }
+}
+
+/// One platform certificate of the merchant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformCertificate {
+    /// `serial_no` (upper-case hex), the certificate's serial number.
+    pub serial_no: String,
+    /// The X.509 certificate (PEM).
+    pub certificate_pem: String,
+    /// Its private key (PKCS#8 PEM).
+    pub private_key_pem: String,
+    /// `effective_time`, Unix seconds.
+    pub effective_at: i64,
+    /// `expire_time`, Unix seconds: no longer listed nor used from then on (mock clock).
+    pub expire_at: i64,
+}
+
+impl PlatformCertificate {
+    /// The mock's own platform certificate ([`PLATFORM_CERT_PEM`]).
+    pub fn mock_default() -> Self {
+        Self {
+            serial_no: PLATFORM_CERT_SERIAL.to_owned(),
+            certificate_pem: PLATFORM_CERT_PEM.to_owned(),
+            private_key_pem: PLATFORM_PRIVATE_KEY_PEM.to_owned(),
+            effective_at: 1_735_689_600,
+            expire_at: 4_891_363_200,
+        }
+    }
+}
+
 /// Limits WeChat Pay enforces; defaults are WeChat's documented defaults (protocols notes §4–5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayLimits {
@@ -85,6 +162,12 @@ pub struct PayConfig {
     pub wechatpay_public_key_id: String,
     /// The mock's WeChat Pay private key (PKCS#8 PEM) that signs answers and notifications.
     pub wechatpay_private_key_pem: String,
+    /// Which key signs answers and notifications (changeable at run time:
+    /// [`crate::MockWechat::set_pay_signing`]).
+    pub signing: PaySigning,
+    /// The merchant's platform certificates, listed by `GET /v3/certificates` unless `signing` is
+    /// [`PaySigning::PublicKey`].
+    pub platform_certificates: Vec<PlatformCertificate>,
     /// The merchant's available balance in fen at start (and after a reset).
     pub balance_fen: i64,
     /// Limits enforced.
@@ -104,6 +187,8 @@ impl Default for PayConfig {
             merchant_public_key_pem: MERCHANT_PUBLIC_KEY_PEM.to_owned(),
             wechatpay_public_key_id: WECHATPAY_PUBLIC_KEY_ID.to_owned(),
             wechatpay_private_key_pem: WECHATPAY_PRIVATE_KEY_PEM.to_owned(),
+            signing: PaySigning::default(),
+            platform_certificates: vec![PlatformCertificate::mock_default()],
             balance_fen: 10_000_000,
             limits: PayLimits::default(),
             notify_url: None,

@@ -4,6 +4,9 @@
 //! - [`v3`]: `POST /v3/fund-app/mch-transfer/transfer-bills`, `GET …/out-bill-no/{no}`,
 //!   `POST …/out-bill-no/{no}/cancel` (JSON, SHA256withRSA both ways);
 //! - [`notify`]: transfer notifications, encrypted, signed, retried on the mock clock;
+//! - [`certificates`]: `GET /v3/certificates` (the platform certificates, sealed under the APIv3
+//!   key) and which key signs answers and notifications: the mock plays a merchant with the WeChat
+//!   Pay public key, with platform certificates, or migrating between them ([`PaySigning`]);
 //! - [`bill`]: `GET /v3/bill/fundflowbill` and `GET /v3/billdownload/file`, the daily fund-flow bill
 //!   (资金账单) of the merchant's balance movements (JSON answer signed, file not, as WeChat).
 //!
@@ -14,12 +17,14 @@
 //! does not.
 //!
 //! Control API: `GET /__mock/pay` (balance and ledger), `GET /__mock/pay/keys` (public key
-//! material and ids), `POST /__mock/pay/red-packets/{mch_billno}/receive`,
+//! material and ids), `POST /__mock/pay/signing {"signing": "public_key" | "platform_certificate" |
+//! "migration"}`, `POST /__mock/pay/red-packets/{mch_billno}/receive`,
 //! `POST /__mock/pay/transfer-bills/{out_bill_no}/confirm`, `…/decline`, `…/fail`,
 //! `GET /__mock/pay/notifications`, `POST /__mock/pay/notifications/run`,
 //! `POST /__mock/pay/duplicate-notifications {"extra": n}`.
 
 pub mod bill;
+pub mod certificates;
 pub mod config;
 pub mod notify;
 pub mod sign;
@@ -40,8 +45,9 @@ use serde_json::json;
 
 pub use bill::BillError;
 pub use config::{
-    PayConfig, PayLimits, API_KEY_V2, API_V3_KEY, MCH_ID, MERCHANT_CERT_SERIAL, MERCHANT_PRIVATE_KEY_PEM,
-    MERCHANT_PUBLIC_KEY_PEM, WECHATPAY_PUBLIC_KEY_ID, WECHATPAY_PUBLIC_KEY_PEM,
+    PayConfig, PayLimits, PaySigning, PlatformCertificate, API_KEY_V2, API_V3_KEY, MCH_ID, MERCHANT_CERT_SERIAL,
+    MERCHANT_PRIVATE_KEY_PEM, MERCHANT_PUBLIC_KEY_PEM, PLATFORM_CERT_PEM, PLATFORM_CERT_SERIAL,
+    WECHATPAY_PUBLIC_KEY_ID, WECHATPAY_PUBLIC_KEY_PEM,
 };
 pub use store::{PayChannel, PayNotification, Payment, PaymentStatus};
 
@@ -66,10 +72,12 @@ pub(crate) fn routes(route: Route) -> Route {
         .at(v3::TRANSFER_BILLS_PATH, post(v3::create))
         .at("/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/:out_bill_no", get(v3::query))
         .at("/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/:out_bill_no/cancel", post(v3::cancel))
+        .at(certificates::CERTIFICATES_PATH, get(certificates::certificates))
         .at(bill::FUND_FLOW_BILL_PATH, get(bill::fund_flow_bill))
         .at(bill::BILL_DOWNLOAD_PATH, get(bill::download))
         .at("/__mock/pay", get(report))
         .at("/__mock/pay/keys", get(keys))
+        .at("/__mock/pay/signing", post(certificates::set_signing))
         .at("/__mock/pay/red-packets/:billno/receive", post(receive))
         .at("/__mock/pay/transfer-bills/:no/confirm", post(confirm))
         .at("/__mock/pay/transfer-bills/:no/decline", post(decline))
@@ -183,6 +191,11 @@ fn keys(Data(mock): Data<&MockWechat>) -> Json<serde_json::Value> {
         "merchant_private_key_pem": if config.merchant_public_key_pem == MERCHANT_PUBLIC_KEY_PEM { MERCHANT_PRIVATE_KEY_PEM } else { "" },
         "wechatpay_public_key_id": config.wechatpay_public_key_id,
         "wechatpay_public_key_pem": if config.wechatpay_private_key_pem == config::WECHATPAY_PRIVATE_KEY_PEM { WECHATPAY_PUBLIC_KEY_PEM } else { "" },
+        "signing": mock.pay_signing().as_str(),
+        "platform_certificates": config.platform_certificates.iter().map(|c| json!({
+            "serial_no": c.serial_no,
+            "certificate_pem": c.certificate_pem,
+        })).collect::<Vec<_>>(),
     }))
 }
 

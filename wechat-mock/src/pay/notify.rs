@@ -1,5 +1,6 @@
 //! v3 transfer notifications (`MCHTRANSFER.BILL.FINISHED`): the resource is AES-256-GCM-encrypted
-//! with the APIv3 key, the body is signed with the mock's WeChat Pay key, and a delivery that does
+//! with the APIv3 key, the body is signed with the WeChat Pay public key or the newest platform
+//! certificate (as the merchant played signs, [`super::PaySigning`]), and a delivery that does
 //! not get 2xx is retried on WeChat's schedule, driven by the mock clock: nothing is sent until
 //! [`MockWechat::deliver_due_notifications`] runs (the mock runs it itself right after the event).
 
@@ -76,24 +77,24 @@ impl MockState {
             next_attempt_ms: Some(now_ms),
             acknowledged: false,
             duplicates_sent: 0,
+            signed_with: Vec::new(),
         });
     }
 
-    /// Signed headers for one delivery of `body`.
+    /// Signed headers for one delivery of `body`, with the key notifications are signed with.
     fn notification_headers(&self, body: &str) -> Vec<(&'static str, String)> {
-        let timestamp = self.clock.now_ms().div_euclid(1000).to_string();
+        let now = self.clock.now_ms().div_euclid(1000);
+        let timestamp = now.to_string();
         let nonce = nonce(32);
-        let signature = self
-            .pay
-            .wechatpay_key
-            .as_ref()
-            .map(|key| rsa_sign(key, &v3_response_message(&timestamp, &nonce, body)))
-            .unwrap_or_default();
+        let (serial, signature) = match self.pay.signing_key(None, now) {
+            Some((serial, key)) => (serial, rsa_sign(key, &v3_response_message(&timestamp, &nonce, body))),
+            None => (self.pay.config.wechatpay_public_key_id.clone(), String::new()),
+        };
         vec![
             ("Wechatpay-Timestamp", timestamp),
             ("Wechatpay-Nonce", nonce),
             ("Wechatpay-Signature", signature),
-            ("Wechatpay-Serial", self.pay.config.wechatpay_public_key_id.clone()),
+            ("Wechatpay-Serial", serial),
             ("Wechatpay-Signature-Type", "WECHATPAY2-SHA256-RSA2048".to_owned()),
         ]
     }
@@ -117,6 +118,8 @@ impl MockWechat {
                 if n.next_attempt_ms.is_some_and(|at| at <= now) {
                     let (url, body) = (n.url.clone(), n.body.clone());
                     let headers = state.notification_headers(&body);
+                    let serial = headers.iter().find(|(name, _)| *name == "Wechatpay-Serial").map(|(_, v)| v.clone());
+                    state.pay.notifications[index].signed_with.extend(serial);
                     // Claimed: a concurrent run does not deliver it again.
                     state.pay.notifications[index].next_attempt_ms = None;
                     due.push((index, url, body, headers, dup));

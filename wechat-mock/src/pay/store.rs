@@ -127,6 +127,8 @@ pub struct PayNotification {
     pub acknowledged: bool,
     /// Extra copies delivered by the duplicate-notification fault.
     pub duplicates_sent: u32,
+    /// The `Wechatpay-Serial` of each attempt: the key that signed it.
+    pub signed_with: Vec<String>,
 }
 
 /// The pay area's state inside [`crate::state::MockState`].
@@ -134,6 +136,10 @@ pub(crate) struct PayStore {
     pub(crate) config: PayConfig,
     pub(crate) merchant_key: Option<RsaPublicKey>,
     pub(crate) wechatpay_key: Option<RsaPrivateKey>,
+    /// Which key signs (starts as `config.signing`).
+    pub(crate) signing: super::config::PaySigning,
+    /// The platform certificates' private keys, by serial (those that parse).
+    pub(crate) platform_keys: Vec<(String, RsaPrivateKey)>,
     pub(crate) balance_fen: i64,
     /// By (channel, bill number).
     pub(crate) payments: BTreeMap<(PayChannelKey, String), Payment>,
@@ -197,7 +203,14 @@ impl PayStore {
     pub(crate) fn new(config: PayConfig) -> Self {
         let merchant_key = sign::public_key(&config.merchant_public_key_pem).ok();
         let wechatpay_key = sign::private_key(&config.wechatpay_private_key_pem).ok();
+        let platform_keys = config
+            .platform_certificates
+            .iter()
+            .filter_map(|c| sign::private_key(&c.private_key_pem).ok().map(|key| (c.serial_no.clone(), key)))
+            .collect();
         Self {
+            signing: config.signing,
+            platform_keys,
             balance_fen: config.balance_fen,
             config,
             merchant_key,
@@ -215,6 +228,7 @@ impl PayStore {
     /// A fresh store with the same config and parsed keys (reset).
     pub(crate) fn reset(&mut self) {
         self.balance_fen = self.config.balance_fen;
+        self.signing = self.config.signing;
         self.payments.clear();
         self.order.clear();
         self.notifications.clear();

@@ -1,6 +1,7 @@
 //! APIv3 merchant transfer (商家转账, 2025): create, query by `out_bill_no`, cancel. Requests must
 //! carry a valid `Authorization: WECHATPAY2-SHA256-RSA2048 …` (else 401 `SIGN_ERROR`); every
-//! answer is signed with the mock's WeChat Pay key (`Wechatpay-*` headers over the raw body).
+//! answer is signed (`Wechatpay-*` headers over the raw body) with the WeChat Pay public key or a
+//! platform certificate, as the merchant played signs ([`super::PaySigning`]).
 
 use std::collections::BTreeMap;
 
@@ -285,24 +286,34 @@ impl MockState {
         }))
     }
 
-    /// Signs a v3 answer with the mock's WeChat Pay key.
+    /// Signs a v3 answer as though its request named no key in `Wechatpay-Serial`.
     pub(crate) fn signed_v3_response(&self, status: StatusCode, body: &Value) -> Response {
+        self.signed_v3_answer(status, body, None)
+    }
+
+    /// Signs a v3 answer with the key the merchant played signs with, given the request's
+    /// `Wechatpay-Serial` (see [`super::PaySigning`]).
+    pub(crate) fn signed_v3_answer(
+        &self,
+        status: StatusCode,
+        body: &Value,
+        requested_serial: Option<&str>,
+    ) -> Response {
         let text = body.to_string();
-        let timestamp = self.clock.now_ms().div_euclid(1000).to_string();
+        let now = self.clock.now_ms().div_euclid(1000);
+        let timestamp = now.to_string();
         let nonce = nonce(32);
-        let signature = self
-            .pay
-            .wechatpay_key
-            .as_ref()
-            .map(|key| rsa_sign(key, &v3_response_message(&timestamp, &nonce, &text)))
-            .unwrap_or_default();
+        let (serial, signature) = match self.pay.signing_key(requested_serial, now) {
+            Some((serial, key)) => (serial, rsa_sign(key, &v3_response_message(&timestamp, &nonce, &text))),
+            None => (self.pay.config.wechatpay_public_key_id.clone(), String::new()),
+        };
         Response::builder()
             .status(status)
             .content_type("application/json")
             .header("Wechatpay-Timestamp", timestamp)
             .header("Wechatpay-Nonce", nonce)
             .header("Wechatpay-Signature", signature)
-            .header("Wechatpay-Serial", self.pay.config.wechatpay_public_key_id.clone())
+            .header("Wechatpay-Serial", serial)
             .header("Wechatpay-Signature-Type", "WECHATPAY2-SHA256-RSA2048")
             .header("Request-ID", format!("08{}", super::sign::nonce(30)))
             .body(text)
@@ -336,15 +347,17 @@ pub(crate) async fn serve(
     let url =
         req.uri().path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_else(|| req.uri().path().to_owned());
     let authorization = req.header("Authorization").map(str::to_owned);
+    let requested_serial = req.header("Wechatpay-Serial").map(str::to_owned);
     let (response, notify) = {
         let mut state = mock.lock();
         state.record_call(req.uri().path());
         let result = state
             .verify_v3(req.method().as_str(), &url, authorization.as_deref(), &text)
             .and_then(|()| run(&mut state));
+        let requested = requested_serial.as_deref();
         let response = match result {
-            Ok(body) => state.signed_v3_response(StatusCode::OK, &body),
-            Err(error) => state.signed_v3_response(error.status, &error.body),
+            Ok(body) => state.signed_v3_answer(StatusCode::OK, &body, requested),
+            Err(error) => state.signed_v3_answer(error.status, &error.body, requested),
         };
         (response, state.pay.notifications.iter().any(|n| n.attempts == 0 && n.next_attempt_ms.is_some()))
     };

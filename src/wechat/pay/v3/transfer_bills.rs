@@ -409,7 +409,8 @@ impl V3Client {
         request.validate()?;
         let (user_name, serial) = match &request.user_name {
             Some(name) => {
-                let (ciphertext, serial) = self.keys().encrypt_sensitive(name.expose())?;
+                let (ciphertext, serial) =
+                    self.expected_keys(super::unix_now()).await.encrypt_sensitive(name.expose())?;
                 (Some(ciphertext), Some(serial))
             }
             None => (None, None),
