@@ -166,11 +166,7 @@ impl Application {
                     Dispatcher::new(db.clone(), pay.clone(), settings.payouts.clone(), settings.notify_url.clone());
                 let reconciler = AbortOnDrop(crate::workers::reconcile::spawn(db.clone(), pay.clone()));
                 let certificates = pay.v3.as_ref().and_then(|v3| v3.spawn_certificate_refresher()).map(AbortOnDrop);
-                Some((
-                    AbortOnDrop(Arc::new(dispatcher).spawn(self.state.payer.notifier())),
-                    reconciler,
-                    certificates,
-                ))
+                Some((AbortOnDrop(Arc::new(dispatcher).spawn(self.state.payer.notifier())), reconciler, certificates))
             }
             None => {
                 tracing::warn!("WeChat Pay is not configured (WECHATPAY_MCH_ID): payouts wait in the outbox");
