@@ -276,7 +276,7 @@ async fn a_merchant_viewer_key_reads_and_every_merchant_write_needs_an_operator(
         .to_owned();
     let terms = json!({
         "category": "生鲜", "title": "立减", "kind": "cash", "amount_off": 500, "min_spend": 0, "valid_days": 7,
-        "claim_from": "2020-01-01T00:00:00Z", "claim_until": "2999-01-01T00:00:00Z", "stock_total": 10,
+        "claim_from": "2020-01-01T00:00:00Z", "claim_until": "2099-01-01T00:00:00Z", "stock_total": 10,
         "per_resident_limit": 1, "audience": "new_customers"
     });
     let template = app

@@ -116,7 +116,7 @@ async fn fixture(app: &OaApp) -> Fixture {
     let spare_key = spare["key"]["id"].as_i64().unwrap();
 
     let user = app.mock.add_user();
-    let pusher = app.pusher(PushMode::Plaintext);
+    let pusher = app.pusher(PushMode::Safe);
     app.say(&pusher, &pusher.follow(&user.oa_openid)).await;
     let token = app.login(&user).await;
     let mp = |method: reqwest::Method, path: &str| {
@@ -708,7 +708,7 @@ async fn pay_notifications_with_numbers_past_i64_or_absurd_timestamps_are_refuse
     let app = spawn_pay_app(|_| {}).await;
     // A follower grabs a transfer red packet: its payout waits for the resident's confirmation.
     let user = app.mock.add_user();
-    let pusher = app.pusher(PushMode::Plaintext);
+    let pusher = app.pusher(PushMode::Safe);
     app.say(&pusher, &pusher.follow(&user.oa_openid)).await;
     let token = app.login(&user).await;
     let (from, until) = (now_plus(time::Duration::minutes(-1)), now_plus(time::Duration::hours(2)));

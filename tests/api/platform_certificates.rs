@@ -21,7 +21,7 @@ async fn count(app: &OaApp, sql: &str) -> i64 {
 /// answers), the resident confirms, WeChat notifies. Answers the bill number.
 async fn transfer_is_paid(app: &OaApp) -> String {
     let user = app.mock.add_user();
-    let pusher = app.pusher(PushMode::Plaintext);
+    let pusher = app.pusher(PushMode::Safe);
     app.say(&pusher, &pusher.follow(&user.oa_openid)).await;
     let token = app.login(&user).await;
     let now = time::OffsetDateTime::now_utc();

@@ -81,7 +81,7 @@ async fn merchant_and_resident(app: &OaApp) -> (String, String, String) {
 async fn coupon_template(app: &OaApp, amount_off: i64, per_resident_limit: i64) -> i64 {
     let terms = json!({
         "category": "生鲜", "title": "立减", "kind": "cash", "amount_off": amount_off, "min_spend": 0,
-        "valid_days": 7, "claim_from": "2020-01-01T00:00:00Z", "claim_until": "2999-01-01T00:00:00Z",
+        "valid_days": 7, "claim_from": "2020-01-01T00:00:00Z", "claim_until": "2099-01-01T00:00:00Z",
         "stock_total": 100, "per_resident_limit": per_resident_limit, "audience": "new_customers"
     });
     let t = app
@@ -260,7 +260,7 @@ async fn twenty_withdrawals_with_one_key_at_once_withdraw_once() {
     let (_second, ways) = instances(&app).await;
     // A follower grabs a 10-yuan balance red packet: money in the wallet.
     let user = app.mock.add_user();
-    let pusher = app.pusher(PushMode::Plaintext);
+    let pusher = app.pusher(PushMode::Safe);
     assert_eq!(pusher.deliver(&pusher.follow(&user.oa_openid)).await.unwrap().status, 200);
     let token = app.login(&user).await;
     let now = time::OffsetDateTime::now_utc();
