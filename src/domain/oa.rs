@@ -30,7 +30,8 @@ pub struct OfficialAccount {
     pub company_id: Option<i64>,
 }
 
-/// The URL a push came under (its signature checked) and the SHA-256 (hex) of its raw body.
+/// The URL a push came under (its signature checked) and the SHA-256 (hex) of the message it
+/// carries: the raw body of a plaintext push, the decrypted message of an encrypted one.
 #[derive(Clone, Debug)]
 pub struct SignedPush {
     pub url_timestamp: i64,
