@@ -134,32 +134,37 @@ pub async fn nonce_binding<'c, E: Executor<'c, Database = Any>>(
 }
 
 /// Binds each (timestamp, nonce) to its body unless it is bound already, in the caller's
-/// transaction, one statement per [`super::ROWS_PER_STATEMENT`] claims; answers, for every claim,
-/// `(timestamp, nonce, hash it is bound to)`: its own body's, or the earlier body's. A binding
-/// being made by a concurrent transaction is waited for. The claims must be distinct pairs.
-pub async fn bind_nonces(
-    tx: &mut Tx,
-    appid: &str,
-    claims: &[NonceClaim<'_>],
-    now: i64,
-) -> DbResult<Vec<(i64, String, String)>> {
-    let mut bound = Vec::with_capacity(claims.len());
-    for chunk in claims.chunks(super::ROWS_PER_STATEMENT) {
-        // The no-op update makes RETURNING answer the stored row on a conflict, in both engines.
+/// transaction, one statement per [`super::ROWS_PER_STATEMENT`] claims, and answers the claims
+/// whose URL is bound to another body (refused), as indexes into `claims`. The claims must be
+/// distinct pairs. A binding being made by a concurrent transaction is waited for.
+///
+/// The common case, every URL new, costs one insert that answers nothing back; only a chunk
+/// where some URL was taken before (a redelivery under its own URL, or a captured one reused)
+/// reads the bindings it met.
+pub async fn bind_nonces(tx: &mut Tx, appid: &str, claims: &[NonceClaim<'_>], now: i64) -> DbResult<Vec<usize>> {
+    let mut refused = Vec::new();
+    for (c, chunk) in claims.chunks(super::ROWS_PER_STATEMENT).enumerate() {
         let sql = format!(
             "INSERT INTO wechat_push_nonces (url_timestamp, appid, nonce, body_sha256, received_at) VALUES {} \
-             ON CONFLICT (url_timestamp, appid, nonce) DO UPDATE SET body_sha256 = wechat_push_nonces.body_sha256 \
-             RETURNING url_timestamp, nonce, body_sha256",
+             ON CONFLICT (url_timestamp, appid, nonce) DO NOTHING",
             super::values_list(chunk.len(), 5, 1)
         );
         let sql = super::positional(tx, sql);
-        let mut q = sqlx::query_as::<_, (i64, String, String)>(&sql);
-        for c in chunk {
-            q = q.bind(c.url_timestamp).bind(appid).bind(c.nonce).bind(c.body_sha256).bind(now);
+        let mut q = sqlx::query(&sql);
+        for claim in chunk {
+            q = q.bind(claim.url_timestamp).bind(appid).bind(claim.nonce).bind(claim.body_sha256).bind(now);
         }
-        bound.extend(q.fetch_all(&mut **tx).await?);
+        if q.execute(&mut **tx).await?.rows_affected() == chunk.len() as u64 {
+            continue;
+        }
+        for (i, claim) in chunk.iter().enumerate() {
+            let bound = nonce_binding(&mut **tx, appid, claim.url_timestamp, claim.nonce).await?;
+            if bound.as_deref() != Some(claim.body_sha256) {
+                refused.push(c * super::ROWS_PER_STATEMENT + i);
+            }
+        }
     }
-    Ok(bound)
+    Ok(refused)
 }
 
 /// Forgets the bindings of URLs dated before `before` (unix seconds): no push dated then passes

@@ -5,17 +5,18 @@
 //! one, each cost about twenty statements; here a group costs ten: the binding of each push's URL
 //! (timestamp, nonce) to its body (a push whose URL came with another body is refused, see
 //! [`super::oa`]), the pushes seen before (their stored replies answer redeliveries), the
-//! residents behind the openids, their accounts (opened
-//! as needed), their check-ins since yesterday, then the new check-ins, the balances, the ledger
-//! rows and the handled pushes with their replies. Streaks, bonuses and replies are worked out in
-//! memory from what was read, in the order the pushes arrived, exactly as the one-by-one path does
-//! ([`super::points::check_in`]). Each push is answered only after the commit.
+//! residents behind the openids, their accounts (opened as needed), their check-ins since
+//! yesterday, then the new check-ins, the balances, the ledger rows and the handled pushes with
+//! their replies. Streaks, bonuses and replies are worked out in memory from what was read, in the
+//! order the pushes arrived, by the one rule the one-by-one path ([`super::points::check_in`])
+//! uses too: [`Checkin::on_day`]. Each push is answered only after the commit.
 //!
 //! The unique keys stay the guard — (appid, dedupe key) for pushes, (programme, resident, day) for
 //! check-ins, (programme, reference) for the ledger: if another instance or the general push path
 //! wrote one of them meanwhile, the group rolls back and is tried again, and then sees it. A push
 //! from an openid we do not know yet is handed back to the general path, which makes the resident.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::oa::SignedPush;
-use super::points::{local_day, streak_bonus, Checkin, Kind, Rules, Source};
+use super::points::{local_day, Checkin, Kind, Rules, Source};
 use super::{DomainError, DomainResult};
 use crate::db::points::{self as store, NewCheckin, NewLedgerRow, ProgrammeRow};
 use crate::db::wechat::{self as pushes, HandledPush};
@@ -198,28 +199,31 @@ async fn write_once(db: &Db, jobs: &[Job]) -> DomainResult<Vec<Handled>> {
     let rules = Rules::of(&programme);
     let mut tx = db.begin().await?;
 
-    // Each URL bound to the first body of the group under it (or to the one bound before).
+    // Each URL bound to the first body of the group under it (or to the one bound before); a
+    // job is refused when its body is not the one its URL is bound to.
     let mut claims: Vec<pushes::NonceClaim<'_>> = Vec::with_capacity(jobs.len());
-    let mut claimed: HashSet<(i64, &str)> = HashSet::with_capacity(jobs.len());
+    let mut claimed: HashMap<(i64, &str), &str> = HashMap::with_capacity(jobs.len());
     for job in jobs {
         let claim = job.push.signed.claim();
-        if claimed.insert((claim.url_timestamp, claim.nonce)) {
+        if let Entry::Vacant(e) = claimed.entry((claim.url_timestamp, claim.nonce)) {
+            e.insert(claim.body_sha256);
             claims.push(claim);
         }
     }
     // In one order everywhere, so that two instances' groups meeting on the same URLs wait for
     // each other instead of deadlocking.
     claims.sort_unstable_by(|a, b| (a.url_timestamp, a.nonce).cmp(&(b.url_timestamp, b.nonce)));
-    let bound: HashMap<(i64, String), String> = pushes::bind_nonces(&mut tx, appid, &claims, db::now_ms())
+    let taken: HashSet<(i64, &str)> = pushes::bind_nonces(&mut tx, appid, &claims, db::now_ms())
         .await?
         .into_iter()
-        .map(|(ts, nonce, hash)| ((ts, nonce), hash))
+        .map(|i| (claims[i].url_timestamp, claims[i].nonce))
         .collect();
     let refused: Vec<bool> = jobs
         .iter()
         .map(|j| {
             let s = &j.push.signed;
-            bound.get(&(s.url_timestamp, s.nonce.clone())).is_none_or(|hash| *hash != s.body_sha256)
+            let url = (s.url_timestamp, s.nonce.as_str());
+            taken.contains(&url) || claimed.get(&url).is_none_or(|first| *first != s.body_sha256)
         })
         .collect();
 
@@ -278,22 +282,20 @@ async fn write_once(db: &Db, jobs: &[Job]) -> DomainResult<Vec<Handled>> {
         };
         let (resident_id, r) = r;
         let day = days[i];
-        let done = if let Some((_, streak)) = r.days.iter().find(|(d, _)| *d == day) {
-            Checkin { already: true, streak: *streak, points: 0, bonus: 0, balance: 0 }
-        } else {
-            let streak = match r.days.iter().max_by_key(|(d, _)| *d) {
-                Some((last, streak)) if *last == day - 1 => streak + 1,
-                _ => 1,
-            };
-            let bonus = streak_bonus(&rules.streak_bonuses, streak);
-            let points = rules.checkin_points + bonus;
-            r.days.push((day, streak));
-            new_checkins.push(NewCheckin { resident_id, day, streak, points, at: job.push.at_ms });
-            if points > 0 {
-                r.credits.push((i, points));
+        let done = Checkin::on_day(&rules, &r.days, day);
+        if !done.already {
+            r.days.push((day, done.streak));
+            new_checkins.push(NewCheckin {
+                resident_id,
+                day,
+                streak: done.streak,
+                points: done.points,
+                at: job.push.at_ms,
+            });
+            if done.points > 0 {
+                r.credits.push((i, done.points));
             }
-            Checkin { already: false, streak, points, bonus, balance: 0 }
-        };
+        }
         plans.push(Plan::Checkin { resident_id, done });
     }
 
@@ -317,11 +319,9 @@ async fn write_once(db: &Db, jobs: &[Job]) -> DomainResult<Vec<Handled>> {
             continue;
         };
         done.balance = balance_at(&residents[resident_id], i);
-        texts.push((!done.already && done.points > 0).then(|| {
-            let reference = format!("checkin:{resident_id}:{}", days[i]);
-            let remark = (done.bonus > 0).then(|| format!("连续签到 {} 天奖励 {}", done.streak, done.bonus));
-            (reference, remark)
-        }));
+        texts.push(
+            (!done.already && done.points > 0).then(|| (Checkin::reference(*resident_id, days[i]), done.remark())),
+        );
     }
     let ledger_rows: Vec<NewLedgerRow<'_>> = plans
         .iter()

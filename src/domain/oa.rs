@@ -133,8 +133,7 @@ async fn apply_push(
     unionid: Option<&str>,
     now: i64,
 ) -> DomainResult<Option<String>> {
-    let bound = db::wechat::bind_nonces(tx, &oa.appid, &[signed.claim()], db::now_ms()).await?;
-    if bound.iter().any(|(_, _, hash)| *hash != signed.body_sha256) {
+    if !db::wechat::bind_nonces(tx, &oa.appid, &[signed.claim()], db::now_ms()).await?.is_empty() {
         return Err(nonce_reused());
     }
     let (msg_type, event) = labels(msg);

@@ -301,46 +301,77 @@ pub struct Checkin {
     pub balance: i64,
 }
 
+impl Checkin {
+    /// The rule of a check-in on `day`, the one home of the streak arithmetic: `known` holds the
+    /// resident's check-ins that matter as `(day, streak)` — the one on `day` if any, and the
+    /// latest — in any order. Checked in that day already: nothing more. Otherwise the streak
+    /// goes on from yesterday's or starts again, and earns the programme's points plus the
+    /// bonus of that streak length. The balance is the caller's to fill in once credited.
+    pub fn on_day(rules: &Rules, known: &[(i64, i64)], day: i64) -> Self {
+        if let Some(&(_, streak)) = known.iter().find(|(d, _)| *d == day) {
+            return Self { already: true, streak, points: 0, bonus: 0, balance: 0 };
+        }
+        let streak = match known.iter().max_by_key(|(d, _)| *d) {
+            Some(&(last, streak)) if day.checked_sub(1) == Some(last) => streak.saturating_add(1),
+            _ => 1,
+        };
+        let bonus = streak_bonus(&rules.streak_bonuses, streak);
+        Self { already: false, streak, points: rules.checkin_points.saturating_add(bonus), bonus, balance: 0 }
+    }
+
+    /// The ledger reference of a resident's check-in on a day: one credit per resident and day.
+    pub fn reference(resident_id: i64, day: i64) -> String {
+        format!("checkin:{resident_id}:{day}")
+    }
+
+    /// The ledger remark of a check-in that earned a streak bonus.
+    pub fn remark(&self) -> Option<String> {
+        (self.bonus > 0).then(|| format!("连续签到 {} 天奖励 {}", self.streak, self.bonus))
+    }
+}
+
 /// Checks the resident in for the programme's current local day: once a day, whatever the
 /// channel (OA menu, keyword, mini-program) and however many requests arrive at once.
 pub async fn check_in(tx: &mut Tx, programme: &ProgrammeRow, resident_id: i64, now: i64) -> DomainResult<Checkin> {
     let rules = Rules::of(programme);
     let day = local_day(now, rules.utc_offset_minutes);
     let account = store::open_account(tx, programme.id, resident_id, now).await?;
-    if let Some(today) = store::checkin_on(tx, programme.id, resident_id, day).await? {
-        return Ok(Checkin { already: true, streak: today.streak, points: 0, bonus: 0, balance: account.balance });
-    }
-    let streak = match store::last_checkin(tx, programme.id, resident_id).await? {
-        Some(last) if last.day == day - 1 => last.streak + 1,
-        _ => 1,
+    let today = store::checkin_on(tx, programme.id, resident_id, day).await?;
+    let last = match &today {
+        Some(_) => None,
+        None => store::last_checkin(tx, programme.id, resident_id).await?,
     };
-    let bonus = streak_bonus(&rules.streak_bonuses, streak);
-    let points = rules.checkin_points + bonus;
-    if !store::insert_checkin(tx, programme.id, resident_id, day, streak, points, now).await? {
+    let known: Vec<(i64, i64)> = today.iter().chain(last.iter()).map(|c| (c.day, c.streak)).collect();
+    let mut done = Checkin::on_day(&rules, &known, day);
+    if done.already {
+        done.balance = account.balance;
+        return Ok(done);
+    }
+    if !store::insert_checkin(tx, programme.id, resident_id, day, done.streak, done.points, now).await? {
         // A concurrent request checked in first.
         let today = store::checkin_on(tx, programme.id, resident_id, day).await?;
         let account = store::open_account(tx, programme.id, resident_id, now).await?;
         return Ok(Checkin {
             already: true,
-            streak: today.map_or(streak, |c| c.streak),
+            streak: today.map_or(done.streak, |c| c.streak),
             points: 0,
             bonus: 0,
             balance: account.balance,
         });
     }
-    let mut balance = account.balance;
-    if points > 0 {
+    done.balance = account.balance;
+    if done.points > 0 {
         let posting = Posting {
             kind: Kind::Earn,
             source: Source::Checkin,
-            reference: format!("checkin:{resident_id}:{day}"),
-            amount: points,
+            reference: Checkin::reference(resident_id, day),
+            amount: done.points,
             operator: None,
-            remark: (bonus > 0).then(|| format!("连续签到 {streak} 天奖励 {bonus}")),
+            remark: done.remark(),
         };
-        balance = post(tx, programme.id, resident_id, &posting, now).await?.row().balance_after;
+        done.balance = post(tx, programme.id, resident_id, &posting, now).await?.row().balance_after;
     }
-    Ok(Checkin { already: false, streak, points, bonus, balance })
+    Ok(done)
 }
 
 // ----- the operator side -------------------------------------------------------------------
@@ -606,6 +637,34 @@ mod tests {
         assert_eq!(local_day(i64::MAX, 840), i64::MAX.div_euclid(DAY_MS));
         assert_eq!(local_day(i64::MIN, -720), i64::MIN.div_euclid(DAY_MS));
         assert_eq!(local_day(i64::MAX, i64::MAX), i64::MAX.div_euclid(DAY_MS));
+    }
+
+    #[test]
+    fn a_checkin_continues_yesterdays_streak_and_is_once_a_day() {
+        let rules = Rules::defaults("Acme");
+        let fresh = Checkin::on_day(&rules, &[], 100);
+        assert_eq!((fresh.already, fresh.streak, fresh.points, fresh.bonus), (false, 1, 5, 0));
+        // The order of what is known does not matter; the latest day decides the streak.
+        for known in [[(99, 6), (97, 4)], [(97, 4), (99, 6)]] {
+            let seventh = Checkin::on_day(&rules, &known, 100);
+            assert_eq!((seventh.already, seventh.streak, seventh.points, seventh.bonus), (false, 7, 25, 20));
+            assert_eq!(seventh.remark().as_deref(), Some("连续签到 7 天奖励 20"));
+        }
+        let again = Checkin::on_day(&rules, &[(100, 3), (99, 2)], 100);
+        assert_eq!((again.already, again.streak, again.points, again.bonus), (true, 3, 0, 0));
+        assert_eq!(Checkin::on_day(&rules, &[(98, 9)], 100).streak, 1, "a missed day starts again");
+        assert_eq!(Checkin::on_day(&rules, &[(101, 9)], 100).streak, 1, "a later day is no yesterday");
+        assert_eq!(Checkin::reference(42, 100), "checkin:42:100");
+        assert_eq!(fresh.remark(), None);
+    }
+
+    #[test]
+    fn a_checkin_at_the_edges_of_i64_does_not_overflow() {
+        let mut rules = Rules::defaults("Acme");
+        assert_eq!(Checkin::on_day(&rules, &[(i64::MAX, 3)], i64::MIN).streak, 1);
+        assert_eq!(Checkin::on_day(&rules, &[(i64::MAX - 1, i64::MAX)], i64::MAX).streak, i64::MAX);
+        rules.checkin_points = i64::MAX;
+        assert_eq!(Checkin::on_day(&rules, &[(6, 6)], 7).points, i64::MAX);
     }
 
     #[test]
