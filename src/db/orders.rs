@@ -1,5 +1,4 @@
-//! Merchants' orders and refunds, residents' member codes, purchase-points multipliers, and
-//! writing coupons off.
+//! Merchants' orders and refunds, residents' member codes and purchase-points multipliers.
 
 use serde::Serialize;
 use sqlx::{Any, Executor};
@@ -293,65 +292,6 @@ pub async fn set_purchase_rates(tx: &mut Tx, programme_id: i64, per_yuan: i64, f
         .execute(&mut **tx)
         .await?;
     Ok(())
-}
-
-/// A coupon and the terms it was issued on, found by its code.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct CouponWithTerms {
-    pub id: i64,
-    pub resident_id: i64,
-    pub state: String,
-    pub valid_from: i64,
-    pub valid_until: i64,
-    pub template_id: i64,
-    pub owner_org_id: i64,
-    pub company_id: i64,
-    pub kind: String,
-    pub amount_off: Option<i64>,
-    pub percent_off: Option<i64>,
-    pub discount_cap: Option<i64>,
-    pub min_spend: i64,
-    pub merchant_ids: String,
-}
-
-pub async fn coupon_by_code(tx: &mut Tx, code: &str) -> DbResult<Option<CouponWithTerms>> {
-    let row = sqlx::query_as(
-        "SELECT c.id, c.resident_id, c.state, c.valid_from, c.valid_until, c.template_id, t.owner_org_id, t.company_id, \
-                t.kind, t.amount_off, t.percent_off, t.discount_cap, t.min_spend, t.merchant_ids \
-         FROM coupons c JOIN coupon_templates t ON t.id = c.template_id WHERE c.code = $1",
-    )
-    .bind(code)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row)
-}
-
-/// Writes a coupon off if it is still unused: the guard against one coupon on two orders.
-pub async fn use_coupon(tx: &mut Tx, id: i64, discount: i64, merchant_id: i64, now: i64) -> DbResult<bool> {
-    let r = sqlx::query(
-        "UPDATE coupons SET state = 'used', used_at = $1, discount = $2, used_by_merchant = $3 \
-         WHERE id = $4 AND state = 'unused'",
-    )
-    .bind(now)
-    .bind(discount)
-    .bind(merchant_id)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(r.rows_affected() == 1)
-}
-
-/// Puts a used coupon back, if it is still within its validity.
-pub async fn restore_coupon(tx: &mut Tx, id: i64, now: i64) -> DbResult<bool> {
-    let r = sqlx::query(
-        "UPDATE coupons SET state = 'unused', used_at = NULL, discount = NULL, used_by_merchant = NULL \
-         WHERE id = $1 AND state = 'used' AND valid_until > $2",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(r.rows_affected() == 1)
 }
 
 /// How many orders a resident has placed at the company's merchants since `since`.

@@ -11,9 +11,12 @@ use sqlx::AnyConnection;
 
 use super::access::{scope_of, Actor, Role};
 use super::gates::Gates;
+use super::merchants::MerchantActor;
 use super::sessions::ResidentActor;
 use super::{audit, required_text, DomainError, DomainResult};
-use crate::db::coupons::{self as store, CouponRow, Figures, HeldCoupon, TemplateFields, TemplateFilter, TemplateRow};
+use crate::db::coupons::{
+    self as store, CouponRow, CouponWithTerms, Figures, HeldCoupon, TemplateFields, TemplateFilter, TemplateRow,
+};
 use crate::db::group::GroupCommit;
 use crate::db::orgs::OrgRow;
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
@@ -44,6 +47,10 @@ pub struct TemplateInput {
     /// `followers`, `verified_residents` or `new_customers`.
     pub audience: String,
     pub merchant_ids: Vec<i64>,
+}
+
+fn invalid_as(code: &'static str, message: impl Into<String>) -> DomainError {
+    DomainError::invalid(code, message)
 }
 
 fn invalid(message: impl Into<String>) -> DomainError {
@@ -316,11 +323,8 @@ async fn check_audience(conn: &mut AnyConnection, t: &TemplateRow, resident_id: 
     let refuse = |m: &str| DomainError::Forbidden(m.to_owned());
     match t.audience.as_str() {
         "followers" => {
-            let follows = db::residents::identities_of(&mut *conn, resident_id)
-                .await?
-                .iter()
-                .any(|i| i.app_kind == "oa" && i.subscribed != 0);
-            if !follows {
+            let identities = db::residents::identities_of(&mut *conn, resident_id).await?;
+            if !super::residents::follows_account(&identities) {
                 return Err(refuse("this coupon is for followers of the official account"));
             }
         }
@@ -516,9 +520,143 @@ pub async fn mine(
     Ok(store::held(db.reader(), me.resident_id, state, page).await?)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Using a coupon: at a merchant's counter, on an order, and putting it back on a full refund.
+// Orders and the counter call these; nothing else decides whether a coupon may be used or what
+// it takes off.
+
+/// What a coupon takes off an amount: a cash voucher its face value (at most the amount), a
+/// discount its percentage rounded down, at most its cap.
+pub fn discount_for(c: &CouponWithTerms, amount: i64) -> i64 {
+    match c.kind.as_str() {
+        "cash" => c.amount_off.unwrap_or(0).clamp(0, amount.max(0)),
+        _ => {
+            // In i128: an amount near i64::MAX times a percentage would not fit in i64.
+            let off = i128::from(amount) * i128::from(c.percent_off.unwrap_or(0)) / 100;
+            let off = i64::try_from(off.max(0)).unwrap_or(i64::MAX);
+            c.discount_cap.map_or(off, |cap| off.min(cap)).clamp(0, amount.max(0))
+        }
+    }
+}
+
+/// The coupon with this code, when it is within the merchant's reach: a coupon of the merchant's
+/// own property company. A code of another company answers exactly as a code that does not
+/// exist, so a till cannot learn which codes are real elsewhere. Within the company the reasons
+/// stay typed (another merchant's, another resident's, used): templates only ever name merchants
+/// of their own company, and the company's operators see its coupons anyway.
+pub(crate) async fn in_reach_of(tx: &mut Tx, merchant: &MerchantActor, code: &str) -> DomainResult<CouponWithTerms> {
+    store::by_code(tx, code)
+        .await?
+        .filter(|c| c.company_id == merchant.company_id())
+        .ok_or(DomainError::NotFound("coupon"))
+}
+
+/// Whether the coupon can be used by `resident_id` (when the order names one) at the merchant
+/// now, on `amount` (when known); answers the discount.
+async fn usable_at(
+    tx: &mut Tx,
+    merchant: &MerchantActor,
+    c: &CouponWithTerms,
+    resident_id: Option<i64>,
+    amount: Option<i64>,
+    now: i64,
+) -> DomainResult<i64> {
+    if resident_id.is_some_and(|r| r != c.resident_id) {
+        return Err(invalid_as("coupon_not_yours", "the coupon belongs to another resident"));
+    }
+    let listed = restricted_merchants(&c.merchant_ids)?;
+    let owner_is_merchant = db::orgs::get(&mut **tx, c.owner_org_id).await?.is_some_and(|o| o.kind == "merchant");
+    let here = if !listed.is_empty() {
+        listed.contains(&merchant.merchant_id())
+    } else if owner_is_merchant {
+        c.owner_org_id == merchant.merchant_id()
+    } else {
+        c.company_id == merchant.company_id()
+    };
+    if !here || c.company_id != merchant.company_id() {
+        return Err(invalid_as("coupon_wrong_merchant", "the coupon cannot be used at this merchant"));
+    }
+    match c.state.as_str() {
+        "unused" => {}
+        "used" => return Err(DomainError::conflict("coupon_used", "the coupon has already been used")),
+        "expired" => return Err(DomainError::conflict("coupon_expired", "the coupon has expired")),
+        _ => return Err(DomainError::conflict("coupon_revoked", "the coupon was revoked")),
+    }
+    if now < c.valid_from {
+        return Err(DomainError::conflict("coupon_not_yet_valid", "the coupon is not valid yet"));
+    }
+    if now >= c.valid_until {
+        return Err(DomainError::conflict("coupon_expired", "the coupon has expired"));
+    }
+    match amount {
+        Some(a) if a < c.min_spend => Err(invalid_as(
+            "below_minimum_spend",
+            format!("the coupon needs a spend of at least {} fen; the order is {a} fen", c.min_spend),
+        )),
+        Some(a) => Ok(discount_for(c, a)),
+        None if c.kind == "cash" && c.min_spend == 0 => Ok(c.amount_off.unwrap_or(0)),
+        None => Err(invalid_as("amount_required", "this coupon needs the amount it is used on")),
+    }
+}
+
+/// Uses the coupon at the merchant, inside the caller's transaction, if it may be used there now;
+/// answers the discount. The conditional update on its state is the guard: one coupon on twenty
+/// concurrent orders is used once, and the others are refused `coupon_used`.
+pub(crate) async fn use_at(
+    tx: &mut Tx,
+    merchant: &MerchantActor,
+    c: &CouponWithTerms,
+    resident_id: Option<i64>,
+    amount: Option<i64>,
+    now: i64,
+) -> DomainResult<i64> {
+    let discount = usable_at(tx, merchant, c, resident_id, amount, now).await?;
+    if !store::mark_used(tx, c.id, discount, merchant.merchant_id(), now).await? {
+        return Err(DomainError::conflict("coupon_used", "the coupon has already been used"));
+    }
+    Ok(discount)
+}
+
+/// Puts a used coupon back (a full refund of its order), if it is still within its validity;
+/// answers whether it went back.
+pub(crate) async fn put_back(tx: &mut Tx, coupon_id: i64, now: i64) -> DomainResult<bool> {
+    Ok(store::mark_unused(tx, coupon_id, now).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_terms(kind: &str, amount_off: Option<i64>, percent: Option<i64>, cap: Option<i64>) -> CouponWithTerms {
+        CouponWithTerms {
+            id: 1,
+            resident_id: 1,
+            state: "unused".into(),
+            valid_from: 0,
+            valid_until: 1,
+            template_id: 1,
+            owner_org_id: 1,
+            company_id: 1,
+            kind: kind.into(),
+            amount_off,
+            percent_off: percent,
+            discount_cap: cap,
+            min_spend: 0,
+            merchant_ids: "[]".into(),
+        }
+    }
+
+    #[test]
+    fn discounts_are_whole_fen_and_capped() {
+        assert_eq!(discount_for(&with_terms("cash", Some(1000), None, None), 5000), 1000);
+        assert_eq!(discount_for(&with_terms("cash", Some(1000), None, None), 600), 600);
+        assert_eq!(discount_for(&with_terms("discount", None, Some(15), None), 999), 149);
+        assert_eq!(discount_for(&with_terms("discount", None, Some(20), Some(300)), 5000), 300);
+        // At the edges of i64 a discount neither overflows nor takes off more than the amount.
+        assert_eq!(discount_for(&with_terms("discount", None, Some(100), None), i64::MAX), i64::MAX);
+        assert_eq!(discount_for(&with_terms("cash", Some(i64::MAX), None, None), 0), 0);
+        assert_eq!(discount_for(&with_terms("discount", None, Some(50), None), i64::MIN), 0);
+    }
 
     fn input() -> TemplateInput {
         TemplateInput {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::payouts::{self, Display, Payer, Queue, Wake};
+use super::redpackets::Closed;
 use super::{DomainError, DomainResult};
 use crate::db::payouts::PayoutRow;
 use crate::db::redpackets::{self as store, CampaignRow, GrabRow, NewGrab};
@@ -314,12 +315,12 @@ async fn write_once(
             for j in &fresh {
                 outcomes.insert(j.resident_id, Outcome::Refused(refusal.error()));
             }
-            (Vec::new(), matches!(refusal, Refusal::SoldOut))
+            (Vec::new(), matches!(refusal, Closed::SoldOut))
         }
     };
     let (lucky, late) = fresh.split_at(amounts.len().min(fresh.len()));
     for j in late {
-        outcomes.entry(j.resident_id).or_insert_with(|| Outcome::Refused(Refusal::SoldOut.error()));
+        outcomes.entry(j.resident_id).or_insert_with(|| Outcome::Refused(Closed::SoldOut.error()));
     }
     let references: Vec<String> = lucky.iter().map(|j| format!("rp:{}:{}", campaign.id, j.resident_id)).collect();
     let (payout_of, wake) = pay(&mut tx, &inner.payer, campaign, lucky, &amounts, &references, now).await?;
@@ -344,54 +345,18 @@ async fn write_once(
     Ok((outcomes, sold_out, wake))
 }
 
-/// Why a campaign refuses grabs now.
-#[derive(Clone, Copy, Debug)]
-enum Refusal {
-    Gone,
-    Ended,
-    WindowOver,
-    NotStarted,
-    SoldOut,
-}
-
-impl Refusal {
-    fn error(self) -> DomainError {
-        match self {
-            Refusal::Gone => DomainError::NotFound("red packet"),
-            Refusal::Ended => DomainError::conflict("red_packet_ended", "the campaign has ended"),
-            Refusal::WindowOver => DomainError::conflict("red_packet_window_over", "the campaign is over"),
-            Refusal::NotStarted => DomainError::conflict("red_packet_not_started", "the campaign has not started yet"),
-            Refusal::SoldOut => super::redpackets::sold_out(),
-        }
-    }
-}
-
 /// Takes up to `wanted` shares: the numbers and amounts taken (possibly fewer than wanted), or why
 /// the campaign refuses grabs now.
-async fn take(
-    tx: &mut Tx,
-    campaign_id: i64,
-    wanted: usize,
-    now: i64,
-) -> DomainResult<Result<Vec<(i64, i64)>, Refusal>> {
+async fn take(tx: &mut Tx, campaign_id: i64, wanted: usize, now: i64) -> DomainResult<Result<Vec<(i64, i64)>, Closed>> {
     if wanted == 0 {
         return Ok(Ok(Vec::new()));
     }
     for _ in 0..ATTEMPTS {
-        let Some(c) = store::get(&mut **tx, campaign_id).await? else { return Ok(Err(Refusal::Gone)) };
-        if c.state == "ended" {
-            return Ok(Err(Refusal::Ended));
+        let Some(c) = store::get(&mut **tx, campaign_id).await? else { return Ok(Err(Closed::Gone)) };
+        if let Some(closed) = Closed::of(&c, now) {
+            return Ok(Err(closed));
         }
-        if now >= c.ends_at {
-            return Ok(Err(Refusal::WindowOver));
-        }
-        if c.state != "active" || now < c.starts_at {
-            return Ok(Err(Refusal::NotStarted));
-        }
-        let left = (c.shares - c.granted).max(0);
-        if left == 0 {
-            return Ok(Err(Refusal::SoldOut));
-        }
+        let left = c.shares - c.granted;
         let to = c.granted + left.min(wanted as i64);
         if store::take_shares(tx, campaign_id, c.granted, to, now).await? {
             let amounts = store::share_amounts(tx, campaign_id, c.granted, to).await?;

@@ -8,13 +8,14 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::coupons;
 use super::merchants::MerchantActor;
 use super::payouts::Payer;
 use super::points::{self, Kind, Posting, Source};
 use super::sessions::ResidentActor;
 use super::{DomainError, DomainResult};
-use crate::db::orders::{self as store, CouponWithTerms, MultiplierRow, NewOrder, OrderRow, RefundRow};
-use crate::db::{self, Db, DbError, Tx};
+use crate::db::orders::{self as store, MultiplierRow, NewOrder, OrderRow, RefundRow};
+use crate::db::{self, Db, DbError};
 
 /// One line of an order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,18 +35,6 @@ pub struct OrderInput {
     pub items: Vec<Item>,
     pub ordered_at: i64,
     pub coupon_code: Option<String>,
-}
-
-/// What a coupon takes off an amount: a cash voucher its face value (at most the amount), a
-/// discount its percentage rounded down, at most its cap.
-pub fn discount_for(c: &CouponWithTerms, amount: i64) -> i64 {
-    match c.kind.as_str() {
-        "cash" => c.amount_off.unwrap_or(0).min(amount),
-        _ => {
-            let off = amount * c.percent_off.unwrap_or(0) / 100;
-            c.discount_cap.map_or(off, |cap| off.min(cap)).min(amount)
-        }
-    }
 }
 
 /// Points for a purchase: each item earns `per_yuan` points a yuan times its category's
@@ -91,66 +80,6 @@ fn check_order_no(no: &str, field: &str) -> DomainResult<()> {
         Ok(())
     } else {
         Err(bad("validation_failed", format!("{field} must be 1–64 of A-Z a-z 0-9 - _")))
-    }
-}
-
-/// The coupon with this code, when it is within the merchant's reach: a coupon of the merchant's
-/// own property company. A code of another company answers exactly as a code that does not
-/// exist, so a till cannot learn which codes are real elsewhere. Within the company the reasons
-/// stay typed (another merchant's, another resident's, used): templates only ever name merchants
-/// of their own company, and the company's operators see its coupons anyway.
-async fn coupon_in_reach(tx: &mut Tx, merchant: &MerchantActor, code: &str) -> DomainResult<CouponWithTerms> {
-    store::coupon_by_code(tx, code)
-        .await?
-        .filter(|c| c.company_id == merchant.company_id())
-        .ok_or(DomainError::NotFound("coupon"))
-}
-
-/// Checks a coupon can be used by `resident_id` at the merchant now on `amount` (when known);
-/// answers the discount.
-async fn check_coupon(
-    tx: &mut Tx,
-    merchant: &MerchantActor,
-    c: &CouponWithTerms,
-    resident_id: Option<i64>,
-    amount: Option<i64>,
-    now: i64,
-) -> DomainResult<i64> {
-    if resident_id.is_some_and(|r| r != c.resident_id) {
-        return Err(bad("coupon_not_yours", "the coupon belongs to another resident"));
-    }
-    let listed = super::coupons::restricted_merchants(&c.merchant_ids)?;
-    let owner_is_merchant = db::orgs::get(&mut **tx, c.owner_org_id).await?.is_some_and(|o| o.kind == "merchant");
-    let here = if !listed.is_empty() {
-        listed.contains(&merchant.merchant_id())
-    } else if owner_is_merchant {
-        c.owner_org_id == merchant.merchant_id()
-    } else {
-        c.company_id == merchant.company_id()
-    };
-    if !here || c.company_id != merchant.company_id() {
-        return Err(bad("coupon_wrong_merchant", "the coupon cannot be used at this merchant"));
-    }
-    match c.state.as_str() {
-        "unused" => {}
-        "used" => return Err(DomainError::conflict("coupon_used", "the coupon has already been used")),
-        "expired" => return Err(DomainError::conflict("coupon_expired", "the coupon has expired")),
-        _ => return Err(DomainError::conflict("coupon_revoked", "the coupon was revoked")),
-    }
-    if now < c.valid_from {
-        return Err(DomainError::conflict("coupon_not_yet_valid", "the coupon is not valid yet"));
-    }
-    if now >= c.valid_until {
-        return Err(DomainError::conflict("coupon_expired", "the coupon has expired"));
-    }
-    match amount {
-        Some(a) if a < c.min_spend => Err(bad(
-            "below_minimum_spend",
-            format!("the coupon needs a spend of at least {} fen; the order is {a} fen", c.min_spend),
-        )),
-        Some(a) => Ok(discount_for(c, a)),
-        None if c.kind == "cash" && c.min_spend == 0 => Ok(c.amount_off.unwrap_or(0)),
-        None => Err(bad("amount_required", "this coupon needs the amount it is used on")),
     }
 }
 
@@ -220,11 +149,8 @@ pub async fn report(
     let (coupon_id, discount) = match input.coupon_code.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         None => (None, 0),
         Some(code) => {
-            let c = coupon_in_reach(&mut tx, merchant, code).await?;
-            let discount = check_coupon(&mut tx, merchant, &c, Some(resident_id), Some(input.amount), now).await?;
-            if !store::use_coupon(&mut tx, c.id, discount, merchant.merchant_id(), now).await? {
-                return Err(DomainError::conflict("coupon_used", "the coupon has already been used"));
-            }
+            let c = coupons::in_reach_of(&mut tx, merchant, code).await?;
+            let discount = coupons::use_at(&mut tx, merchant, &c, Some(resident_id), Some(input.amount), now).await?;
             (Some(c.id), discount)
         }
     };
@@ -333,7 +259,7 @@ pub async fn refund(
         points::post(&mut tx, programme.id, order.resident_id, &posting, now).await?;
     }
     let restored = match (full, order.coupon_id) {
-        (true, Some(c)) => store::restore_coupon(&mut tx, c, now).await?,
+        (true, Some(c)) => coupons::put_back(&mut tx, c, now).await?,
         _ => false,
     };
     let r = store::insert_refund(&mut tx, order.id, refund_no, amount, taken, restored, now).await?;
@@ -349,11 +275,8 @@ pub async fn write_off(db: &Db, merchant: &MerchantActor, code: &str, amount: Op
     }
     let now = db::now_ms();
     let mut tx = db.begin().await?;
-    let c = coupon_in_reach(&mut tx, merchant, code.trim()).await?;
-    let discount = check_coupon(&mut tx, merchant, &c, None, amount, now).await?;
-    if !store::use_coupon(&mut tx, c.id, discount, merchant.merchant_id(), now).await? {
-        return Err(DomainError::conflict("coupon_used", "the coupon has already been used"));
-    }
+    let c = coupons::in_reach_of(&mut tx, merchant, code.trim()).await?;
+    let discount = coupons::use_at(&mut tx, merchant, &c, None, amount, now).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok((c.id, discount))
 }
@@ -381,33 +304,6 @@ pub async fn member_code(db: &Db, me: &ResidentActor) -> DomainResult<(String, i
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn coupon(kind: &str, amount_off: Option<i64>, percent: Option<i64>, cap: Option<i64>) -> CouponWithTerms {
-        CouponWithTerms {
-            id: 1,
-            resident_id: 1,
-            state: "unused".into(),
-            valid_from: 0,
-            valid_until: 1,
-            template_id: 1,
-            owner_org_id: 1,
-            company_id: 1,
-            kind: kind.into(),
-            amount_off,
-            percent_off: percent,
-            discount_cap: cap,
-            min_spend: 0,
-            merchant_ids: "[]".into(),
-        }
-    }
-
-    #[test]
-    fn discounts_are_whole_fen_and_capped() {
-        assert_eq!(discount_for(&coupon("cash", Some(1000), None, None), 5000), 1000);
-        assert_eq!(discount_for(&coupon("cash", Some(1000), None, None), 600), 600);
-        assert_eq!(discount_for(&coupon("discount", None, Some(15), None), 999), 149);
-        assert_eq!(discount_for(&coupon("discount", None, Some(20), Some(300)), 5000), 300);
-    }
 
     fn item(category: &str, amount: i64) -> Item {
         Item { name: "x".into(), category: category.into(), amount }

@@ -270,7 +270,7 @@ async fn check_audience(
 
 /// A follower audience admits residents who follow the official account now.
 fn follower(identities: &[IdentityRow]) -> DomainResult<()> {
-    if identities.iter().any(|i| i.app_kind == "oa" && i.subscribed != 0) {
+    if super::residents::follows_account(identities) {
         Ok(())
     } else {
         Err(DomainError::Forbidden("this red packet is for followers of the official account".into()))
@@ -321,20 +321,12 @@ pub async fn grab(
         return Err(if holders.contains(&me.resident_id) { already() } else { sold_out() });
     }
     let now = db::now_ms();
-    let c =
-        hot.campaign(campaign_id).await?.filter(|c| c.state != "draft").ok_or(DomainError::NotFound("red packet"))?;
-    if c.state == "ended" {
-        return Err(DomainError::conflict("red_packet_ended", "the campaign has ended"));
-    }
-    if now < c.starts_at {
-        return Err(DomainError::conflict("red_packet_not_started", "the campaign has not started yet"));
-    }
-    if now >= c.ends_at {
-        return Err(DomainError::conflict("red_packet_window_over", "the campaign is over"));
-    }
-    if c.granted >= c.shares {
-        gates.mark_sold_out(c.id);
-        return Err(sold_out());
+    let c = hot.campaign(campaign_id).await?.ok_or(DomainError::NotFound("red packet"))?;
+    if let Some(closed) = Closed::of(&c, now) {
+        if closed == Closed::SoldOut {
+            gates.mark_sold_out(c.id);
+        }
+        return Err(closed.error());
     }
     if c.audience != "followers" {
         // Verified residents of the campaign's communities: their bindings are read here; the
@@ -353,7 +345,50 @@ pub async fn grab(
     Ok(Grabbed { grab, campaign: (*c).clone(), payout })
 }
 
-pub(super) fn sold_out() -> DomainError {
+/// Why a campaign refuses every grab now, whoever presses. The one rule both the check on the
+/// campaign's snapshot before a write and the writer on the locked row apply
+/// ([`super::hot_campaigns`]); refusals about the one pressing (a share held, not in the
+/// audience) are not here, and never close the campaign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Closed {
+    /// A draft (or a campaign that is not there): residents cannot see it.
+    Gone,
+    Ended,
+    NotStarted,
+    WindowOver,
+    SoldOut,
+}
+
+impl Closed {
+    pub(super) fn of(c: &CampaignRow, now: i64) -> Option<Closed> {
+        match c.state.as_str() {
+            "active" => {}
+            "ended" => return Some(Closed::Ended),
+            _ => return Some(Closed::Gone),
+        }
+        if now < c.starts_at {
+            Some(Closed::NotStarted)
+        } else if now >= c.ends_at {
+            Some(Closed::WindowOver)
+        } else if c.granted >= c.shares {
+            Some(Closed::SoldOut)
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn error(self) -> DomainError {
+        match self {
+            Closed::Gone => DomainError::NotFound("red packet"),
+            Closed::Ended => DomainError::conflict("red_packet_ended", "the campaign has ended"),
+            Closed::NotStarted => DomainError::conflict("red_packet_not_started", "the campaign has not started yet"),
+            Closed::WindowOver => DomainError::conflict("red_packet_window_over", "the campaign is over"),
+            Closed::SoldOut => sold_out(),
+        }
+    }
+}
+
+fn sold_out() -> DomainError {
     DomainError::conflict("sold_out", "all shares of this red packet have been taken")
 }
 

@@ -24,6 +24,12 @@ impl AppKind {
     }
 }
 
+/// Whether the resident follows the official account now, from their WeChat identities: the one
+/// rule every follower audience (coupons, red packets, tasks) applies.
+pub fn follows_account(identities: &[IdentityRow]) -> bool {
+    identities.iter().any(|i| i.app_kind == AppKind::Oa.as_str() && i.subscribed != 0)
+}
+
 /// Invite codes avoid letters and digits people confuse (0/O, 1/I/L).
 const INVITE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 
