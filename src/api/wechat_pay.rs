@@ -16,7 +16,6 @@ use crate::app::AppState;
 use crate::domain::payouts::{self, Notified};
 use crate::wechat::pay::v3::transfer_bills::{classify_state, TransferBillFinished, EVENT_BILL_FINISHED};
 use crate::wechat::pay::v3::{unix_now, SignedHeaders};
-use crate::workers::payouts::transfer_step;
 
 /// Notification bodies are a few hundred bytes.
 const MAX_NOTIFY_BYTES: usize = 64 * 1024;
@@ -68,7 +67,10 @@ pub async fn notify(req: &Request, body: Body, state: Data<&AppState>) -> Respon
     };
     let out_no = bill.out_bill_no.clone();
     let settings = &state.settings.pay.payouts;
-    let step = transfer_step(classify_state(bill.into()), crate::db::now_ms() + settings.poll_secs * 1000);
+    let step = payouts::transfer_bill_step(
+        classify_state(bill.into()),
+        payouts::Recheck::after(settings, crate::db::now_ms()),
+    );
     match payouts::apply_notification(
         &state.db,
         settings,

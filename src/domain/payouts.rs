@@ -31,6 +31,10 @@ use crate::db::payouts::{self as store, EventRow, NewPayout, PayoutFilter, Payou
 use crate::db::residents::IdentityRow;
 use crate::db::wallet::{self, NewEntry};
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
+use crate::wechat::pay::v2::{
+    RedPackInfo, RedPackSent, RedPackStatus, TransferDone, TransferInfo, TransferStatus, V2Outcome,
+};
+use crate::wechat::pay::v3::transfer_bills::{TransferBillState, TransferOutcome};
 
 /// What a payout shows WeChat (and the resident).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,6 +240,123 @@ fn backoff_ms(settings: &PayoutSettings, calls: i64) -> i64 {
 /// less and less often), at most an hour.
 fn retry_delay_ms(settings: &PayoutSettings, calls: i64, age_ms: i64) -> i64 {
     backoff_ms(settings, calls).max((age_ms / 10).min(3_600_000))
+}
+
+// ---------------------------------------------------------------------------------------------
+// What WeChat Pay's answers mean for a payout. The dispatcher makes the calls and the
+// notification endpoint reads the pushes; both hand what came back to these, and nothing else
+// decides what an answer means.
+
+/// When to look again at a payout WeChat accepted and has not finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recheck {
+    /// A transfer in progress, a red packet still being sent or refunded.
+    pub poll_at: i64,
+    /// A red packet sent and not yet opened.
+    pub receipt_at: i64,
+}
+
+impl Recheck {
+    pub fn after(settings: &PayoutSettings, now: i64) -> Self {
+        Self {
+            poll_at: now.saturating_add(settings.poll_secs.saturating_mul(1000)),
+            receipt_at: now.saturating_add(settings.receipt_check_secs.saturating_mul(1000)),
+        }
+    }
+}
+
+/// A cash red packet's send (`sendredpack`).
+pub fn red_packet_sent(outcome: V2Outcome<RedPackSent>, at: Recheck) -> Step {
+    match outcome {
+        V2Outcome::Success(sent) => Step::Submitted { wechat_no: sent.send_listid, recheck_at: at.receipt_at },
+        V2Outcome::Failed { code, message } => refusal(code, message),
+        V2Outcome::Unknown { code, message } => Step::Unknown { code, message },
+    }
+}
+
+/// A cash red packet WeChat found under the payout's number (`gethbinfo`).
+pub fn red_packet_found(info: RedPackInfo, at: Recheck) -> Step {
+    let wechat_no = info.detail_id;
+    match info.status {
+        RedPackStatus::Received => Step::Succeeded { wechat_no },
+        RedPackStatus::Sent => Step::Submitted { wechat_no, recheck_at: at.receipt_at },
+        RedPackStatus::Sending | RedPackStatus::Refunding => Step::Submitted { wechat_no, recheck_at: at.poll_at },
+        RedPackStatus::Refunded => Step::Returned {
+            code: "REFUND".into(),
+            message: "the red packet was not opened in time and went back to the merchant".into(),
+        },
+        RedPackStatus::Failed => Step::BillFailed { code: "FAILED".into(), message: info.reason.unwrap_or_default() },
+        RedPackStatus::Unknown(status) => {
+            Step::Unknown { code: format!("STATUS_{status}"), message: "status not known to linli".into() }
+        }
+    }
+}
+
+/// A legacy enterprise payment's call (`promotion/transfers`): it pays at once or not at all.
+pub fn legacy_transfer_sent(outcome: V2Outcome<TransferDone>) -> Step {
+    match outcome {
+        V2Outcome::Success(done) => Step::Succeeded { wechat_no: done.payment_no },
+        V2Outcome::Failed { code, message } => refusal(code, message),
+        V2Outcome::Unknown { code, message } => Step::Unknown { code, message },
+    }
+}
+
+/// A legacy enterprise payment WeChat found under the payout's number (`gettransferinfo`).
+pub fn legacy_transfer_found(info: TransferInfo, at: Recheck) -> Step {
+    match info.status {
+        TransferStatus::Success => Step::Succeeded { wechat_no: info.detail_id },
+        TransferStatus::Processing => Step::Submitted { wechat_no: info.detail_id, recheck_at: at.poll_at },
+        TransferStatus::Failed => Step::BillFailed { code: "FAILED".into(), message: info.reason.unwrap_or_default() },
+        TransferStatus::Unknown(status) => {
+            Step::Unknown { code: format!("STATUS_{status}"), message: "status not known to linli".into() }
+        }
+    }
+}
+
+/// A transfer bill's outcome (an answer to its creation, a query or a notification).
+pub fn transfer_bill_step(outcome: TransferOutcome, at: Recheck) -> Step {
+    match outcome {
+        TransferOutcome::Succeeded(s) => Step::Succeeded { wechat_no: s.transfer_bill_no },
+        TransferOutcome::AwaitingConfirmation(s) => {
+            Step::Awaiting { wechat_no: s.transfer_bill_no, package_info: s.package_info }
+        }
+        TransferOutcome::InProgress(s) => Step::Submitted { wechat_no: s.transfer_bill_no, recheck_at: at.poll_at },
+        TransferOutcome::Failed { code, message, snapshot: Some(s) } => {
+            if s.state == TransferBillState::Cancelled {
+                Step::Returned { code, message }
+            } else {
+                Step::BillFailed { code, message }
+            }
+        }
+        TransferOutcome::Failed { code, message, snapshot: None } => refusal(code, message),
+        TransferOutcome::Unknown { code, message } => Step::Unknown { code, message },
+    }
+}
+
+/// A definite refusal of a call (nothing created): worth another call later, or final.
+fn refusal(code: String, message: String) -> Step {
+    if is_passing(&code) {
+        Step::Refused { code, message }
+    } else {
+        Step::Rejected { code, message }
+    }
+}
+
+/// A send that linli could not make: the request itself was unusable (final, nothing can have
+/// been created under it), or the client could not be used this time (try again later).
+pub fn not_sent(message: &str, invalid: bool) -> Step {
+    if invalid {
+        Step::Rejected { code: "LINLI_INVALID_REQUEST".into(), message: message.to_owned() }
+    } else {
+        Step::Refused { code: "LINLI_CLIENT".into(), message: message.to_owned() }
+    }
+}
+
+/// A query that linli could not make. It says nothing about the payout — an earlier send under
+/// the number may have paid — so the payout stays open and is looked at again; it never fails
+/// (which would credit the amount to the wallet a second time).
+pub fn query_not_made(message: &str) -> Step {
+    Step::Unknown { code: "LINLI_QUERY_NOT_MADE".into(), message: message.to_owned() }
 }
 
 /// Where a payout ended up after [`record`].
@@ -496,5 +617,61 @@ mod tests {
         // An unknown payout a day old is looked at hourly, not every two seconds.
         assert_eq!(retry_delay_ms(&s, 0, 86_400_000), 3_600_000);
         assert_eq!(retry_delay_ms(&s, 0, 10_000), 2000);
+    }
+
+    /// Which steps end a payout for good; a failed one credits the wallet.
+    fn is_final(step: &Step) -> bool {
+        matches!(step, Step::Succeeded { .. } | Step::Rejected { .. } | Step::BillFailed { .. } | Step::Returned { .. })
+    }
+
+    #[test]
+    fn a_query_that_could_not_be_made_leaves_the_payout_open() {
+        // Before, a red packet query that errored inside linli was "rejected": the payout failed
+        // and its amount went to the wallet, although the packet sent earlier may have paid.
+        let step = query_not_made("request could not be written as XML");
+        assert!(!is_final(&step), "{step:?}");
+        assert!(matches!(step, Step::Unknown { .. }));
+    }
+
+    #[test]
+    fn answers_mean_one_thing_wherever_they_arrive() {
+        let at = Recheck { poll_at: 10, receipt_at: 20 };
+        let packet = |status: RedPackStatus| {
+            red_packet_found(
+                RedPackInfo {
+                    mch_billno: "n".into(),
+                    detail_id: Some("w".into()),
+                    status,
+                    send_type: None,
+                    hb_type: None,
+                    total_num: None,
+                    total_amount: None,
+                    reason: None,
+                    send_time: None,
+                    refund_time: None,
+                    refund_amount: None,
+                    wishing: None,
+                },
+                at,
+            )
+        };
+        let w = Some("w".to_owned());
+        assert_eq!(packet(RedPackStatus::Received), Step::Succeeded { wechat_no: w.clone() });
+        assert_eq!(packet(RedPackStatus::Sent), Step::Submitted { wechat_no: w.clone(), recheck_at: 20 });
+        assert_eq!(packet(RedPackStatus::Sending), Step::Submitted { wechat_no: w.clone(), recheck_at: 10 });
+        assert!(matches!(packet(RedPackStatus::Refunded), Step::Returned { .. }));
+        assert!(matches!(packet(RedPackStatus::Failed), Step::BillFailed { .. }));
+        assert!(!is_final(&packet(RedPackStatus::Unknown("NEW".into()))));
+        // A passing refusal is tried again with the same number; others are final.
+        let refused = |code: &str| V2Outcome::<TransferDone>::Failed { code: code.into(), message: String::new() };
+        assert!(matches!(legacy_transfer_sent(refused("NOTENOUGH")), Step::Refused { .. }));
+        assert!(matches!(legacy_transfer_sent(refused("OPENID_ERROR")), Step::Rejected { .. }));
+        let unknown = V2Outcome::<TransferDone>::Unknown { code: "SYSTEMERROR".into(), message: String::new() };
+        assert!(!is_final(&legacy_transfer_sent(unknown)));
+        let bill = TransferOutcome::Unknown { code: "NOT_FOUND".into(), message: String::new() };
+        assert!(!is_final(&transfer_bill_step(bill, at)));
+        // At i64's edge a recheck time saturates instead of wrapping into the past.
+        let far = Recheck::after(&PayoutSettings { poll_secs: i64::MAX, ..PayoutSettings::default() }, i64::MAX);
+        assert_eq!(far.poll_at, i64::MAX);
     }
 }

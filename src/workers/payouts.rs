@@ -1,5 +1,7 @@
 //! The payout dispatcher: leases due payouts, calls WeChat Pay outside any transaction, and
-//! records what came back through [`payouts::record`].
+//! records what came back through [`payouts::record`]. What an answer means for the payout is
+//! decided in [`crate::domain::payouts`] (`red_packet_found`, `transfer_bill_step`, …); this
+//! module only chooses the next call.
 //!
 //! Several instances may run it against one PostgreSQL database: a payout is leased to one of them
 //! at a time (`FOR UPDATE SKIP LOCKED` and a lease time), and even a call made twice — a lease that
@@ -22,14 +24,10 @@ use tokio::sync::{Mutex, Notify, Semaphore};
 use crate::config::PayoutSettings;
 use crate::db::payouts::{self as store, PayoutRow};
 use crate::db::{self, Db, DbResult};
-use crate::domain::payouts::{self, is_passing, Display, Recorded, Step};
+use crate::domain::payouts::{self, Display, Recheck, Recorded, Step};
 use crate::wechat::pay::clients::PayClients;
-use crate::wechat::pay::v2::{
-    CheckName, RedPackStatus, SendRedPack, Transfer, TransferStatus, V2Client, V2Outcome, V2Query,
-};
-use crate::wechat::pay::v3::transfer_bills::{
-    CreateTransferBill, TransferBillState, TransferOutcome, TransferSceneReportInfo,
-};
+use crate::wechat::pay::v2::{CheckName, SendRedPack, Transfer, V2Client, V2Query};
+use crate::wechat::pay::v3::transfer_bills::{CreateTransferBill, TransferOutcome, TransferSceneReportInfo};
 use crate::wechat::pay::v3::{V3Client, V3Error};
 
 /// Spaces calls to WeChat Pay so they stay under a rate (per merchant: one merchant per instance).
@@ -182,32 +180,9 @@ impl Dispatcher {
             return self.send_red_packet(v2, p).await;
         }
         self.limiter.acquire().await;
-        let now = now_ms();
         match v2.query_red_pack(&p.out_no, &p.appid).await {
-            Err(e) => (Step::Rejected { code: "LINLI_INVALID_REQUEST".into(), message: e.to_string() }, false, "query"),
-            Ok(V2Query::Found(info)) => {
-                let wechat_no = info.detail_id.clone();
-                let step = match info.status {
-                    RedPackStatus::Received => Step::Succeeded { wechat_no },
-                    RedPackStatus::Sent => {
-                        Step::Submitted { wechat_no, recheck_at: now + self.settings.receipt_check_secs * 1000 }
-                    }
-                    RedPackStatus::Sending | RedPackStatus::Refunding => {
-                        Step::Submitted { wechat_no, recheck_at: now + self.settings.poll_secs * 1000 }
-                    }
-                    RedPackStatus::Refunded => Step::Returned {
-                        code: "REFUND".into(),
-                        message: "the red packet was not opened in time and went back to the merchant".into(),
-                    },
-                    RedPackStatus::Failed => {
-                        Step::BillFailed { code: "FAILED".into(), message: info.reason.unwrap_or_default() }
-                    }
-                    RedPackStatus::Unknown(status) => {
-                        Step::Unknown { code: format!("STATUS_{status}"), message: "status not known to linli".into() }
-                    }
-                };
-                (step, false, "query")
-            }
+            Err(e) => (payouts::query_not_made(&e.to_string()), false, "query"),
+            Ok(V2Query::Found(info)) => (payouts::red_packet_found(info, self.recheck()), false, "query"),
             // Not created (or not visible yet): sending again with the same number is safe.
             Ok(V2Query::Unknown { code, .. }) if code == "NOT_FOUND" && p.state != "submitted" => {
                 self.send_red_packet(v2, p).await
@@ -234,13 +209,8 @@ impl Dispatcher {
         };
         self.limiter.acquire().await;
         let step = match v2.send_red_pack(&request).await {
-            Err(e) => return (not_sent(&e.to_string(), is_invalid_v2(&e)), true, "send"),
-            Ok(V2Outcome::Success(sent)) => Step::Submitted {
-                wechat_no: sent.send_listid,
-                recheck_at: now_ms() + self.settings.receipt_check_secs * 1000,
-            },
-            Ok(V2Outcome::Failed { code, message }) => refusal(code, message),
-            Ok(V2Outcome::Unknown { code, message }) => Step::Unknown { code, message },
+            Err(e) => payouts::not_sent(&e.to_string(), is_invalid_v2(&e)),
+            Ok(outcome) => payouts::red_packet_sent(outcome, self.recheck()),
         };
         (step, true, "send")
     }
@@ -253,23 +223,8 @@ impl Dispatcher {
         }
         self.limiter.acquire().await;
         match v2.query_transfer(&p.out_no, &p.appid).await {
-            Err(e) => (Step::Rejected { code: "LINLI_INVALID_REQUEST".into(), message: e.to_string() }, false, "query"),
-            Ok(V2Query::Found(info)) => {
-                let step = match info.status {
-                    TransferStatus::Success => Step::Succeeded { wechat_no: info.detail_id },
-                    TransferStatus::Processing => Step::Submitted {
-                        wechat_no: info.detail_id,
-                        recheck_at: now_ms() + self.settings.poll_secs * 1000,
-                    },
-                    TransferStatus::Failed => {
-                        Step::BillFailed { code: "FAILED".into(), message: info.reason.unwrap_or_default() }
-                    }
-                    TransferStatus::Unknown(status) => {
-                        Step::Unknown { code: format!("STATUS_{status}"), message: "status not known to linli".into() }
-                    }
-                };
-                (step, false, "query")
-            }
+            Err(e) => (payouts::query_not_made(&e.to_string()), false, "query"),
+            Ok(V2Query::Found(info)) => (payouts::legacy_transfer_found(info, self.recheck()), false, "query"),
             Ok(V2Query::Unknown { code, .. }) if code == "NOT_FOUND" => self.send_legacy_transfer(v2, p).await,
             Ok(V2Query::Unknown { code, message }) => (Step::Unknown { code, message }, false, "query"),
         }
@@ -289,10 +244,8 @@ impl Dispatcher {
         };
         self.limiter.acquire().await;
         let step = match v2.transfer(&request).await {
-            Err(e) => return (not_sent(&e.to_string(), is_invalid_v2(&e)), true, "send"),
-            Ok(V2Outcome::Success(done)) => Step::Succeeded { wechat_no: done.payment_no },
-            Ok(V2Outcome::Failed { code, message }) => refusal(code, message),
-            Ok(V2Outcome::Unknown { code, message }) => Step::Unknown { code, message },
+            Err(e) => payouts::not_sent(&e.to_string(), is_invalid_v2(&e)),
+            Ok(outcome) => payouts::legacy_transfer_sent(outcome),
         };
         (step, true, "send")
     }
@@ -305,10 +258,10 @@ impl Dispatcher {
         }
         self.limiter.acquire().await;
         match v3.query_transfer_bill(&p.out_no).await {
-            Err(e) => (not_sent(&e.to_string(), matches!(e, V3Error::InvalidRequest(_))), true, "query"),
+            Err(e) => (payouts::query_not_made(&e.to_string()), false, "query"),
             Ok(TransferOutcome::AwaitingConfirmation(_)) if p.package_info.is_none() => self.create_bill(v3, p).await,
             Ok(TransferOutcome::Unknown { code, .. }) if code == "NOT_FOUND" => self.create_bill(v3, p).await,
-            Ok(outcome) => (self.transfer_step(outcome), false, "query"),
+            Ok(outcome) => (payouts::transfer_bill_step(outcome, self.recheck()), false, "query"),
         }
     }
 
@@ -332,52 +285,13 @@ impl Dispatcher {
         };
         self.limiter.acquire().await;
         match v3.create_transfer_bill(&request).await {
-            Err(e) => (not_sent(&e.to_string(), matches!(e, V3Error::InvalidRequest(_))), true, "send"),
-            Ok(outcome) => (self.transfer_step(outcome), true, "send"),
+            Err(e) => (payouts::not_sent(&e.to_string(), matches!(e, V3Error::InvalidRequest(_))), true, "send"),
+            Ok(outcome) => (payouts::transfer_bill_step(outcome, self.recheck()), true, "send"),
         }
     }
 
-    fn transfer_step(&self, outcome: TransferOutcome) -> Step {
-        transfer_step(outcome, now_ms() + self.settings.poll_secs * 1000)
-    }
-}
-
-/// Sorts a transfer-bills outcome (an answer, a query or a notification) into a step.
-pub fn transfer_step(outcome: TransferOutcome, recheck_at: i64) -> Step {
-    match outcome {
-        TransferOutcome::Succeeded(s) => Step::Succeeded { wechat_no: s.transfer_bill_no },
-        TransferOutcome::AwaitingConfirmation(s) => {
-            Step::Awaiting { wechat_no: s.transfer_bill_no, package_info: s.package_info }
-        }
-        TransferOutcome::InProgress(s) => Step::Submitted { wechat_no: s.transfer_bill_no, recheck_at },
-        TransferOutcome::Failed { code, message, snapshot: Some(s) } => {
-            if s.state == TransferBillState::Cancelled {
-                Step::Returned { code, message }
-            } else {
-                Step::BillFailed { code, message }
-            }
-        }
-        TransferOutcome::Failed { code, message, snapshot: None } => refusal(code, message),
-        TransferOutcome::Unknown { code, message } => Step::Unknown { code, message },
-    }
-}
-
-/// A definite refusal of a call (nothing created): worth another call later, or final.
-fn refusal(code: String, message: String) -> Step {
-    if is_passing(&code) {
-        Step::Refused { code, message }
-    } else {
-        Step::Rejected { code, message }
-    }
-}
-
-/// Nothing was sent: the request itself was unusable (final), or the client could not be used
-/// (try again later).
-fn not_sent(message: &str, invalid: bool) -> Step {
-    if invalid {
-        Step::Rejected { code: "LINLI_INVALID_REQUEST".into(), message: message.to_owned() }
-    } else {
-        Step::Refused { code: "LINLI_CLIENT".into(), message: message.to_owned() }
+    fn recheck(&self) -> Recheck {
+        Recheck::after(&self.settings, now_ms())
     }
 }
 
