@@ -26,7 +26,7 @@ pub struct TestApp {
 }
 
 /// A test's own database, removed when the test ends.
-enum TestDatabase {
+pub enum TestDatabase {
     Sqlite(std::path::PathBuf),
     Postgres { admin_url: String, name: String },
 }
@@ -68,28 +68,43 @@ fn random_suffix() -> String {
 }
 
 async fn fresh_database() -> (String, TestDatabase) {
-    sqlx::any::install_default_drivers();
-    match std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-        Some(admin_url) if admin_url.starts_with("postgres") => {
-            use sqlx::Connection;
-            let name = format!("linli_test_{}", random_suffix());
-            let mut conn = sqlx::AnyConnection::connect(&admin_url).await.expect("connect to TEST_DATABASE_URL");
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
-            let _ = conn.close().await;
-            let (base, query) = admin_url.split_once('?').map_or((admin_url.as_str(), None), |(b, q)| (b, Some(q)));
-            let (server, _) = base.rsplit_once('/').expect("TEST_DATABASE_URL has a database path");
-            let url = match query {
-                Some(q) => format!("{server}/{name}?{q}"),
-                None => format!("{server}/{name}"),
-            };
-            (url, TestDatabase::Postgres { admin_url, name })
-        }
-        Some(other) => panic!("TEST_DATABASE_URL must be a postgres:// URL, got {other}"),
-        None => {
-            let path = std::env::temp_dir().join(format!("linli-test-{}.db", random_suffix()));
-            (format!("sqlite://{}", path.display()), TestDatabase::Sqlite(path))
-        }
+    match postgres_admin_url() {
+        Some(admin_url) => fresh_postgres_database(admin_url).await,
+        None => fresh_sqlite_database(),
     }
+}
+
+/// The PostgreSQL server the tests run on, when `TEST_DATABASE_URL` names one.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(url) if url.starts_with("postgres") => Some(url),
+        Some(other) => panic!("TEST_DATABASE_URL must be a postgres:// URL, got {other}"),
+        None => None,
+    }
+}
+
+/// A fresh SQLite database file, removed when the value is dropped.
+pub fn fresh_sqlite_database() -> (String, TestDatabase) {
+    sqlx::any::install_default_drivers();
+    let path = std::env::temp_dir().join(format!("linli-test-{}.db", random_suffix()));
+    (format!("sqlite://{}", path.display()), TestDatabase::Sqlite(path))
+}
+
+/// A fresh database on the PostgreSQL server at `admin_url`, dropped when the value is dropped.
+pub async fn fresh_postgres_database(admin_url: String) -> (String, TestDatabase) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let name = format!("linli_test_{}", random_suffix());
+    let mut conn = sqlx::AnyConnection::connect(&admin_url).await.expect("connect to TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+    let _ = conn.close().await;
+    let (base, query) = admin_url.split_once('?').map_or((admin_url.as_str(), None), |(b, q)| (b, Some(q)));
+    let (server, _) = base.rsplit_once('/').expect("TEST_DATABASE_URL has a database path");
+    let url = match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    };
+    (url, TestDatabase::Postgres { admin_url, name })
 }
 
 pub async fn spawn_app() -> TestApp {

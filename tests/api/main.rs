@@ -22,6 +22,7 @@ mod redemption;
 mod retries;
 mod rooms_and_roster;
 mod sandbox;
+mod schema;
 mod slow_clients;
 mod surface;
 mod tasks;
