@@ -13,54 +13,24 @@ use tokio::sync::Notify;
 
 use crate::config::Settings;
 use crate::db::group::GroupCommit;
+use crate::db::wechat::TokenTable;
 use crate::db::{Db, DbOptions, Engine};
-
-/// Group-commit writers on PostgreSQL (SQLite has one writer connection, so one).
-const GROUP_LANES: usize = 4;
-/// The most writes one group commit takes.
-const GROUP_MAX_BATCH: usize = 256;
 use crate::domain::checkin_writer::CheckinWriter;
 use crate::domain::gates::Gates;
 use crate::domain::hot_campaigns::HotCampaigns;
 use crate::domain::payouts::{Apps, Payer};
 use crate::domain::sessions::SessionCache;
+use crate::state::AppState;
 use crate::telemetry::Metrics;
 use crate::wechat::api::{AppCredentials, WechatClient};
 use crate::wechat::pay::clients::PayClients;
 use crate::workers::instances::Heartbeat;
 use crate::workers::payouts::Dispatcher;
 
-/// What every request handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: Db,
-    pub settings: Arc<Settings>,
-    pub metrics: Arc<Metrics>,
-    pub wechat: WechatClient,
-    /// WeChat Pay, when a merchant is configured.
-    pub pay: Option<PayClients>,
-    /// Sold-out red packets, answered without touching storage.
-    pub gates: Arc<Gates>,
-    /// How payouts leave: the apps they go through, and the wake of the payout dispatcher.
-    pub payer: Payer,
-    /// Commits hot writes (coupon claims, check-ins) in groups.
-    pub group: GroupCommit,
-    /// The writers of red packets being grabbed, one per campaign, committing grabs in groups.
-    pub hot: HotCampaigns,
-    /// The writer of official-account check-ins, committing them in groups.
-    pub checkins: CheckinWriter,
-    /// The live residents' sessions this instance knows.
-    pub sessions: Arc<SessionCache>,
-    /// Abuse limits per resident, API key and login IP.
-    pub limiter: Arc<crate::api::limits::Limiter>,
-}
-
-impl AppState {
-    /// The app ids and scene payouts go through.
-    pub fn apps(&self) -> &Apps {
-        self.payer.apps()
-    }
-}
+/// Group-commit writers on PostgreSQL (SQLite has one writer connection, so one).
+const GROUP_LANES: usize = 4;
+/// The most writes one group commit takes.
+const GROUP_MAX_BATCH: usize = 256;
 
 pub struct Application {
     addr: SocketAddr,
@@ -96,7 +66,7 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .context("the listener has no socket address")?;
-        let wechat = WechatClient::new(&settings.wechat.api_base, db.clone());
+        let wechat = WechatClient::new(&settings.wechat.api_base, Arc::new(TokenTable(db.clone())));
         let pay = PayClients::from_settings(&settings.pay).context("configuring WeChat Pay (WECHATPAY_*)")?;
         let group = GroupCommit::start(&db, GROUP_LANES, GROUP_MAX_BATCH);
         let apps = Apps {

@@ -3,7 +3,6 @@
 //! Every setting is named in `.env.example`. Secrets are wrapped in [`Secret`], whose `Debug` and
 //! `Display` are redacted, so a settings dump in a log never shows them.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,31 +10,7 @@ use anyhow::{bail, Context};
 
 pub use crate::wechat::pay::v3::VerifyWith;
 
-/// A secret string (an app secret, a key). Its `Debug`/`Display` never show the value.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The secret itself: call it only where the value is used, never to log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use crate::secret::Secret;
 
 /// Everything linli needs to start.
 #[derive(Clone, Debug)]

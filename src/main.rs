@@ -5,7 +5,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use linli::app::{connect_and_migrate, shutdown_signal, Application};
 use linli::config::Settings;
-use linli::domain::access::{self, Actor, Role};
+use linli::domain::access::{Actor, Role};
+use linli::domain::keys;
 use linli::sandbox::Sandbox;
 use linli::{telemetry, walkthrough};
 
@@ -161,7 +162,7 @@ async fn keys(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { org, role, name } => {
             let role = Role::parse(&role).context("--role must be admin, operator or viewer")?;
-            let (key, secret) = access::create_key(&db, &actor, org, role, &name)
+            let (key, secret) = keys::create_key(&db, &actor, org, role, &name)
                 .await
                 .with_context(|| format!("creating a key for org {org}"))?;
             println!("created API key {} ({}) for org {} with role {}", key.id, key.prefix, key.org_id, key.role);
@@ -170,7 +171,7 @@ async fn keys(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::List { org } => {
             let page = linli::db::PageRequest { page: 1, page_size: 1000 };
-            let keys = access::list_keys(&db, &actor, org, true, page).await?;
+            let keys = keys::list_keys(&db, &actor, org, true, page).await?;
             println!("{:>6}  {:>6}  {:<9} {:<12} {:<8} name", "id", "org", "role", "prefix", "state");
             for k in keys.items {
                 let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
@@ -178,7 +179,7 @@ async fn keys(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id } => {
-            let key = access::revoke_key(&db, &actor, id).await?;
+            let key = keys::revoke_key(&db, &actor, id).await?;
             println!("revoked API key {} ({})", key.id, key.prefix);
         }
     }

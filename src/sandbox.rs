@@ -15,16 +15,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use poem::web::{Data, Json};
-use poem::{handler, IntoResponse, Response};
 use wechat_mock::pay::config as merchant;
 use wechat_mock::RunningMock;
 
-use crate::app::{connect_and_migrate, AppState};
+use crate::app::connect_and_migrate;
 use crate::config::{Secret, Settings};
 use crate::db::orgs::OrgFilter;
 use crate::db::{Db, PageRequest};
-use crate::domain::access::{self, Actor, Role, PLATFORM_ORG_ID};
+use crate::domain::access::{Actor, Role, PLATFORM_ORG_ID};
+use crate::domain::keys;
 use crate::domain::orgs::{self, NewOrg, OrgKind};
 
 /// Where the sandbox's wechat-mock listens.
@@ -257,12 +256,12 @@ async fn bootstrap(db: &Db, configured_company: Option<i64>, dir: &Path) -> anyh
     let path = dir.join(ADMIN_KEY_FILE);
     let existing = std::fs::read_to_string(&path).ok().map(|s| s.trim().to_owned());
     if let Some(secret) = existing {
-        let actor = access::authenticate(db, &secret, None).await.context("checking the sandbox admin key")?;
+        let actor = keys::authenticate(db, &secret, None).await.context("checking the sandbox admin key")?;
         if actor.is_some_and(|a| a.org_id == PLATFORM_ORG_ID && a.role == Role::Admin) {
             return Ok((company_id, path, false));
         }
     }
-    let (_, secret) = access::create_key(db, &cli, PLATFORM_ORG_ID, Role::Admin, ADMIN_KEY_NAME)
+    let (_, secret) = keys::create_key(db, &cli, PLATFORM_ORG_ID, Role::Admin, ADMIN_KEY_NAME)
         .await
         .context("creating the sandbox admin key")?;
     write_private(&path, &format!("{secret}\n"))?;
@@ -313,20 +312,6 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
     io::Write::write_all(&mut file, contents.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
-}
-
-/// `GET /sandbox`: where the sandbox's fake WeChat is, for the walkthrough; 404 outside the
-/// sandbox. Not part of the API spec.
-#[handler]
-pub async fn describe(state: Data<&AppState>) -> Response {
-    match &state.settings.sandbox_mock_url {
-        Some(url) => Json(serde_json::json!({
-            "mock_url": url,
-            "oa_company_id": state.settings.wechat.oa_company_id,
-        }))
-        .into_response(),
-        None => crate::error::ApiError::NotFound("sandbox").into_response(),
-    }
 }
 
 #[cfg(test)]

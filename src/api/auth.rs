@@ -4,9 +4,10 @@ use poem::Request;
 use poem_openapi::auth::ApiKey;
 use poem_openapi::SecurityScheme;
 
-use crate::app::AppState;
-use crate::domain::access::{self, Actor};
+use crate::domain::access::Actor;
+use crate::domain::keys;
 use crate::error::{current_request_id, ApiError};
+use crate::state::AppState;
 
 /// An operator's API key (`lk_…`), sent in the `X-Api-Key` header. Create the first one with
 /// `linli keys create --org 1 --role admin`.
@@ -18,7 +19,7 @@ async fn operator_from_key(req: &Request, key: ApiKey) -> poem::Result<Actor> {
     let state = req
         .data::<AppState>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing from the request")))?;
-    match access::authenticate(&state.db, key.key.trim(), Some(current_request_id())).await {
+    match keys::authenticate(&state.db, key.key.trim(), Some(current_request_id())).await {
         Ok(Some(actor)) => Ok(actor),
         Ok(None) => Err(ApiError::Unauthorized.into()),
         Err(err) => Err(ApiError::from(err).into()),

@@ -14,8 +14,8 @@ use rand::RngCore;
 
 use super::allow::AllowedMethods;
 use super::request_bodies::RequestBodies;
-use crate::app::AppState;
 use crate::error::{framework_error_response, ApiError, REQUEST_ID};
+use crate::state::AppState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 

@@ -5,6 +5,7 @@
 pub mod admin;
 mod allow;
 mod auth;
+pub(crate) mod common;
 mod json_schema;
 pub mod limits;
 pub mod merchant;
@@ -21,7 +22,7 @@ use poem::http::Method;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The tags operations are grouped by in the docs and in generated SDKs.
 #[derive(Tags)]
@@ -175,7 +176,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/healthz", poem::get(system::healthz))
         .at("/readyz", poem::get(system::readyz))
         .at("/metrics", poem::get(system::metrics))
-        .at("/sandbox", poem::get(crate::sandbox::describe))
+        .at("/sandbox", poem::get(system::describe))
         .at("/wechat/oa/callback", poem::get(wechat_oa::verify_url).post(wechat_oa::receive_push))
         .at("/wechat/pay/notify", poem::post(wechat_pay::notify));
     // Every operation's JSON body, held to its schema before the operation parses it.

@@ -4,7 +4,8 @@ use poem::http::StatusCode;
 use poem::web::{Data, Json};
 use poem::{handler, IntoResponse, Response};
 
-use crate::app::AppState;
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The process is up.
 #[handler]
@@ -38,4 +39,18 @@ pub async fn metrics(state: Data<&AppState>) -> Response {
     body.push_str("# TYPE linli_instances_live gauge\n");
     body.push_str(&format!("linli_instances_live {}\n", state.limiter.live_instances()));
     Response::builder().content_type("text/plain; version=0.0.4").body(body)
+}
+
+/// `GET /sandbox`: where the sandbox's fake WeChat is, for the walkthrough; 404 outside the
+/// sandbox. Not part of the API spec.
+#[handler]
+pub async fn describe(state: Data<&AppState>) -> Response {
+    match &state.settings.sandbox_mock_url {
+        Some(url) => Json(serde_json::json!({
+            "mock_url": url,
+            "oa_company_id": state.settings.wechat.oa_company_id,
+        }))
+        .into_response(),
+        None => ApiError::NotFound("sandbox").into_response(),
+    }
 }

@@ -20,10 +20,11 @@ use rand::Rng;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
 use crate::db;
-use crate::domain::oa::{handle_push, OfficialAccount, SignedPush};
+use crate::domain::oa::{handle_push, OfficialAccount};
+use crate::domain::pushes::SignedPush;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::wechat::api::AppCredentials;
 use crate::wechat::oa::crypto::{verify_signature, within_window, MsgCrypt};
 use crate::wechat::oa::message::{parse_envelope, parse_message, MAX_XML_BYTES};

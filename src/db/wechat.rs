@@ -3,7 +3,8 @@
 
 use sqlx::{Any, AnyPool, Executor};
 
-use super::{DbResult, Tx};
+use super::{Db, DbError, DbResult, Tx};
+use crate::wechat::api::{StoreError, StoreFuture, StoredToken, TokenStore};
 
 /// Claims a push for processing: `true` for the first delivery, `false` for a duplicate. Called in
 /// the transaction that applies the push's effects, so the claim and the effects commit together;
@@ -267,4 +268,57 @@ pub async fn expire_token_if(pool: &AnyPool, appid: &str, token: &str, now: i64)
             .execute(pool)
             .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// The access tokens of WeChat's server API, shared by every instance through `wechat_tokens`.
+#[derive(Clone, Debug)]
+pub struct TokenTable(pub Db);
+
+fn store_error(e: DbError) -> StoreError {
+    StoreError(Box::new(e))
+}
+
+impl TokenStore for TokenTable {
+    fn token<'a>(&'a self, appid: &'a str) -> StoreFuture<'a, Option<StoredToken>> {
+        Box::pin(async move {
+            let row = token(self.0.writer(), appid).await.map_err(store_error)?;
+            Ok(row.map(|r| StoredToken { access_token: r.access_token, expires_at: r.expires_at }))
+        })
+    }
+
+    fn take_lease<'a>(
+        &'a self,
+        appid: &'a str,
+        owner: &'a str,
+        now: i64,
+        until: i64,
+        fresh_until: i64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            take_token_lease(self.0.writer(), appid, owner, now, until, fresh_until).await.map_err(store_error)
+        })
+    }
+
+    fn store<'a>(
+        &'a self,
+        appid: &'a str,
+        owner: &'a str,
+        token: &'a str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            store_token(self.0.writer(), appid, owner, token, expires_at, now).await.map_err(store_error)
+        })
+    }
+
+    fn release_lease<'a>(&'a self, appid: &'a str, owner: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move { release_token_lease(self.0.writer(), appid, owner).await.map_err(store_error) })
+    }
+
+    fn expire_if<'a>(&'a self, appid: &'a str, token: &'a str, now: i64) -> StoreFuture<'a, ()> {
+        Box::pin(
+            async move { expire_token_if(self.0.writer(), appid, token, now).await.map(|_| ()).map_err(store_error) },
+        )
+    }
 }

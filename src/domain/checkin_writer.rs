@@ -4,7 +4,7 @@
 //! On a festival evening most pushes are check-ins by residents we already know. Handled one by
 //! one, each cost about twenty statements; here a group costs ten: the binding of each push's URL
 //! (timestamp, nonce) to its body (a push whose URL came with another body is refused, see
-//! [`super::oa`]), the pushes seen before (their stored replies answer redeliveries), the
+//! [`super::pushes`]), the pushes seen before (their stored replies answer redeliveries), the
 //! residents behind the openids, their accounts (opened as needed), their check-ins since
 //! yesterday, then the new check-ins, the balances, the ledger rows and the handled pushes with
 //! their replies. Streaks, bonuses and replies are worked out in memory from what was read, in the
@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::oa::SignedPush;
 use super::points::{local_day, Checkin, Kind, Rules, Source};
+use super::pushes::SignedPush;
 use super::{DomainError, DomainResult};
 use crate::db::points::{self as store, NewCheckin, NewLedgerRow, ProgrammeRow};
 use crate::db::wechat::{self as pushes, HandledPush};
@@ -355,7 +355,7 @@ async fn write_once(db: &Db, jobs: &[Job]) -> DomainResult<Vec<Handled>> {
             Plan::Redelivery(reply) => Handled::Reply(reply.clone()),
             Plan::Echo(first) => answers[*first].clone(),
             Plan::Stranger => Handled::Stranger,
-            Plan::Checkin { done, .. } => Handled::Reply(Some(super::oa::checkin_text(done))),
+            Plan::Checkin { done, .. } => Handled::Reply(Some(done.message())),
         });
     }
     let handled: Vec<HandledPush<'_>> = jobs

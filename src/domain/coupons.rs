@@ -12,6 +12,7 @@ use sqlx::AnyConnection;
 use super::access::{scope_of, Actor, Role};
 use super::gates::Gates;
 use super::merchants::MerchantActor;
+use super::orgs::company_of;
 use super::sessions::ResidentActor;
 use super::{audit, required_text, DomainError, DomainResult};
 use crate::db::coupons::{
@@ -136,11 +137,6 @@ impl TemplateInput {
             merchant_ids: serde_json::to_string(&merchants).unwrap_or_else(|_| "[]".into()),
         })
     }
-}
-
-/// The property company an org belongs to: itself, or the org just under the platform on its path.
-pub(crate) fn company_of(org: &OrgRow) -> Option<i64> {
-    org.path.split('/').filter(|s| !s.is_empty()).nth(1).and_then(|s| s.parse().ok())
 }
 
 /// The owner, in reach, able to issue coupons.
@@ -719,25 +715,5 @@ mod tests {
             ..input()
         };
         assert!(d.validated().is_ok());
-    }
-
-    #[test]
-    fn the_company_is_the_org_under_the_platform() {
-        let org = |path: &str| OrgRow {
-            id: 0,
-            parent_id: None,
-            kind: "merchant".into(),
-            name: String::new(),
-            path: path.into(),
-            address: None,
-            contact_name: None,
-            contact_phone: None,
-            archived_at: None,
-            created_at: 0,
-            updated_at: 0,
-        };
-        assert_eq!(company_of(&org("/1/2/5/9/")), Some(2));
-        assert_eq!(company_of(&org("/1/2/")), Some(2));
-        assert_eq!(company_of(&org("/1/")), None);
     }
 }

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::grabs::{self, already, Closed};
 use super::payouts::{self, Display, Payer, Queue, Wake};
-use super::redpackets::Closed;
 use super::{DomainError, DomainResult};
 use crate::db::payouts::PayoutRow;
 use crate::db::redpackets::{self as store, CampaignRow, GrabRow, NewGrab};
@@ -236,7 +236,7 @@ async fn write_group(inner: &Inner, campaign: &CampaignRow, mut jobs: Vec<Job>) 
         .map(|job| {
             let answer = match outcomes.remove(&job.resident_id) {
                 Some(Outcome::Granted(granted)) => Ok(*granted),
-                Some(Outcome::Already) => Err(super::redpackets::already()),
+                Some(Outcome::Already) => Err(already()),
                 Some(Outcome::Refused(e)) => Err(e),
                 None => Err(not_written()),
             };
@@ -247,7 +247,7 @@ async fn write_group(inner: &Inner, campaign: &CampaignRow, mut jobs: Vec<Job>) 
     // is `already_grabbed`, a refusal is the same refusal.
     for job in echoes {
         let written = match answers.get(&job.resident_id) {
-            Some(Ok(_)) => Err(super::redpackets::already()),
+            Some(Ok(_)) => Err(already()),
             Some(Err(e)) => Err(repeat(e)),
             None => Err(not_written()),
         };
@@ -296,7 +296,7 @@ async fn write_once(
             continue;
         }
         let mine = identities.get(&j.resident_id).map(Vec::as_slice).unwrap_or_default();
-        match super::redpackets::payee(campaign, inner.payer.apps(), mine) {
+        match grabs::payee(campaign, inner.payer.apps(), mine) {
             Ok(identity) => j.identity = identity.cloned(),
             Err(refused) => {
                 outcomes.insert(j.resident_id, Outcome::Refused(refused));

@@ -4,7 +4,8 @@
 //! admin keys change anything (orders, refunds, write-offs, vouchers), so no merchant write can
 //! forget the check.
 
-use super::access::{self, Actor, Role};
+use super::access::{Actor, Role};
+use super::keys;
 use super::DomainResult;
 use crate::db::orgs::OrgRow;
 use crate::db::{self, Db};
@@ -52,7 +53,7 @@ pub async fn authenticate(
     request_id: Option<String>,
     intent: Intent,
 ) -> DomainResult<Option<MerchantActor>> {
-    let Some(actor) = access::authenticate(db, secret, request_id).await? else {
+    let Some(actor) = keys::authenticate(db, secret, request_id).await? else {
         return Ok(None);
     };
     let merchant =

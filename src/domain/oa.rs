@@ -12,6 +12,7 @@
 
 use super::checkin_writer::{CheckinPush, CheckinWriter, Handled};
 use super::points::{self, Checkin, Kind, Posted, Posting, Rules, Source};
+use super::pushes::{nonce_reused, SignedPush};
 use super::residents::{self, invite_code_of_scene, AppKind};
 use super::{DomainError, DomainResult};
 use crate::db::group::GroupCommit;
@@ -28,29 +29,6 @@ pub struct OfficialAccount {
     pub credentials: Option<AppCredentials>,
     /// The property company the account belongs to; absent, nothing earns points.
     pub company_id: Option<i64>,
-}
-
-/// The URL a push came under (its signature checked) and the SHA-256 (hex) of the message it
-/// carries: the raw body of a plaintext push, the decrypted message of an encrypted one.
-#[derive(Clone, Debug)]
-pub struct SignedPush {
-    pub url_timestamp: i64,
-    pub nonce: String,
-    pub body_sha256: String,
-}
-
-impl SignedPush {
-    pub fn claim(&self) -> db::wechat::NonceClaim<'_> {
-        db::wechat::NonceClaim { url_timestamp: self.url_timestamp, nonce: &self.nonce, body_sha256: &self.body_sha256 }
-    }
-}
-
-/// The refusal of a body under a URL already bound to another body.
-pub fn nonce_reused() -> DomainError {
-    DomainError::conflict(
-        "push_nonce_reused",
-        "this timestamp and nonce already came with another body: a signed URL carries one push only",
-    )
 }
 
 /// Handles one push and answers the text to reply with (`None`: reply `success`). `at_ms` is
@@ -354,19 +332,5 @@ async fn reward_referral(
 
 async fn check_in_reply(tx: &mut Tx, p: &ProgrammeRow, resident_id: i64, now: i64) -> DomainResult<String> {
     let c: Checkin = points::check_in(tx, p, resident_id, now).await?;
-    Ok(checkin_text(&c))
-}
-
-/// What a resident is told after a check-in.
-pub fn checkin_text(c: &Checkin) -> String {
-    if c.already {
-        format!("今天已经签到过了，明天再来吧～已连续签到 {} 天，当前积分 {}。", c.streak, c.balance)
-    } else if c.bonus > 0 {
-        format!(
-            "签到成功！获得 {} 积分（含连续签到 {} 天奖励 {}），当前积分 {}。",
-            c.points, c.streak, c.bonus, c.balance
-        )
-    } else {
-        format!("签到成功！获得 {} 积分，已连续签到 {} 天，当前积分 {}。", c.points, c.streak, c.balance)
-    }
+    Ok(c.message())
 }

@@ -195,6 +195,11 @@ pub(crate) async fn load_community<'c, E: sqlx::Executor<'c, Database = sqlx::An
     Ok(org)
 }
 
+/// The property company an org belongs to: itself, or the org just under the platform on its path.
+pub fn company_of(org: &OrgRow) -> Option<i64> {
+    org.path.split('/').filter(|s| !s.is_empty()).nth(1).and_then(|s| s.parse().ok())
+}
+
 /// The org that owns a campaign or task: in the actor's reach, a property company or a community,
 /// not archived. Answers it with its company's id. `what` names the thing in the refusal.
 pub(crate) async fn funding_owner(
@@ -208,11 +213,10 @@ pub(crate) async fn funding_owner(
         .await?
         .filter(|o| actor.reaches(&o.path))
         .ok_or(DomainError::NotFound("org"))?;
-    let company = super::coupons::company_of(&owner)
-        .filter(|_| owner.kind == "company" || owner.kind == "community")
-        .ok_or_else(|| {
-        DomainError::invalid("invalid_owner", format!("{what} are owned by a property company or a community"))
-    })?;
+    let company =
+        company_of(&owner).filter(|_| owner.kind == "company" || owner.kind == "community").ok_or_else(|| {
+            DomainError::invalid("invalid_owner", format!("{what} are owned by a property company or a community"))
+        })?;
     if owner.archived_at.is_some() {
         return Err(DomainError::conflict("org_archived", "the owner org is archived"));
     }
@@ -234,5 +238,25 @@ mod tests {
             assert_eq!(OrgKind::parse(k).unwrap().as_str(), k);
         }
         assert!(OrgKind::parse("Company").is_none());
+    }
+
+    #[test]
+    fn the_company_is_the_org_under_the_platform() {
+        let org = |path: &str| OrgRow {
+            id: 0,
+            parent_id: None,
+            kind: "merchant".into(),
+            name: String::new(),
+            path: path.into(),
+            address: None,
+            contact_name: None,
+            contact_phone: None,
+            archived_at: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert_eq!(company_of(&org("/1/2/5/9/")), Some(2));
+        assert_eq!(company_of(&org("/1/2/")), Some(2));
+        assert_eq!(company_of(&org("/1/")), None);
     }
 }

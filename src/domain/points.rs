@@ -302,6 +302,21 @@ pub struct Checkin {
 }
 
 impl Checkin {
+    /// What a resident is told after a check-in (the official account's reply, the
+    /// mini-program's message).
+    pub fn message(&self) -> String {
+        if self.already {
+            format!("今天已经签到过了，明天再来吧～已连续签到 {} 天，当前积分 {}。", self.streak, self.balance)
+        } else if self.bonus > 0 {
+            format!(
+                "签到成功！获得 {} 积分（含连续签到 {} 天奖励 {}），当前积分 {}。",
+                self.points, self.streak, self.bonus, self.balance
+            )
+        } else {
+            format!("签到成功！获得 {} 积分，已连续签到 {} 天，当前积分 {}。", self.points, self.streak, self.balance)
+        }
+    }
+
     /// The rule of a check-in on `day`, the one home of the streak arithmetic: `known` holds the
     /// resident's check-ins that matter as `(day, streak)` — the one on `day` if any, and the
     /// latest — in any order. Checked in that day already: nothing more. Otherwise the streak

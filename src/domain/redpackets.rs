@@ -12,6 +12,7 @@ use sqlx::AnyConnection;
 
 use super::access::{scope_of, Actor, Role};
 use super::gates::Gates;
+use super::grabs::{self, already, sold_out, Closed};
 use super::hot_campaigns::HotCampaigns;
 use super::sessions::ResidentActor;
 use super::split::{self, AmountMode, Channel};
@@ -247,7 +248,7 @@ async fn check_audience(
     identities: &[IdentityRow],
 ) -> DomainResult<()> {
     match c.audience.as_str() {
-        "followers" => follower(identities)?,
+        "followers" => grabs::follower(identities)?,
         _ => {
             let ids: Vec<i64> = serde_json::from_str(&c.audience_communities).unwrap_or_default();
             for id in ids {
@@ -266,28 +267,6 @@ async fn check_audience(
         }
     }
     Ok(())
-}
-
-/// A follower audience admits residents who follow the official account now.
-fn follower(identities: &[IdentityRow]) -> DomainResult<()> {
-    if super::residents::follows_account(identities) {
-        Ok(())
-    } else {
-        Err(DomainError::Forbidden("this red packet is for followers of the official account".into()))
-    }
-}
-
-/// Who a share of the campaign is paid to, from the resident's WeChat identities
-/// ([`super::payouts::payee`]); a follower audience also needs a followed official account.
-pub(super) fn payee<'a>(
-    c: &CampaignRow,
-    apps: &Apps,
-    identities: &'a [IdentityRow],
-) -> DomainResult<Option<&'a IdentityRow>> {
-    if c.audience == "followers" {
-        follower(identities)?;
-    }
-    super::payouts::payee(apps, &c.channel, identities)
 }
 
 /// A grab's outcome.
@@ -343,57 +322,6 @@ pub async fn grab(
     }
     let (grab, payout) = answer.written?;
     Ok(Grabbed { grab, campaign: (*c).clone(), payout })
-}
-
-/// Why a campaign refuses every grab now, whoever presses. The one rule both the check on the
-/// campaign's snapshot before a write and the writer on the locked row apply
-/// ([`super::hot_campaigns`]); refusals about the one pressing (a share held, not in the
-/// audience) are not here, and never close the campaign.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Closed {
-    /// A draft (or a campaign that is not there): residents cannot see it.
-    Gone,
-    Ended,
-    NotStarted,
-    WindowOver,
-    SoldOut,
-}
-
-impl Closed {
-    pub(super) fn of(c: &CampaignRow, now: i64) -> Option<Closed> {
-        match c.state.as_str() {
-            "active" => {}
-            "ended" => return Some(Closed::Ended),
-            _ => return Some(Closed::Gone),
-        }
-        if now < c.starts_at {
-            Some(Closed::NotStarted)
-        } else if now >= c.ends_at {
-            Some(Closed::WindowOver)
-        } else if c.granted >= c.shares {
-            Some(Closed::SoldOut)
-        } else {
-            None
-        }
-    }
-
-    pub(super) fn error(self) -> DomainError {
-        match self {
-            Closed::Gone => DomainError::NotFound("red packet"),
-            Closed::Ended => DomainError::conflict("red_packet_ended", "the campaign has ended"),
-            Closed::NotStarted => DomainError::conflict("red_packet_not_started", "the campaign has not started yet"),
-            Closed::WindowOver => DomainError::conflict("red_packet_window_over", "the campaign is over"),
-            Closed::SoldOut => sold_out(),
-        }
-    }
-}
-
-fn sold_out() -> DomainError {
-    DomainError::conflict("sold_out", "all shares of this red packet have been taken")
-}
-
-pub(super) fn already() -> DomainError {
-    DomainError::conflict("already_grabbed", "you have already taken a share of this red packet")
 }
 
 /// A campaign I can grab from now, with my share if I took one.

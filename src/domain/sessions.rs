@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rand::RngCore;
 
-use super::access::hash_key;
+use super::keys::hash_key;
 use super::residents::{self, AppKind};
 use super::{DomainError, DomainResult};
 use crate::db::sessions::{self as store, NewSession};

@@ -15,7 +15,7 @@
 use serde_json::json;
 
 use super::access::{scope_of, Actor, Role};
-use super::coupons::company_of;
+use super::orgs::company_of;
 use super::payouts::{self, Display, Payer, Queue, Wake};
 use super::points::{self, Kind, Posting, Source};
 use super::sessions::ResidentActor;

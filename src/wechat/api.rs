@@ -1,19 +1,71 @@
 //! WeChat's server API (api.weixin.qq.com): access tokens and the calls made with them.
 //!
-//! Access tokens are shared by every instance through the database (`wechat_tokens`): one
-//! instance at a time takes a lease and refreshes with `stable_token`; the others wait for the
-//! token it stores. When WeChat calls a token invalid or expired (40001, 40014, 42001), the cached
+//! Access tokens are shared by every instance through a [`TokenStore`] (linli's database table
+//! `wechat_tokens`, see `crate::db::wechat::TokenTable`): one instance at a time takes a lease and
+//! refreshes with `stable_token`; the others wait for the token it stores. When WeChat calls a token invalid or expired (40001, 40014, 42001), the cached
 //! token is expired only if it is still the one that failed (another instance may have refreshed
 //! it already), and the call is retried once.
 
+use std::fmt;
 use std::future::Future;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 use serde::Deserialize;
 
-use crate::config::Secret;
-use crate::db::{self, Db, DbError};
+use crate::secret::Secret;
+
+/// A token store's answer, boxed so one store can be shared as `Arc<dyn TokenStore>`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The token store could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the access-token store failed")]
+pub struct StoreError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// An app's stored token and when it expires (unix ms).
+#[derive(Clone, Debug)]
+pub struct StoredToken {
+    pub access_token: Option<String>,
+    pub expires_at: i64,
+}
+
+/// Where instances share access tokens: one refreshes an app's token under a lease, the others
+/// read what it stored. Every method is about one app.
+pub trait TokenStore: Send + Sync {
+    /// The stored token, if any.
+    fn token<'a>(&'a self, appid: &'a str) -> StoreFuture<'a, Option<StoredToken>>;
+    /// Takes the refresh lease for `owner` until `until`, when it is free or lapsed and no token
+    /// valid past `fresh_until` is stored; answers whether it was taken.
+    fn take_lease<'a>(
+        &'a self,
+        appid: &'a str,
+        owner: &'a str,
+        now: i64,
+        until: i64,
+        fresh_until: i64,
+    ) -> StoreFuture<'a, bool>;
+    /// Stores a fresh token and frees the lease, if `owner` still holds it.
+    fn store<'a>(
+        &'a self,
+        appid: &'a str,
+        owner: &'a str,
+        token: &'a str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreFuture<'a, ()>;
+    /// Frees the lease, if `owner` holds it.
+    fn release_lease<'a>(&'a self, appid: &'a str, owner: &'a str) -> StoreFuture<'a, ()>;
+    /// Expires the stored token only if it is still `token` (another instance may have
+    /// refreshed it already).
+    fn expire_if<'a>(&'a self, appid: &'a str, token: &'a str, now: i64) -> StoreFuture<'a, ()>;
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// An app's credentials.
 #[derive(Clone, Debug)]
@@ -33,7 +85,7 @@ pub enum WechatError {
     #[error("no access token arrived in time from the instance refreshing it")]
     TokenBusy,
     #[error(transparent)]
-    Db(#[from] DbError),
+    Store(#[from] StoreError),
 }
 
 impl WechatError {
@@ -83,17 +135,23 @@ const LEASE_MS: i64 = 15_000;
 const WAIT_FOR_REFRESH: Duration = Duration::from_secs(5);
 
 /// The client of WeChat's server API. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WechatClient {
     http: reqwest::Client,
     api_base: String,
-    db: Db,
+    tokens: Arc<dyn TokenStore>,
     /// This process's name as a lease owner.
     instance: String,
 }
 
+impl fmt::Debug for WechatClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WechatClient").field("api_base", &self.api_base).field("instance", &self.instance).finish()
+    }
+}
+
 impl WechatClient {
-    pub fn new(api_base: &str, db: Db) -> Self {
+    pub fn new(api_base: &str, tokens: Arc<dyn TokenStore>) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(3))
@@ -101,47 +159,31 @@ impl WechatClient {
             .unwrap_or_default();
         let mut id = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut id);
-        Self { http, api_base: api_base.trim_end_matches('/').to_owned(), db, instance: hex::encode(id) }
+        Self { http, api_base: api_base.trim_end_matches('/').to_owned(), tokens, instance: hex::encode(id) }
     }
 
     /// A valid access token for the app: the shared cached one, or a fresh one.
     pub async fn access_token(&self, app: &AppCredentials) -> Result<String, WechatError> {
         let deadline = tokio::time::Instant::now() + WAIT_FOR_REFRESH;
         loop {
-            let now = db::now_ms();
-            if let Some(row) = db::wechat::token(self.db.writer(), &app.appid).await? {
+            let now = now_ms();
+            if let Some(row) = self.tokens.token(&app.appid).await? {
                 if let Some(token) = row.access_token.filter(|_| row.expires_at > now + EXPIRY_MARGIN_MS) {
                     return Ok(token);
                 }
             }
             let fresh_until = now + EXPIRY_MARGIN_MS;
-            if db::wechat::take_token_lease(
-                self.db.writer(),
-                &app.appid,
-                &self.instance,
-                now,
-                now + LEASE_MS,
-                fresh_until,
-            )
-            .await?
-            {
+            if self.tokens.take_lease(&app.appid, &self.instance, now, now + LEASE_MS, fresh_until).await? {
                 let fetched = self.fetch_stable_token(app).await;
                 return match fetched {
                     Ok((token, expires_in)) => {
-                        let now = db::now_ms();
-                        db::wechat::store_token(
-                            self.db.writer(),
-                            &app.appid,
-                            &self.instance,
-                            &token,
-                            now + expires_in.clamp(0, TOKEN_MAX_SECS) * 1000,
-                            now,
-                        )
-                        .await?;
+                        let now = now_ms();
+                        let expires_at = now + expires_in.clamp(0, TOKEN_MAX_SECS) * 1000;
+                        self.tokens.store(&app.appid, &self.instance, &token, expires_at, now).await?;
                         Ok(token)
                     }
                     Err(e) => {
-                        db::wechat::release_token_lease(self.db.writer(), &app.appid, &self.instance).await?;
+                        self.tokens.release_lease(&app.appid, &self.instance).await?;
                         Err(e)
                     }
                 };
@@ -188,7 +230,7 @@ impl WechatClient {
         match call(token.clone()).await {
             Err(e) if e.is_token_rejection() => {
                 tracing::warn!(appid = %app.appid, error = %e, "access token rejected; refreshing once");
-                db::wechat::expire_token_if(self.db.writer(), &app.appid, &token, db::now_ms()).await?;
+                self.tokens.expire_if(&app.appid, &token, now_ms()).await?;
                 let token = self.access_token(app).await?;
                 call(token).await
             }

@@ -792,7 +792,8 @@ async fn absurd_wechat() -> String {
 async fn lifetimes_wechat_answers_past_any_clock_are_capped_not_overflowed() {
     let app = spawn_oa_app(None, 300).await;
     let base = absurd_wechat().await;
-    let client = linli::wechat::api::WechatClient::new(&base, app.db.clone());
+    let tokens = std::sync::Arc::new(linli::db::wechat::TokenTable(app.db.clone()));
+    let client = linli::wechat::api::WechatClient::new(&base, tokens);
     let creds = linli::wechat::api::AppCredentials {
         appid: "wx_edge_app".into(),
         secret: linli::config::Secret::new("edge-secret"),

@@ -5,7 +5,8 @@
 use linli::app::Application;
 use linli::config::Settings;
 use linli::db::Db;
-use linli::domain::access::{self, Actor, Role};
+use linli::domain::access::{Actor, Role};
+use linli::domain::keys;
 use rand::RngCore;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -124,7 +125,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.rate_limits = linli::config::RateLimits { per_resident: off, per_key: off, login_per_ip: off };
     configure(&mut settings);
     let (address, db, tx, server) = start(settings.clone()).await;
-    let (_, root_key) = access::create_key(&db, &Actor::cli(), 1, Role::Admin, "test root").await.expect("root key");
+    let (_, root_key) = keys::create_key(&db, &Actor::cli(), 1, Role::Admin, "test root").await.expect("root key");
     TestApp {
         address,
         client: reqwest::Client::new(),

@@ -9,10 +9,10 @@ use time::OffsetDateTime;
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::audit::{AuditFilter, AuditRow};
 use crate::domain::audit;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct AuditApi;
 

@@ -10,10 +10,10 @@ use super::roster::ResidentRoleView;
 use super::{page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::bindings::{BindingFilter, BindingRow};
 use crate::domain::bindings::{self, Decision};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct BindingsApi;
 

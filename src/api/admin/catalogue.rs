@@ -11,10 +11,10 @@ use time::OffsetDateTime;
 use super::{ms, page_request, patch, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::redemption::{ItemFigures, ItemFilter, RedemptionFilter, RedemptionRow};
 use crate::domain::redemption::{self, ItemDraft, ItemPatch};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct CatalogueApi;
 

@@ -9,11 +9,11 @@ use time::OffsetDateTime;
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::coupons::{Figures, RuleRow, TemplateFilter, TemplateRow};
 use crate::domain::coupon_rules::{self, NewRule, Trigger};
 use crate::domain::coupons::{self, TemplateInput};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct CouponsApi;
 

@@ -9,10 +9,11 @@ use time::OffsetDateTime;
 use super::{page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::api_keys::ApiKeyRow;
-use crate::domain::access::{self, Role};
+use crate::domain::access::Role;
+use crate::domain::keys;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct ApiKeysApi;
 
@@ -123,7 +124,7 @@ impl ApiKeysApi {
         body: Json<CreateApiKey>,
     ) -> Result<ApiKeyCreated, ApiError> {
         let b = body.0;
-        let (row, secret) = access::create_key(&state.db, &key.0, b.org_id, b.role.into(), &b.name).await?;
+        let (row, secret) = keys::create_key(&state.db, &key.0, b.org_id, b.role.into(), &b.name).await?;
         Ok(ApiKeyCreated::Created(Json(CreatedApiKey { key: row.into(), secret })))
     }
 
@@ -146,7 +147,7 @@ impl ApiKeysApi {
         page_size: Query<Option<u32>>,
     ) -> Result<Json<ApiKeyPage>, ApiError> {
         let req = page_request(page.0, page_size.0);
-        let found = access::list_keys(&state.db, &key.0, org_id.0, include_revoked.0, req).await?;
+        let found = keys::list_keys(&state.db, &key.0, org_id.0, include_revoked.0, req).await?;
         Ok(Json(ApiKeyPage {
             items: found.items.into_iter().map(Into::into).collect(),
             page: PageInfo::new(req, found.total),
@@ -161,6 +162,6 @@ impl ApiKeysApi {
         key: OperatorKey,
         key_id: Path<i64>,
     ) -> Result<Json<ApiKeyView>, ApiError> {
-        Ok(Json(access::revoke_key(&state.db, &key.0, key_id.0).await?.into()))
+        Ok(Json(keys::revoke_key(&state.db, &key.0, key_id.0).await?.into()))
     }
 }

@@ -6,9 +6,9 @@ use poem_openapi::{Object, OpenApi};
 use super::orgs::OrgView;
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::domain::orgs;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct MeApi;
 

@@ -10,10 +10,10 @@ use time::OffsetDateTime;
 use super::{page_request, patch, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::orgs::{OrgFilter, OrgRow};
 use crate::domain::orgs::{self, NewOrg, OrgKind, OrgPatch};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct OrgsApi;
 

@@ -10,10 +10,10 @@ use time::OffsetDateTime;
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::points::{LedgerFilter, LedgerRow, ProgrammeRow};
 use crate::domain::points::{self, Kind, Posted, Rules, Source, StreakBonus};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct PointsApi;
 

@@ -10,12 +10,12 @@ use time::OffsetDateTime;
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::payouts::{EventRow, PayoutFilter, PayoutRow, ReconciliationRow};
 use crate::db::redpackets::{CampaignFilter, CampaignRow, Figures};
 use crate::domain::redpackets::{self, CampaignInput};
 use crate::domain::{payouts, reconcile};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct RedPacketsApi;
 

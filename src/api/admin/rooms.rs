@@ -10,11 +10,11 @@ use super::{page_request, ts, ImportReportView, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::payload::Csv;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::rooms::{RoomFilter, RoomRow};
 use crate::domain::import::{parse_csv, ImportReport, RawRow};
 use crate::domain::rooms;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct RoomsApi;
 

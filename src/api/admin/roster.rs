@@ -10,12 +10,12 @@ use super::{page_request, ts, ImportReportView, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::payload::Csv;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::roster::{RosterFilter, RosterRow};
 use crate::domain::access::{Actor, Role};
 use crate::domain::import::{parse_csv, ImportReport, RawRow};
 use crate::domain::roster::{self, RosterPatch};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct RosterApi;
 

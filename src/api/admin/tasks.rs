@@ -9,10 +9,10 @@ use time::OffsetDateTime;
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::tasks::{Figures, TaskFilter, TaskRow};
 use crate::domain::tasks::{self, TaskInput};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct TasksApi;
 

@@ -12,9 +12,9 @@ use poem::Request;
 use poem_openapi::auth::ApiKey;
 use poem_openapi::SecurityScheme;
 
-use crate::app::AppState;
 use crate::domain::merchants::{self, Intent, MerchantActor};
 use crate::error::{current_request_id, ApiError};
+use crate::state::AppState;
 
 /// A merchant's API key (`lk_…`) in the `X-Api-Key` header: an ordinary API key made for an org
 /// of kind `merchant` (`POST /admin/v1/api-keys`). Keys of other orgs answer 401 here. Viewer keys

@@ -7,12 +7,12 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::MerchantKey;
-use crate::api::admin::{ms, ts};
+use crate::api::common::{ms, ts};
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::orders::{OrderRow, RefundRow};
 use crate::domain::orders::{self, Item, OrderInput};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct MerchantOrdersApi;
 

@@ -9,9 +9,9 @@ use poem_openapi::OpenApi;
 use super::MerchantKey;
 use crate::api::admin::catalogue::Redemption;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::domain::redemption;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct MerchantRedemptionsApi;
 

@@ -9,13 +9,13 @@ use time::OffsetDateTime;
 use super::ResidentSession;
 use crate::api::admin::bindings::BindingView;
 use crate::api::admin::roster::ResidentRoleView;
-use crate::api::admin::{page_request, ts, PageInfo};
+use crate::api::common::{page_request, ts, PageInfo};
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::bindings::InvitationRow;
 use crate::db::orgs::OrgFilter;
 use crate::domain::bindings::{self, BindingRequest};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct MpBindingsApi;
 

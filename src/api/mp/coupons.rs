@@ -8,12 +8,12 @@ use time::OffsetDateTime;
 
 use super::ResidentSession;
 use crate::api::admin::coupons::CouponTerms;
-use crate::api::admin::{page_request, ts};
+use crate::api::common::{page_request, ts};
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::coupons::{CouponRow, HeldCoupon};
 use crate::domain::coupons::{self, Claimed};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct MpCouponsApi;
 

@@ -10,12 +10,12 @@ use super::{mini_program, ResidentSession};
 use crate::api::admin::points::{KindView, LedgerPage, SourceView};
 use crate::api::admin::{kind_of_view, ms, page_request, source_of_view, ts};
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db;
 use crate::db::points::LedgerFilter;
 use crate::domain::points;
 use crate::domain::sessions;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct MpMeApi;
 
@@ -178,7 +178,7 @@ impl MpMeApi {
         })?;
         let c = points::check_in_resident(&state.db, me.0.resident_id, company_id).await?;
         Ok(Json(CheckinResult {
-            message: crate::domain::oa::checkin_text(&c),
+            message: c.message(),
             already_checked_in: c.already,
             streak: c.streak,
             points: c.points,

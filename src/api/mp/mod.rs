@@ -22,9 +22,9 @@ use poem::Request;
 use poem_openapi::auth::Bearer;
 use poem_openapi::SecurityScheme;
 
-use crate::app::AppState;
 use crate::domain::sessions::{authenticate, ResidentActor};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::wechat::api::AppCredentials;
 
 /// A resident's session token (`ms_…`), from `POST /mp/v1/sessions`, as `Authorization: Bearer …`.

@@ -9,12 +9,12 @@ use time::OffsetDateTime;
 
 use super::ResidentSession;
 use crate::api::admin::catalogue::{Redemption, RedemptionPage, RedemptionStateView};
-use crate::api::admin::{page_request, ts, PageInfo};
+use crate::api::common::{page_request, ts, PageInfo};
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::redemption::ItemFigures;
 use crate::domain::redemption::{self, Redeemed};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct MpRedemptionApi;
 

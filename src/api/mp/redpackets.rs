@@ -9,14 +9,14 @@ use time::OffsetDateTime;
 
 use super::ResidentSession;
 use crate::api::admin::redpackets::{payout_state, PayoutChannel, PayoutState};
-use crate::api::admin::{page_request, ts, PageInfo};
+use crate::api::common::{page_request, ts, PageInfo};
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::payouts::PayoutRow;
 use crate::db::redpackets::MyGrab;
 use crate::db::wallet::WalletEntry;
 use crate::domain::{payouts, redpackets, wallet};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct MpRedPacketsApi;
 

@@ -6,11 +6,11 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::{mini_program, ResidentSession};
-use crate::api::admin::ts;
+use crate::api::common::ts;
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::domain::sessions::{self, IssuedSession, Lifetimes};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct MpSessionsApi;
 

@@ -9,12 +9,12 @@ use time::OffsetDateTime;
 
 use super::ResidentSession;
 use crate::api::admin::tasks::{view, Task};
-use crate::api::admin::{page_request, ts};
+use crate::api::common::{page_request, ts};
 use crate::api::ApiTags;
-use crate::app::AppState;
 use crate::db::tasks::{Figures, QrRow};
 use crate::domain::tasks;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::wechat::api::AppCredentials;
 
 pub struct MpTasksApi;

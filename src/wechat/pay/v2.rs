@@ -22,7 +22,7 @@ use sha2::Sha256;
 use super::xml::{parse_xml, to_xml, XmlError};
 use super::{constant_time_eq, nonce_str, read_capped, transport_unknown, ReadError};
 use super::{CODE_BAD_ANSWER, CODE_BAD_SIGNATURE};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Production base URL of the v2 API.
 pub const DEFAULT_BASE_URL: &str = "https://api.mch.weixin.qq.com";

@@ -38,7 +38,7 @@ use sha2::Sha256;
 
 use super::crypto::{self, CryptoError};
 use super::{nonce_str, read_capped, transport_unknown, ReadError, CODE_BAD_ANSWER, CODE_BAD_SIGNATURE};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 pub use certificates::{PlatformCertificates, VerifyWith};
 

@@ -28,7 +28,7 @@ use super::{
     decrypt_resource, unix_now, ApiError, EncryptedResource, NotifyError, V3Client, V3Error, VerifyError,
     WechatPayKeys, PUBLIC_KEY_ID_PREFIX,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::wechat::pay::x509::{self, X509Error};
 
 /// The platform certificate download.

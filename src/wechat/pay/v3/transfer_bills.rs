@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{open_notification, NotifyError, SignedHeaders, V3Answer, V3Client, V3Error, WechatPayKeys};
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::wechat::pay::CODE_BAD_ANSWER;
 
 const BILLS_PATH: &str = "/v3/fund-app/mch-transfer/transfer-bills";
