@@ -9,6 +9,7 @@ mod coupons;
 mod edges;
 mod helpers;
 mod imports;
+mod layout;
 mod limits;
 mod mp;
 mod oa;
