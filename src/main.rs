@@ -5,8 +5,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use linli::app::{connect_and_migrate, shutdown_signal, Application};
 use linli::config::Settings;
-use linli::domain::access::{Actor, Role};
-use linli::domain::keys;
+use linli::domain::operators::access::{Actor, Role};
+use linli::domain::operators::keys;
 use linli::sandbox::Sandbox;
 use linli::{telemetry, walkthrough};
 
@@ -129,7 +129,7 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn reconcile(settings: Settings, date: Option<String>) -> anyhow::Result<()> {
-    use linli::domain::reconcile;
+    use linli::domain::money::reconcile;
     let db = connect_and_migrate(&settings).await?;
     let pay = linli::wechat::pay::clients::PayClients::from_settings(&settings.pay)?;
     let date = match date {

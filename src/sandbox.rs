@@ -20,11 +20,11 @@ use wechat_mock::RunningMock;
 
 use crate::app::connect_and_migrate;
 use crate::config::{Secret, Settings};
-use crate::db::orgs::OrgFilter;
+use crate::db::community::orgs::OrgFilter;
 use crate::db::{Db, PageRequest};
-use crate::domain::access::{Actor, Role, PLATFORM_ORG_ID};
-use crate::domain::keys;
-use crate::domain::orgs::{self, NewOrg, OrgKind};
+use crate::domain::community::orgs::{self, NewOrg, OrgKind};
+use crate::domain::operators::access::{Actor, Role, PLATFORM_ORG_ID};
+use crate::domain::operators::keys;
 
 /// Where the sandbox's wechat-mock listens.
 pub const MOCK_LISTEN_ENV: &str = "LINLI_SANDBOX_MOCK_LISTEN";

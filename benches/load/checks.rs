@@ -43,7 +43,7 @@ pub async fn scalar(pool: &AnyPool, sql: &str, binds: &[i64]) -> anyhow::Result<
 
 /// Every points account and every wallet is the sum of its ledger rows; none is negative.
 pub async fn ledgers(checks: &mut Checks, scenario: &str, pool: &AnyPool) -> anyhow::Result<()> {
-    let off = linli::db::points::unbalanced_accounts(pool).await?;
+    let off = linli::db::loyalty::points::unbalanced_accounts(pool).await?;
     let accounts = scalar(pool, "SELECT COUNT(*) FROM points_accounts", &[]).await?;
     checks.add(
         scenario,

@@ -4,8 +4,8 @@ use poem::Request;
 use poem_openapi::auth::ApiKey;
 use poem_openapi::SecurityScheme;
 
-use crate::domain::access::Actor;
-use crate::domain::keys;
+use crate::domain::operators::access::Actor;
+use crate::domain::operators::keys;
 use crate::error::{current_request_id, ApiError};
 use crate::state::AppState;
 

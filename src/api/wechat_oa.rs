@@ -6,7 +6,7 @@
 //! bodies are authenticated by `msg_signature` and decrypted (the appid inside must be ours), and
 //! anything that fails is refused before it can change anything. The URL signature does not
 //! cover the body, so the URL's (timestamp, nonce) is bound to the first body taken under it
-//! ([`crate::domain::oa`]): a captured URL cannot carry another body. Replies are encrypted when
+//! ([`crate::domain::loyalty::oa`]): a captured URL cannot carry another body. Replies are encrypted when
 //! the push was. WeChat gives up after five seconds, so a push that takes longer is answered
 //! `success` while its handling finishes in the background: its effect is never lost, and
 //! WeChat does not retry it.
@@ -21,8 +21,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::db;
-use crate::domain::oa::{handle_push, OfficialAccount};
-use crate::domain::pushes::SignedPush;
+use crate::domain::loyalty::oa::{handle_push, OfficialAccount, PushServices};
+use crate::domain::loyalty::pushes::SignedPush;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::wechat::api::AppCredentials;
@@ -159,11 +159,14 @@ pub async fn receive_push(
             .map(|secret| AppCredentials { appid: appid.clone(), secret }),
         company_id: state.settings.wechat.oa_company_id,
     };
-    let (db, group, checkins, wechat) =
-        (state.db.clone(), state.group.clone(), state.checkins.clone(), state.wechat.clone());
+    let services = PushServices {
+        db: state.db.clone(),
+        group: state.group.clone(),
+        checkins: state.checkins.clone(),
+        wechat: state.wechat.clone(),
+    };
     let work_msg = msg.clone();
-    let work =
-        tokio::spawn(async move { handle_push(&db, &group, &checkins, &wechat, &oa, &signed, &work_msg, at_ms).await });
+    let work = tokio::spawn(async move { handle_push(&services, &oa, &signed, &work_msg, at_ms).await });
     let reply = match tokio::time::timeout(ANSWER_WITHIN, work).await {
         Ok(Ok(Ok(reply))) => reply,
         Ok(Ok(Err(e))) => return Err(e.into()),

@@ -12,7 +12,7 @@ use poem::web::Data;
 use poem::{handler, Body, IntoResponse, Request, Response};
 use serde_json::json;
 
-use crate::domain::payouts::{self, Notified};
+use crate::domain::money::payouts::{self, Notified};
 use crate::state::AppState;
 use crate::wechat::pay::v3::transfer_bills::{classify_state, TransferBillFinished, EVENT_BILL_FINISHED};
 use crate::wechat::pay::v3::{unix_now, SignedHeaders};

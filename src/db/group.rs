@@ -16,7 +16,7 @@ use std::pin::Pin;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Db, DbError, Engine, Tx};
+use crate::db::{Db, DbError, Engine, Tx};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{DbResult, Tx};
+use crate::db::{DbResult, Tx};
 
 #[derive(Clone, Debug, PartialEq, Eq, FromRow)]
 pub struct IdempotencyRow {

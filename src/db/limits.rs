@@ -2,7 +2,7 @@
 //! heartbeat rows, and token buckets kept in the database for the limits that must hold exactly
 //! across instances. Times are the calling instance's unix milliseconds.
 
-use super::{Db, DbResult};
+use crate::db::{Db, DbResult};
 
 /// Writes this instance's heartbeat, forgets instances silent since `forget_before`, and answers
 /// how many instances (this one included) were seen at or after `live_since`.

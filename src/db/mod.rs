@@ -9,26 +9,21 @@
 //! SQLite runs with WAL, `synchronous=FULL` and foreign keys on; writes go through a pool of one
 //! connection and start with `BEGIN IMMEDIATE`, reads through a separate read-only pool.
 //! PostgreSQL uses one pool for both, and is what several linli instances share.
+//!
+//! Grouped by the contexts of `domain/` (community, loyalty, money, offers, operators, retail,
+//! tasks); `group` (group commit), `idempotency`, `limits` (shared rate buckets) and `wechat`
+//! (push bookkeeping, access tokens) are the machinery they share.
 
-pub mod api_keys;
-pub mod audit;
-pub mod bindings;
-pub mod coupons;
+pub mod community;
 pub mod group;
 pub mod idempotency;
 pub mod limits;
-pub mod orders;
-pub mod orgs;
-pub mod payouts;
-pub mod points;
-pub mod redemption;
-pub mod redpackets;
-pub mod residents;
-pub mod rooms;
-pub mod roster;
-pub mod sessions;
+pub mod loyalty;
+pub mod money;
+pub mod offers;
+pub mod operators;
+pub mod retail;
 pub mod tasks;
-pub mod wallet;
 pub mod wechat;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

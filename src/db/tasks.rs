@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::{Any, AnyPool, Executor};
 
-use super::{subtree_pattern, DbResult, Page, PageRequest, Tx};
+use crate::db::{subtree_pattern, DbResult, Page, PageRequest, Tx};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct TaskRow {
@@ -415,18 +415,21 @@ pub async fn verified_residents_of(tx: &mut Tx, community_id: i64) -> DbResult<V
 
 // ----- rewards -----------------------------------------------------------------------------
 
+/// One round's reward to one resident.
+#[derive(Clone, Copy, Debug)]
+pub struct NewReward<'a> {
+    pub task_id: i64,
+    pub resident_id: i64,
+    pub round: i64,
+    /// `points` or `red_packet`.
+    pub kind: &'a str,
+    pub amount: i64,
+    pub payout_id: Option<i64>,
+}
+
 /// Records a round's reward; false when that round was rewarded already.
-#[allow(clippy::too_many_arguments)]
-pub async fn insert_reward(
-    tx: &mut Tx,
-    task_id: i64,
-    resident_id: i64,
-    round: i64,
-    kind: &str,
-    amount: i64,
-    payout_id: Option<i64>,
-    now: i64,
-) -> DbResult<bool> {
+pub async fn insert_reward(tx: &mut Tx, r: &NewReward<'_>, now: i64) -> DbResult<bool> {
+    let NewReward { task_id, resident_id, round, kind, amount, payout_id } = *r;
     let done = sqlx::query(
         "INSERT INTO task_rewards (task_id, resident_id, round, reward_kind, amount, payout_id, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (task_id, resident_id, round) DO NOTHING",
@@ -515,19 +518,24 @@ pub struct MessageRow {
     pub attempts: i64,
 }
 
+/// A subscribe message to send to a resident's mini-program identity.
+#[derive(Clone, Copy, Debug)]
+pub struct NewMessage<'a> {
+    pub resident_id: i64,
+    pub appid: &'a str,
+    pub openid: &'a str,
+    pub template_id: &'a str,
+    /// The mini-program page the message opens.
+    pub page: Option<&'a str>,
+    /// The template's data, as JSON.
+    pub data: &'a str,
+    /// Sent once per reference.
+    pub reference: &'a str,
+}
+
 /// Queues a message once per `reference`.
-#[allow(clippy::too_many_arguments)]
-pub async fn queue_message(
-    tx: &mut Tx,
-    resident_id: i64,
-    appid: &str,
-    openid: &str,
-    template_id: &str,
-    page: Option<&str>,
-    data: &str,
-    reference: &str,
-    now: i64,
-) -> DbResult<()> {
+pub async fn queue_message(tx: &mut Tx, m: &NewMessage<'_>, now: i64) -> DbResult<()> {
+    let NewMessage { resident_id, appid, openid, template_id, page, data, reference } = *m;
     sqlx::query(
         "INSERT INTO mp_messages (resident_id, appid, openid, template_id, page, data, reference, state, attempts, \
              next_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) \

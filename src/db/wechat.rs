@@ -3,7 +3,7 @@
 
 use sqlx::{Any, AnyPool, Executor};
 
-use super::{Db, DbError, DbResult, Tx};
+use crate::db::{Db, DbError, DbResult, Tx};
 use crate::wechat::api::{StoreError, StoreFuture, StoredToken, TokenStore};
 
 /// Claims a push for processing: `true` for the first delivery, `false` for a duplicate. Called in
@@ -63,12 +63,12 @@ pub async fn seen_push<'c, E: Executor<'c, Database = Any>>(
 /// Pushes among `keys` seen before, with their replies.
 pub async fn seen_pushes(tx: &mut Tx, appid: &str, keys: &[&str]) -> DbResult<Vec<(String, Option<String>)>> {
     let mut rows = Vec::new();
-    for chunk in keys.chunks(super::ROWS_PER_STATEMENT) {
+    for chunk in keys.chunks(crate::db::ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT dedupe_key, reply FROM wechat_pushes WHERE appid = $1 AND dedupe_key IN ({})",
-            super::in_list(chunk.len(), 2)
+            crate::db::in_list(chunk.len(), 2)
         );
-        let sql = super::positional(tx, sql);
+        let sql = crate::db::positional(tx, sql);
         let mut q = sqlx::query_as::<_, (String, Option<String>)>(&sql).bind(appid);
         for k in chunk {
             q = q.bind(*k);
@@ -92,12 +92,12 @@ pub struct HandledPush<'a> {
 /// Records many handled pushes in one statement. The (appid, dedupe key) key stays the guard: a
 /// push handled meanwhile elsewhere fails the whole statement (and its transaction's effects).
 pub async fn insert_pushes(tx: &mut Tx, appid: &str, pushes: &[HandledPush<'_>]) -> DbResult<()> {
-    for chunk in pushes.chunks(super::ROWS_PER_STATEMENT) {
+    for chunk in pushes.chunks(crate::db::ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO wechat_pushes (appid, dedupe_key, openid, msg_type, event, reply, received_at) VALUES {}",
-            super::values_list(chunk.len(), 7, 1)
+            crate::db::values_list(chunk.len(), 7, 1)
         );
-        let sql = super::positional(tx, sql);
+        let sql = crate::db::positional(tx, sql);
         let mut q = sqlx::query(&sql);
         for p in chunk {
             q = q.bind(appid).bind(p.dedupe_key).bind(p.openid).bind(p.msg_type).bind(p.event).bind(p.reply);
@@ -135,7 +135,7 @@ pub async fn nonce_binding<'c, E: Executor<'c, Database = Any>>(
 }
 
 /// Binds each (timestamp, nonce) to its body unless it is bound already, in the caller's
-/// transaction, one statement per [`super::ROWS_PER_STATEMENT`] claims, and answers the claims
+/// transaction, one statement per [`crate::db::ROWS_PER_STATEMENT`] claims, and answers the claims
 /// whose URL is bound to another body (refused), as indexes into `claims`. The claims must be
 /// distinct pairs. A binding being made by a concurrent transaction is waited for.
 ///
@@ -144,13 +144,13 @@ pub async fn nonce_binding<'c, E: Executor<'c, Database = Any>>(
 /// reads the bindings it met.
 pub async fn bind_nonces(tx: &mut Tx, appid: &str, claims: &[NonceClaim<'_>], now: i64) -> DbResult<Vec<usize>> {
     let mut refused = Vec::new();
-    for (c, chunk) in claims.chunks(super::ROWS_PER_STATEMENT).enumerate() {
+    for (c, chunk) in claims.chunks(crate::db::ROWS_PER_STATEMENT).enumerate() {
         let sql = format!(
             "INSERT INTO wechat_push_nonces (url_timestamp, appid, nonce, body_sha256, received_at) VALUES {} \
              ON CONFLICT (url_timestamp, appid, nonce) DO NOTHING",
-            super::values_list(chunk.len(), 5, 1)
+            crate::db::values_list(chunk.len(), 5, 1)
         );
-        let sql = super::positional(tx, sql);
+        let sql = crate::db::positional(tx, sql);
         let mut q = sqlx::query(&sql);
         for claim in chunk {
             q = q.bind(claim.url_timestamp).bind(appid).bind(claim.nonce).bind(claim.body_sha256).bind(now);
@@ -161,7 +161,7 @@ pub async fn bind_nonces(tx: &mut Tx, appid: &str, claims: &[NonceClaim<'_>], no
         for (i, claim) in chunk.iter().enumerate() {
             let bound = nonce_binding(&mut **tx, appid, claim.url_timestamp, claim.nonce).await?;
             if bound.as_deref() != Some(claim.body_sha256) {
-                refused.push(c * super::ROWS_PER_STATEMENT + i);
+                refused.push(c * crate::db::ROWS_PER_STATEMENT + i);
             }
         }
     }

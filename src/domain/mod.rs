@@ -1,34 +1,16 @@
-//! Rules and invariants, one module per concept. No HTTP here: callers get typed results and
-//! [`DomainError`]s, and `api/` decides how they look on the wire.
+//! Rules and invariants, one module per concept, grouped by bounded context: community, loyalty,
+//! money, offers, operators, retail and tasks (each context's head says what it holds). No HTTP
+//! here: callers get typed results and [`DomainError`]s, and `api/` decides how they look on the
+//! wire. Contexts call each other's modules by full path (`crate::domain::money::payouts`);
+//! tests/api/layout.rs fails on a cycle between modules.
 
-pub mod access;
-pub mod audit;
-pub mod bindings;
-pub mod checkin_writer;
-pub mod coupon_rules;
-pub mod coupons;
-pub mod gates;
-pub mod grabs;
-pub mod hot_campaigns;
-pub mod import;
-pub mod keys;
-pub mod merchants;
-pub mod oa;
-pub mod orders;
-pub mod orgs;
-pub mod payouts;
-pub mod points;
-pub mod pushes;
-pub mod reconcile;
-pub mod redemption;
-pub mod redpackets;
-pub mod residents;
-pub mod rooms;
-pub mod roster;
-pub mod sessions;
-pub mod split;
+pub mod community;
+pub mod loyalty;
+pub mod money;
+pub mod offers;
+pub mod operators;
+pub mod retail;
 pub mod tasks;
-pub mod wallet;
 
 use crate::db::DbError;
 

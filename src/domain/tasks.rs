@@ -14,19 +14,21 @@
 
 use serde_json::json;
 
-use super::access::{scope_of, Actor, Role};
-use super::orgs::company_of;
-use super::payouts::{self, Display, Payer, Queue, Wake};
-use super::points::{self, Kind, Posting, Source};
-use super::sessions::ResidentActor;
-use super::split::Channel;
-use super::{audit, required_text, wallet, DomainError, DomainResult};
-use crate::db::bindings::BindingRow;
-use crate::db::orgs::OrgRow;
+use crate::db::community::bindings::BindingRow;
+use crate::db::community::orgs::OrgRow;
 use crate::db::tasks::{
-    self as store, Figures, HoldRow, InvitationRow, MyTask, QrRow, TaskFields, TaskFilter, TaskRow,
+    self as store, Figures, HoldRow, InvitationRow, MyTask, NewMessage, NewReward, QrRow, TaskFields, TaskFilter,
+    TaskRow,
 };
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
+use crate::domain::community::orgs::company_of;
+use crate::domain::community::sessions::ResidentActor;
+use crate::domain::loyalty::points::{self, Kind, Posting, Source};
+use crate::domain::money::payouts::{self, Display, Payer, Queue, Wake};
+use crate::domain::money::split::Channel;
+use crate::domain::money::wallet::{self, Credit};
+use crate::domain::operators::access::{scope_of, Actor, Role};
+use crate::domain::{operators::audit, required_text, DomainError, DomainResult};
 
 const DAY_MS: i64 = 86_400_000;
 /// The template kind task rewards are announced with (mapped to a template id when sent).
@@ -88,7 +90,7 @@ impl TaskInput {
             ("points" | "balance", None) => return Err(invalid("reward_amount must be 1..=1000000")),
             _ => return Err(invalid("reward_kind must be points, balance or red_packet")),
         };
-        if let Some(why) = super::window_refusal("starts_at", self.starts_at, "ends_at", self.ends_at) {
+        if let Some(why) = crate::domain::window_refusal("starts_at", self.starts_at, "ends_at", self.ends_at) {
             return Err(invalid(why));
         }
         Ok(TaskFields {
@@ -110,7 +112,7 @@ impl TaskInput {
 
 async fn check_merchant(tx: &mut Tx, company_id: i64, f: &TaskFields) -> DomainResult<()> {
     if let Some(id) = f.merchant_id {
-        let ok = db::orgs::get(&mut **tx, id)
+        let ok = db::community::orgs::get(&mut **tx, id)
             .await?
             .is_some_and(|m| m.kind == "merchant" && m.archived_at.is_none() && company_of(&m) == Some(company_id));
         if !ok {
@@ -123,18 +125,19 @@ async fn check_merchant(tx: &mut Tx, company_id: i64, f: &TaskFields) -> DomainR
 pub async fn create(db: &Db, actor: &Actor, owner_org_id: i64, input: TaskInput) -> DomainResult<TaskRow> {
     let fields = input.validated()?;
     let mut tx = db.begin().await?;
-    let (owner, company_id) = super::orgs::funding_owner(&mut tx, actor, owner_org_id, "tasks").await?;
+    let (owner, company_id) =
+        crate::domain::community::orgs::funding_owner(&mut tx, actor, owner_org_id, "tasks").await?;
     actor.require(Role::Operator)?;
     check_merchant(&mut tx, company_id, &fields).await?;
     let t = store::insert(&mut tx, owner.id, company_id, &fields, db::now_ms()).await?;
-    audit::record(&mut tx, actor, &owner, "task.publish", "task", t.id, None::<&()>, Some(&t)).await?;
+    audit::record(&mut tx, actor, &owner, "task.publish", ("task", t.id), (None::<&()>, Some(&t))).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(t)
 }
 
 async fn task_in_reach(tx: &mut Tx, actor: &Actor, id: i64) -> DomainResult<(TaskRow, OrgRow)> {
     let t = store::get(&mut **tx, id).await?.ok_or(DomainError::NotFound("task"))?;
-    let owner = db::orgs::get(&mut **tx, t.owner_org_id)
+    let owner = db::community::orgs::get(&mut **tx, t.owner_org_id)
         .await?
         .filter(|o| actor.reaches(&o.path))
         .ok_or(DomainError::NotFound("task"))?;
@@ -143,7 +146,7 @@ async fn task_in_reach(tx: &mut Tx, actor: &Actor, id: i64) -> DomainResult<(Tas
 
 pub async fn get(db: &Db, actor: &Actor, id: i64) -> DomainResult<(TaskRow, Figures)> {
     let t = store::get(db.reader(), id).await?.ok_or(DomainError::NotFound("task"))?;
-    scope_of(db, actor, Some(t.owner_org_id)).await.map_err(super::not_found_as("task"))?;
+    scope_of(db, actor, Some(t.owner_org_id)).await.map_err(crate::domain::not_found_as("task"))?;
     Ok((t, store::figures(db.reader(), id).await?))
 }
 
@@ -202,7 +205,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, input: TaskInput) -> Domain
         }
     }
     let after = store::update(&mut tx, id, &fields, db::now_ms()).await?;
-    audit::record(&mut tx, actor, &owner, "task.update", "task", id, Some(&before), Some(&after)).await?;
+    audit::record(&mut tx, actor, &owner, "task.update", ("task", id), (Some(&before), Some(&after))).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(after)
 }
@@ -214,7 +217,7 @@ pub async fn delete(db: &Db, actor: &Actor, id: i64) -> DomainResult<()> {
     if !store::delete_unheld(&mut tx, id).await? {
         return Err(DomainError::conflict("task_held", "residents have taken this task; end it instead"));
     }
-    audit::record(&mut tx, actor, &owner, "task.delete", "task", id, Some(&before), None::<&()>).await?;
+    audit::record(&mut tx, actor, &owner, "task.delete", ("task", id), (Some(&before), None::<&()>)).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(())
 }
@@ -225,7 +228,7 @@ pub async fn end(db: &Db, actor: &Actor, id: i64) -> DomainResult<TaskRow> {
     let (before, owner) = task_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
     let Some(after) = store::end(&mut tx, id, db::now_ms()).await? else { return Ok(before) };
-    audit::record(&mut tx, actor, &owner, "task.end", "task", id, Some(&before), Some(&after)).await?;
+    audit::record(&mut tx, actor, &owner, "task.end", ("task", id), (Some(&before), Some(&after))).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(after)
 }
@@ -253,13 +256,13 @@ pub async fn assign(
     }
     let mut who: Vec<i64> = Vec::new();
     for r in resident_ids {
-        if db::bindings::verified_rooms_in_scope(&mut *tx, *r, &owner.path).await?.is_empty() {
+        if db::community::bindings::verified_rooms_in_scope(&mut *tx, *r, &owner.path).await?.is_empty() {
             return Err(invalid(format!("resident {r} is not a verified resident under the task's owner")));
         }
         who.push(*r);
     }
     if let Some(c) = community_id {
-        let community = db::orgs::get(&mut *tx, c)
+        let community = db::community::orgs::get(&mut *tx, c)
             .await?
             .filter(|o| o.kind == "community" && o.path.starts_with(&owner.path))
             .ok_or_else(|| invalid(format!("org {c} is not a community under the task's owner")))?;
@@ -274,8 +277,15 @@ pub async fn assign(
             new += 1;
         }
     }
-    audit::record(&mut tx, actor, &owner, "task.assign", "task", id, None::<&()>, Some(&json!({ "residents": who })))
-        .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        &owner,
+        "task.assign",
+        ("task", id),
+        (None::<&()>, Some(&json!({ "residents": who }))),
+    )
+    .await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(new)
 }
@@ -362,8 +372,8 @@ pub fn parse_scene(scene: &str) -> Option<(i64, &str)> {
     let scene = scene.strip_prefix("qrscene_").unwrap_or(scene);
     let (task, code) = scene.strip_prefix('t')?.split_once('_')?;
     let task: i64 = task.parse().ok().filter(|t| *t > 0)?;
-    let prefixed = format!("{}{code}", super::residents::INVITE_SCENE_PREFIX);
-    super::residents::invite_code_of_scene(&prefixed).is_some().then_some((task, code))
+    let prefixed = format!("{}{code}", crate::domain::community::residents::INVITE_SCENE_PREFIX);
+    crate::domain::community::residents::invite_code_of_scene(&prefixed).is_some().then_some((task, code))
 }
 
 /// What I share to invite for a task.
@@ -383,7 +393,8 @@ pub async fn invitation(db: &Db, me: &ResidentActor, id: i64) -> DomainResult<In
     if !open_now(&t, now) {
         return Err(DomainError::conflict("task_closed", "the task is not open now"));
     }
-    let me_row = db::residents::get(db.reader(), me.resident_id).await?.ok_or(DomainError::NotFound("resident"))?;
+    let me_row =
+        db::community::residents::get(db.reader(), me.resident_id).await?.ok_or(DomainError::NotFound("resident"))?;
     let scene = scene_of(t.id, &me_row.invite_code);
     let qr = store::qrcode(db.reader(), id, me.resident_id)
         .await?
@@ -438,7 +449,9 @@ pub async fn attribute(
 ) -> DomainResult<Result<InvitationRow, Refusal>> {
     let Some((task_id, code)) = parse_scene(scene) else { return Ok(Err(Refusal::InvalidScene)) };
     let Some(t) = store::get(&mut **tx, task_id).await? else { return Ok(Err(Refusal::InvalidScene)) };
-    let Some(inviter) = db::residents::by_invite_code(tx, code).await? else { return Ok(Err(Refusal::InvalidScene)) };
+    let Some(inviter) = db::community::residents::by_invite_code(tx, code).await? else {
+        return Ok(Err(Refusal::InvalidScene));
+    };
     if store::hold_of(&mut **tx, task_id, inviter.id).await?.is_none() {
         return Ok(Err(Refusal::InvalidScene));
     }
@@ -449,7 +462,7 @@ pub async fn attribute(
         return Ok(Err(Refusal::SelfInvite));
     }
     if t.category == "invite_bind" {
-        if db::bindings::verified_ever(tx, invitee_id).await? > 0 {
+        if db::community::bindings::verified_ever(tx, invitee_id).await? > 0 {
             return Ok(Err(Refusal::AlreadyBound));
         }
     } else if store::orders_count(tx, invitee_id, t.merchant_id, t.company_id).await? > 0 {
@@ -478,7 +491,7 @@ pub async fn on_verified(tx: &mut Tx, payer: &Payer, b: &BindingRow, now: i64) -
         if t.category != "invite_bind" {
             continue;
         }
-        let inviter_rooms = db::bindings::verified_rooms_in_scope(&mut **tx, inv.inviter_id, "/").await?;
+        let inviter_rooms = db::community::bindings::verified_rooms_in_scope(&mut **tx, inv.inviter_id, "/").await?;
         let refusal = if !open_now(&t, now) {
             Some("outside_window")
         } else if inviter_rooms.contains(&b.room_id) {
@@ -539,7 +552,7 @@ async fn count(
     }
     // Lock the inviter's hold first: counts for one inviter are decided one at a time.
     let hold = store::count_one(tx, t.id, inv.inviter_id, now).await?;
-    if store::counted_since(tx, inv.inviter_id, super::beijing_day_start(now)).await? >= t.daily_cap {
+    if store::counted_since(tx, inv.inviter_id, crate::domain::beijing_day_start(now)).await? >= t.daily_cap {
         store::settle(tx, inv.id, "rejected", Some("daily_cap"), now).await?;
         store::uncount(tx, hold.id).await?;
         return Ok(Wake::default());
@@ -563,17 +576,20 @@ async fn count(
 /// other ([`payouts::queue`]), or credited to the balance when the resident has no identity of
 /// the channel's app; answers the wake owed to the dispatcher.
 async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round: i64, now: i64) -> DomainResult<Wake> {
-    if !store::insert_reward(tx, t.id, resident_id, round, &t.reward_kind, t.reward_amount, None, now).await? {
+    let granted =
+        NewReward { task_id: t.id, resident_id, round, kind: &t.reward_kind, amount: t.reward_amount, payout_id: None };
+    if !store::insert_reward(tx, &granted, now).await? {
         return Ok(Wake::default());
     }
     let reference = format!("task:{}:{}:{}", t.id, resident_id, round);
     let remark = format!("任务「{}」完成第 {round} 轮", t.theme);
-    let identities = db::residents::identities_of(&mut **tx, resident_id).await?;
+    let identities = db::community::residents::identities_of(&mut **tx, resident_id).await?;
     let mut told = format!("奖励 {} 积分", t.reward_amount);
     let mut wake = Wake::default();
     let to_balance = match (t.reward_kind.as_str(), t.reward_channel.as_deref()) {
         ("points", _) => {
-            let company = db::orgs::get(&mut **tx, t.company_id).await?.ok_or(DomainError::NotFound("company"))?;
+            let company =
+                db::community::orgs::get(&mut **tx, t.company_id).await?.ok_or(DomainError::NotFound("company"))?;
             let programme = points::programme_for(tx, &company, now).await?;
             let posting = Posting {
                 kind: Kind::Earn,
@@ -627,8 +643,14 @@ async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round
         }
     };
     if to_balance {
-        wallet::credit(tx, resident_id, "task", &reference, t.reward_amount, Some(t.owner_org_id), Some(&remark), now)
-            .await?;
+        let credit = Credit {
+            source: "task",
+            reference: &reference,
+            amount_fen: t.reward_amount,
+            owner_org_id: Some(t.owner_org_id),
+            remark: Some(&remark),
+        };
+        wallet::credit(tx, resident_id, &credit, now).await?;
     }
     let mp_appid = payer.apps().mp_appid.as_deref();
     if let Some(mp) = identities.iter().find(|i| i.app_kind == "mp" && mp_appid.is_none_or(|a| a == i.appid)) {
@@ -639,18 +661,17 @@ async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round
             "thing3": { "value": told.chars().take(20).collect::<String>() },
         });
         let message_ref = format!("task_reward:{}:{}:{}", t.id, resident_id, round);
-        store::queue_message(
-            tx,
+        let data = data.to_string();
+        let message = NewMessage {
             resident_id,
-            &mp.appid,
-            &mp.openid,
-            REWARD_MESSAGE,
-            Some(TASKS_PAGE),
-            &data.to_string(),
-            &message_ref,
-            now,
-        )
-        .await?;
+            appid: &mp.appid,
+            openid: &mp.openid,
+            template_id: REWARD_MESSAGE,
+            page: Some(TASKS_PAGE),
+            data: &data,
+            reference: &message_ref,
+        };
+        store::queue_message(tx, &message, now).await?;
     }
     Ok(wake)
 }

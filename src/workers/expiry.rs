@@ -8,7 +8,7 @@ use crate::db::{self, Db, DbResult};
 
 /// One round: expires every coupon due at `now`; answers how many.
 pub async fn run_once(db: &Db, now: i64) -> DbResult<u64> {
-    db::coupons::expire_due(db.writer(), now).await
+    db::offers::coupons::expire_due(db.writer(), now).await
 }
 
 /// Forgets the (timestamp, nonce) bindings of push URLs dated more than twice the timestamp

@@ -1,6 +1,6 @@
 //! The payout dispatcher: leases due payouts, calls WeChat Pay outside any transaction, and
 //! records what came back through [`payouts::record`]. What an answer means for the payout is
-//! decided in [`crate::domain::payouts`] (`red_packet_found`, `transfer_bill_step`, …); this
+//! decided in [`crate::domain::money::payouts`] (`red_packet_found`, `transfer_bill_step`, …); this
 //! module only chooses the next call.
 //!
 //! Several instances may run it against one PostgreSQL database: a payout is leased to one of them
@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify, Semaphore};
 
 use crate::config::PayoutSettings;
-use crate::db::payouts::{self as store, PayoutRow};
+use crate::db::money::payouts::{self as store, PayoutRow};
 use crate::db::{self, Db, DbResult};
-use crate::domain::payouts::{self, Display, Recheck, Recorded, Step};
+use crate::domain::money::payouts::{self, Display, Recheck, Recorded, Report, Step};
 use crate::wechat::pay::clients::PayClients;
 use crate::wechat::pay::v2::{CheckName, SendRedPack, Transfer, V2Client, V2Query};
 use crate::wechat::pay::v3::transfer_bills::{CreateTransferBill, TransferOutcome, TransferSceneReportInfo};
@@ -131,7 +131,8 @@ impl Dispatcher {
                 store::release(self.db.writer(), p.id, &self.owner, now_ms() + self.settings.poll_secs * 1000).await;
             return;
         };
-        match payouts::record(&self.db, &self.settings, &p, &p.out_no, &step, called, kind).await {
+        let report = Report { out_no: &p.out_no, step: &step, called, kind };
+        match payouts::record(&self.db, &self.settings, &p, report).await {
             Ok(Recorded::Applied(row)) => {
                 tracing::info!(payout = p.id, out_no = %p.out_no, state = %row.state, "payout step recorded");
             }

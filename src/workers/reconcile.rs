@@ -7,7 +7,7 @@ use std::time::Duration;
 use time::UtcOffset;
 
 use crate::db::{self, Db};
-use crate::domain::reconcile;
+use crate::domain::money::reconcile;
 use crate::wechat::pay::clients::PayClients;
 
 /// Bills are complete by this hour (Beijing time).

@@ -5,8 +5,8 @@
 use linli::app::Application;
 use linli::config::Settings;
 use linli::db::Db;
-use linli::domain::access::{Actor, Role};
-use linli::domain::keys;
+use linli::domain::operators::access::{Actor, Role};
+use linli::domain::operators::keys;
 use rand::RngCore;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -480,7 +480,7 @@ impl OaApp {
 
     /// The invariant every test ends with: each points account's balance is the sum of its rows.
     pub async fn assert_ledger_balanced(&self) {
-        let off = linli::db::points::unbalanced_accounts(self.db.reader()).await.unwrap();
+        let off = linli::db::loyalty::points::unbalanced_accounts(self.db.reader()).await.unwrap();
         assert!(off.is_empty(), "accounts whose balance is not the sum of their rows: {off:?}");
     }
 }

@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::db::audit::{AuditFilter, AuditRow};
-use crate::domain::audit;
+use crate::db::operators::audit::{AuditFilter, AuditRow};
+use crate::domain::operators::audit;
 use crate::error::ApiError;
 use crate::state::AppState;
 

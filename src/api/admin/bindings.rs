@@ -10,8 +10,8 @@ use super::roster::ResidentRoleView;
 use super::{page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::db::bindings::{BindingFilter, BindingRow};
-use crate::domain::bindings::{self, Decision};
+use crate::db::community::bindings::{BindingFilter, BindingRow};
+use crate::domain::community::bindings::{self, Decision};
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 use super::{ms, page_request, patch, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::db::redemption::{ItemFigures, ItemFilter, RedemptionFilter, RedemptionRow};
-use crate::domain::redemption::{self, ItemDraft, ItemPatch};
+use crate::db::offers::redemption::{ItemFigures, ItemFilter, RedemptionFilter, RedemptionRow};
+use crate::domain::offers::redemption::{self, ItemDraft, ItemPatch};
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -9,9 +9,9 @@ use time::OffsetDateTime;
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::db::coupons::{Figures, RuleRow, TemplateFilter, TemplateRow};
-use crate::domain::coupon_rules::{self, NewRule, Trigger};
-use crate::domain::coupons::{self, TemplateInput};
+use crate::db::offers::coupons::{Figures, RuleRow, TemplateFilter, TemplateRow};
+use crate::domain::offers::coupon_rules::{self, NewRule, Trigger};
+use crate::domain::offers::coupons::{self, TemplateInput};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -449,7 +449,7 @@ impl CouponsApi {
         body: Json<CouponTerms>,
     ) -> Result<Json<CouponTemplate>, ApiError> {
         let t = coupons::update(&state.db, &key.0, template_id.0, body.0.into_input()).await?;
-        let f = crate::db::coupons::figures(state.db.reader(), t.id).await?;
+        let f = crate::db::offers::coupons::figures(state.db.reader(), t.id).await?;
         Ok(Json(view(t, f)))
     }
 
@@ -474,7 +474,7 @@ impl CouponsApi {
         template_id: Path<i64>,
     ) -> Result<Json<CouponTemplate>, ApiError> {
         let t = coupons::end(&state.db, &key.0, template_id.0).await?;
-        let f = crate::db::coupons::figures(state.db.reader(), t.id).await?;
+        let f = crate::db::offers::coupons::figures(state.db.reader(), t.id).await?;
         Ok(Json(view(t, f)))
     }
 }

@@ -9,9 +9,9 @@ use time::OffsetDateTime;
 use super::{page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::db::api_keys::ApiKeyRow;
-use crate::domain::access::Role;
-use crate::domain::keys;
+use crate::db::operators::api_keys::ApiKeyRow;
+use crate::domain::operators::access::Role;
+use crate::domain::operators::keys;
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -6,7 +6,7 @@ use poem_openapi::{Object, OpenApi};
 use super::orgs::OrgView;
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::domain::orgs;
+use crate::domain::community::orgs;
 use crate::error::ApiError;
 use crate::state::AppState;
 

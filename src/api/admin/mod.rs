@@ -31,7 +31,7 @@ pub use tasks::TasksApi;
 use poem_openapi::Object;
 
 pub(crate) use crate::api::common::{ms, page_request, patch, ts, PageInfo};
-use crate::domain::import::ImportReport;
+use crate::domain::community::import::ImportReport;
 
 /// A row an import did not take, and why.
 #[derive(Debug, Clone, Object)]

@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use super::{page_request, patch, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::db::orgs::{OrgFilter, OrgRow};
-use crate::domain::orgs::{self, NewOrg, OrgKind, OrgPatch};
+use crate::db::community::orgs::{OrgFilter, OrgRow};
+use crate::domain::community::orgs::{self, NewOrg, OrgKind, OrgPatch};
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::db::points::{LedgerFilter, LedgerRow, ProgrammeRow};
-use crate::domain::points::{self, Kind, Posted, Rules, Source, StreakBonus};
+use crate::db::loyalty::points::{LedgerFilter, LedgerRow, ProgrammeRow};
+use crate::domain::loyalty::points::{self, Kind, Posted, Rules, Source, StreakBonus};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -244,7 +244,7 @@ pub struct LedgerPage {
 impl LedgerPage {
     pub(crate) fn new(
         found: crate::db::Page<LedgerRow>,
-        totals: crate::db::points::LedgerTotals,
+        totals: crate::db::loyalty::points::LedgerTotals,
         req: crate::db::PageRequest,
     ) -> Self {
         Self {
@@ -357,8 +357,8 @@ pub struct Multiplier {
     pub ends_at: OffsetDateTime,
 }
 
-impl From<crate::db::orders::MultiplierRow> for Multiplier {
-    fn from(m: crate::db::orders::MultiplierRow) -> Self {
+impl From<crate::db::retail::orders::MultiplierRow> for Multiplier {
+    fn from(m: crate::db::retail::orders::MultiplierRow) -> Self {
         Self { id: m.id, category: m.category, percent: m.percent, starts_at: ts(m.starts_at), ends_at: ts(m.ends_at) }
     }
 }

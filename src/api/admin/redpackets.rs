@@ -10,10 +10,10 @@ use time::OffsetDateTime;
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::db::payouts::{EventRow, PayoutFilter, PayoutRow, ReconciliationRow};
-use crate::db::redpackets::{CampaignFilter, CampaignRow, Figures};
-use crate::domain::redpackets::{self, CampaignInput};
-use crate::domain::{payouts, reconcile};
+use crate::db::money::payouts::{EventRow, PayoutFilter, PayoutRow, ReconciliationRow};
+use crate::db::money::redpackets::{CampaignFilter, CampaignRow, Figures};
+use crate::domain::money::redpackets::{self, CampaignInput};
+use crate::domain::{money::payouts, money::reconcile};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -582,7 +582,7 @@ impl RedPacketsApi {
     ) -> Result<Json<RedPacket>, ApiError> {
         let c = redpackets::end(&state.db, &key.0, red_packet_id.0).await?;
         state.hot.forget(c.id);
-        let f = crate::db::redpackets::figures(state.db.reader(), c.id).await?;
+        let f = crate::db::money::redpackets::figures(state.db.reader(), c.id).await?;
         Ok(Json(view(c, f)))
     }
 

@@ -10,9 +10,9 @@ use super::{page_request, ts, ImportReportView, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::payload::Csv;
 use crate::api::ApiTags;
-use crate::db::rooms::{RoomFilter, RoomRow};
-use crate::domain::import::{parse_csv, ImportReport, RawRow};
-use crate::domain::rooms;
+use crate::db::community::rooms::{RoomFilter, RoomRow};
+use crate::domain::community::import::{parse_csv, ImportReport, RawRow};
+use crate::domain::community::rooms;
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -10,10 +10,10 @@ use super::{page_request, ts, ImportReportView, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::payload::Csv;
 use crate::api::ApiTags;
-use crate::db::roster::{RosterFilter, RosterRow};
-use crate::domain::access::{Actor, Role};
-use crate::domain::import::{parse_csv, ImportReport, RawRow};
-use crate::domain::roster::{self, RosterPatch};
+use crate::db::community::roster::{RosterFilter, RosterRow};
+use crate::domain::community::import::{parse_csv, ImportReport, RawRow};
+use crate::domain::community::roster::{self, RosterPatch};
+use crate::domain::operators::access::{Actor, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -12,7 +12,7 @@ use poem::Request;
 use poem_openapi::auth::ApiKey;
 use poem_openapi::SecurityScheme;
 
-use crate::domain::merchants::{self, Intent, MerchantActor};
+use crate::domain::retail::merchants::{self, Intent, MerchantActor};
 use crate::error::{current_request_id, ApiError};
 use crate::state::AppState;
 

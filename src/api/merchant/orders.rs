@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 use super::MerchantKey;
 use crate::api::common::{ms, ts};
 use crate::api::ApiTags;
-use crate::db::orders::{OrderRow, RefundRow};
-use crate::domain::orders::{self, Item, OrderInput};
+use crate::db::retail::orders::{OrderRow, RefundRow};
+use crate::domain::retail::orders::{self, Item, OrderInput};
 use crate::error::ApiError;
 use crate::state::AppState;
 

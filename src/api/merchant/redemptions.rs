@@ -9,7 +9,7 @@ use poem_openapi::OpenApi;
 use super::MerchantKey;
 use crate::api::admin::catalogue::Redemption;
 use crate::api::ApiTags;
-use crate::domain::redemption;
+use crate::domain::offers::redemption;
 use crate::error::ApiError;
 use crate::state::AppState;
 

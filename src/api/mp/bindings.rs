@@ -11,9 +11,9 @@ use crate::api::admin::bindings::BindingView;
 use crate::api::admin::roster::ResidentRoleView;
 use crate::api::common::{page_request, ts, PageInfo};
 use crate::api::ApiTags;
-use crate::db::bindings::InvitationRow;
-use crate::db::orgs::OrgFilter;
-use crate::domain::bindings::{self, BindingRequest};
+use crate::db::community::bindings::InvitationRow;
+use crate::db::community::orgs::OrgFilter;
+use crate::domain::community::bindings::{self, BindingRequest};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -143,7 +143,7 @@ impl MpBindingsApi {
             name_contains: q.0.filter(|s| !s.is_empty()),
             ..Default::default()
         };
-        let found = crate::db::orgs::list(state.db.reader(), &filter, req).await?;
+        let found = crate::db::community::orgs::list(state.db.reader(), &filter, req).await?;
         let items = found.items.into_iter().map(|o| Community { id: o.id, name: o.name, address: o.address }).collect();
         Ok(Json(CommunityPage { items, page: PageInfo::new(req, found.total) }))
     }

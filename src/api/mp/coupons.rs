@@ -10,8 +10,8 @@ use super::ResidentSession;
 use crate::api::admin::coupons::CouponTerms;
 use crate::api::common::{page_request, ts};
 use crate::api::ApiTags;
-use crate::db::coupons::{CouponRow, HeldCoupon};
-use crate::domain::coupons::{self, Claimed};
+use crate::db::offers::coupons::{CouponRow, HeldCoupon};
+use crate::domain::offers::coupons::{self, Claimed};
 use crate::error::ApiError;
 use crate::state::AppState;
 

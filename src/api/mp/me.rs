@@ -11,9 +11,9 @@ use crate::api::admin::points::{KindView, LedgerPage, SourceView};
 use crate::api::admin::{kind_of_view, ms, page_request, source_of_view, ts};
 use crate::api::ApiTags;
 use crate::db;
-use crate::db::points::LedgerFilter;
-use crate::domain::points;
-use crate::domain::sessions;
+use crate::db::loyalty::points::LedgerFilter;
+use crate::domain::community::sessions;
+use crate::domain::loyalty::points;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -103,10 +103,11 @@ impl MpMeApi {
     #[oai(path = "/me", method = "get", operation_id = "get_my_profile")]
     async fn get_my_profile(&self, state: Data<&AppState>, me: ResidentSession) -> Result<Json<Profile>, ApiError> {
         let id = me.0.resident_id;
-        let resident = db::residents::get(state.db.reader(), id).await?.ok_or(ApiError::NotFound("resident"))?;
-        let identities = db::residents::identities_of(state.db.reader(), id).await?;
-        let holdings = db::points::holdings(state.db.reader(), id).await?;
-        let phone = db::residents::phone_of(state.db.reader(), id).await?;
+        let resident =
+            db::community::residents::get(state.db.reader(), id).await?.ok_or(ApiError::NotFound("resident"))?;
+        let identities = db::community::residents::identities_of(state.db.reader(), id).await?;
+        let holdings = db::loyalty::points::holdings(state.db.reader(), id).await?;
+        let phone = db::community::residents::phone_of(state.db.reader(), id).await?;
         Ok(Json(Profile {
             resident_id: id,
             invite_code: resident.invite_code,
@@ -195,7 +196,7 @@ impl MpMeApi {
         state: Data<&AppState>,
         me: ResidentSession,
     ) -> Result<Json<MemberCode>, ApiError> {
-        let (code, expires_at) = crate::domain::orders::member_code(&state.db, &me.0).await?;
+        let (code, expires_at) = crate::domain::retail::orders::member_code(&state.db, &me.0).await?;
         Ok(Json(MemberCode { code, expires_at: ts(expires_at) }))
     }
 

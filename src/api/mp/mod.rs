@@ -22,7 +22,7 @@ use poem::Request;
 use poem_openapi::auth::Bearer;
 use poem_openapi::SecurityScheme;
 
-use crate::domain::sessions::{authenticate, ResidentActor};
+use crate::domain::community::sessions::{authenticate, ResidentActor};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::wechat::api::AppCredentials;

@@ -11,8 +11,8 @@ use super::ResidentSession;
 use crate::api::admin::catalogue::{Redemption, RedemptionPage, RedemptionStateView};
 use crate::api::common::{page_request, ts, PageInfo};
 use crate::api::ApiTags;
-use crate::db::redemption::ItemFigures;
-use crate::domain::redemption::{self, Redeemed};
+use crate::db::offers::redemption::ItemFigures;
+use crate::domain::offers::redemption::{self, Redeemed};
 use crate::error::ApiError;
 use crate::state::AppState;
 

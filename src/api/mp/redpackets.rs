@@ -11,10 +11,10 @@ use super::ResidentSession;
 use crate::api::admin::redpackets::{payout_state, PayoutChannel, PayoutState};
 use crate::api::common::{page_request, ts, PageInfo};
 use crate::api::ApiTags;
-use crate::db::payouts::PayoutRow;
-use crate::db::redpackets::MyGrab;
-use crate::db::wallet::WalletEntry;
-use crate::domain::{payouts, redpackets, wallet};
+use crate::db::money::payouts::PayoutRow;
+use crate::db::money::redpackets::MyGrab;
+use crate::db::money::wallet::WalletEntry;
+use crate::domain::{money::payouts, money::redpackets, money::wallet};
 use crate::error::ApiError;
 use crate::state::AppState;
 

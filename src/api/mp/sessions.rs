@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::{mini_program, ResidentSession};
 use crate::api::common::ts;
 use crate::api::ApiTags;
-use crate::domain::sessions::{self, IssuedSession, Lifetimes};
+use crate::domain::community::sessions::{self, IssuedSession, Lifetimes};
 use crate::error::ApiError;
 use crate::state::AppState;
 

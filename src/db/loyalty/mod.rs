@@ -1,0 +1,3 @@
+//! Storage of the loyalty context: programmes, accounts, the points ledger, check-ins.
+
+pub mod points;

@@ -1,0 +1,526 @@
+//! Payouts: the transactional outbox of cash movements to WeChat Pay, their merchant numbers and
+//! history, and the notifications applied to them.
+
+use serde::Serialize;
+use sqlx::{Any, AnyPool, Executor};
+
+use crate::db::{subtree_pattern, DbResult, Engine, Page, PageRequest, Tx};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct PayoutRow {
+    pub id: i64,
+    pub company_id: Option<i64>,
+    pub owner_org_id: Option<i64>,
+    pub resident_id: i64,
+    pub channel: String,
+    pub source: String,
+    pub source_ref: String,
+    pub amount_fen: i64,
+    pub appid: String,
+    pub openid: String,
+    pub out_no: String,
+    pub attempt: i64,
+    pub state: String,
+    pub display: String,
+    pub wechat_no: Option<String>,
+    pub package_info: Option<String>,
+    pub last_code: Option<String>,
+    pub last_message: Option<String>,
+    pub calls: i64,
+    pub next_at: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: i64,
+    pub credited_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const PAYOUT: &str = "id, company_id, owner_org_id, resident_id, channel, source, source_ref, amount_fen, appid, openid, \
+                      out_no, attempt, state, display, wechat_no, package_info, last_code, last_message, calls, next_at, \
+                      lease_owner, lease_until, credited_at, finished_at, created_at, updated_at";
+
+/// States a payout can still leave.
+pub const OPEN_STATES: &str = "('pending', 'submitted', 'unknown', 'awaiting_confirmation')";
+
+/// A payout to queue.
+#[derive(Clone, Debug)]
+pub struct NewPayout<'a> {
+    pub company_id: Option<i64>,
+    pub owner_org_id: Option<i64>,
+    pub resident_id: i64,
+    pub channel: &'a str,
+    pub source: &'a str,
+    pub source_ref: &'a str,
+    pub amount_fen: i64,
+    pub appid: &'a str,
+    pub openid: &'a str,
+    pub out_no: &'a str,
+    pub display: &'a str,
+}
+
+/// Queues many payouts in three statements (payouts, their first numbers, their `queued`
+/// events), in the caller's transaction. Answers the rows in no particular order: match them by
+/// `source_ref`, which is unique.
+pub async fn insert_many(tx: &mut Tx, payouts: &[NewPayout<'_>], now: i64) -> DbResult<Vec<PayoutRow>> {
+    let mut rows = Vec::with_capacity(payouts.len());
+    for chunk in payouts.chunks(crate::db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO payouts (company_id, owner_org_id, resident_id, channel, source, source_ref, amount_fen, \
+                 appid, openid, out_no, attempt, state, display, calls, next_at, lease_until, created_at, updated_at) \
+             SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10, 1, \
+                 'pending', column11, 0, column12, 0, column12, column12 \
+             FROM (VALUES {}) AS v \
+             RETURNING {PAYOUT}",
+            crate::db::values_list(chunk.len(), 12, 1)
+        );
+        let sql = crate::db::positional(tx, sql);
+        let mut q = sqlx::query_as::<_, PayoutRow>(&sql);
+        for p in chunk {
+            q = q
+                .bind(p.company_id)
+                .bind(p.owner_org_id)
+                .bind(p.resident_id)
+                .bind(p.channel)
+                .bind(p.source)
+                .bind(p.source_ref)
+                .bind(p.amount_fen)
+                .bind(p.appid)
+                .bind(p.openid)
+                .bind(p.out_no)
+                .bind(p.display)
+                .bind(now);
+        }
+        let made = q.fetch_all(&mut **tx).await?;
+        let numbers = format!(
+            "INSERT INTO payout_numbers (out_no, payout_id, attempt, outcome, created_at) VALUES {}",
+            crate::db::values_list(made.len(), 5, 1)
+        );
+        let numbers = crate::db::positional(tx, numbers);
+        let mut q = sqlx::query(&numbers);
+        for p in &made {
+            q = q.bind(&p.out_no).bind(p.id).bind(1i64).bind("open").bind(now);
+        }
+        q.execute(&mut **tx).await?;
+        let events = format!(
+            "INSERT INTO payout_events (payout_id, kind, out_no, state, at) VALUES {}",
+            crate::db::values_list(made.len(), 5, 1)
+        );
+        let events = crate::db::positional(tx, events);
+        let mut q = sqlx::query(&events);
+        for p in &made {
+            q = q.bind(p.id).bind("queued").bind(&p.out_no).bind("pending").bind(now);
+        }
+        q.execute(&mut **tx).await?;
+        rows.extend(made);
+    }
+    Ok(rows)
+}
+
+async fn insert_number(tx: &mut Tx, payout_id: i64, out_no: &str, attempt: i64, now: i64) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO payout_numbers (out_no, payout_id, attempt, outcome, created_at) VALUES ($1, $2, $3, 'open', $4)",
+    )
+    .bind(out_no)
+    .bind(payout_id)
+    .bind(attempt)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A line of a payout's history.
+#[derive(Clone, Copy, Debug)]
+pub struct NewEvent<'a> {
+    pub payout_id: i64,
+    /// What happened: `send`, `query`, `notification`, `renumbered`, `operator_retry`…
+    pub kind: &'a str,
+    pub out_no: &'a str,
+    /// The payout's state after it.
+    pub state: &'a str,
+    pub code: Option<&'a str>,
+    pub message: Option<&'a str>,
+    /// The operator, for an operator's action.
+    pub actor: Option<&'a str>,
+}
+
+pub async fn insert_event(tx: &mut Tx, e: &NewEvent<'_>, now: i64) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO payout_events (payout_id, kind, out_no, state, code, message, actor, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(e.payout_id)
+    .bind(e.kind)
+    .bind(e.out_no)
+    .bind(e.state)
+    .bind(e.code)
+    .bind(e.message)
+    .bind(e.actor)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn get<'c, E: Executor<'c, Database = Any>>(ex: E, id: i64) -> DbResult<Option<PayoutRow>> {
+    let row =
+        sqlx::query_as(&format!("SELECT {PAYOUT} FROM payouts WHERE id = $1")).bind(id).fetch_optional(ex).await?;
+    Ok(row)
+}
+
+/// The payout a merchant number belongs to (current or earlier), with whether it is current.
+pub async fn by_number<'c, E: Executor<'c, Database = Any>>(ex: E, out_no: &str) -> DbResult<Option<(i64, String)>> {
+    let row = sqlx::query_as("SELECT payout_id, outcome FROM payout_numbers WHERE out_no = $1")
+        .bind(out_no)
+        .fetch_optional(ex)
+        .await?;
+    Ok(row)
+}
+
+/// Leases up to `limit` due payouts to `owner` until `lease_until`. On PostgreSQL the candidates
+/// are picked with `FOR UPDATE SKIP LOCKED`, so instances claiming at once take different rows;
+/// the lease condition is repeated in the update, so a row is never leased twice either way.
+pub async fn claim_due(
+    pool: &AnyPool,
+    engine: Engine,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> DbResult<Vec<PayoutRow>> {
+    let pick = match engine {
+        Engine::Postgres => format!(
+            "SELECT id FROM payouts WHERE state IN {OPEN_STATES} AND next_at <= $1 AND lease_until <= $1 \
+             ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+        ),
+        Engine::Sqlite => format!(
+            "SELECT id FROM payouts WHERE state IN {OPEN_STATES} AND next_at <= $1 AND lease_until <= $1 \
+             ORDER BY next_at LIMIT $2"
+        ),
+    };
+    let rows = sqlx::query_as(&format!(
+        "UPDATE payouts SET lease_owner = $3, lease_until = $4 \
+         WHERE id IN ({pick}) AND state IN {OPEN_STATES} AND lease_until <= $1 RETURNING {PAYOUT}"
+    ))
+    .bind(now)
+    .bind(limit)
+    .bind(owner)
+    .bind(lease_until)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}
+
+/// A change to a payout, applied only while it is still open and still on `out_no`.
+#[derive(Clone, Debug)]
+pub struct Transition<'a> {
+    pub state: &'a str,
+    pub wechat_no: Option<&'a str>,
+    pub package_info: Option<&'a str>,
+    pub code: Option<&'a str>,
+    pub message: Option<&'a str>,
+    /// Count one more call with the current number.
+    pub called: bool,
+    pub next_at: i64,
+    /// Release the lease (`true` when the holder is done with it for now).
+    pub release: bool,
+}
+
+/// Applies `t` if the payout is open and its current number is `out_no`; the answer is the
+/// updated row, `None` when something else settled it first.
+pub async fn transition(
+    tx: &mut Tx,
+    id: i64,
+    out_no: &str,
+    t: &Transition<'_>,
+    now: i64,
+) -> DbResult<Option<PayoutRow>> {
+    let finished = matches!(t.state, "succeeded" | "failed");
+    let row = sqlx::query_as(&format!(
+        "UPDATE payouts SET state = $1, wechat_no = COALESCE($2, wechat_no), \
+             package_info = CASE WHEN $1 = 'awaiting_confirmation' THEN COALESCE($3, package_info) ELSE NULL END, \
+             last_code = $4, last_message = $5, calls = calls + $6, next_at = $7, \
+             lease_owner = CASE WHEN $8 = 1 THEN NULL ELSE lease_owner END, \
+             lease_until = CASE WHEN $8 = 1 THEN 0 ELSE lease_until END, \
+             finished_at = CASE WHEN $9 = 1 THEN $10 ELSE NULL END, updated_at = $10 \
+         WHERE id = $11 AND out_no = $12 AND state IN {OPEN_STATES} RETURNING {PAYOUT}"
+    ))
+    .bind(t.state)
+    .bind(t.wechat_no)
+    .bind(t.package_info)
+    .bind(t.code)
+    .bind(t.message)
+    .bind(i64::from(t.called))
+    .bind(t.next_at)
+    .bind(i64::from(t.release))
+    .bind(i64::from(finished))
+    .bind(now)
+    .bind(id)
+    .bind(out_no)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if row.is_some() && finished {
+        set_number_outcome(tx, out_no, t.state).await?;
+    }
+    Ok(row)
+}
+
+pub async fn set_number_outcome(tx: &mut Tx, out_no: &str, outcome: &str) -> DbResult<()> {
+    sqlx::query("UPDATE payout_numbers SET outcome = $1 WHERE out_no = $2")
+        .bind(outcome)
+        .bind(out_no)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the merchant number after a query said the old one certainly paid nothing: the old
+/// number is marked failed, the new one recorded, and the payout is pending again.
+/// `from_failed`: an operator's retry of a failed payout; otherwise the payout must be open.
+pub async fn renumber(
+    tx: &mut Tx,
+    id: i64,
+    old: &str,
+    new: &str,
+    next_at: i64,
+    now: i64,
+    from_failed: bool,
+) -> DbResult<Option<PayoutRow>> {
+    let states = if from_failed { "('failed')" } else { OPEN_STATES };
+    let row: Option<PayoutRow> = sqlx::query_as(&format!(
+        "UPDATE payouts SET out_no = $1, attempt = attempt + 1, state = 'pending', calls = 0, wechat_no = NULL, \
+             package_info = NULL, next_at = $2, lease_owner = NULL, lease_until = 0, finished_at = NULL, \
+             credited_at = NULL, updated_at = $3 \
+         WHERE id = $4 AND out_no = $5 AND state IN {states} RETURNING {PAYOUT}"
+    ))
+    .bind(new)
+    .bind(next_at)
+    .bind(now)
+    .bind(id)
+    .bind(old)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(row) = &row {
+        set_number_outcome(tx, old, "failed").await?;
+        insert_number(tx, id, new, row.attempt, now).await?;
+    }
+    Ok(row)
+}
+
+pub async fn mark_credited(tx: &mut Tx, id: i64, now: i64) -> DbResult<bool> {
+    let done =
+        sqlx::query("UPDATE payouts SET credited_at = $1 WHERE id = $2 AND state = 'failed' AND credited_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Releases a lease without changing anything else (the holder gave up early).
+pub async fn release<'c, E: Executor<'c, Database = Any>>(ex: E, id: i64, owner: &str, next_at: i64) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE payouts SET lease_owner = NULL, lease_until = 0, next_at = $1 WHERE id = $2 AND lease_owner = $3",
+    )
+    .bind(next_at)
+    .bind(id)
+    .bind(owner)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Makes an open payout of the resident due now; `None` when it is not open (or not theirs).
+pub async fn poke(tx: &mut Tx, id: i64, resident_id: i64, now: i64) -> DbResult<Option<PayoutRow>> {
+    let row = sqlx::query_as(&format!(
+        "UPDATE payouts SET next_at = $1 WHERE id = $2 AND resident_id = $3 AND state IN {OPEN_STATES} \
+         RETURNING {PAYOUT}"
+    ))
+    .bind(now)
+    .bind(id)
+    .bind(resident_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: i64,
+    pub payout_id: i64,
+    pub kind: String,
+    pub out_no: String,
+    pub state: String,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub actor: Option<String>,
+    pub at: i64,
+}
+
+pub async fn events<'c, E: Executor<'c, Database = Any>>(ex: E, payout_id: i64) -> DbResult<Vec<EventRow>> {
+    let rows = sqlx::query_as(
+        "SELECT id, payout_id, kind, out_no, state, code, message, actor, at FROM payout_events \
+         WHERE payout_id = $1 ORDER BY id",
+    )
+    .bind(payout_id)
+    .fetch_all(ex)
+    .await?;
+    Ok(rows)
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PayoutFilter {
+    pub scope_path: String,
+    pub state: Option<String>,
+    pub channel: Option<String>,
+    pub source: Option<String>,
+    pub resident_id: Option<i64>,
+}
+
+const FILTER: &str = "o.path LIKE $1 AND ($2 IS NULL OR p.state = $2) AND ($3 IS NULL OR p.channel = $3) \
+     AND ($4 IS NULL OR p.source = $4) AND ($5 IS NULL OR p.resident_id = $5)";
+
+/// Payouts funded by orgs in the scope, newest first.
+pub async fn list(pool: &AnyPool, f: &PayoutFilter, page: PageRequest) -> DbResult<Page<PayoutRow>> {
+    let scope = subtree_pattern(&f.scope_path);
+    let cols = PAYOUT.split(", ").map(|c| format!("p.{}", c.trim())).collect::<Vec<_>>().join(", ");
+    let items = sqlx::query_as(&format!(
+        "SELECT {cols} FROM payouts p JOIN orgs o ON o.id = p.owner_org_id WHERE {FILTER} \
+         ORDER BY p.id DESC LIMIT $6 OFFSET $7"
+    ))
+    .bind(&scope)
+    .bind(&f.state)
+    .bind(&f.channel)
+    .bind(&f.source)
+    .bind(f.resident_id)
+    .bind(page.limit())
+    .bind(page.offset())
+    .fetch_all(pool)
+    .await?;
+    let (total,): (i64,) =
+        sqlx::query_as(&format!("SELECT COUNT(*) FROM payouts p JOIN orgs o ON o.id = p.owner_org_id WHERE {FILTER}"))
+            .bind(&scope)
+            .bind(&f.state)
+            .bind(&f.channel)
+            .bind(&f.source)
+            .bind(f.resident_id)
+            .fetch_one(pool)
+            .await?;
+    Ok(Page { items, total })
+}
+
+pub async fn mine(pool: &AnyPool, resident_id: i64, page: PageRequest) -> DbResult<Vec<PayoutRow>> {
+    let rows = sqlx::query_as(&format!(
+        "SELECT {PAYOUT} FROM payouts WHERE resident_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+    ))
+    .bind(resident_id)
+    .bind(page.limit())
+    .bind(page.offset())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}
+
+/// Every merchant number that may have moved money, with its payout, for reconciliation.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct NumberRow {
+    pub out_no: String,
+    pub outcome: String,
+    pub payout_id: i64,
+    pub channel: String,
+    pub amount_fen: i64,
+    pub state: String,
+    pub current_out_no: String,
+    pub calls: i64,
+    pub created_at: i64,
+}
+
+/// Numbers created in `[from, to)` (unix ms).
+pub async fn numbers_between(pool: &AnyPool, from: i64, to: i64) -> DbResult<Vec<NumberRow>> {
+    let rows = sqlx::query_as(
+        "SELECT n.out_no, n.outcome, n.payout_id, p.channel, p.amount_fen, p.state, p.out_no AS current_out_no, \
+             p.calls, n.created_at \
+         FROM payout_numbers n JOIN payouts p ON p.id = n.payout_id WHERE n.created_at >= $1 AND n.created_at < $2 \
+         ORDER BY n.created_at",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}
+
+/// Records a WeChat Pay notification's id; false when it was seen before.
+pub async fn claim_notification(
+    tx: &mut Tx,
+    id: &str,
+    event_type: &str,
+    out_no: Option<&str>,
+    now: i64,
+) -> DbResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO pay_notifications (id, event_type, out_no, received_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(event_type)
+    .bind(out_no)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores a reconciliation run.
+pub async fn insert_reconciliation(
+    tx: &mut Tx,
+    bill_date: &str,
+    state: &str,
+    checked: i64,
+    differences: &str,
+    message: Option<&str>,
+    now: i64,
+) -> DbResult<i64> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO reconciliation_runs (bill_date, state, checked, differences, message, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(bill_date)
+    .bind(state)
+    .bind(checked)
+    .bind(differences)
+    .bind(message)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ReconciliationRow {
+    pub id: i64,
+    pub bill_date: String,
+    pub state: String,
+    pub checked: i64,
+    pub differences: String,
+    pub message: Option<String>,
+    pub created_at: i64,
+}
+
+pub async fn reconciliations(
+    pool: &AnyPool,
+    bill_date: Option<&str>,
+    page: PageRequest,
+) -> DbResult<Vec<ReconciliationRow>> {
+    let rows = sqlx::query_as(
+        "SELECT id, bill_date, state, checked, differences, message, created_at FROM reconciliation_runs \
+         WHERE ($1 IS NULL OR bill_date = $1) ORDER BY id DESC LIMIT $2 OFFSET $3",
+    )
+    .bind(bill_date)
+    .bind(page.limit())
+    .bind(page.offset())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}
