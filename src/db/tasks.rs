@@ -1,6 +1,8 @@
 //! Tasks, residents' holds on them, invitations, rewards, invitation QR codes, and the outbox of
 //! mini-program subscribe messages.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::{Any, AnyPool, Executor};
 
@@ -196,6 +198,34 @@ pub async fn figures<'c, E: Executor<'c, Database = Any>>(ex: E, task_id: i64) -
     .fetch_one(ex)
     .await?;
     Ok(row)
+}
+
+/// The figures of many tasks in one statement (a list page), by task id.
+pub async fn figures_of_many(pool: &AnyPool, task_ids: &[i64]) -> DbResult<HashMap<i64, Figures>> {
+    if task_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT t.id, \
+             (SELECT COUNT(*) FROM task_holds h WHERE h.task_id = t.id), \
+             (SELECT COUNT(*) FROM task_invitations i WHERE i.task_id = t.id AND i.state <> 'rejected'), \
+             (SELECT COUNT(*) FROM task_invitations i WHERE i.task_id = t.id AND i.state = 'counted'), \
+             (SELECT COUNT(*) FROM task_rewards r WHERE r.task_id = t.id), \
+             (SELECT CAST(COALESCE(SUM(r.amount), 0) AS BIGINT) FROM task_rewards r WHERE r.task_id = t.id) \
+         FROM tasks t WHERE t.id IN ({})",
+        crate::db::in_list(task_ids.len(), 1)
+    );
+    let mut q = sqlx::query_as::<_, (i64, i64, i64, i64, i64, i64)>(&sql);
+    for id in task_ids {
+        q = q.bind(id);
+    }
+    Ok(q.fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|(id, accepted, invitations, counted, completed, rewards_paid)| {
+            (id, Figures { accepted, invitations, counted, completed, rewards_paid })
+        })
+        .collect())
 }
 
 // ----- holds -------------------------------------------------------------------------------

@@ -86,6 +86,12 @@ async fn an_operator_issues_followers_claim_and_the_figures_move() {
     let stranger = app.mock.add_user();
     let ts = app.login(&stranger).await;
     let t2 = template(&app, app.company_id, terms(5, "followers")).await;
+    // A list page shows each template's figures as its own page does (one query for the page):
+    // t2 has none yet.
+    let listed = app.get(&app.root_key, "/admin/v1/coupon-templates?page_size=200").await.expect(200);
+    let of = |id: i64| listed["items"].as_array().unwrap().iter().find(|i| i["id"] == id).map(|i| i["figures"].clone());
+    assert_eq!(of(t), Some(figures(&app, t).await));
+    assert_eq!(of(t2), Some(figures(&app, t2).await));
     let refused = claim(&app, &ts, t2, None).await;
     assert_eq!((refused.status.as_u16(), refused.code()), (403, "forbidden"));
     let mine = app.send(bearer(app.client.get(app.url("/mp/v1/me/coupons?state=unused")), &ta)).await.expect(200);

@@ -195,6 +195,10 @@ async fn a_hundred_shares_among_a_thousand_residents_are_each_paid_once() {
     assert_eq!(c["figures"]["grabbed"], 100);
     assert_eq!(c["figures"]["paid_fen"], 25_000);
     assert_eq!(c["figures"]["pending"], 0);
+    // The list page shows the same figures (one query for the page).
+    let listed = app.get(&app.root_key, "/admin/v1/red-packets?page_size=200").await.expect(200);
+    let item = listed["items"].as_array().unwrap().iter().find(|i| i["id"] == id).cloned();
+    assert_eq!(item.map(|i| i["figures"].clone()), Some(c["figures"].clone()));
     let run = reconcile_today(&app).await;
     assert_eq!(run["state"], "matched", "{run}");
     assert_eq!(run["checked"], 100);

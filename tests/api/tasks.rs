@@ -139,6 +139,10 @@ async fn three_neighbours_through_a_qr_code_bring_the_reward_once() {
     assert_eq!(t["figures"]["invitations"], 3);
     assert_eq!(t["figures"]["completed"], 1);
     assert_eq!(t["figures"]["rewards_paid"], 50);
+    // The list page shows the same figures (one query for the page).
+    let listed = app.get(&app.root_key, "/admin/v1/tasks?page_size=200").await.expect(200);
+    let item = listed["items"].as_array().unwrap().iter().find(|i| i["id"] == task).cloned();
+    assert_eq!(item.map(|i| i["figures"].clone()), Some(t["figures"].clone()));
     // A fourth neighbour after the only round: counted, no second reward.
     let fourth = person(&app, Some(&ticket)).await;
     bind(&app, &fourth, community, 5).await.expect(201);

@@ -158,11 +158,16 @@ pub async fn list(
 ) -> DomainResult<Page<(CampaignRow, Figures)>> {
     filter.scope_path = scope_of(db, actor, filter.owner_org_id).await?;
     let found = store::list(db.reader(), &filter, page).await?;
-    let mut items = Vec::with_capacity(found.items.len());
-    for c in found.items {
-        let f = store::figures(db.reader(), c.id).await?;
-        items.push((c, f));
-    }
+    let ids: Vec<i64> = found.items.iter().map(|c| c.id).collect();
+    let mut figures = store::figures_of_many(db.reader(), &ids).await?;
+    let items = found
+        .items
+        .into_iter()
+        .map(|c| {
+            let f = figures.remove(&c.id).unwrap_or_default();
+            (c, f)
+        })
+        .collect();
     Ok(Page { items, total: found.total })
 }
 

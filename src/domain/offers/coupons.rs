@@ -218,11 +218,16 @@ pub async fn list(
 ) -> DomainResult<Page<(TemplateRow, Figures)>> {
     filter.scope_path = scope_of(db, actor, filter.owner_org_id).await?;
     let found = store::list(db.reader(), &filter, page).await?;
-    let mut items = Vec::with_capacity(found.items.len());
-    for t in found.items {
-        let f = store::figures(db.reader(), t.id).await?;
-        items.push((t, f));
-    }
+    let ids: Vec<i64> = found.items.iter().map(|t| t.id).collect();
+    let mut figures = store::figures_of_many(db.reader(), &ids).await?;
+    let items = found
+        .items
+        .into_iter()
+        .map(|t| {
+            let f = figures.remove(&t.id).unwrap_or_default();
+            (t, f)
+        })
+        .collect();
     Ok(Page { items, total: found.total })
 }
 
