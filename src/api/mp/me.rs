@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 
 use super::{mini_program, ResidentSession};
 use crate::api::admin::points::{KindView, LedgerPage, SourceView};
-use crate::api::admin::{kind_of_view, ms, page_request, source_of_view, ts};
+use crate::api::admin::{kind_of_view, source_of_view};
+use crate::api::common::{ms, page_request, ts};
 use crate::api::ApiTags;
 use crate::db;
 use crate::db::loyalty::points::LedgerFilter;
