@@ -14,6 +14,72 @@
 //! tasks); `group` (group commit), `idempotency`, `limits` (shared rate buckets) and `wechat`
 //! (push bookkeeping, access tokens) are the machinery they share.
 
+/// A value stored under a name (a state, a channel, a kind): an enum with the name of each
+/// variant. Rows decode it from its column, and a name that is none of them is a decode error —
+/// never a default — so an unknown stored value fails the read instead of showing as something
+/// it is not.
+macro_rules! stored_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident ($what:literal) {
+            $($(#[$vmeta:meta])* $variant:ident = $stored:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+        $vis enum $name {
+            $($(#[$vmeta])* #[serde(rename = $stored)] $variant,)+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The name it is stored under.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $stored,)+
+                }
+            }
+
+            /// The variant stored under `name`, if any.
+            pub fn parse(name: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == name)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl sqlx::Type<sqlx::Any> for $name {
+            fn type_info() -> sqlx::any::AnyTypeInfo {
+                <String as sqlx::Type<sqlx::Any>>::type_info()
+            }
+
+            fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+                <String as sqlx::Type<sqlx::Any>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Any> for $name {
+            fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let name = <String as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
+                Self::parse(&name).ok_or_else(|| Box::new($crate::db::UnknownValue { what: $what, value: name }) as _)
+            }
+        }
+    };
+}
+/// A stored name that is none of its enum's variants.
+#[derive(Debug, thiserror::Error)]
+#[error("the stored {what} {value:?} is not one linli knows")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+}
+
 pub mod community;
 pub mod group;
 pub mod idempotency;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify, Semaphore};
 
 use crate::config::PayoutSettings;
-use crate::db::money::payouts::{self as store, PayoutRow};
+use crate::db::money::payouts::{self as store, PayoutRow, PayoutState};
 use crate::db::{self, Db, DbResult};
 use crate::domain::money::payouts::{self, Display, Recheck, Recorded, Report, Step};
 use crate::wechat::pay::clients::PayClients;
@@ -177,7 +177,7 @@ impl Dispatcher {
     // ----- cash red packets (v2) -----------------------------------------------------------
 
     async fn red_packet(&self, v2: &V2Client, p: &PayoutRow) -> Decision {
-        if p.state == "pending" {
+        if p.state == PayoutState::Pending {
             return self.send_red_packet(v2, p).await;
         }
         self.limiter.acquire().await;
@@ -185,7 +185,7 @@ impl Dispatcher {
             Err(e) => (payouts::query_not_made(&e.to_string()), false, "query"),
             Ok(V2Query::Found(info)) => (payouts::red_packet_found(info, self.recheck()), false, "query"),
             // Not created (or not visible yet): sending again with the same number is safe.
-            Ok(V2Query::Unknown { code, .. }) if code == "NOT_FOUND" && p.state != "submitted" => {
+            Ok(V2Query::Unknown { code, .. }) if code == "NOT_FOUND" && p.state != PayoutState::Submitted => {
                 self.send_red_packet(v2, p).await
             }
             Ok(V2Query::Unknown { code, message }) => (Step::Unknown { code, message }, false, "query"),
@@ -219,7 +219,7 @@ impl Dispatcher {
     // ----- legacy enterprise payment (v2) --------------------------------------------------
 
     async fn legacy_transfer(&self, v2: &V2Client, p: &PayoutRow) -> Decision {
-        if p.state == "pending" {
+        if p.state == PayoutState::Pending {
             return self.send_legacy_transfer(v2, p).await;
         }
         self.limiter.acquire().await;
@@ -254,7 +254,7 @@ impl Dispatcher {
     // ----- transfer bills (v3) -------------------------------------------------------------
 
     async fn transfer_bill(&self, v3: &V3Client, p: &PayoutRow) -> Decision {
-        if p.state == "pending" {
+        if p.state == PayoutState::Pending {
             return self.create_bill(v3, p).await;
         }
         self.limiter.acquire().await;

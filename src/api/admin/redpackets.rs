@@ -10,7 +10,9 @@ use time::OffsetDateTime;
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::db::money::payouts::{EventRow, PayoutFilter, PayoutRow, ReconciliationRow};
+use crate::db::money::payouts::{
+    EventRow, PayoutFilter, PayoutRow, PayoutState as StoredPayoutState, ReconciliationRow,
+};
 use crate::db::money::redpackets::{CampaignFilter, CampaignRow, Figures};
 use crate::domain::money::redpackets::{self, CampaignInput};
 use crate::domain::{money::payouts, money::reconcile};
@@ -277,14 +279,29 @@ pub enum PayoutState {
     Failed,
 }
 
-pub(crate) fn payout_state(s: &str) -> PayoutState {
-    match s {
-        "pending" => PayoutState::Pending,
-        "submitted" => PayoutState::Submitted,
-        "unknown" => PayoutState::Unknown,
-        "awaiting_confirmation" => PayoutState::AwaitingConfirmation,
-        "succeeded" => PayoutState::Succeeded,
-        _ => PayoutState::Failed,
+impl From<StoredPayoutState> for PayoutState {
+    fn from(s: StoredPayoutState) -> Self {
+        match s {
+            StoredPayoutState::Pending => PayoutState::Pending,
+            StoredPayoutState::Submitted => PayoutState::Submitted,
+            StoredPayoutState::Unknown => PayoutState::Unknown,
+            StoredPayoutState::AwaitingConfirmation => PayoutState::AwaitingConfirmation,
+            StoredPayoutState::Succeeded => PayoutState::Succeeded,
+            StoredPayoutState::Failed => PayoutState::Failed,
+        }
+    }
+}
+
+impl From<PayoutState> for StoredPayoutState {
+    fn from(s: PayoutState) -> Self {
+        match s {
+            PayoutState::Pending => StoredPayoutState::Pending,
+            PayoutState::Submitted => StoredPayoutState::Submitted,
+            PayoutState::Unknown => StoredPayoutState::Unknown,
+            PayoutState::AwaitingConfirmation => StoredPayoutState::AwaitingConfirmation,
+            PayoutState::Succeeded => StoredPayoutState::Succeeded,
+            PayoutState::Failed => StoredPayoutState::Failed,
+        }
     }
 }
 
@@ -342,7 +359,7 @@ impl From<PayoutRow> for Payout {
             openid: p.openid,
             out_no: p.out_no,
             attempt: p.attempt,
-            state: payout_state(&p.state),
+            state: p.state.into(),
             wechat_no: p.wechat_no,
             last_code: p.last_code,
             last_message: p.last_message,
@@ -611,7 +628,7 @@ impl RedPacketsApi {
         let req = page_request(page.0, page_size.0);
         let filter = PayoutFilter {
             scope_path: String::new(),
-            state: payout_state.0.map(|s| state_name(s).to_owned()),
+            state: payout_state.0.map(|s| StoredPayoutState::from(s).as_str().to_owned()),
             channel: channel.0,
             source: source.0,
             resident_id: resident_id.0,
@@ -679,16 +696,5 @@ impl RedPacketsApi {
         let req = page_request(page.0, page_size.0);
         let rows = reconcile::list(&state.db, &key.0, bill_date.0.as_deref(), req).await?;
         Ok(Json(ReconciliationList { items: rows.into_iter().map(Into::into).collect() }))
-    }
-}
-
-pub(crate) fn state_name(s: PayoutState) -> &'static str {
-    match s {
-        PayoutState::Pending => "pending",
-        PayoutState::Submitted => "submitted",
-        PayoutState::Unknown => "unknown",
-        PayoutState::AwaitingConfirmation => "awaiting_confirmation",
-        PayoutState::Succeeded => "succeeded",
-        PayoutState::Failed => "failed",
     }
 }

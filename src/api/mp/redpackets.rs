@@ -8,10 +8,11 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::ResidentSession;
-use crate::api::admin::redpackets::{payout_state, PayoutChannel, PayoutState};
+use crate::api::admin::redpackets::{PayoutChannel, PayoutState};
 use crate::api::common::{page_request, ts, PageInfo};
 use crate::api::ApiTags;
 use crate::db::money::payouts::PayoutRow;
+use crate::db::money::payouts::PayoutState as StoredPayoutState;
 use crate::db::money::redpackets::MyGrab;
 use crate::db::money::wallet::WalletEntry;
 use crate::domain::{money::payouts, money::redpackets, money::wallet};
@@ -60,8 +61,8 @@ pub enum ShareState {
     Failed,
 }
 
-fn share_state(state: Option<&str>) -> ShareState {
-    match state.map(payout_state) {
+fn share_state(state: Option<StoredPayoutState>) -> ShareState {
+    match state.map(PayoutState::from) {
         None => ShareState::Credited,
         Some(PayoutState::Pending) => ShareState::Pending,
         Some(PayoutState::Submitted) => ShareState::Submitted,
@@ -98,7 +99,7 @@ impl From<MyGrab> for MyRedPacket {
             channel: PayoutChannel::parse(&g.channel),
             amount_fen: g.amount_fen,
             payout_id: g.payout_id,
-            state: share_state(g.payout_state.as_deref()),
+            state: share_state(g.payout_state),
             in_balance: g.payout_id.is_none() || g.credited_at.is_some(),
             grabbed_at: ts(g.created_at),
         }
@@ -140,13 +141,13 @@ pub struct MyPayout {
 }
 
 fn my_payout(p: PayoutRow, mch_id: Option<&str>) -> MyPayout {
-    let waiting = p.state == "awaiting_confirmation";
+    let waiting = p.state == StoredPayoutState::AwaitingConfirmation;
     MyPayout {
         id: p.id,
         channel: p.channel,
         source: p.source,
         amount_fen: p.amount_fen,
-        state: payout_state(&p.state),
+        state: p.state.into(),
         package_info: if waiting { p.package_info } else { None },
         mch_id: mch_id.map(str::to_owned),
         appid: p.appid,
@@ -275,7 +276,7 @@ impl MpRedPacketsApi {
             channel: PayoutChannel::parse(&g.campaign.channel),
             amount_fen: g.grab.amount_fen,
             payout_id: g.payout.as_ref().map(|p| p.id),
-            state: share_state(g.payout.as_ref().map(|p| p.state.as_str())),
+            state: share_state(g.payout.as_ref().map(|p| p.state)),
             in_balance: g.payout.is_none(),
             grabbed_at: ts(g.grab.created_at),
         };

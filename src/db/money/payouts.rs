@@ -6,6 +6,30 @@ use sqlx::{Any, AnyPool, Executor};
 
 use crate::db::{subtree_pattern, DbResult, Engine, Page, PageRequest, Tx};
 
+stored_enum! {
+    /// Where a payout is in its state machine (see `crate::domain::money::payouts`).
+    pub enum PayoutState ("payout state") {
+        /// Queued, or to be sent again with its number.
+        Pending = "pending",
+        /// Accepted by WeChat Pay, not final.
+        Submitted = "submitted",
+        /// The last call's outcome is unknown: queried, then resent with the same number.
+        Unknown = "unknown",
+        /// A v3 transfer waiting for the resident to confirm.
+        AwaitingConfirmation = "awaiting_confirmation",
+        Succeeded = "succeeded",
+        /// Failed for good; the amount went to the resident's wallet.
+        Failed = "failed",
+    }
+}
+
+impl PayoutState {
+    /// Whether the payout can still move ([`OPEN_STATES`] in SQL).
+    pub fn is_open(self) -> bool {
+        !matches!(self, PayoutState::Succeeded | PayoutState::Failed)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct PayoutRow {
     pub id: i64,
@@ -20,7 +44,7 @@ pub struct PayoutRow {
     pub openid: String,
     pub out_no: String,
     pub attempt: i64,
-    pub state: String,
+    pub state: PayoutState,
     pub display: String,
     pub wechat_no: Option<String>,
     pub package_info: Option<String>,
@@ -215,7 +239,7 @@ pub async fn claim_due(
 /// A change to a payout, applied only while it is still open and still on `out_no`.
 #[derive(Clone, Debug)]
 pub struct Transition<'a> {
-    pub state: &'a str,
+    pub state: PayoutState,
     pub wechat_no: Option<&'a str>,
     pub package_info: Option<&'a str>,
     pub code: Option<&'a str>,
@@ -236,7 +260,7 @@ pub async fn transition(
     t: &Transition<'_>,
     now: i64,
 ) -> DbResult<Option<PayoutRow>> {
-    let finished = matches!(t.state, "succeeded" | "failed");
+    let finished = !t.state.is_open();
     let row = sqlx::query_as(&format!(
         "UPDATE payouts SET state = $1, wechat_no = COALESCE($2, wechat_no), \
              package_info = CASE WHEN $1 = 'awaiting_confirmation' THEN COALESCE($3, package_info) ELSE NULL END, \
@@ -246,7 +270,7 @@ pub async fn transition(
              finished_at = CASE WHEN $9 = 1 THEN $10 ELSE NULL END, updated_at = $10 \
          WHERE id = $11 AND out_no = $12 AND state IN {OPEN_STATES} RETURNING {PAYOUT}"
     ))
-    .bind(t.state)
+    .bind(t.state.as_str())
     .bind(t.wechat_no)
     .bind(t.package_info)
     .bind(t.code)
@@ -261,7 +285,7 @@ pub async fn transition(
     .fetch_optional(&mut **tx)
     .await?;
     if row.is_some() && finished {
-        set_number_outcome(tx, out_no, t.state).await?;
+        set_number_outcome(tx, out_no, t.state.as_str()).await?;
     }
     Ok(row)
 }
@@ -430,7 +454,7 @@ pub struct NumberRow {
     pub payout_id: i64,
     pub channel: String,
     pub amount_fen: i64,
-    pub state: String,
+    pub state: PayoutState,
     pub current_out_no: String,
     pub calls: i64,
     pub created_at: i64,
@@ -523,4 +547,29 @@ pub async fn reconciliations(
     .fetch_all(pool)
     .await?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Db, DbOptions};
+
+    #[tokio::test]
+    async fn a_stored_state_that_names_no_variant_is_a_decode_error_not_a_default() {
+        let db = Db::connect("sqlite::memory:", &DbOptions::default()).await.unwrap();
+        let (s,): (PayoutState,) =
+            sqlx::query_as("SELECT 'awaiting_confirmation'").fetch_one(db.reader()).await.unwrap();
+        assert_eq!(s, PayoutState::AwaitingConfirmation);
+        // Before, an unknown stored state showed as `failed` to operators and residents.
+        for bad in ["paid", "", "Pending"] {
+            let read = sqlx::query_as::<_, (PayoutState,)>(&format!("SELECT '{bad}'")).fetch_one(db.reader()).await;
+            assert!(matches!(read, Err(sqlx::Error::ColumnDecode { .. })), "{bad:?}: {read:?}");
+        }
+        for s in PayoutState::ALL {
+            assert_eq!(PayoutState::parse(s.as_str()), Some(*s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        let open: Vec<&str> = PayoutState::ALL.iter().filter(|s| s.is_open()).map(|s| s.as_str()).collect();
+        assert_eq!(format!("('{}')", open.join("', '")), OPEN_STATES, "is_open and OPEN_STATES agree");
+    }
 }

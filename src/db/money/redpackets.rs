@@ -405,7 +405,7 @@ pub struct MyGrab {
     pub channel: String,
     pub amount_fen: i64,
     pub payout_id: Option<i64>,
-    pub payout_state: Option<String>,
+    pub payout_state: Option<crate::db::money::payouts::PayoutState>,
     pub credited_at: Option<i64>,
     pub created_at: i64,
 }

@@ -25,7 +25,9 @@ use tokio::sync::Notify;
 
 use crate::config::PayoutSettings;
 use crate::db::community::residents::IdentityRow;
-use crate::db::money::payouts::{self as store, EventRow, NewEvent, NewPayout, PayoutFilter, PayoutRow, Transition};
+use crate::db::money::payouts::{
+    self as store, EventRow, NewEvent, NewPayout, PayoutFilter, PayoutRow, PayoutState, Transition,
+};
 use crate::db::money::wallet::{self, NewEntry};
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 use crate::domain::community::sessions::ResidentActor;
@@ -405,25 +407,36 @@ pub(crate) async fn record_in(
     let (code, message) = step.problem().unzip();
     let retry_at = now + retry_delay_ms(settings, calls, now - payout.created_at);
     let (state, next_at, wechat_no, package_info) = match step {
-        Step::Succeeded { wechat_no } => ("succeeded", now, wechat_no.as_deref(), None),
-        Step::Submitted { wechat_no, recheck_at } => ("submitted", *recheck_at, wechat_no.as_deref(), None),
-        Step::Awaiting { wechat_no, package_info } => {
-            ("awaiting_confirmation", now + settings.poll_secs * 1000, wechat_no.as_deref(), package_info.as_deref())
-        }
-        Step::Refused { .. } if calls < settings.max_calls => ("pending", retry_at, None, None),
-        Step::Unknown { .. } => ("unknown", retry_at, None, None),
+        Step::Succeeded { wechat_no } => (PayoutState::Succeeded, now, wechat_no.as_deref(), None),
+        Step::Submitted { wechat_no, recheck_at } => (PayoutState::Submitted, *recheck_at, wechat_no.as_deref(), None),
+        Step::Awaiting { wechat_no, package_info } => (
+            PayoutState::AwaitingConfirmation,
+            now + settings.poll_secs * 1000,
+            wechat_no.as_deref(),
+            package_info.as_deref(),
+        ),
+        Step::Refused { .. } if calls < settings.max_calls => (PayoutState::Pending, retry_at, None, None),
+        Step::Unknown { .. } => (PayoutState::Unknown, retry_at, None, None),
         Step::BillFailed { .. } if payout.attempt < settings.max_numbers => {
             // WeChat says this number's bill failed: only now may a new number be used.
             let next_at = now + backoff_ms(settings, 0);
             let Some(row) = store::renumber(tx, payout.id, out_no, &new_out_no(), next_at, now, false).await? else {
                 return Ok(Recorded::Stale);
             };
-            let failed = NewEvent { payout_id: payout.id, kind, out_no, state: "failed", code, message, actor: None };
+            let failed = NewEvent {
+                payout_id: payout.id,
+                kind,
+                out_no,
+                state: PayoutState::Failed.as_str(),
+                code,
+                message,
+                actor: None,
+            };
             store::insert_event(tx, &failed, now).await?;
             let renumbered = NewEvent {
                 kind: "renumbered",
                 out_no: &row.out_no,
-                state: "pending",
+                state: PayoutState::Pending.as_str(),
                 code: None,
                 message: None,
                 ..failed
@@ -432,17 +445,17 @@ pub(crate) async fn record_in(
             return Ok(Recorded::Applied(Box::new(row)));
         }
         Step::Refused { .. } | Step::Rejected { .. } | Step::BillFailed { .. } | Step::Returned { .. } => {
-            ("failed", now, None, None)
+            (PayoutState::Failed, now, None, None)
         }
     };
     let transition = Transition { state, wechat_no, package_info, code, message, called, next_at, release: true };
     let Some(mut row) = store::transition(tx, payout.id, out_no, &transition, now).await? else {
         return Ok(Recorded::Stale);
     };
-    if row.state == "failed" {
+    if row.state == PayoutState::Failed {
         row = credit_failed(tx, row, now).await?;
     }
-    let event = NewEvent { payout_id: payout.id, kind, out_no, state: &row.state, code, message, actor: None };
+    let event = NewEvent { payout_id: payout.id, kind, out_no, state: row.state.as_str(), code, message, actor: None };
     store::insert_event(tx, &event, now).await?;
     Ok(Recorded::Applied(Box::new(row)))
 }
@@ -501,7 +514,7 @@ pub async fn retry(db: &Db, actor: &Actor, id: i64) -> DomainResult<PayoutRow> {
     let now = db::now_ms();
     let mut tx = db.begin().await?;
     let p = store::get(&mut *tx, id).await?.ok_or(DomainError::NotFound("payout"))?;
-    if p.state != "failed" {
+    if p.state != PayoutState::Failed {
         return Err(DomainError::conflict(
             "payout_not_failed",
             format!("the payout is {}; only a failed one can be retried", p.state),

@@ -249,7 +249,7 @@ mod tests {
             payout_id: 1,
             channel: "cash_red_packet".into(),
             amount_fen: amount,
-            state: state.into(),
+            state: crate::db::money::payouts::PayoutState::parse(state).expect("a payout state"),
             current_out_no: out_no.into(),
             calls: 1,
             created_at: 0,
