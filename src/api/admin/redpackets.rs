@@ -13,7 +13,7 @@ use crate::api::ApiTags;
 use crate::db::money::payouts::{
     EventRow, PayoutFilter, PayoutRow, PayoutState as StoredPayoutState, ReconciliationRow,
 };
-use crate::db::money::redpackets::{CampaignFilter, CampaignRow, Figures};
+use crate::db::money::redpackets::{CampaignFilter, CampaignRow, CampaignState, Figures};
 use crate::domain::money::redpackets::{self, CampaignInput};
 use crate::domain::{money::payouts, money::reconcile};
 use crate::error::ApiError;
@@ -224,10 +224,10 @@ pub(crate) fn view(c: CampaignRow, f: Figures) -> RedPacket {
         remark: c.remark,
         transfer_remark: c.transfer_remark,
         transfer_scene_id: c.transfer_scene_id,
-        state: match c.state.as_str() {
-            "draft" => RedPacketStateView::Draft,
-            "active" => RedPacketStateView::Active,
-            _ => RedPacketStateView::Ended,
+        state: match c.state {
+            CampaignState::Draft => RedPacketStateView::Draft,
+            CampaignState::Active => RedPacketStateView::Active,
+            CampaignState::Ended => RedPacketStateView::Ended,
         },
         activated_at: c.activated_at.map(ts),
         ended_at: c.ended_at.map(ts),
@@ -525,10 +525,11 @@ impl RedPacketsApi {
             owner_org_id: owner_org_id.0,
             state: campaign_state.0.map(|s| {
                 match s {
-                    RedPacketStateView::Draft => "draft",
-                    RedPacketStateView::Active => "active",
-                    RedPacketStateView::Ended => "ended",
+                    RedPacketStateView::Draft => CampaignState::Draft,
+                    RedPacketStateView::Active => CampaignState::Active,
+                    RedPacketStateView::Ended => CampaignState::Ended,
                 }
+                .as_str()
                 .to_owned()
             }),
             channel: channel.0.map(|c| c.as_str().to_owned()),

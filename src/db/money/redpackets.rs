@@ -7,6 +7,15 @@ use sqlx::{Any, AnyPool, Executor};
 
 use crate::db::{subtree_pattern, DbResult, Page, PageRequest, Tx};
 
+stored_enum! {
+    /// Where a red-packet campaign is: drafted, open to grabs (within its window), or ended.
+    pub enum CampaignState ("red-packet campaign state") {
+        Draft = "draft",
+        Active = "active",
+        Ended = "ended",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct CampaignRow {
     pub id: i64,
@@ -27,7 +36,7 @@ pub struct CampaignRow {
     pub remark: String,
     pub transfer_remark: String,
     pub transfer_scene_id: String,
-    pub state: String,
+    pub state: CampaignState,
     pub granted: i64,
     pub activated_at: Option<i64>,
     pub ended_at: Option<i64>,

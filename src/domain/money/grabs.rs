@@ -3,7 +3,7 @@
 //! ([`Closed`]), who a share is paid to ([`payee`]), and the refusals a resident is answered.
 
 use crate::db::community::residents::IdentityRow;
-use crate::db::money::redpackets::CampaignRow;
+use crate::db::money::redpackets::{CampaignRow, CampaignState};
 use crate::domain::money::payouts::Apps;
 use crate::domain::{DomainError, DomainResult};
 
@@ -23,10 +23,10 @@ pub(super) enum Closed {
 
 impl Closed {
     pub(super) fn of(c: &CampaignRow, now: i64) -> Option<Closed> {
-        match c.state.as_str() {
-            "active" => {}
-            "ended" => return Some(Closed::Ended),
-            _ => return Some(Closed::Gone),
+        match c.state {
+            CampaignState::Active => {}
+            CampaignState::Ended => return Some(Closed::Ended),
+            CampaignState::Draft => return Some(Closed::Gone),
         }
         if now < c.starts_at {
             Some(Closed::NotStarted)

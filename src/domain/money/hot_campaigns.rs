@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::community::residents::IdentityRow;
 use crate::db::money::payouts::PayoutRow;
-use crate::db::money::redpackets::{self as store, CampaignRow, GrabRow, NewGrab};
+use crate::db::money::redpackets::{self as store, CampaignRow, CampaignState, GrabRow, NewGrab};
 use crate::db::money::wallet::{self as wallet_store, NewEntry};
 use crate::db::{self, Db, DbError, Tx};
 use crate::domain::money::grabs::{self, already, Closed};
@@ -116,7 +116,7 @@ impl HotCampaigns {
                 return Err(e.into());
             }
         };
-        if row.as_ref().is_none_or(|c| c.state == "draft") {
+        if row.as_ref().is_none_or(|c| c.state == CampaignState::Draft) {
             self.forget(id);
         }
         Ok(row)

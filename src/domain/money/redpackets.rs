@@ -13,7 +13,7 @@ use sqlx::AnyConnection;
 use crate::db::community::orgs::OrgRow;
 use crate::db::community::residents::IdentityRow;
 use crate::db::money::redpackets::{
-    self as store, CampaignFields, CampaignFilter, CampaignRow, Figures, GrabRow, MyGrab,
+    self as store, CampaignFields, CampaignFilter, CampaignRow, CampaignState, Figures, GrabRow, MyGrab,
 };
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 use crate::domain::community::sessions::ResidentActor;
@@ -210,7 +210,7 @@ pub async fn activate(db: &Db, actor: &Actor, id: i64) -> DomainResult<CampaignR
     let mut tx = db.begin().await?;
     let (before, owner) = campaign_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
-    if before.state != "draft" {
+    if before.state != CampaignState::Draft {
         return Err(not_draft(&before));
     }
     let now = db::now_ms();
@@ -237,7 +237,7 @@ pub async fn end(db: &Db, actor: &Actor, id: i64) -> DomainResult<CampaignRow> {
     let mut tx = db.begin().await?;
     let (before, owner) = campaign_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
-    if before.state == "ended" {
+    if before.state == CampaignState::Ended {
         return Ok(before);
     }
     let after = store::end(&mut tx, id, db::now_ms())
