@@ -10,7 +10,7 @@ use super::roster::ResidentRoleView;
 use super::{page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::db::community::bindings::{BindingFilter, BindingRow};
+use crate::db::community::bindings::{BindingFilter, BindingRow, BindingState};
 use crate::domain::community::bindings::{self, Decision};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -40,12 +40,12 @@ impl BindingStateView {
             BindingStateView::Ended => "ended",
         }
     }
-    fn parse(s: &str) -> Self {
+    fn of(s: BindingState) -> Self {
         match s {
-            "verified" => BindingStateView::Verified,
-            "rejected" => BindingStateView::Rejected,
-            "ended" => BindingStateView::Ended,
-            _ => BindingStateView::Pending,
+            BindingState::Pending => BindingStateView::Pending,
+            BindingState::Verified => BindingStateView::Verified,
+            BindingState::Rejected => BindingStateView::Rejected,
+            BindingState::Ended => BindingStateView::Ended,
         }
     }
 }
@@ -99,7 +99,7 @@ impl From<BindingRow> for BindingView {
             unit: b.unit,
             number: b.number,
             role: ResidentRoleView::parse(&b.role),
-            state: BindingStateView::parse(&b.state),
+            state: BindingStateView::of(b.state),
             name: b.name,
             phone: b.phone,
             verified_by: b.verified_by,

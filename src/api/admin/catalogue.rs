@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::{ms, page_request, patch, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::db::offers::redemption::{ItemFigures, ItemFilter, RedemptionFilter, RedemptionRow};
+use crate::db::offers::redemption::{ItemFigures, ItemFilter, RedemptionFilter, RedemptionRow, RedemptionState};
 use crate::domain::offers::redemption::{self, ItemDraft, ItemPatch};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -164,11 +164,11 @@ impl RedemptionStateView {
             RedemptionStateView::Cancelled => "cancelled",
         }
     }
-    fn parse(s: &str) -> Self {
+    fn of(s: RedemptionState) -> Self {
         match s {
-            "fulfilled" => RedemptionStateView::Fulfilled,
-            "cancelled" => RedemptionStateView::Cancelled,
-            _ => RedemptionStateView::Redeemed,
+            RedemptionState::Redeemed => RedemptionStateView::Redeemed,
+            RedemptionState::Fulfilled => RedemptionStateView::Fulfilled,
+            RedemptionState::Cancelled => RedemptionStateView::Cancelled,
         }
     }
 }
@@ -210,7 +210,7 @@ impl From<RedemptionRow> for Redemption {
             title: r.title,
             points: r.points,
             code: r.code,
-            state: RedemptionStateView::parse(&r.state),
+            state: RedemptionStateView::of(r.state),
             created_at: ts(r.created_at),
             fulfilled_at: r.fulfilled_at.map(ts),
             fulfilled_by: r.fulfilled_by,

@@ -5,6 +5,16 @@ use sqlx::{Any, AnyPool, Executor};
 
 use crate::db::{subtree_pattern, DbResult, Page, PageRequest, Tx};
 
+stored_enum! {
+    /// Where a resident's binding to a room is: asked for, verified, rejected, or ended.
+    pub enum BindingState ("binding state") {
+        Pending = "pending",
+        Verified = "verified",
+        Rejected = "rejected",
+        Ended = "ended",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct BindingRow {
     pub id: i64,
@@ -16,7 +26,7 @@ pub struct BindingRow {
     pub unit: String,
     pub number: String,
     pub role: String,
-    pub state: String,
+    pub state: BindingState,
     pub name: String,
     pub phone: String,
     pub verified_by: Option<String>,
@@ -82,8 +92,8 @@ pub async fn get<'c, E: Executor<'c, Database = Any>>(ex: E, id: i64) -> DbResul
 /// A decision on a binding: from which state to which, how it was verified, why, by whom.
 #[derive(Clone, Copy, Debug)]
 pub struct Transition<'a> {
-    pub from: &'a str,
-    pub to: &'a str,
+    pub from: BindingState,
+    pub to: BindingState,
     pub verified_by: Option<&'a str>,
     pub reason: Option<&'a str>,
     pub decided_by: &'a str,
@@ -98,13 +108,13 @@ pub async fn transition(tx: &mut Tx, id: i64, d: &Transition<'_>, now: i64) -> D
              decided_at = $5, updated_at = $5 \
          WHERE id = $6 AND state = $7",
     )
-    .bind(to)
+    .bind(to.as_str())
     .bind(verified_by)
     .bind(reason)
     .bind(decided_by)
     .bind(now)
     .bind(id)
-    .bind(from)
+    .bind(from.as_str())
     .execute(&mut **tx)
     .await?;
     if changed.rows_affected() == 0 {

@@ -211,6 +211,16 @@ pub async fn item_figures<'c, E: Executor<'c, Database = Any>>(ex: E, id: i64) -
     Ok(row)
 }
 
+stored_enum! {
+    /// Where a redemption is: redeemed (a voucher waiting), fulfilled (written off by the
+    /// merchant) or cancelled (points refunded).
+    pub enum RedemptionState ("redemption state") {
+        Redeemed = "redeemed",
+        Fulfilled = "fulfilled",
+        Cancelled = "cancelled",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct RedemptionRow {
     pub id: i64,
@@ -221,7 +231,7 @@ pub struct RedemptionRow {
     pub title: String,
     pub points: i64,
     pub code: String,
-    pub state: String,
+    pub state: RedemptionState,
     pub fulfilled_at: Option<i64>,
     pub fulfilled_by: Option<String>,
     pub cancelled_at: Option<i64>,

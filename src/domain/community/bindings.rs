@@ -8,7 +8,9 @@
 
 use rand::Rng;
 
-use crate::db::community::bindings::{self as store, BindingFilter, BindingRow, InvitationRow, NewBinding, Transition};
+use crate::db::community::bindings::{
+    self as store, BindingFilter, BindingRow, BindingState, InvitationRow, NewBinding, Transition,
+};
 use crate::db::community::orgs::OrgRow;
 use crate::db::community::rooms::RoomAddress;
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
@@ -99,7 +101,7 @@ pub async fn request(
 /// first verified binding ever. Answers the wake owed to the payout dispatcher (a task's red
 /// packet), to send after the commit.
 async fn after_verified(tx: &mut Tx, payer: &Payer, b: &BindingRow, now: i64) -> DomainResult<Wake> {
-    if b.state != "verified" || store::verified_ever(tx, b.resident_id).await? != 1 {
+    if b.state != BindingState::Verified || store::verified_ever(tx, b.resident_id).await? != 1 {
         return Ok(Wake::default());
     }
     let company = db::community::orgs::get(&mut **tx, b.community_id).await?.and_then(|c| c.parent_id);
@@ -139,12 +141,12 @@ async fn my_binding(tx: &mut Tx, me: &ResidentActor, id: i64) -> DomainResult<Bi
 pub async fn end_mine(db: &Db, me: &ResidentActor, id: i64) -> DomainResult<BindingRow> {
     let mut tx = db.begin().await?;
     let b = my_binding(&mut tx, me, id).await?;
-    let reason = if b.state == "pending" { "withdrawn by the resident" } else { "ended by the resident" };
-    let ended = match b.state.as_str() {
-        "pending" | "verified" => {
+    let reason = if b.state == BindingState::Pending { "withdrawn by the resident" } else { "ended by the resident" };
+    let ended = match b.state {
+        BindingState::Pending | BindingState::Verified => {
             let d = Transition {
-                from: &b.state,
-                to: "ended",
+                from: b.state,
+                to: BindingState::Ended,
                 verified_by: None,
                 reason: Some(reason),
                 decided_by: "resident",
@@ -153,7 +155,9 @@ pub async fn end_mine(db: &Db, me: &ResidentActor, id: i64) -> DomainResult<Bind
                 .await?
                 .ok_or_else(|| DomainError::conflict("binding_changed", "the binding changed meanwhile; reload it"))?
         }
-        _ => return Err(DomainError::conflict("binding_closed", format!("the binding is already {}", b.state))),
+        BindingState::Rejected | BindingState::Ended => {
+            return Err(DomainError::conflict("binding_closed", format!("the binding is already {}", b.state)))
+        }
     };
     tx.commit().await.map_err(DbError::from)?;
     Ok(ended)
@@ -162,7 +166,7 @@ pub async fn end_mine(db: &Db, me: &ResidentActor, id: i64) -> DomainResult<Bind
 /// My verified owner binding, for acting on its room.
 async fn my_ownership(tx: &mut Tx, me: &ResidentActor, id: i64) -> DomainResult<BindingRow> {
     let b = my_binding(tx, me, id).await?;
-    if b.state != "verified" || b.role != "owner" {
+    if b.state != BindingState::Verified || b.role != "owner" {
         return Err(DomainError::Forbidden("only the room's verified owner can do this".into()));
     }
     Ok(b)
@@ -222,7 +226,7 @@ pub async fn redeem(
         return Err(DomainError::conflict("invitation_used", "the invitation was already used or has expired"));
     }
     let owner = store::get(&mut *tx, inv.binding_id).await?.ok_or_else(invalid)?;
-    if owner.state != "verified" {
+    if owner.state != BindingState::Verified {
         return Err(DomainError::conflict(
             "invitation_void",
             "the owner who invited you is no longer bound to the room",
@@ -270,15 +274,15 @@ pub async fn end_member(db: &Db, me: &ResidentActor, owner_binding: i64, member:
     let owner = my_ownership(&mut tx, me, owner_binding).await?;
     let m = store::get(&mut *tx, member)
         .await?
-        .filter(|m| m.room_id == owner.room_id && m.state == "verified")
+        .filter(|m| m.room_id == owner.room_id && m.state == BindingState::Verified)
         .ok_or(DomainError::NotFound("binding"))?;
     if m.role == "owner" {
         return Err(DomainError::Forbidden("an owner's binding is ended by that owner or an operator".into()));
     }
     let decided_by = format!("owner:{}", owner.id);
     let d = Transition {
-        from: "verified",
-        to: "ended",
+        from: BindingState::Verified,
+        to: BindingState::Ended,
         verified_by: None,
         reason: Some("ended by the room's owner"),
         decided_by: &decided_by,
@@ -337,10 +341,16 @@ pub async fn decide(
     let mut tx = db.begin().await?;
     let (before, community) = reachable(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
-    let (from, to, verified_by, action) = match (decision, before.state.as_str()) {
-        (Decision::Approve, "pending") => ("pending", "verified", Some("operator"), "binding.approve"),
-        (Decision::Reject, "pending") => ("pending", "rejected", None, "binding.reject"),
-        (Decision::End, s @ ("pending" | "verified")) => (s, "ended", None, "binding.end"),
+    let (from, to, verified_by, action) = match (decision, before.state) {
+        (Decision::Approve, BindingState::Pending) => {
+            (BindingState::Pending, BindingState::Verified, Some("operator"), "binding.approve")
+        }
+        (Decision::Reject, BindingState::Pending) => {
+            (BindingState::Pending, BindingState::Rejected, None, "binding.reject")
+        }
+        (Decision::End, s @ (BindingState::Pending | BindingState::Verified)) => {
+            (s, BindingState::Ended, None, "binding.end")
+        }
         (_, state) => {
             return Err(DomainError::conflict(
                 "binding_state",

@@ -12,7 +12,7 @@ use rand::Rng;
 
 use crate::db::community::orgs::OrgRow;
 use crate::db::offers::redemption::{
-    self as store, ItemFields, ItemFigures, ItemFilter, ItemRow, RedemptionFilter, RedemptionRow,
+    self as store, ItemFields, ItemFigures, ItemFilter, ItemRow, RedemptionFilter, RedemptionRow, RedemptionState,
 };
 use crate::db::{self, idempotency, Db, DbError, Page, PageRequest, Tx};
 use crate::domain::community::sessions::ResidentActor;
@@ -396,10 +396,14 @@ pub async fn my_redemption(db: &Db, me: &ResidentActor, id: i64) -> DomainResult
 }
 
 fn closed(r: &RedemptionRow) -> DomainError {
-    match r.state.as_str() {
-        "fulfilled" => DomainError::conflict("redemption_fulfilled", "the voucher was already written off"),
-        "cancelled" => DomainError::conflict("redemption_cancelled", "the redemption was cancelled"),
-        _ => DomainError::conflict("redemption_changed", "the redemption changed meanwhile; reload it"),
+    match r.state {
+        RedemptionState::Fulfilled => {
+            DomainError::conflict("redemption_fulfilled", "the voucher was already written off")
+        }
+        RedemptionState::Cancelled => DomainError::conflict("redemption_cancelled", "the redemption was cancelled"),
+        RedemptionState::Redeemed => {
+            DomainError::conflict("redemption_changed", "the redemption changed meanwhile; reload it")
+        }
     }
 }
 
