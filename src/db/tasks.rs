@@ -8,6 +8,17 @@ use sqlx::{Any, AnyPool, Executor};
 
 use crate::db::{subtree_pattern, DbResult, Page, PageRequest, Tx};
 
+stored_enum! {
+    /// What a task's round earns.
+    pub enum TaskReward ("task reward kind") {
+        Points = "points",
+        /// Credited to the wallet.
+        Balance = "balance",
+        /// Paid out through WeChat Pay (to the wallet when the resident cannot be paid).
+        RedPacket = "red_packet",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct TaskRow {
     pub id: i64,
@@ -18,7 +29,7 @@ pub struct TaskRow {
     pub category: String,
     pub merchant_id: Option<i64>,
     pub target: i64,
-    pub reward_kind: String,
+    pub reward_kind: TaskReward,
     pub reward_amount: i64,
     pub reward_channel: Option<String>,
     pub starts_at: i64,

@@ -18,7 +18,7 @@ use crate::db::community::bindings::BindingRow;
 use crate::db::community::orgs::OrgRow;
 use crate::db::tasks::{
     self as store, Figures, HoldRow, InvitationRow, MyTask, NewMessage, NewReward, QrRow, TaskFields, TaskFilter,
-    TaskRow,
+    TaskReward, TaskRow,
 };
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 use crate::domain::community::orgs::company_of;
@@ -189,7 +189,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, input: TaskInput) -> Domain
             ("category", before.category != fields.category),
             ("merchant_id", before.merchant_id != fields.merchant_id),
             ("target", before.target != fields.target),
-            ("reward_kind", before.reward_kind != fields.reward_kind),
+            ("reward_kind", before.reward_kind.as_str() != fields.reward_kind),
             ("reward_amount", before.reward_amount != fields.reward_amount),
             ("reward_channel", before.reward_channel != fields.reward_channel),
             ("starts_at", before.starts_at != fields.starts_at),
@@ -581,8 +581,14 @@ async fn count(
 /// other ([`payouts::queue`]), or credited to the balance when the resident has no identity of
 /// the channel's app; answers the wake owed to the dispatcher.
 async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round: i64, now: i64) -> DomainResult<Wake> {
-    let granted =
-        NewReward { task_id: t.id, resident_id, round, kind: &t.reward_kind, amount: t.reward_amount, payout_id: None };
+    let granted = NewReward {
+        task_id: t.id,
+        resident_id,
+        round,
+        kind: t.reward_kind.as_str(),
+        amount: t.reward_amount,
+        payout_id: None,
+    };
     if !store::insert_reward(tx, &granted, now).await? {
         return Ok(Wake::default());
     }
@@ -591,8 +597,8 @@ async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round
     let identities = db::community::residents::identities_of(&mut **tx, resident_id).await?;
     let mut told = format!("奖励 {} 积分", t.reward_amount);
     let mut wake = Wake::default();
-    let to_balance = match (t.reward_kind.as_str(), t.reward_channel.as_deref()) {
-        ("points", _) => {
+    let to_balance = match (t.reward_kind, t.reward_channel.as_deref()) {
+        (TaskReward::Points, _) => {
             let company =
                 db::community::orgs::get(&mut **tx, t.company_id).await?.ok_or(DomainError::NotFound("company"))?;
             let programme = points::programme_for(tx, &company, now).await?;
@@ -607,7 +613,7 @@ async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round
             points::post(tx, programme.id, resident_id, &posting, now).await?;
             false
         }
-        ("red_packet", Some(channel)) => {
+        (TaskReward::RedPacket, Some(channel)) => {
             told = format!("红包 {}", yuan(t.reward_amount));
             match payouts::payee(payer.apps(), channel, &identities) {
                 Ok(Some(payee)) => {
@@ -642,7 +648,7 @@ async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round
                 Ok(None) | Err(_) => true,
             }
         }
-        _ => {
+        (TaskReward::Balance, _) | (TaskReward::RedPacket, None) => {
             told = format!("余额 {}", yuan(t.reward_amount));
             true
         }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::db::offers::coupons::{Figures, RuleRow, TemplateFilter, TemplateRow};
+use crate::db::offers::coupons::{CouponAudience, Figures, RuleRow, TemplateFilter, TemplateRow};
 use crate::domain::offers::coupon_rules::{self, NewRule, Trigger};
 use crate::domain::offers::coupons::{self, TemplateInput};
 use crate::error::ApiError;
@@ -47,11 +47,11 @@ impl AudienceView {
             AudienceView::NewCustomers => "new_customers",
         }
     }
-    fn parse(s: &str) -> Self {
-        match s {
-            "verified_residents" => AudienceView::VerifiedResidents,
-            "new_customers" => AudienceView::NewCustomers,
-            _ => AudienceView::Followers,
+    fn of(a: CouponAudience) -> Self {
+        match a {
+            CouponAudience::Followers => AudienceView::Followers,
+            CouponAudience::VerifiedResidents => AudienceView::VerifiedResidents,
+            CouponAudience::NewCustomers => AudienceView::NewCustomers,
         }
     }
 }
@@ -150,7 +150,7 @@ impl CouponTerms {
             stock_total: t.stock_total,
             per_resident_limit: t.per_resident_limit,
             per_household_limit: t.per_household_limit,
-            audience: AudienceView::parse(&t.audience),
+            audience: AudienceView::of(t.audience),
             merchant_ids: serde_json::from_str(&t.merchant_ids).unwrap_or_default(),
         }
     }
@@ -255,11 +255,11 @@ impl TriggerView {
             TriggerView::RepeatPurchase => Trigger::RepeatPurchase,
         }
     }
-    fn parse(s: &str) -> Self {
-        match s {
-            "first_binding" => TriggerView::FirstBinding,
-            "repeat_purchase" => TriggerView::RepeatPurchase,
-            _ => TriggerView::FirstFollow,
+    fn of(t: Trigger) -> Self {
+        match t {
+            Trigger::FirstFollow => TriggerView::FirstFollow,
+            Trigger::FirstBinding => TriggerView::FirstBinding,
+            Trigger::RepeatPurchase => TriggerView::RepeatPurchase,
         }
     }
 }
@@ -305,7 +305,7 @@ impl From<RuleRow> for CouponRule {
             id: r.id,
             template_id: r.template_id,
             company_id: r.company_id,
-            trigger: TriggerView::parse(&r.trigger_kind),
+            trigger: TriggerView::of(r.trigger_kind),
             min_purchases: r.min_purchases,
             max_purchases: r.max_purchases,
             window_days: r.window_days,

@@ -39,11 +39,11 @@ impl From<KeyRoleView> for Role {
     }
 }
 
-fn role_view(s: &str) -> KeyRoleView {
-    match Role::parse(s) {
-        Some(Role::Admin) => KeyRoleView::Admin,
-        Some(Role::Operator) => KeyRoleView::Operator,
-        _ => KeyRoleView::Viewer,
+fn role_view(r: Role) -> KeyRoleView {
+    match r {
+        Role::Admin => KeyRoleView::Admin,
+        Role::Operator => KeyRoleView::Operator,
+        Role::Viewer => KeyRoleView::Viewer,
     }
 }
 
@@ -70,7 +70,7 @@ impl From<ApiKeyRow> for ApiKeyView {
         Self {
             id: k.id,
             org_id: k.org_id,
-            role: role_view(&k.role),
+            role: role_view(k.role),
             name: k.name,
             prefix: k.prefix,
             created_by: k.created_by,

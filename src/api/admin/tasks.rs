@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::ApiTags;
-use crate::db::tasks::{Figures, TaskFilter, TaskRow};
+use crate::db::tasks::{Figures, TaskFilter, TaskReward, TaskRow};
 use crate::domain::tasks::{self, TaskInput};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -172,10 +172,10 @@ pub(crate) fn view(t: TaskRow, f: Figures) -> Task {
         category: if t.category == "invite_bind" { TaskCategory::InviteBind } else { TaskCategory::InviteShop },
         merchant_id: t.merchant_id,
         target: t.target,
-        reward_kind: match t.reward_kind.as_str() {
-            "points" => RewardKind::Points,
-            "balance" => RewardKind::Balance,
-            _ => RewardKind::RedPacket,
+        reward_kind: match t.reward_kind {
+            TaskReward::Points => RewardKind::Points,
+            TaskReward::Balance => RewardKind::Balance,
+            TaskReward::RedPacket => RewardKind::RedPacket,
         },
         reward_amount: t.reward_amount,
         reward_channel: t.reward_channel,

@@ -7,6 +7,18 @@ use sqlx::{Any, AnyPool, Executor};
 
 use crate::db::{subtree_pattern, DbResult, Page, PageRequest, Tx};
 
+stored_enum! {
+    /// Who may claim a template's coupons.
+    pub enum CouponAudience ("coupon audience") {
+        /// Residents who follow the official account now.
+        Followers = "followers",
+        /// Verified residents of the issuer's communities.
+        VerifiedResidents = "verified_residents",
+        /// Residents who have not bought from the company's merchants yet.
+        NewCustomers = "new_customers",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct TemplateRow {
     pub id: i64,
@@ -28,7 +40,7 @@ pub struct TemplateRow {
     pub stock_left: i64,
     pub per_resident_limit: i64,
     pub per_household_limit: Option<i64>,
-    pub audience: String,
+    pub audience: CouponAudience,
     pub merchant_ids: String,
     pub state: String,
     pub ended_at: Option<i64>,
@@ -421,12 +433,24 @@ pub async fn take_one_for_rule(tx: &mut Tx, id: i64) -> DbResult<bool> {
     Ok(r.rows_affected() == 1)
 }
 
+stored_enum! {
+    /// What makes an issuance rule fire.
+    pub enum RuleTrigger ("coupon rule trigger") {
+        /// A resident's first follow of the official account.
+        FirstFollow = "first_follow",
+        /// A resident's first verified home.
+        FirstBinding = "first_binding",
+        /// A purchase at one of the company's merchants.
+        RepeatPurchase = "repeat_purchase",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct RuleRow {
     pub id: i64,
     pub template_id: i64,
     pub company_id: i64,
-    pub trigger_kind: String,
+    pub trigger_kind: RuleTrigger,
     pub min_purchases: Option<i64>,
     pub max_purchases: Option<i64>,
     pub window_days: Option<i64>,

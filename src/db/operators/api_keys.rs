@@ -5,11 +5,24 @@ use sqlx::{Any, Executor};
 
 use crate::db::{subtree_pattern, DbResult, Page, PageRequest, Tx};
 
+stored_enum! {
+    /// What a key may do, in increasing power.
+    #[derive(PartialOrd, Ord)]
+    pub enum Role ("API key role") {
+        /// Reads.
+        Viewer = "viewer",
+        /// Reads and day-to-day changes: rooms, rosters, campaigns, reviews.
+        Operator = "operator",
+        /// Everything in the subtree, including orgs, keys and the audit log.
+        Admin = "admin",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct ApiKeyRow {
     pub id: i64,
     pub org_id: i64,
-    pub role: String,
+    pub role: Role,
     pub name: String,
     pub prefix: String,
     pub created_by: Option<i64>,

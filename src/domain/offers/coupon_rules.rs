@@ -13,23 +13,8 @@ use crate::domain::{operators::audit, DomainError, DomainResult};
 
 const DAY_MS: i64 = 86_400_000;
 
-/// What makes a rule fire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trigger {
-    FirstFollow,
-    FirstBinding,
-    RepeatPurchase,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::FirstFollow => "first_follow",
-            Trigger::FirstBinding => "first_binding",
-            Trigger::RepeatPurchase => "repeat_purchase",
-        }
-    }
-}
+/// What makes a rule fire: stored with the rule, decoded in db/.
+pub use crate::db::offers::coupons::RuleTrigger as Trigger;
 
 /// A rule as an operator writes it.
 #[derive(Clone, Debug)]

@@ -12,8 +12,8 @@ use sqlx::AnyConnection;
 use crate::db::community::orgs::OrgRow;
 use crate::db::group::GroupCommit;
 use crate::db::offers::coupons::{
-    self as store, CouponRow, CouponWithTerms, Figures, HeldCoupon, NewCoupon, TemplateFields, TemplateFilter,
-    TemplateRow,
+    self as store, CouponAudience, CouponRow, CouponWithTerms, Figures, HeldCoupon, NewCoupon, TemplateFields,
+    TemplateFilter, TemplateRow,
 };
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 use crate::domain::community::orgs::company_of;
@@ -113,7 +113,7 @@ impl TemplateInput {
         {
             return Err(invalid("limits must be 1..=100"));
         }
-        if !["followers", "verified_residents", "new_customers"].contains(&self.audience.as_str()) {
+        if CouponAudience::parse(&self.audience).is_none() {
             return Err(invalid("audience must be followers, verified_residents or new_customers"));
         }
         let mut merchants = self.merchant_ids.clone();
@@ -256,7 +256,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, input: TemplateInput) -> Do
             ("valid_days", before.valid_days != fields.valid_days),
             ("claim_from", before.claim_from != fields.claim_from),
             ("per_household_limit", before.per_household_limit != fields.per_household_limit),
-            ("audience", before.audience != fields.audience),
+            ("audience", before.audience.as_str() != fields.audience),
             ("merchant_ids", before.merchant_ids != fields.merchant_ids),
             ("per_resident_limit", fields.per_resident_limit < before.per_resident_limit),
         ];
@@ -345,19 +345,19 @@ pub async fn delete(db: &Db, actor: &Actor, id: i64) -> DomainResult<()> {
 /// Takes a plain connection: a claim's transaction, or a read-pool connection when listing.
 async fn check_audience(conn: &mut AnyConnection, t: &TemplateRow, resident_id: i64) -> DomainResult<()> {
     let refuse = |m: &str| DomainError::Forbidden(m.to_owned());
-    match t.audience.as_str() {
-        "followers" => {
+    match t.audience {
+        CouponAudience::Followers => {
             let identities = db::community::residents::identities_of(&mut *conn, resident_id).await?;
             if !crate::domain::community::residents::follows_account(&identities) {
                 return Err(refuse("this coupon is for followers of the official account"));
             }
         }
-        "verified_residents" => {
+        CouponAudience::VerifiedResidents => {
             if household_scope_rooms(conn, t, resident_id).await?.is_empty() {
                 return Err(refuse("this coupon is for verified residents of the issuer's communities"));
             }
         }
-        _ => {
+        CouponAudience::NewCustomers => {
             if db::loyalty::points::purchase_count(&mut *conn, t.company_id, resident_id).await? > 0 {
                 return Err(refuse("this coupon is for new customers"));
             }

@@ -7,34 +7,8 @@
 use crate::db::{community::orgs, Db};
 use crate::domain::{DomainError, DomainResult};
 
-/// What a key may do, in increasing power.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Reads.
-    Viewer,
-    /// Reads and day-to-day changes: rooms, rosters (later campaigns, reviews).
-    Operator,
-    /// Everything in the subtree, including orgs, keys and the audit log.
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "viewer" => Some(Role::Viewer),
-            "operator" => Some(Role::Operator),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
+/// What a key may do, in increasing power: stored with the key, decoded in db/.
+pub use crate::db::operators::api_keys::Role;
 
 /// The caller of a domain operation.
 #[derive(Clone, Debug)]
