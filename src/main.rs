@@ -149,7 +149,7 @@ async fn reconcile(settings: Settings, date: Option<String>) -> anyhow::Result<(
         );
     }
     db.close().await;
-    if diffs.is_empty() && run.state == "matched" {
+    if diffs.is_empty() && run.state == linli::db::money::payouts::ReconciliationState::Matched {
         Ok(())
     } else {
         std::process::exit(2)

@@ -248,7 +248,7 @@ async fn bootstrap(db: &Db, configured_company: Option<i64>, dir: &Path) -> anyh
     let cli = Actor::cli();
     let company_id = match configured_company {
         Some(id) => {
-            let org = orgs::get(db, &cli, id).await.ok().filter(|o| o.kind == OrgKind::Company.as_str());
+            let org = orgs::get(db, &cli, id).await.ok().filter(|o| o.kind == OrgKind::Company);
             org.with_context(|| format!("LINLI_OA_COMPANY_ID={id} names no property company"))?.id
         }
         None => sandbox_company(db, &cli).await?,
@@ -272,7 +272,7 @@ async fn bootstrap(db: &Db, configured_company: Option<i64>, dir: &Path) -> anyh
 async fn sandbox_company(db: &Db, cli: &Actor) -> anyhow::Result<i64> {
     let filter = OrgFilter {
         scope_path: String::new(),
-        kind: Some(OrgKind::Company.as_str().to_owned()),
+        kind: Some(OrgKind::Company),
         parent_id: Some(PLATFORM_ORG_ID),
         name_contains: Some(COMPANY_NAME.to_owned()),
         include_archived: false,

@@ -2,6 +2,30 @@
 //! system routes (`/healthz`, `/readyz`, `/metrics`, `/docs`, `/openapi.json`) and the request
 //! middleware every route goes through.
 
+/// Maps an API enum and the stored enum it shows one to one, both ways, variant by variant, with
+/// no catch-all: a variant added on either side fails to compile until it is mapped.
+macro_rules! one_to_one {
+    ($view:ident <=> $stored:ident { $($variant:ident),+ $(,)? }) => {
+        impl From<$stored> for $view {
+            fn from(s: $stored) -> Self {
+                match s {
+                    $($stored::$variant => $view::$variant,)+
+                }
+            }
+        }
+
+        impl From<$view> for $stored {
+            fn from(v: $view) -> Self {
+                match v {
+                    $($view::$variant => $stored::$variant,)+
+                }
+            }
+        }
+    };
+}
+
+#[macro_use]
+mod query;
 pub mod admin;
 mod allow;
 mod auth;
@@ -72,7 +96,7 @@ pub enum ApiTags {
 }
 
 /// The admin API, the mini-program API and the merchant API (nested: a tuple per audience).
-type Apis = (
+type Operations = (
     (
         admin::MeApi,
         admin::OrgsApi,
@@ -99,10 +123,13 @@ type Apis = (
     (merchant::MerchantOrdersApi, merchant::MerchantRedemptionsApi),
 );
 
+/// Every operation, with list queries documented parameter by parameter.
+type Apis = query::Flattened<Operations>;
+
 /// The OpenAPI service: the operations and the spec they generate.
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (
+        query::Flattened((
             (
                 admin::MeApi,
                 admin::OrgsApi,
@@ -127,7 +154,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
                 mp::MpTasksApi,
             ),
             (merchant::MerchantOrdersApi, merchant::MerchantRedemptionsApi),
-        ),
+        )),
         "linli",
         env!("CARGO_PKG_VERSION"),
     )

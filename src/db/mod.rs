@@ -64,6 +64,15 @@ macro_rules! stored_enum {
             }
         }
 
+        impl<'q> sqlx::Encode<'q, sqlx::Any> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<'q, sqlx::Any>>::encode(self.as_str(), buf)
+            }
+        }
+
         impl<'r> sqlx::Decode<'r, sqlx::Any> for $name {
             fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
                 let name = <String as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;

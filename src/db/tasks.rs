@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::{Any, AnyPool, Executor};
 
+use crate::db::money::payouts::PayoutChannel;
 use crate::db::{subtree_pattern, DbResult, Page, PageRequest, Tx};
 
 stored_enum! {
@@ -19,24 +20,48 @@ stored_enum! {
     }
 }
 
+stored_enum! {
+    /// Who takes a task: residents accept it themselves, or operators assign it.
+    pub enum TaskMode ("task mode") {
+        Open = "open",
+        Assigned = "assigned",
+    }
+}
+
+stored_enum! {
+    /// What a task asks for: neighbours who bind their home, or who shop at a merchant.
+    pub enum TaskCategory ("task category") {
+        InviteBind = "invite_bind",
+        InviteShop = "invite_shop",
+    }
+}
+
+stored_enum! {
+    /// Whether a task still counts invitations.
+    pub enum TaskState ("task state") {
+        Active = "active",
+        Ended = "ended",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct TaskRow {
     pub id: i64,
     pub owner_org_id: i64,
     pub company_id: i64,
     pub theme: String,
-    pub mode: String,
-    pub category: String,
+    pub mode: TaskMode,
+    pub category: TaskCategory,
     pub merchant_id: Option<i64>,
     pub target: i64,
     pub reward_kind: TaskReward,
     pub reward_amount: i64,
-    pub reward_channel: Option<String>,
+    pub reward_channel: Option<PayoutChannel>,
     pub starts_at: i64,
     pub ends_at: i64,
     pub max_rounds: i64,
     pub daily_cap: i64,
-    pub state: String,
+    pub state: TaskState,
     pub ended_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -50,13 +75,13 @@ const TASK: &str = "id, owner_org_id, company_id, theme, mode, category, merchan
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TaskFields {
     pub theme: String,
-    pub mode: String,
-    pub category: String,
+    pub mode: TaskMode,
+    pub category: TaskCategory,
     pub merchant_id: Option<i64>,
     pub target: i64,
-    pub reward_kind: String,
+    pub reward_kind: TaskReward,
     pub reward_amount: i64,
-    pub reward_channel: Option<String>,
+    pub reward_channel: Option<PayoutChannel>,
     pub starts_at: i64,
     pub ends_at: i64,
     pub max_rounds: i64,
@@ -72,13 +97,13 @@ pub async fn insert(tx: &mut Tx, owner_org_id: i64, company_id: i64, f: &TaskFie
     .bind(owner_org_id)
     .bind(company_id)
     .bind(&f.theme)
-    .bind(&f.mode)
-    .bind(&f.category)
+    .bind(f.mode)
+    .bind(f.category)
     .bind(f.merchant_id)
     .bind(f.target)
-    .bind(&f.reward_kind)
+    .bind(f.reward_kind)
     .bind(f.reward_amount)
-    .bind(&f.reward_channel)
+    .bind(f.reward_channel)
     .bind(f.starts_at)
     .bind(f.ends_at)
     .bind(f.max_rounds)
@@ -96,13 +121,13 @@ pub async fn update(tx: &mut Tx, id: i64, f: &TaskFields, now: i64) -> DbResult<
              daily_cap = $14 WHERE id = $13 RETURNING {TASK}"
     ))
     .bind(&f.theme)
-    .bind(&f.mode)
-    .bind(&f.category)
+    .bind(f.mode)
+    .bind(f.category)
     .bind(f.merchant_id)
     .bind(f.target)
-    .bind(&f.reward_kind)
+    .bind(f.reward_kind)
     .bind(f.reward_amount)
-    .bind(&f.reward_channel)
+    .bind(f.reward_channel)
     .bind(f.starts_at)
     .bind(f.ends_at)
     .bind(f.max_rounds)
@@ -146,9 +171,9 @@ pub async fn delete_unheld(tx: &mut Tx, id: i64) -> DbResult<bool> {
 pub struct TaskFilter {
     pub scope_path: String,
     pub owner_org_id: Option<i64>,
-    pub state: Option<String>,
-    pub category: Option<String>,
-    pub mode: Option<String>,
+    pub state: Option<TaskState>,
+    pub category: Option<TaskCategory>,
+    pub mode: Option<TaskMode>,
 }
 
 const FILTER: &str = "o.path LIKE $1 AND ($2 IS NULL OR t.owner_org_id = $2) AND ($3 IS NULL OR t.state = $3) \
@@ -163,9 +188,9 @@ pub async fn list(pool: &AnyPool, f: &TaskFilter, page: PageRequest) -> DbResult
     ))
     .bind(&scope)
     .bind(f.owner_org_id)
-    .bind(&f.state)
-    .bind(&f.category)
-    .bind(&f.mode)
+    .bind(f.state)
+    .bind(f.category)
+    .bind(f.mode)
     .bind(page.limit())
     .bind(page.offset())
     .fetch_all(pool)
@@ -174,9 +199,9 @@ pub async fn list(pool: &AnyPool, f: &TaskFilter, page: PageRequest) -> DbResult
         sqlx::query_as(&format!("SELECT COUNT(*) FROM tasks t JOIN orgs o ON o.id = t.owner_org_id WHERE {FILTER}"))
             .bind(&scope)
             .bind(f.owner_org_id)
-            .bind(&f.state)
-            .bind(&f.category)
-            .bind(&f.mode)
+            .bind(f.state)
+            .bind(f.category)
+            .bind(f.mode)
             .fetch_one(pool)
             .await?;
     Ok(Page { items, total })

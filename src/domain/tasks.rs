@@ -15,11 +15,13 @@
 use serde_json::json;
 
 use crate::db::community::bindings::BindingRow;
+use crate::db::community::orgs::OrgKind;
 use crate::db::community::orgs::OrgRow;
 use crate::db::tasks::{
     self as store, Figures, HoldRow, InvitationRow, MyTask, NewMessage, NewReward, QrRow, TaskFields, TaskFilter,
-    TaskReward, TaskRow,
+    TaskRow,
 };
+pub use crate::db::tasks::{TaskCategory, TaskMode, TaskReward, TaskState};
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 use crate::domain::community::orgs::company_of;
 use crate::domain::community::sessions::ResidentActor;
@@ -40,13 +42,13 @@ pub const TASKS_PAGE: &str = "pages/tasks/index";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskInput {
     pub theme: String,
-    pub mode: String,
-    pub category: String,
+    pub mode: TaskMode,
+    pub category: TaskCategory,
     pub merchant_id: Option<i64>,
     pub target: i64,
-    pub reward_kind: String,
+    pub reward_kind: TaskReward,
     pub reward_amount: i64,
-    pub reward_channel: Option<String>,
+    pub reward_channel: Option<Channel>,
     pub starts_at: i64,
     pub ends_at: i64,
     pub max_rounds: i64,
@@ -59,13 +61,8 @@ fn invalid(message: impl Into<String>) -> DomainError {
 
 impl TaskInput {
     fn validated(&self) -> DomainResult<TaskFields> {
-        if !["open", "assigned"].contains(&self.mode.as_str()) {
-            return Err(invalid("mode must be open or assigned"));
-        }
-        match (self.category.as_str(), self.merchant_id) {
-            ("invite_bind", None) | ("invite_shop", _) => {}
-            ("invite_bind", Some(_)) => return Err(invalid("merchant_id is only for invite_shop tasks")),
-            _ => return Err(invalid("category must be invite_bind or invite_shop")),
+        if self.category == TaskCategory::InviteBind && self.merchant_id.is_some() {
+            return Err(invalid("merchant_id is only for invite_shop tasks"));
         }
         if !(1..=100).contains(&self.target) {
             return Err(invalid("target must be 1..=100 invitees"));
@@ -73,33 +70,35 @@ impl TaskInput {
         if !(1..=100).contains(&self.max_rounds) || !(1..=1000).contains(&self.daily_cap) {
             return Err(invalid("max_rounds must be 1..=100 and daily_cap 1..=1000"));
         }
-        let channel = match (self.reward_kind.as_str(), self.reward_channel.as_deref()) {
-            ("points", None) if (1..=1_000_000).contains(&self.reward_amount) => None,
-            ("balance", None) if (1..=1_000_000).contains(&self.reward_amount) => None,
-            ("red_packet", Some(c @ ("cash_red_packet" | "transfer"))) => {
-                let limits = Channel::parse(c).map(Channel::limits).ok_or_else(|| invalid("unknown channel"))?;
+        let channel = match (self.reward_kind, self.reward_channel) {
+            (TaskReward::Points | TaskReward::Balance, None) if (1..=1_000_000).contains(&self.reward_amount) => None,
+            (TaskReward::RedPacket, Some(c @ (Channel::CashRedPacket | Channel::Transfer))) => {
+                let limits = c.limits();
                 if !(limits.min_fen..=limits.max_fen).contains(&self.reward_amount) {
                     return Err(invalid(format!("a {c} reward is {}..={} fen", limits.min_fen, limits.max_fen)));
                 }
-                Some(c.to_owned())
+                Some(c)
             }
-            ("red_packet", _) => {
+            (TaskReward::RedPacket, None | Some(Channel::Balance)) => {
                 return Err(invalid("a red_packet reward needs reward_channel cash_red_packet or transfer"))
             }
-            ("points" | "balance", Some(_)) => return Err(invalid("reward_channel is only for red_packet rewards")),
-            ("points" | "balance", None) => return Err(invalid("reward_amount must be 1..=1000000")),
-            _ => return Err(invalid("reward_kind must be points, balance or red_packet")),
+            (TaskReward::Points | TaskReward::Balance, Some(_)) => {
+                return Err(invalid("reward_channel is only for red_packet rewards"))
+            }
+            (TaskReward::Points | TaskReward::Balance, None) => {
+                return Err(invalid("reward_amount must be 1..=1000000"))
+            }
         };
         if let Some(why) = crate::domain::window_refusal("starts_at", self.starts_at, "ends_at", self.ends_at) {
             return Err(invalid(why));
         }
         Ok(TaskFields {
             theme: required_text("theme", &self.theme, 64)?,
-            mode: self.mode.clone(),
-            category: self.category.clone(),
+            mode: self.mode,
+            category: self.category,
             merchant_id: self.merchant_id,
             target: self.target,
-            reward_kind: self.reward_kind.clone(),
+            reward_kind: self.reward_kind,
             reward_amount: self.reward_amount,
             reward_channel: channel,
             starts_at: self.starts_at,
@@ -112,9 +111,9 @@ impl TaskInput {
 
 async fn check_merchant(tx: &mut Tx, company_id: i64, f: &TaskFields) -> DomainResult<()> {
     if let Some(id) = f.merchant_id {
-        let ok = db::community::orgs::get(&mut **tx, id)
-            .await?
-            .is_some_and(|m| m.kind == "merchant" && m.archived_at.is_none() && company_of(&m) == Some(company_id));
+        let ok = db::community::orgs::get(&mut **tx, id).await?.is_some_and(|m| {
+            m.kind == OrgKind::Merchant && m.archived_at.is_none() && company_of(&m) == Some(company_id)
+        });
         if !ok {
             return Err(invalid(format!("org {id} is not an active merchant of this property company")));
         }
@@ -178,7 +177,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, input: TaskInput) -> Domain
     let mut tx = db.begin().await?;
     let (before, owner) = task_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
-    if before.state != "active" {
+    if before.state != TaskState::Active {
         return Err(DomainError::conflict("task_ended", "the task has ended"));
     }
     check_merchant(&mut tx, before.company_id, &fields).await?;
@@ -189,7 +188,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, input: TaskInput) -> Domain
             ("category", before.category != fields.category),
             ("merchant_id", before.merchant_id != fields.merchant_id),
             ("target", before.target != fields.target),
-            ("reward_kind", before.reward_kind.as_str() != fields.reward_kind),
+            ("reward_kind", before.reward_kind != fields.reward_kind),
             ("reward_amount", before.reward_amount != fields.reward_amount),
             ("reward_channel", before.reward_channel != fields.reward_channel),
             ("starts_at", before.starts_at != fields.starts_at),
@@ -250,10 +249,10 @@ pub async fn assign(
     let mut tx = db.begin().await?;
     let (t, owner) = task_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
-    if t.mode != "assigned" {
+    if t.mode != TaskMode::Assigned {
         return Err(DomainError::conflict("task_is_open", "an open task is accepted by residents, not assigned"));
     }
-    if t.state != "active" {
+    if t.state != TaskState::Active {
         return Err(DomainError::conflict("task_ended", "the task has ended"));
     }
     if resident_ids.is_empty() && community_id.is_none() || resident_ids.len() > 1000 {
@@ -269,7 +268,7 @@ pub async fn assign(
     if let Some(c) = community_id {
         let community = db::community::orgs::get(&mut *tx, c)
             .await?
-            .filter(|o| o.kind == "community" && o.path.starts_with(&owner.path))
+            .filter(|o| o.kind == OrgKind::Community && o.path.starts_with(&owner.path))
             .ok_or_else(|| invalid(format!("org {c} is not a community under the task's owner")))?;
         who.extend(store::verified_residents_of(&mut tx, community.id).await?);
     }
@@ -298,7 +297,7 @@ pub async fn assign(
 // ----- residents ---------------------------------------------------------------------------
 
 fn open_now(t: &TaskRow, now: i64) -> bool {
-    t.state == "active" && t.starts_at <= now && now < t.ends_at
+    t.state == TaskState::Active && t.starts_at <= now && now < t.ends_at
 }
 
 /// A task I can see: open tasks of the company, and those assigned to me.
@@ -343,7 +342,7 @@ pub async fn accept(db: &Db, me: &ResidentActor, id: i64) -> DomainResult<HoldRo
     if let Some(h) = store::hold_of(&mut *tx, id, me.resident_id).await? {
         return Ok(h);
     }
-    if t.mode != "open" {
+    if t.mode != TaskMode::Open {
         return Err(DomainError::NotFound("task"));
     }
     if !open_now(&t, now) {
@@ -466,7 +465,7 @@ pub async fn attribute(
     if inviter.id == invitee_id {
         return Ok(Err(Refusal::SelfInvite));
     }
-    if t.category == "invite_bind" {
+    if t.category == TaskCategory::InviteBind {
         if db::community::bindings::verified_ever(tx, invitee_id).await? > 0 {
             return Ok(Err(Refusal::AlreadyBound));
         }
@@ -493,7 +492,7 @@ pub async fn on_verified(tx: &mut Tx, payer: &Payer, b: &BindingRow, now: i64) -
     let mut wake = Wake::default();
     for inv in store::waiting_for(tx, b.resident_id).await? {
         let Some(t) = store::get(&mut **tx, inv.task_id).await? else { continue };
-        if t.category != "invite_bind" {
+        if t.category != TaskCategory::InviteBind {
             continue;
         }
         let inviter_rooms = db::community::bindings::verified_rooms_in_scope(&mut **tx, inv.inviter_id, "/").await?;
@@ -523,8 +522,9 @@ pub async fn on_purchase(
     let mut wake = Wake::default();
     for inv in store::waiting_for(tx, resident_id).await? {
         let Some(t) = store::get(&mut **tx, inv.task_id).await? else { continue };
-        let matches =
-            t.category == "invite_shop" && t.company_id == company_id && t.merchant_id.is_none_or(|m| m == merchant_id);
+        let matches = t.category == TaskCategory::InviteShop
+            && t.company_id == company_id
+            && t.merchant_id.is_none_or(|m| m == merchant_id);
         if !matches {
             continue;
         }
@@ -597,7 +597,7 @@ async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round
     let identities = db::community::residents::identities_of(&mut **tx, resident_id).await?;
     let mut told = format!("奖励 {} 积分", t.reward_amount);
     let mut wake = Wake::default();
-    let to_balance = match (t.reward_kind, t.reward_channel.as_deref()) {
+    let to_balance = match (t.reward_kind, t.reward_channel) {
         (TaskReward::Points, _) => {
             let company =
                 db::community::orgs::get(&mut **tx, t.company_id).await?.ok_or(DomainError::NotFound("company"))?;

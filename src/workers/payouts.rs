@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify, Semaphore};
 
 use crate::config::PayoutSettings;
-use crate::db::money::payouts::{self as store, PayoutRow, PayoutState};
+use crate::db::money::payouts::{self as store, PayoutChannel, PayoutRow, PayoutState};
 use crate::db::{self, Db, DbResult};
 use crate::domain::money::payouts::{self, Display, Recheck, Recorded, Report, Step};
 use crate::wechat::pay::clients::PayClients;
@@ -145,22 +145,28 @@ impl Dispatcher {
     }
 
     async fn decide(&self, p: &PayoutRow) -> Option<Decision> {
-        match p.channel.as_str() {
-            "cash_red_packet" => match &self.pay.v2 {
+        match p.channel {
+            PayoutChannel::Balance => {
+                // The balance channel credits the wallet in the grab's own transaction and never
+                // queues a payout; a row that says otherwise is left alone, loudly.
+                tracing::error!(payout = p.id, "a payout on the balance channel; nothing to send");
+                None
+            }
+            PayoutChannel::CashRedPacket => match &self.pay.v2 {
                 Some(v2) => Some(self.red_packet(v2, p).await),
                 None => {
                     tracing::warn!(payout = p.id, "cash red packets need the WeChat Pay v2 key; payout waits");
                     None
                 }
             },
-            _ if self.settings.transfer_api == "v2" => match &self.pay.v2 {
+            PayoutChannel::Transfer if self.settings.transfer_api == "v2" => match &self.pay.v2 {
                 Some(v2) => Some(self.legacy_transfer(v2, p).await),
                 None => {
                     tracing::warn!(payout = p.id, "legacy transfers need the WeChat Pay v2 key; payout waits");
                     None
                 }
             },
-            _ => match &self.pay.v3 {
+            PayoutChannel::Transfer => match &self.pay.v3 {
                 Some(v3) => Some(self.transfer_bill(v3, p).await),
                 None => {
                     tracing::warn!(payout = p.id, "transfers need the WeChat Pay v3 keys; payout waits");

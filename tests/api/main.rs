@@ -18,6 +18,7 @@ mod orders;
 mod orgs;
 mod pay;
 mod platform_certificates;
+mod queries;
 mod red_packets;
 mod redemption;
 mod retries;

@@ -1,13 +1,13 @@
 //! `/admin/v1/audit-log`: every admin change, newest first.
 
 use poem::web::Data;
-use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
-use super::{ms, page_request, ts, PageInfo};
+use super::{ms, ts, PageInfo};
 use crate::api::auth::OperatorKey;
+use crate::api::query::QueryParams;
 use crate::api::ApiTags;
 use crate::db::operators::audit::{AuditFilter, AuditRow};
 use crate::domain::operators::audit;
@@ -70,50 +70,50 @@ pub struct AuditPage {
     pub page: PageInfo,
 }
 
+list_query! {
+    /// What `list_audit_log` is narrowed by.
+    pub struct ListAuditLog {
+        /// Only changes to this org and the orgs below it.
+        pub org_id: Option<i64>,
+        /// Only this action, e.g. `room.create`.
+        #[oai(validator(max_length = 64))]
+        pub action: Option<String>,
+        /// Only changes to this kind of thing, e.g. `room`.
+        #[oai(validator(max_length = 64))]
+        pub target_type: Option<String>,
+        /// Only changes to this thing (with `target_type`).
+        #[oai(validator(max_length = 64))]
+        pub target_id: Option<String>,
+        /// Only changes made with this key.
+        pub actor_key_id: Option<i64>,
+        /// Only changes at or after this time (RFC 3339).
+        pub since: Option<OffsetDateTime>,
+        /// Only changes before this time (RFC 3339).
+        pub until: Option<OffsetDateTime>,
+    }
+}
+
 #[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Audit")]
 impl AuditApi {
     /// Read the audit log of the orgs the caller reaches, newest first. Admins only.
     #[oai(path = "/audit-log", method = "get", operation_id = "list_audit_log")]
-    #[allow(clippy::too_many_arguments)]
     async fn list_audit_log(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
-        /// Only changes to this org and the orgs below it.
-        org_id: Query<Option<i64>>,
-        /// Only this action, e.g. `room.create`.
-        #[oai(validator(max_length = 64))]
-        action: Query<Option<String>>,
-        /// Only changes to this kind of thing, e.g. `room`.
-        #[oai(validator(max_length = 64))]
-        target_type: Query<Option<String>>,
-        /// Only changes to this thing (with `target_type`).
-        #[oai(validator(max_length = 64))]
-        target_id: Query<Option<String>>,
-        /// Only changes made with this key.
-        actor_key_id: Query<Option<i64>>,
-        /// Only changes at or after this time (RFC 3339).
-        since: Query<Option<OffsetDateTime>>,
-        /// Only changes before this time (RFC 3339).
-        until: Query<Option<OffsetDateTime>>,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-        page: Query<Option<u32>>,
-        /// Items per page, 1–200 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        page_size: Query<Option<u32>>,
+        QueryParams(query): QueryParams<ListAuditLog>,
     ) -> Result<Json<AuditPage>, ApiError> {
-        let req = page_request(page.0, page_size.0);
+        let req = query.page_request();
         let filter = AuditFilter {
             scope_path: String::new(),
-            action: action.0,
-            target_type: target_type.0,
-            target_id: target_id.0,
-            actor_key_id: actor_key_id.0,
-            since: since.0.map(ms),
-            until: until.0.map(ms),
+            action: query.action,
+            target_type: query.target_type,
+            target_id: query.target_id,
+            actor_key_id: query.actor_key_id,
+            since: query.since.map(ms),
+            until: query.until.map(ms),
         };
-        let found = audit::list(&state.db, &key.0, org_id.0, filter, req).await?;
+        let found = audit::list(&state.db, &key.0, query.org_id, filter, req).await?;
         Ok(Json(AuditPage {
             items: found.items.into_iter().map(Into::into).collect(),
             page: PageInfo::new(req, found.total),

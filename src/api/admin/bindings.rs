@@ -1,14 +1,15 @@
 //! `/admin/v1/bindings`: the review queue of residents' bindings to rooms.
 
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::roster::ResidentRoleView;
-use super::{page_request, ts, PageInfo};
+use super::{ts, PageInfo};
 use crate::api::auth::OperatorKey;
+use crate::api::query::QueryParams;
 use crate::api::ApiTags;
 use crate::db::community::bindings::{BindingFilter, BindingRow, BindingState};
 use crate::domain::community::bindings::{self, Decision};
@@ -31,24 +32,7 @@ pub enum BindingStateView {
     Ended,
 }
 
-impl BindingStateView {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            BindingStateView::Pending => "pending",
-            BindingStateView::Verified => "verified",
-            BindingStateView::Rejected => "rejected",
-            BindingStateView::Ended => "ended",
-        }
-    }
-    fn of(s: BindingState) -> Self {
-        match s {
-            BindingState::Pending => BindingStateView::Pending,
-            BindingState::Verified => BindingStateView::Verified,
-            BindingState::Rejected => BindingStateView::Rejected,
-            BindingState::Ended => BindingStateView::Ended,
-        }
-    }
-}
+one_to_one!(BindingStateView <=> BindingState { Pending, Verified, Rejected, Ended });
 
 /// A resident's binding to a room.
 #[derive(Debug, Clone, Object)]
@@ -98,8 +82,8 @@ impl From<BindingRow> for BindingView {
             building: b.building,
             unit: b.unit,
             number: b.number,
-            role: ResidentRoleView::parse(&b.role),
-            state: BindingStateView::of(b.state),
+            role: b.role.into(),
+            state: b.state.into(),
             name: b.name,
             phone: b.phone,
             verified_by: b.verified_by,
@@ -136,39 +120,38 @@ pub struct ApprovalNote {
     pub reason: Option<String>,
 }
 
+list_query! {
+    /// What `list_bindings` is narrowed by.
+    pub struct ListBindings {
+        /// Only bindings of this community.
+        pub community_id: Option<i64>,
+        /// Only bindings of this room.
+        pub room_id: Option<i64>,
+        /// Only this resident's bindings.
+        pub resident_id: Option<i64>,
+        /// Only bindings in this state.
+        pub state: Option<BindingStateView>,
+    }
+}
+
 #[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Bindings")]
 impl BindingsApi {
     /// Bindings of the communities the key reaches, oldest first (the review queue with
     /// `state=pending`).
     #[oai(path = "/bindings", method = "get", operation_id = "list_bindings")]
-    #[allow(clippy::too_many_arguments)]
     async fn list_bindings(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
-        /// Only bindings of this community.
-        community_id: Query<Option<i64>>,
-        /// Only bindings of this room.
-        room_id: Query<Option<i64>>,
-        /// Only this resident's bindings.
-        resident_id: Query<Option<i64>>,
-        /// Only bindings in this state.
-        #[oai(name = "state")]
-        binding_state: Query<Option<BindingStateView>>,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-        page: Query<Option<u32>>,
-        /// Items per page, 1–200 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        page_size: Query<Option<u32>>,
+        query: QueryParams<ListBindings>,
     ) -> Result<Json<BindingPage>, ApiError> {
-        let req = page_request(page.0, page_size.0);
+        let req = query.page_request();
         let filter = BindingFilter {
             scope_path: String::new(),
-            community_id: community_id.0,
-            room_id: room_id.0,
-            resident_id: resident_id.0,
-            state: binding_state.0.map(|s| s.as_str().to_owned()),
+            community_id: query.community_id,
+            room_id: query.room_id,
+            resident_id: query.resident_id,
+            state: query.state.map(Into::into),
         };
         let found = bindings::list(&state.db, &key.0, filter, req).await?;
         Ok(Json(BindingPage {

@@ -2,14 +2,15 @@
 //! catalogue (积分兑换) and the redemptions residents made of it.
 
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 
-use super::{ms, page_request, patch, ts, PageInfo};
+use super::{ms, patch, ts, PageInfo};
 use crate::api::auth::OperatorKey;
+use crate::api::query::QueryParams;
 use crate::api::ApiTags;
 use crate::db::offers::redemption::{ItemFigures, ItemFilter, RedemptionFilter, RedemptionRow, RedemptionState};
 use crate::domain::offers::redemption::{self, ItemDraft, ItemPatch};
@@ -227,6 +228,36 @@ pub struct RedemptionPage {
     pub page: PageInfo,
 }
 
+list_query! {
+    /// What `list_catalogue_items` is narrowed by.
+    pub struct ListCatalogueItems {
+        /// Only items this merchant fulfils.
+        pub merchant_id: Option<i64>,
+        /// Include archived items.
+        #[oai(default)]
+        pub include_archived: bool,
+    }
+}
+
+list_query! {
+    /// What `list_redemptions` is narrowed by.
+    pub struct ListRedemptions {
+        /// Only redemptions of this item.
+        pub item_id: Option<i64>,
+        /// Only this resident's redemptions.
+        pub resident_id: Option<i64>,
+        /// Only redemptions this merchant fulfils.
+        pub merchant_id: Option<i64>,
+        /// Only redemptions in this state.
+        #[oai(rename = "state")]
+        pub state_filter: Option<RedemptionStateView>,
+        /// Only redemptions made at or after this time (RFC 3339).
+        pub since: Option<OffsetDateTime>,
+        /// Only redemptions made before this time (RFC 3339).
+        pub until: Option<OffsetDateTime>,
+    }
+}
+
 #[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Catalogue")]
 impl CatalogueApi {
     /// Add an item to the company's points catalogue. Operators and admins.
@@ -257,27 +288,19 @@ impl CatalogueApi {
     /// The company's catalogue with figures (redeemed, outstanding, fulfilled, cancelled, stock
     /// left), newest first.
     #[oai(path = "/companies/:company_id/catalogue", method = "get", operation_id = "list_catalogue_items")]
-    #[allow(clippy::too_many_arguments)]
     async fn list_catalogue_items(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
         company_id: Path<i64>,
-        /// Only items this merchant fulfils.
-        merchant_id: Query<Option<i64>>,
-        /// Include archived items.
-        #[oai(default)]
-        include_archived: Query<bool>,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-        page: Query<Option<u32>>,
-        /// Items per page, 1–200 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        page_size: Query<Option<u32>>,
+        QueryParams(query): QueryParams<ListCatalogueItems>,
     ) -> Result<Json<CatalogueItemPage>, ApiError> {
-        let req = page_request(page.0, page_size.0);
-        let filter =
-            ItemFilter { merchant_id: merchant_id.0, include_archived: include_archived.0, ..Default::default() };
+        let req = query.page_request();
+        let filter = ItemFilter {
+            merchant_id: query.merchant_id,
+            include_archived: query.include_archived,
+            ..Default::default()
+        };
         let found = redemption::list_items(&state.db, &key.0, company_id.0, filter, req).await?;
         Ok(Json(CatalogueItemPage {
             items: found.items.into_iter().map(Into::into).collect(),
@@ -340,41 +363,22 @@ impl CatalogueApi {
 
     /// The company's redemptions (兑换记录), filtered, newest first.
     #[oai(path = "/companies/:company_id/redemptions", method = "get", operation_id = "list_redemptions")]
-    #[allow(clippy::too_many_arguments)]
     async fn list_redemptions(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
         company_id: Path<i64>,
-        /// Only redemptions of this item.
-        item_id: Query<Option<i64>>,
-        /// Only this resident's redemptions.
-        resident_id: Query<Option<i64>>,
-        /// Only redemptions this merchant fulfils.
-        merchant_id: Query<Option<i64>>,
-        /// Only redemptions in this state.
-        #[oai(name = "state")]
-        state_filter: Query<Option<RedemptionStateView>>,
-        /// Only redemptions made at or after this time (RFC 3339).
-        since: Query<Option<OffsetDateTime>>,
-        /// Only redemptions made before this time (RFC 3339).
-        until: Query<Option<OffsetDateTime>>,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-        page: Query<Option<u32>>,
-        /// Items per page, 1–200 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        page_size: Query<Option<u32>>,
+        QueryParams(query): QueryParams<ListRedemptions>,
     ) -> Result<Json<RedemptionPage>, ApiError> {
-        let req = page_request(page.0, page_size.0);
+        let req = query.page_request();
         let filter = RedemptionFilter {
             programme_id: None,
-            resident_id: resident_id.0,
-            item_id: item_id.0,
-            merchant_id: merchant_id.0,
-            state: state_filter.0.map(|s| s.as_str().to_owned()),
-            since: since.0.map(ms),
-            until: until.0.map(ms),
+            resident_id: query.resident_id,
+            item_id: query.item_id,
+            merchant_id: query.merchant_id,
+            state: query.state_filter.map(|s| s.as_str().to_owned()),
+            since: query.since.map(ms),
+            until: query.until.map(ms),
         };
         let found = redemption::list_redemptions(&state.db, &key.0, company_id.0, filter, req).await?;
         Ok(Json(RedemptionPage {

@@ -8,8 +8,11 @@ use time::OffsetDateTime;
 
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
+use crate::api::query::QueryParams;
 use crate::api::ApiTags;
-use crate::db::offers::coupons::{CouponAudience, Figures, RuleRow, TemplateFilter, TemplateRow};
+use crate::db::offers::coupons::{
+    CouponAudience, CouponKind, CouponState, Figures, RuleRow, TemplateFilter, TemplateRow, TemplateState,
+};
 use crate::domain::offers::coupon_rules::{self, NewRule, Trigger};
 use crate::domain::offers::coupons::{self, TemplateInput};
 use crate::error::ApiError;
@@ -26,6 +29,35 @@ pub enum CouponKindView {
     /// A percentage off, optionally capped (折扣券).
     Discount,
 }
+
+one_to_one!(CouponKindView <=> CouponKind { Cash, Discount });
+
+/// Where a claimed coupon is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "CouponState", rename_all = "lowercase")]
+pub enum CouponStateView {
+    /// Held, usable within its validity.
+    Unused,
+    /// Used at a merchant or on an order.
+    Used,
+    /// Its validity ended unused.
+    Expired,
+    /// Taken back by an operator.
+    Revoked,
+}
+
+one_to_one!(CouponStateView <=> CouponState { Unused, Used, Expired, Revoked });
+
+/// Whether a template's coupons can still be claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "CouponTemplateState", rename_all = "lowercase")]
+pub enum TemplateStateView {
+    Active,
+    /// Ended by an operator: no more claims; coupons already held stay usable.
+    Ended,
+}
+
+one_to_one!(TemplateStateView <=> TemplateState { Active, Ended });
 
 /// Who may claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -112,10 +144,7 @@ impl CouponTerms {
         TemplateInput {
             category: self.category,
             title: self.title,
-            kind: match self.kind {
-                CouponKindView::Cash => "cash".into(),
-                CouponKindView::Discount => "discount".into(),
-            },
+            kind: self.kind.into(),
             amount_off: self.amount_off,
             percent_off: self.percent_off,
             discount_cap: self.discount_cap,
@@ -137,7 +166,7 @@ impl CouponTerms {
         Self {
             category: t.category.clone(),
             title: t.title.clone(),
-            kind: if t.kind == "discount" { CouponKindView::Discount } else { CouponKindView::Cash },
+            kind: t.kind.into(),
             amount_off: t.amount_off,
             percent_off: t.percent_off,
             discount_cap: t.discount_cap,
@@ -184,8 +213,7 @@ pub struct CouponTemplate {
     pub owner_org_id: i64,
     pub company_id: i64,
     pub terms: CouponTerms,
-    /// `active` or `ended`.
-    pub state: String,
+    pub state: TemplateStateView,
     #[oai(nullable)]
     pub ended_at: Option<OffsetDateTime>,
     pub figures: CouponFigures,
@@ -206,7 +234,7 @@ fn view(t: TemplateRow, f: Figures) -> CouponTemplate {
         id: t.id,
         owner_org_id: t.owner_org_id,
         company_id: t.company_id,
-        state: t.state,
+        state: t.state.into(),
         ended_at: t.ended_at.map(ts),
         created_at: ts(t.created_at),
         updated_at: ts(t.updated_at),
@@ -328,6 +356,18 @@ pub enum RuleCreated {
     Created(Json<CouponRule>),
 }
 
+list_query! {
+    /// What `list_coupon_templates` is narrowed by.
+    pub struct ListCouponTemplates {
+        /// Only templates issued by this org or the orgs below it.
+        pub owner_org_id: Option<i64>,
+        #[oai(rename = "state")]
+        pub template_state: Option<TemplateStateView>,
+        #[oai(validator(max_length = 32))]
+        pub category: Option<String>,
+    }
+}
+
 #[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Coupons")]
 impl CouponsApi {
     /// Add a rule that issues a template's coupon automatically: to new followers, to residents
@@ -395,30 +435,18 @@ impl CouponsApi {
 
     /// Templates of the orgs the key reaches, newest first, with figures.
     #[oai(path = "/coupon-templates", method = "get", operation_id = "list_coupon_templates")]
-    #[allow(clippy::too_many_arguments)]
     async fn list_coupon_templates(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
-        /// Only templates issued by this org or the orgs below it.
-        owner_org_id: Query<Option<i64>>,
-        /// `active` or `ended`.
-        #[oai(name = "state", validator(max_length = 16))]
-        template_state: Query<Option<String>>,
-        #[oai(validator(max_length = 32))] category: Query<Option<String>>,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-        page: Query<Option<u32>>,
-        /// Items per page, 1–200 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        page_size: Query<Option<u32>>,
+        QueryParams(query): QueryParams<ListCouponTemplates>,
     ) -> Result<Json<CouponTemplatePage>, ApiError> {
-        let req = page_request(page.0, page_size.0);
+        let req = query.page_request();
         let filter = TemplateFilter {
             scope_path: String::new(),
-            owner_org_id: owner_org_id.0,
-            state: template_state.0,
-            category: category.0,
+            owner_org_id: query.owner_org_id,
+            state: query.template_state.map(Into::into),
+            category: query.category,
         };
         let found = coupons::list(&state.db, &key.0, filter, req).await?;
         let items = found.items.into_iter().map(|(t, f)| view(t, f)).collect();

@@ -22,7 +22,6 @@ pub use keys::ApiKeysApi;
 pub use me::MeApi;
 pub use orgs::OrgsApi;
 pub use points::PointsApi;
-pub(crate) use points::{kind_of as kind_of_view, source_of as source_of_view};
 pub use redpackets::RedPacketsApi;
 pub use rooms::RoomsApi;
 pub use roster::RosterApi;

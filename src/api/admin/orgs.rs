@@ -1,14 +1,15 @@
 //! `/admin/v1/orgs`: the org tree.
 
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 
-use super::{page_request, patch, ts, PageInfo};
+use super::{patch, ts, PageInfo};
 use crate::api::auth::OperatorKey;
+use crate::api::query::QueryParams;
 use crate::api::ApiTags;
 use crate::db::community::orgs::{OrgFilter, OrgRow};
 use crate::domain::community::orgs::{self, NewOrg, OrgKind, OrgPatch};
@@ -31,27 +32,7 @@ pub enum OrgKindView {
     Merchant,
 }
 
-impl From<OrgKindView> for OrgKind {
-    fn from(k: OrgKindView) -> Self {
-        match k {
-            OrgKindView::Platform => OrgKind::Platform,
-            OrgKindView::Company => OrgKind::Company,
-            OrgKindView::Community => OrgKind::Community,
-            OrgKindView::Merchant => OrgKind::Merchant,
-        }
-    }
-}
-
-impl From<OrgKind> for OrgKindView {
-    fn from(k: OrgKind) -> Self {
-        match k {
-            OrgKind::Platform => OrgKindView::Platform,
-            OrgKind::Company => OrgKindView::Company,
-            OrgKind::Community => OrgKindView::Community,
-            OrgKind::Merchant => OrgKindView::Merchant,
-        }
-    }
-}
+one_to_one!(OrgKindView <=> OrgKind { Platform, Company, Community, Merchant });
 
 /// An org of the tree.
 #[derive(Debug, Clone, Object)]
@@ -81,7 +62,7 @@ impl From<OrgRow> for OrgView {
         Self {
             id: o.id,
             parent_id: o.parent_id,
-            kind: OrgKind::parse(&o.kind).unwrap_or(OrgKind::Merchant).into(),
+            kind: o.kind.into(),
             name: o.name,
             address: o.address,
             contact_name: o.contact_name,
@@ -139,6 +120,22 @@ pub enum OrgCreated {
     Created(Json<OrgView>),
 }
 
+list_query! {
+    /// What `list_orgs` is narrowed by.
+    pub struct ListOrgs {
+        /// Only orgs of this kind.
+        pub kind: Option<OrgKindView>,
+        /// Only the direct children of this org.
+        pub parent_id: Option<i64>,
+        /// Only orgs whose name contains this text.
+        #[oai(validator(max_length = 64))]
+        pub q: Option<String>,
+        /// Include archived orgs.
+        #[oai(default)]
+        pub include_archived: bool,
+    }
+}
+
 #[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Orgs")]
 impl OrgsApi {
     /// Create an org under one the key reaches. Admins only.
@@ -164,35 +161,19 @@ impl OrgsApi {
 
     /// List the orgs the key reaches (its own and those below), filtered and paginated.
     #[oai(path = "/orgs", method = "get", operation_id = "list_orgs")]
-    #[allow(clippy::too_many_arguments)]
     async fn list_orgs(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
-        /// Only orgs of this kind.
-        kind: Query<Option<OrgKindView>>,
-        /// Only the direct children of this org.
-        parent_id: Query<Option<i64>>,
-        /// Only orgs whose name contains this text.
-        #[oai(validator(max_length = 64))]
-        q: Query<Option<String>>,
-        /// Include archived orgs.
-        #[oai(default)]
-        include_archived: Query<bool>,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-        page: Query<Option<u32>>,
-        /// Items per page, 1–200 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        page_size: Query<Option<u32>>,
+        QueryParams(query): QueryParams<ListOrgs>,
     ) -> Result<Json<OrgPage>, ApiError> {
-        let req = page_request(page.0, page_size.0);
+        let req = query.page_request();
         let filter = OrgFilter {
             scope_path: String::new(),
-            kind: kind.0.map(|k| OrgKind::from(k).as_str().to_owned()),
-            parent_id: parent_id.0,
-            name_contains: q.0.filter(|s| !s.is_empty()),
-            include_archived: include_archived.0,
+            kind: query.kind.map(Into::into),
+            parent_id: query.parent_id,
+            name_contains: query.q.filter(|s| !s.is_empty()),
+            include_archived: query.include_archived,
         };
         let found = orgs::list(&state.db, &key.0, filter, req).await?;
         Ok(Json(OrgPage {

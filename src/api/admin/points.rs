@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
+use crate::api::query::QueryParams;
 use crate::api::ApiTags;
 use crate::db::loyalty::points::{LedgerFilter, LedgerRow, ProgrammeRow};
 use crate::domain::loyalty::points::{self, Kind, Posted, Rules, Source, StreakBonus};
@@ -150,36 +151,8 @@ pub enum SourceView {
     Operator,
 }
 
-pub(crate) fn kind_of(v: KindView) -> Kind {
-    Kind::ALL[v as usize]
-}
-pub(crate) fn source_of(v: SourceView) -> Source {
-    Source::ALL[v as usize]
-}
-fn kind_view(s: &str) -> KindView {
-    let i = Kind::ALL.iter().position(|k| k.as_str() == s).unwrap_or(6);
-    [
-        KindView::Issue,
-        KindView::Earn,
-        KindView::Spend,
-        KindView::Redeem,
-        KindView::Refund,
-        KindView::Expire,
-        KindView::Adjust,
-    ][i]
-}
-fn source_view(s: &str) -> SourceView {
-    let i = Source::ALL.iter().position(|k| k.as_str() == s).unwrap_or(6);
-    [
-        SourceView::Follow,
-        SourceView::Checkin,
-        SourceView::Purchase,
-        SourceView::Referral,
-        SourceView::Task,
-        SourceView::Redemption,
-        SourceView::Operator,
-    ][i]
-}
+one_to_one!(KindView <=> Kind { Issue, Earn, Spend, Redeem, Refund, Expire, Adjust });
+one_to_one!(SourceView <=> Source { Follow, Checkin, Purchase, Referral, Task, Redemption, Operator });
 
 /// One ledger row. Rows are never changed; a correction is a new row.
 #[derive(Debug, Clone, Object)]
@@ -209,8 +182,8 @@ impl From<LedgerRow> for LedgerEntry {
         Self {
             id: r.id,
             resident_id: r.resident_id,
-            kind: kind_view(&r.kind),
-            source: source_view(&r.source),
+            kind: r.kind.into(),
+            source: r.source.into(),
             reference: r.reference,
             amount: r.amount,
             balance_after: r.balance_after,
@@ -383,6 +356,24 @@ pub enum MultiplierDeleted {
     Deleted,
 }
 
+list_query! {
+    /// What `list_points_ledger` is narrowed by.
+    pub struct ListPointsLedger {
+        /// Only this resident's rows.
+        pub resident_id: Option<i64>,
+        /// Only rows of this kind.
+        pub kind: Option<KindView>,
+        /// Only rows from this source.
+        pub source: Option<SourceView>,
+        /// Only rows posted with this operator key.
+        pub operator_key_id: Option<i64>,
+        /// Only rows at or after this time (RFC 3339).
+        pub since: Option<OffsetDateTime>,
+        /// Only rows before this time (RFC 3339).
+        pub until: Option<OffsetDateTime>,
+    }
+}
+
 #[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Points")]
 impl PointsApi {
     /// Add a points campaign (e.g. double points on fruit this week). Operators and admins.
@@ -515,40 +506,22 @@ impl PointsApi {
     /// The ledger: issue, earn, spend, redemption and refund records, filtered, newest first,
     /// with totals over every match.
     #[oai(path = "/companies/:company_id/points/ledger", method = "get", operation_id = "list_points_ledger")]
-    #[allow(clippy::too_many_arguments)]
     async fn list_points_ledger(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
         company_id: Path<i64>,
-        /// Only this resident's rows.
-        resident_id: Query<Option<i64>>,
-        /// Only rows of this kind.
-        kind: Query<Option<KindView>>,
-        /// Only rows from this source.
-        source: Query<Option<SourceView>>,
-        /// Only rows posted with this operator key.
-        operator_key_id: Query<Option<i64>>,
-        /// Only rows at or after this time (RFC 3339).
-        since: Query<Option<OffsetDateTime>>,
-        /// Only rows before this time (RFC 3339).
-        until: Query<Option<OffsetDateTime>>,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-        page: Query<Option<u32>>,
-        /// Items per page, 1–200 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        page_size: Query<Option<u32>>,
+        QueryParams(query): QueryParams<ListPointsLedger>,
     ) -> Result<Json<LedgerPage>, ApiError> {
-        let req = page_request(page.0, page_size.0);
+        let req = query.page_request();
         let filter = LedgerFilter {
             programme_id: 0,
-            resident_id: resident_id.0,
-            kind: kind.0.map(|k| kind_of(k).as_str().to_owned()),
-            source: source.0.map(|s| source_of(s).as_str().to_owned()),
-            operator_key_id: operator_key_id.0,
-            since: since.0.map(ms),
-            until: until.0.map(ms),
+            resident_id: query.resident_id,
+            kind: query.kind.map(Into::into),
+            source: query.source.map(Into::into),
+            operator_key_id: query.operator_key_id,
+            since: query.since.map(ms),
+            until: query.until.map(ms),
         };
         let (found, totals) = points::ledger(&state.db, &key.0, company_id.0, filter, req).await?;
         Ok(Json(LedgerPage::new(found, totals, req)))

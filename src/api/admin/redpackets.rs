@@ -9,11 +9,15 @@ use time::OffsetDateTime;
 
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
+use crate::api::query::QueryParams;
 use crate::api::ApiTags;
 use crate::db::money::payouts::{
-    EventRow, PayoutFilter, PayoutRow, PayoutState as StoredPayoutState, ReconciliationRow,
+    EventRow, PayoutChannel, PayoutFilter, PayoutRow, PayoutState as StoredPayoutState, ReconciliationRow,
+    ReconciliationState,
 };
-use crate::db::money::redpackets::{CampaignFilter, CampaignRow, CampaignState, Figures};
+use crate::db::money::redpackets::{
+    AmountMode, CampaignFilter, CampaignRow, CampaignState, Figures, RedPacketAudience,
+};
 use crate::domain::money::redpackets::{self, CampaignInput};
 use crate::domain::{money::payouts, money::reconcile};
 use crate::error::ApiError;
@@ -23,8 +27,8 @@ pub struct RedPacketsApi;
 
 /// Where a red packet's money goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "snake_case")]
-pub enum PayoutChannel {
+#[oai(rename = "PayoutChannel", rename_all = "snake_case")]
+pub enum PayoutChannelView {
     /// A WeChat cash red packet (现金红包), 1–200 yuan a share; the resident must follow the
     /// official account.
     CashRedPacket,
@@ -35,26 +39,11 @@ pub enum PayoutChannel {
     Balance,
 }
 
-impl PayoutChannel {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            PayoutChannel::CashRedPacket => "cash_red_packet",
-            PayoutChannel::Transfer => "transfer",
-            PayoutChannel::Balance => "balance",
-        }
-    }
-    pub(crate) fn parse(s: &str) -> Self {
-        match s {
-            "cash_red_packet" => PayoutChannel::CashRedPacket,
-            "transfer" => PayoutChannel::Transfer,
-            _ => PayoutChannel::Balance,
-        }
-    }
-}
+one_to_one!(PayoutChannelView <=> PayoutChannel { CashRedPacket, Transfer, Balance });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum AmountMode {
+#[oai(rename = "AmountMode", rename_all = "lowercase")]
+pub enum AmountModeView {
     /// Every share the same (the total must divide evenly).
     Fixed,
     /// Random shares (double mean), each within the channel's limits.
@@ -63,12 +52,15 @@ pub enum AmountMode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename = "RedPacketAudience", rename_all = "snake_case")]
-pub enum RedPacketAudience {
+pub enum RedPacketAudienceView {
     /// Followers of the official account.
     Followers,
     /// Verified residents of the listed communities.
     VerifiedResidents,
 }
+
+one_to_one!(AmountModeView <=> AmountMode { Fixed, Random });
+one_to_one!(RedPacketAudienceView <=> RedPacketAudience { Followers, VerifiedResidents });
 
 /// A campaign's terms. Money is integer fen (1 yuan = 100).
 #[derive(Debug, Clone, Object)]
@@ -76,8 +68,8 @@ pub enum RedPacketAudience {
 pub struct RedPacketTerms {
     #[oai(validator(min_length = 1, max_length = 64))]
     pub theme: String,
-    pub channel: PayoutChannel,
-    pub amount_mode: AmountMode,
+    pub channel: PayoutChannelView,
+    pub amount_mode: AmountModeView,
     /// The whole amount, fen.
     #[oai(validator(minimum(value = "1"), maximum(value = "10000000000")))]
     pub total_fen: i64,
@@ -86,7 +78,7 @@ pub struct RedPacketTerms {
     pub shares: i64,
     pub starts_at: OffsetDateTime,
     pub ends_at: OffsetDateTime,
-    pub audience: RedPacketAudience,
+    pub audience: RedPacketAudienceView,
     /// For `verified_residents`: the communities (org ids) whose verified residents may grab.
     #[oai(default, validator(max_items = 200))]
     pub audience_communities: Vec<i64>,
@@ -114,19 +106,13 @@ impl RedPacketTerms {
     fn into_input(self) -> CampaignInput {
         CampaignInput {
             theme: self.theme,
-            channel: self.channel.as_str().to_owned(),
-            amount_mode: match self.amount_mode {
-                AmountMode::Fixed => "fixed".into(),
-                AmountMode::Random => "random".into(),
-            },
+            channel: self.channel.into(),
+            amount_mode: self.amount_mode.into(),
             total_fen: self.total_fen,
             shares: self.shares,
             starts_at: ms(self.starts_at),
             ends_at: ms(self.ends_at),
-            audience: match self.audience {
-                RedPacketAudience::Followers => "followers".into(),
-                RedPacketAudience::VerifiedResidents => "verified_residents".into(),
-            },
+            audience: self.audience.into(),
             audience_communities: self.audience_communities,
             send_name: self.send_name,
             wishing: self.wishing,
@@ -157,6 +143,8 @@ pub enum RedPacketStateView {
     Ended,
 }
 
+one_to_one!(RedPacketStateView <=> CampaignState { Draft, Active, Ended });
+
 /// What became of a campaign's shares.
 #[derive(Debug, Clone, Object)]
 pub struct RedPacketFigures {
@@ -177,13 +165,13 @@ pub struct RedPacket {
     pub owner_org_id: i64,
     pub company_id: i64,
     pub theme: String,
-    pub channel: PayoutChannel,
-    pub amount_mode: AmountMode,
+    pub channel: PayoutChannelView,
+    pub amount_mode: AmountModeView,
     pub total_fen: i64,
     pub shares: i64,
     pub starts_at: OffsetDateTime,
     pub ends_at: OffsetDateTime,
-    pub audience: RedPacketAudience,
+    pub audience: RedPacketAudienceView,
     pub audience_communities: Vec<i64>,
     pub send_name: String,
     pub wishing: String,
@@ -206,17 +194,13 @@ pub(crate) fn view(c: CampaignRow, f: Figures) -> RedPacket {
         owner_org_id: c.owner_org_id,
         company_id: c.company_id,
         theme: c.theme,
-        channel: PayoutChannel::parse(&c.channel),
-        amount_mode: if c.amount_mode == "fixed" { AmountMode::Fixed } else { AmountMode::Random },
+        channel: c.channel.into(),
+        amount_mode: c.amount_mode.into(),
         total_fen: c.total_fen,
         shares: c.shares,
         starts_at: ts(c.starts_at),
         ends_at: ts(c.ends_at),
-        audience: if c.audience == "followers" {
-            RedPacketAudience::Followers
-        } else {
-            RedPacketAudience::VerifiedResidents
-        },
+        audience: c.audience.into(),
         audience_communities: serde_json::from_str(&c.audience_communities).unwrap_or_default(),
         send_name: c.send_name,
         wishing: c.wishing,
@@ -224,11 +208,7 @@ pub(crate) fn view(c: CampaignRow, f: Figures) -> RedPacket {
         remark: c.remark,
         transfer_remark: c.transfer_remark,
         transfer_scene_id: c.transfer_scene_id,
-        state: match c.state {
-            CampaignState::Draft => RedPacketStateView::Draft,
-            CampaignState::Active => RedPacketStateView::Active,
-            CampaignState::Ended => RedPacketStateView::Ended,
-        },
+        state: c.state.into(),
         activated_at: c.activated_at.map(ts),
         ended_at: c.ended_at.map(ts),
         created_at: ts(c.created_at),
@@ -279,31 +259,28 @@ pub enum PayoutState {
     Failed,
 }
 
-impl From<StoredPayoutState> for PayoutState {
-    fn from(s: StoredPayoutState) -> Self {
-        match s {
-            StoredPayoutState::Pending => PayoutState::Pending,
-            StoredPayoutState::Submitted => PayoutState::Submitted,
-            StoredPayoutState::Unknown => PayoutState::Unknown,
-            StoredPayoutState::AwaitingConfirmation => PayoutState::AwaitingConfirmation,
-            StoredPayoutState::Succeeded => PayoutState::Succeeded,
-            StoredPayoutState::Failed => PayoutState::Failed,
-        }
-    }
+one_to_one!(PayoutState <=> StoredPayoutState {
+    Pending,
+    Submitted,
+    Unknown,
+    AwaitingConfirmation,
+    Succeeded,
+    Failed,
+});
+
+/// What a reconciliation run of one day found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "ReconciliationState", rename_all = "lowercase")]
+pub enum ReconciliationStateView {
+    /// Every merchant number matched WeChat Pay's bill.
+    Matched,
+    /// Some did not: see `differences`.
+    Differences,
+    /// No bill could be had (see `message`).
+    Unavailable,
 }
 
-impl From<PayoutState> for StoredPayoutState {
-    fn from(s: PayoutState) -> Self {
-        match s {
-            PayoutState::Pending => StoredPayoutState::Pending,
-            PayoutState::Submitted => StoredPayoutState::Submitted,
-            PayoutState::Unknown => StoredPayoutState::Unknown,
-            PayoutState::AwaitingConfirmation => StoredPayoutState::AwaitingConfirmation,
-            PayoutState::Succeeded => StoredPayoutState::Succeeded,
-            PayoutState::Failed => StoredPayoutState::Failed,
-        }
-    }
-}
+one_to_one!(ReconciliationStateView <=> ReconciliationState { Matched, Differences, Unavailable });
 
 /// One payout as operators see it.
 #[derive(Debug, Clone, Object)]
@@ -312,8 +289,7 @@ pub struct Payout {
     #[oai(nullable)]
     pub owner_org_id: Option<i64>,
     pub resident_id: i64,
-    /// `cash_red_packet` or `transfer`.
-    pub channel: String,
+    pub channel: PayoutChannelView,
     /// `red_packet`, `withdrawal` or `task`.
     pub source: String,
     pub source_ref: String,
@@ -351,7 +327,7 @@ impl From<PayoutRow> for Payout {
             id: p.id,
             owner_org_id: p.owner_org_id,
             resident_id: p.resident_id,
-            channel: p.channel,
+            channel: p.channel.into(),
             source: p.source,
             source_ref: p.source_ref,
             amount_fen: p.amount_fen,
@@ -379,8 +355,8 @@ pub struct PayoutEvent {
     /// `queued`, `send`, `query`, `notify`, `renumbered`, `operator_retry`.
     pub kind: String,
     pub out_no: String,
-    /// The state after it.
-    pub state: String,
+    // No doc comment (a described enum `$ref` becomes `allOf`): the payout's state after it.
+    pub state: PayoutState,
     #[oai(nullable)]
     pub code: Option<String>,
     #[oai(nullable)]
@@ -395,7 +371,7 @@ impl From<EventRow> for PayoutEvent {
         Self {
             kind: e.kind,
             out_no: e.out_no,
-            state: e.state,
+            state: e.state.into(),
             code: e.code,
             message: e.message,
             actor: e.actor,
@@ -437,8 +413,7 @@ pub struct Reconciliation {
     pub id: i64,
     /// The Beijing day, `YYYY-MM-DD`.
     pub bill_date: String,
-    /// `matched`, `differences` or `unavailable` (no bill could be had).
-    pub state: String,
+    pub state: ReconciliationStateView,
     /// Merchant numbers compared.
     pub checked: i64,
     pub differences: Vec<ReconciliationDifference>,
@@ -453,7 +428,7 @@ impl From<ReconciliationRow> for Reconciliation {
         Self {
             id: r.id,
             bill_date: r.bill_date,
-            state: r.state,
+            state: r.state.into(),
             checked: r.checked,
             differences: diffs
                 .into_iter()
@@ -485,6 +460,30 @@ pub struct RunReconciliation {
     pub bill_date: String,
 }
 
+list_query! {
+    /// What `list_red_packets` is narrowed by.
+    pub struct ListRedPackets {
+        /// Only campaigns funded by this org or the orgs below it.
+        pub owner_org_id: Option<i64>,
+        #[oai(rename = "state")]
+        pub campaign_state: Option<RedPacketStateView>,
+        pub channel: Option<PayoutChannelView>,
+    }
+}
+
+list_query! {
+    /// What `list_payouts` is narrowed by.
+    pub struct ListPayouts {
+        #[oai(rename = "state")]
+        pub payout_state: Option<PayoutState>,
+        pub channel: Option<PayoutChannelView>,
+        /// `red_packet`, `withdrawal` or `task`.
+        #[oai(validator(max_length = 32))]
+        pub source: Option<String>,
+        pub resident_id: Option<i64>,
+    }
+}
+
 #[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::AdminRedPackets")]
 impl RedPacketsApi {
     /// Write a red-packet campaign as a draft. The total must split into the shares within the
@@ -503,36 +502,18 @@ impl RedPacketsApi {
 
     /// Campaigns of the orgs the key reaches, newest first, with figures.
     #[oai(path = "/red-packets", method = "get", operation_id = "list_red_packets")]
-    #[allow(clippy::too_many_arguments)]
     async fn list_red_packets(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
-        /// Only campaigns funded by this org or the orgs below it.
-        owner_org_id: Query<Option<i64>>,
-        #[oai(name = "state")] campaign_state: Query<Option<RedPacketStateView>>,
-        channel: Query<Option<PayoutChannel>>,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-        page: Query<Option<u32>>,
-        /// Items per page, 1–200 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        page_size: Query<Option<u32>>,
+        QueryParams(query): QueryParams<ListRedPackets>,
     ) -> Result<Json<RedPacketList>, ApiError> {
-        let req = page_request(page.0, page_size.0);
+        let req = query.page_request();
         let filter = CampaignFilter {
             scope_path: String::new(),
-            owner_org_id: owner_org_id.0,
-            state: campaign_state.0.map(|s| {
-                match s {
-                    RedPacketStateView::Draft => CampaignState::Draft,
-                    RedPacketStateView::Active => CampaignState::Active,
-                    RedPacketStateView::Ended => CampaignState::Ended,
-                }
-                .as_str()
-                .to_owned()
-            }),
-            channel: channel.0.map(|c| c.as_str().to_owned()),
+            owner_org_id: query.owner_org_id,
+            state: query.campaign_state.map(Into::into),
+            channel: query.channel.map(Into::into),
         };
         let found = redpackets::list(&state.db, &key.0, filter, req).await?;
         Ok(Json(RedPacketList {
@@ -598,41 +579,26 @@ impl RedPacketsApi {
         key: OperatorKey,
         red_packet_id: Path<i64>,
     ) -> Result<Json<RedPacket>, ApiError> {
-        let c = redpackets::end(&state.db, &key.0, red_packet_id.0).await?;
-        state.hot.forget(c.id);
+        let c = redpackets::end(&state.db, &state.hot, &key.0, red_packet_id.0).await?;
         let f = crate::db::money::redpackets::figures(state.db.reader(), c.id).await?;
         Ok(Json(view(c, f)))
     }
 
     /// Payouts funded by the orgs the key reaches, newest first.
     #[oai(path = "/payouts", method = "get", operation_id = "list_payouts")]
-    #[allow(clippy::too_many_arguments)]
     async fn list_payouts(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
-        #[oai(name = "state")] payout_state: Query<Option<PayoutState>>,
-        /// `cash_red_packet` or `transfer`.
-        #[oai(validator(max_length = 32))]
-        channel: Query<Option<String>>,
-        /// `red_packet`, `withdrawal` or `task`.
-        #[oai(validator(max_length = 32))]
-        source: Query<Option<String>>,
-        resident_id: Query<Option<i64>>,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-        page: Query<Option<u32>>,
-        /// Items per page, 1–200 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        page_size: Query<Option<u32>>,
+        QueryParams(query): QueryParams<ListPayouts>,
     ) -> Result<Json<PayoutList>, ApiError> {
-        let req = page_request(page.0, page_size.0);
+        let req = query.page_request();
         let filter = PayoutFilter {
             scope_path: String::new(),
-            state: payout_state.0.map(|s| StoredPayoutState::from(s).as_str().to_owned()),
-            channel: channel.0,
-            source: source.0,
-            resident_id: resident_id.0,
+            state: query.payout_state.map(Into::into),
+            channel: query.channel.map(Into::into),
+            source: query.source,
+            resident_id: query.resident_id,
         };
         let found = payouts::list(&state.db, &key.0, filter, req).await?;
         Ok(Json(PayoutList {
@@ -662,8 +628,7 @@ impl RedPacketsApi {
         key: OperatorKey,
         payout_id: Path<i64>,
     ) -> Result<Json<Payout>, ApiError> {
-        let p = payouts::retry(&state.db, &key.0, payout_id.0).await?;
-        state.payer.wake();
+        let p = payouts::retry(&state.db, &state.payer, &key.0, payout_id.0).await?;
         Ok(Json(p.into()))
     }
 

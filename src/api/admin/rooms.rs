@@ -1,14 +1,15 @@
 //! `/admin/v1/rooms` and room imports.
 
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
-use super::{page_request, ts, ImportReportView, PageInfo};
+use super::{ts, ImportReportView, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::payload::Csv;
+use crate::api::query::QueryParams;
 use crate::api::ApiTags;
 use crate::db::community::rooms::{RoomFilter, RoomRow};
 use crate::domain::community::import::{parse_csv, ImportReport, RawRow};
@@ -113,6 +114,26 @@ pub enum RoomCreated {
     Created(Json<RoomView>),
 }
 
+list_query! {
+    /// What `list_rooms` is narrowed by.
+    pub struct ListRooms {
+        /// Only rooms of this community.
+        pub community_id: Option<i64>,
+        /// Only rooms of this building.
+        #[oai(validator(max_length = 32))]
+        pub building: Option<String>,
+        /// Only rooms of this unit.
+        #[oai(validator(max_length = 32))]
+        pub unit: Option<String>,
+        /// Only rooms whose number contains this text.
+        #[oai(validator(max_length = 32))]
+        pub q: Option<String>,
+        /// Include archived rooms.
+        #[oai(default)]
+        pub include_archived: bool,
+    }
+}
+
 #[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Rooms")]
 impl RoomsApi {
     /// Create a room in a community. Operators and admins.
@@ -131,40 +152,20 @@ impl RoomsApi {
 
     /// List rooms the key reaches, filtered and paginated.
     #[oai(path = "/rooms", method = "get", operation_id = "list_rooms")]
-    #[allow(clippy::too_many_arguments)]
     async fn list_rooms(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
-        /// Only rooms of this community.
-        community_id: Query<Option<i64>>,
-        /// Only rooms of this building.
-        #[oai(validator(max_length = 32))]
-        building: Query<Option<String>>,
-        /// Only rooms of this unit.
-        #[oai(validator(max_length = 32))]
-        unit: Query<Option<String>>,
-        /// Only rooms whose number contains this text.
-        #[oai(validator(max_length = 32))]
-        q: Query<Option<String>>,
-        /// Include archived rooms.
-        #[oai(default)]
-        include_archived: Query<bool>,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-        page: Query<Option<u32>>,
-        /// Items per page, 1–200 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        page_size: Query<Option<u32>>,
+        QueryParams(query): QueryParams<ListRooms>,
     ) -> Result<Json<RoomPage>, ApiError> {
-        let req = page_request(page.0, page_size.0);
+        let req = query.page_request();
         let filter = RoomFilter {
             scope_path: String::new(),
-            community_id: community_id.0,
-            building: building.0,
-            unit: unit.0,
-            number_contains: q.0.filter(|s| !s.is_empty()),
-            include_archived: include_archived.0,
+            community_id: query.community_id,
+            building: query.building,
+            unit: query.unit,
+            number_contains: query.q.filter(|s| !s.is_empty()),
+            include_archived: query.include_archived,
         };
         let found = rooms::list(&state.db, &key.0, filter, req).await?;
         Ok(Json(RoomPage {

@@ -1,16 +1,17 @@
 //! `/admin/v1/roster` and roster imports.
 
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiRequest, ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 
-use super::{page_request, ts, ImportReportView, PageInfo};
+use super::{ts, ImportReportView, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::payload::Csv;
+use crate::api::query::QueryParams;
 use crate::api::ApiTags;
-use crate::db::community::roster::{RosterFilter, RosterRow};
+use crate::db::community::roster::{ResidentRole, RosterFilter, RosterRow};
 use crate::domain::community::import::{parse_csv, ImportReport, RawRow};
 use crate::domain::community::roster::{self, RosterPatch};
 use crate::domain::operators::access::{Actor, Role};
@@ -31,22 +32,7 @@ pub enum ResidentRoleView {
     Tenant,
 }
 
-impl ResidentRoleView {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            ResidentRoleView::Owner => "owner",
-            ResidentRoleView::Family => "family",
-            ResidentRoleView::Tenant => "tenant",
-        }
-    }
-    pub(crate) fn parse(s: &str) -> Self {
-        match s {
-            "family" => ResidentRoleView::Family,
-            "tenant" => ResidentRoleView::Tenant,
-            _ => ResidentRoleView::Owner,
-        }
-    }
-}
+one_to_one!(ResidentRoleView <=> ResidentRole { Owner, Family, Tenant });
 
 /// A person on a community's roster.
 #[derive(Debug, Clone, Object)]
@@ -85,7 +71,7 @@ fn view(e: RosterRow, actor: &Actor) -> RosterEntryView {
         number: e.number,
         name: e.name,
         phone,
-        role: ResidentRoleView::parse(&e.role),
+        role: e.role.into(),
         created_at: ts(e.created_at),
         updated_at: ts(e.updated_at),
     }
@@ -166,6 +152,22 @@ pub enum RosterEntryDeleted {
     Deleted,
 }
 
+list_query! {
+    /// What `list_roster` is narrowed by.
+    pub struct ListRoster {
+        /// Only entries of this community.
+        pub community_id: Option<i64>,
+        /// Only entries of this room.
+        pub room_id: Option<i64>,
+        /// Only entries with this phone number.
+        #[oai(validator(max_length = 20))]
+        pub phone: Option<String>,
+        /// Only entries whose name contains this text.
+        #[oai(validator(max_length = 32))]
+        pub q: Option<String>,
+    }
+}
+
 #[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::Roster")]
 impl RosterApi {
     /// Add a person to a room's roster. Operators and admins.
@@ -177,42 +179,26 @@ impl RosterApi {
         body: Json<CreateRosterEntry>,
     ) -> Result<RosterEntryCreated, ApiError> {
         let b = body.0;
-        let f = roster::fields(&b.name, &b.phone, b.role.as_str())?;
+        let f = roster::fields(&b.name, &b.phone, b.role.into())?;
         let entry = roster::create(&state.db, &key.0, b.room_id, f).await?;
         Ok(RosterEntryCreated::Created(Json(view(entry, &key.0))))
     }
 
     /// List roster entries the key reaches, filtered and paginated.
     #[oai(path = "/roster", method = "get", operation_id = "list_roster")]
-    #[allow(clippy::too_many_arguments)]
     async fn list_roster(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
-        /// Only entries of this community.
-        community_id: Query<Option<i64>>,
-        /// Only entries of this room.
-        room_id: Query<Option<i64>>,
-        /// Only entries with this phone number.
-        #[oai(validator(max_length = 20))]
-        phone: Query<Option<String>>,
-        /// Only entries whose name contains this text.
-        #[oai(validator(max_length = 32))]
-        q: Query<Option<String>>,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-        page: Query<Option<u32>>,
-        /// Items per page, 1–200 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        page_size: Query<Option<u32>>,
+        QueryParams(query): QueryParams<ListRoster>,
     ) -> Result<Json<RosterPage>, ApiError> {
-        let req = page_request(page.0, page_size.0);
+        let req = query.page_request();
         let filter = RosterFilter {
             scope_path: String::new(),
-            community_id: community_id.0,
-            room_id: room_id.0,
-            phone: phone.0.filter(|s| !s.is_empty()),
-            name_contains: q.0.filter(|s| !s.is_empty()),
+            community_id: query.community_id,
+            room_id: query.room_id,
+            phone: query.phone.filter(|s| !s.is_empty()),
+            name_contains: query.q.filter(|s| !s.is_empty()),
         };
         let found = roster::list(&state.db, &key.0, filter, req).await?;
         let items = found.items.into_iter().map(|e| view(e, &key.0)).collect();
@@ -240,12 +226,7 @@ impl RosterApi {
         body: Json<UpdateRosterEntry>,
     ) -> Result<Json<RosterEntryView>, ApiError> {
         let b = body.0;
-        let p = RosterPatch {
-            room_id: b.room_id,
-            name: b.name,
-            phone: b.phone,
-            role: b.role.map(|r| r.as_str().to_owned()),
-        };
+        let p = RosterPatch { room_id: b.room_id, name: b.name, phone: b.phone, role: b.role.map(Into::into) };
         Ok(Json(view(roster::update(&state.db, &key.0, entry_id.0, p).await?, &key.0)))
     }
 

@@ -1,15 +1,19 @@
 //! `/admin/v1/tasks`: invite-neighbours tasks, their assignment and figures.
 
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 
-use super::{ms, page_request, ts, PageInfo};
+use super::{ms, ts, PageInfo};
 use crate::api::auth::OperatorKey;
+use crate::api::query::QueryParams;
 use crate::api::ApiTags;
-use crate::db::tasks::{Figures, TaskFilter, TaskReward, TaskRow};
+use crate::db::money::payouts::PayoutChannel as StoredChannel;
+use crate::db::tasks::{
+    Figures, TaskCategory as StoredCategory, TaskFilter, TaskMode as StoredMode, TaskReward, TaskRow, TaskState,
+};
 use crate::domain::tasks::{self, TaskInput};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -45,12 +49,36 @@ pub enum RewardKind {
     RedPacket,
 }
 
+one_to_one!(TaskMode <=> StoredMode { Open, Assigned });
+one_to_one!(TaskCategory <=> StoredCategory { InviteBind, InviteShop });
+one_to_one!(RewardKind <=> TaskReward { Points, Balance, RedPacket });
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename = "RewardChannel", rename_all = "snake_case")]
 pub enum RewardChannel {
     CashRedPacket,
     Transfer,
 }
+
+impl From<RewardChannel> for StoredChannel {
+    fn from(c: RewardChannel) -> Self {
+        match c {
+            RewardChannel::CashRedPacket => StoredChannel::CashRedPacket,
+            RewardChannel::Transfer => StoredChannel::Transfer,
+        }
+    }
+}
+
+/// Whether a task still counts invitations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "TaskState", rename_all = "snake_case")]
+pub enum TaskStateView {
+    Active,
+    /// Ended by an operator.
+    Ended,
+}
+
+one_to_one!(TaskStateView <=> TaskState { Active, Ended });
 
 /// A task's terms. `reward_channel` (`cash_red_packet` or `transfer`) is for `red_packet` rewards.
 #[derive(Debug, Clone, Object)]
@@ -86,26 +114,13 @@ impl TaskTerms {
     fn into_input(self) -> TaskInput {
         TaskInput {
             theme: self.theme,
-            mode: match self.mode {
-                TaskMode::Open => "open".into(),
-                TaskMode::Assigned => "assigned".into(),
-            },
-            category: match self.category {
-                TaskCategory::InviteBind => "invite_bind".into(),
-                TaskCategory::InviteShop => "invite_shop".into(),
-            },
+            mode: self.mode.into(),
+            category: self.category.into(),
             merchant_id: self.merchant_id,
             target: self.target,
-            reward_kind: match self.reward_kind {
-                RewardKind::Points => "points".into(),
-                RewardKind::Balance => "balance".into(),
-                RewardKind::RedPacket => "red_packet".into(),
-            },
+            reward_kind: self.reward_kind.into(),
             reward_amount: self.reward_amount,
-            reward_channel: self.reward_channel.map(|c| match c {
-                RewardChannel::CashRedPacket => "cash_red_packet".into(),
-                RewardChannel::Transfer => "transfer".into(),
-            }),
+            reward_channel: self.reward_channel.map(Into::into),
             starts_at: ms(self.starts_at),
             ends_at: ms(self.ends_at),
             max_rounds: self.max_rounds.unwrap_or(1),
@@ -149,6 +164,7 @@ pub struct Task {
     pub target: i64,
     pub reward_kind: RewardKind,
     pub reward_amount: i64,
+    // A string: a nullable enum field is written `allOf`, which SDK generators reject.
     /// `cash_red_packet` or `transfer`, for `red_packet` rewards.
     #[oai(nullable)]
     pub reward_channel: Option<String>,
@@ -156,8 +172,7 @@ pub struct Task {
     pub ends_at: OffsetDateTime,
     pub max_rounds: i64,
     pub daily_cap: i64,
-    /// `active` or `ended`.
-    pub state: String,
+    pub state: TaskStateView,
     pub created_at: OffsetDateTime,
     pub figures: TaskFigures,
 }
@@ -168,22 +183,18 @@ pub(crate) fn view(t: TaskRow, f: Figures) -> Task {
         owner_org_id: t.owner_org_id,
         company_id: t.company_id,
         theme: t.theme,
-        mode: if t.mode == "open" { TaskMode::Open } else { TaskMode::Assigned },
-        category: if t.category == "invite_bind" { TaskCategory::InviteBind } else { TaskCategory::InviteShop },
+        mode: t.mode.into(),
+        category: t.category.into(),
         merchant_id: t.merchant_id,
         target: t.target,
-        reward_kind: match t.reward_kind {
-            TaskReward::Points => RewardKind::Points,
-            TaskReward::Balance => RewardKind::Balance,
-            TaskReward::RedPacket => RewardKind::RedPacket,
-        },
+        reward_kind: t.reward_kind.into(),
         reward_amount: t.reward_amount,
-        reward_channel: t.reward_channel,
+        reward_channel: t.reward_channel.map(|c| c.as_str().to_owned()),
         starts_at: ts(t.starts_at),
         ends_at: ts(t.ends_at),
         max_rounds: t.max_rounds,
         daily_cap: t.daily_cap,
-        state: t.state,
+        state: t.state.into(),
         created_at: ts(t.created_at),
         figures: TaskFigures {
             accepted: f.accepted,
@@ -229,6 +240,17 @@ pub enum TaskDeleted {
     Deleted,
 }
 
+list_query! {
+    /// What `list_tasks` is narrowed by.
+    pub struct ListTasks {
+        pub owner_org_id: Option<i64>,
+        #[oai(rename = "state")]
+        pub task_state: Option<TaskStateView>,
+        pub category: Option<TaskCategory>,
+        pub mode: Option<TaskMode>,
+    }
+}
+
 #[OpenApi(prefix_path = "/admin/v1", tag = "ApiTags::AdminTasks")]
 impl TasksApi {
     /// Publish a task: open for residents to accept, or for operators to assign.
@@ -246,37 +268,19 @@ impl TasksApi {
 
     /// Tasks of the orgs the key reaches, newest first, with figures.
     #[oai(path = "/tasks", method = "get", operation_id = "list_tasks")]
-    #[allow(clippy::too_many_arguments)]
     async fn list_tasks(
         &self,
         state: Data<&AppState>,
         key: OperatorKey,
-        owner_org_id: Query<Option<i64>>,
-        /// `active` or `ended`.
-        #[oai(name = "state", validator(max_length = 16))]
-        task_state: Query<Option<String>>,
-        category: Query<Option<TaskCategory>>,
-        mode: Query<Option<TaskMode>>,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-        page: Query<Option<u32>>,
-        /// Items per page, 1–200 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        page_size: Query<Option<u32>>,
+        QueryParams(query): QueryParams<ListTasks>,
     ) -> Result<Json<TaskList>, ApiError> {
-        let req = page_request(page.0, page_size.0);
+        let req = query.page_request();
         let filter = TaskFilter {
             scope_path: String::new(),
-            owner_org_id: owner_org_id.0,
-            state: task_state.0,
-            category: category.0.map(|c| match c {
-                TaskCategory::InviteBind => "invite_bind".into(),
-                TaskCategory::InviteShop => "invite_shop".into(),
-            }),
-            mode: mode.0.map(|m| match m {
-                TaskMode::Open => "open".into(),
-                TaskMode::Assigned => "assigned".into(),
-            }),
+            owner_org_id: query.owner_org_id,
+            state: query.task_state.map(Into::into),
+            category: query.category.map(Into::into),
+            mode: query.mode.map(Into::into),
         };
         let found = tasks::list(&state.db, &key.0, filter, req).await?;
         Ok(Json(TaskList {

@@ -76,7 +76,7 @@ pub struct Invitation {
 
 impl From<InvitationRow> for Invitation {
     fn from(i: InvitationRow) -> Self {
-        Self { code: i.code, role: ResidentRoleView::parse(&i.role), expires_at: ts(i.expires_at) }
+        Self { code: i.code, role: i.role.into(), expires_at: ts(i.expires_at) }
     }
 }
 
@@ -139,7 +139,7 @@ impl MpBindingsApi {
         let req = page_request(page.0, page_size.0);
         let filter = OrgFilter {
             scope_path: "/".into(),
-            kind: Some("community".into()),
+            kind: Some(crate::db::community::orgs::OrgKind::Community),
             name_contains: q.0.filter(|s| !s.is_empty()),
             ..Default::default()
         };
@@ -163,7 +163,7 @@ impl MpBindingsApi {
             building: b.building,
             unit: b.unit,
             number: b.number,
-            role: b.role.as_str().to_owned(),
+            role: b.role.into(),
             name: b.name,
             phone: b.phone,
         };
@@ -209,7 +209,7 @@ impl MpBindingsApi {
         binding_id: Path<i64>,
         body: Json<InviteToRoom>,
     ) -> Result<InvitationCreated, ApiError> {
-        let inv = bindings::invite(&state.db, &me.0, binding_id.0, body.0.role.as_str()).await?;
+        let inv = bindings::invite(&state.db, &me.0, binding_id.0, body.0.role.into()).await?;
         Ok(InvitationCreated::Created(Json(inv.into())))
     }
 

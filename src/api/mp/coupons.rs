@@ -7,7 +7,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::ResidentSession;
-use crate::api::admin::coupons::CouponTerms;
+use crate::api::admin::coupons::{CouponKindView, CouponStateView, CouponTerms};
 use crate::api::common::{page_request, ts};
 use crate::api::ApiTags;
 use crate::db::offers::coupons::{CouponRow, HeldCoupon};
@@ -35,8 +35,7 @@ pub struct MyCoupon {
     pub template_id: i64,
     pub title: String,
     pub category: String,
-    /// `cash` or `discount`.
-    pub kind: String,
+    pub kind: CouponKindView,
     #[oai(nullable)]
     pub amount_off: Option<i64>,
     #[oai(nullable)]
@@ -46,8 +45,7 @@ pub struct MyCoupon {
     pub min_spend: i64,
     /// Show it at the counter to use it.
     pub code: String,
-    /// `unused`, `used`, `expired` or `revoked`.
-    pub state: String,
+    pub state: CouponStateView,
     pub valid_from: OffsetDateTime,
     pub valid_until: OffsetDateTime,
     #[oai(nullable)]
@@ -62,13 +60,13 @@ impl From<HeldCoupon> for MyCoupon {
             template_id: c.template_id,
             title: c.title,
             category: c.category,
-            kind: c.kind,
+            kind: c.kind.into(),
             amount_off: c.amount_off,
             percent_off: c.percent_off,
             discount_cap: c.discount_cap,
             min_spend: c.min_spend,
             code: c.code,
-            state: c.state,
+            state: c.state.into(),
             valid_from: ts(c.valid_from),
             valid_until: ts(c.valid_until),
             used_at: c.used_at.map(ts),
@@ -83,7 +81,7 @@ pub struct ClaimedCoupon {
     pub id: i64,
     pub template_id: i64,
     pub code: String,
-    pub state: String,
+    pub state: CouponStateView,
     pub valid_from: OffsetDateTime,
     pub valid_until: OffsetDateTime,
     pub claimed_at: OffsetDateTime,
@@ -95,7 +93,7 @@ impl From<CouponRow> for ClaimedCoupon {
             id: c.id,
             template_id: c.template_id,
             code: c.code,
-            state: c.state,
+            state: c.state.into(),
             valid_from: ts(c.valid_from),
             valid_until: ts(c.valid_until),
             claimed_at: ts(c.claimed_at),
@@ -183,7 +181,7 @@ impl MpCouponsApi {
         &self,
         state: Data<&AppState>,
         me: ResidentSession,
-        #[oai(name = "state", validator(max_length = 16))] coupon_state: Query<Option<String>>,
+        #[oai(name = "state")] coupon_state: Query<Option<CouponStateView>>,
         /// Page number, from 1.
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
         page: Query<Option<u32>>,
@@ -192,7 +190,7 @@ impl MpCouponsApi {
         page_size: Query<Option<u32>>,
     ) -> Result<Json<MyCouponList>, ApiError> {
         let req = page_request(page.0, page_size.0);
-        let held = coupons::mine(&state.db, &me.0, coupon_state.0.as_deref(), req).await?;
+        let held = coupons::mine(&state.db, &me.0, coupon_state.0.map(Into::into), req).await?;
         Ok(Json(MyCouponList { items: held.into_iter().map(Into::into).collect() }))
     }
 }

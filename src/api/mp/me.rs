@@ -1,15 +1,14 @@
 //! `/mp/v1/me`: the resident's profile, points and check-in.
 
 use poem::web::Data;
-use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::{mini_program, ResidentSession};
 use crate::api::admin::points::{KindView, LedgerPage, SourceView};
-use crate::api::admin::{kind_of_view, source_of_view};
-use crate::api::common::{ms, page_request, ts};
+use crate::api::common::{ms, ts};
+use crate::api::query::QueryParams;
 use crate::api::ApiTags;
 use crate::db;
 use crate::db::loyalty::points::LedgerFilter;
@@ -98,6 +97,22 @@ pub struct ConfirmedPhone {
     pub phone: String,
 }
 
+list_query! {
+    /// What `list_my_points_ledger` is narrowed by.
+    pub struct ListMyPointsLedger {
+        /// The property company whose programme to read.
+        pub company_id: i64,
+        /// Only rows of this kind.
+        pub kind: Option<KindView>,
+        /// Only rows from this source.
+        pub source: Option<SourceView>,
+        /// Only rows at or after this time (RFC 3339).
+        pub since: Option<OffsetDateTime>,
+        /// Only rows before this time (RFC 3339).
+        pub until: Option<OffsetDateTime>,
+    }
+}
+
 #[OpenApi(prefix_path = "/mp/v1", tag = "ApiTags::MpMe")]
 impl MpMeApi {
     /// My profile: identities, confirmed phone, and points in every programme I belong to.
@@ -132,37 +147,21 @@ impl MpMeApi {
 
     /// My points ledger in a company's programme, newest first, with totals.
     #[oai(path = "/me/points/ledger", method = "get", operation_id = "list_my_points_ledger")]
-    #[allow(clippy::too_many_arguments)]
     async fn list_my_points_ledger(
         &self,
         state: Data<&AppState>,
         me: ResidentSession,
-        /// The property company whose programme to read.
-        company_id: Query<i64>,
-        /// Only rows of this kind.
-        kind: Query<Option<KindView>>,
-        /// Only rows from this source.
-        source: Query<Option<SourceView>>,
-        /// Only rows at or after this time (RFC 3339).
-        since: Query<Option<OffsetDateTime>>,
-        /// Only rows before this time (RFC 3339).
-        until: Query<Option<OffsetDateTime>>,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-        page: Query<Option<u32>>,
-        /// Items per page, 1–200 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
-        page_size: Query<Option<u32>>,
+        QueryParams(query): QueryParams<ListMyPointsLedger>,
     ) -> Result<Json<LedgerPage>, ApiError> {
-        let req = page_request(page.0, page_size.0);
+        let req = query.page_request();
         let filter = LedgerFilter {
-            kind: kind.0.map(|k| kind_of_view(k).as_str().to_owned()),
-            source: source.0.map(|s| source_of_view(s).as_str().to_owned()),
-            since: since.0.map(ms),
-            until: until.0.map(ms),
+            kind: query.kind.map(Into::into),
+            source: query.source.map(Into::into),
+            since: query.since.map(ms),
+            until: query.until.map(ms),
             ..Default::default()
         };
-        let (found, totals) = points::my_ledger(&state.db, me.0.resident_id, company_id.0, filter, req).await?;
+        let (found, totals) = points::my_ledger(&state.db, me.0.resident_id, query.company_id, filter, req).await?;
         Ok(Json(LedgerPage::new(found, totals, req)))
     }
 

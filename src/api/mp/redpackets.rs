@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::ResidentSession;
-use crate::api::admin::redpackets::{PayoutChannel, PayoutState};
+use crate::api::admin::redpackets::{PayoutChannelView as PayoutChannel, PayoutState};
 use crate::api::common::{page_request, ts, PageInfo};
 use crate::api::ApiTags;
 use crate::db::money::payouts::PayoutRow;
@@ -96,7 +96,7 @@ impl From<MyGrab> for MyRedPacket {
             id: g.id,
             red_packet_id: g.campaign_id,
             theme: g.theme,
-            channel: PayoutChannel::parse(&g.channel),
+            channel: g.channel.into(),
             amount_fen: g.amount_fen,
             payout_id: g.payout_id,
             state: share_state(g.payout_state),
@@ -144,7 +144,7 @@ fn my_payout(p: PayoutRow, mch_id: Option<&str>) -> MyPayout {
     let waiting = p.state == StoredPayoutState::AwaitingConfirmation;
     MyPayout {
         id: p.id,
-        channel: p.channel,
+        channel: p.channel.as_str().to_owned(),
         source: p.source,
         amount_fen: p.amount_fen,
         state: p.state.into(),
@@ -248,7 +248,7 @@ impl MpRedPacketsApi {
             .map(|o| OpenRedPacket {
                 id: o.campaign.id,
                 theme: o.campaign.theme,
-                channel: PayoutChannel::parse(&o.campaign.channel),
+                channel: o.campaign.channel.into(),
                 shares: o.campaign.shares,
                 shares_left: o.campaign.shares - o.campaign.granted,
                 ends_at: ts(o.campaign.ends_at),
@@ -273,7 +273,7 @@ impl MpRedPacketsApi {
             id: g.grab.id,
             red_packet_id: g.campaign.id,
             theme: g.campaign.theme,
-            channel: PayoutChannel::parse(&g.campaign.channel),
+            channel: g.campaign.channel.into(),
             amount_fen: g.grab.amount_fen,
             payout_id: g.payout.as_ref().map(|p| p.id),
             state: share_state(g.payout.as_ref().map(|p| p.state)),
@@ -342,8 +342,7 @@ impl MpRedPacketsApi {
         me: ResidentSession,
         payout_id: Path<i64>,
     ) -> Result<Json<MyPayout>, ApiError> {
-        let p = payouts::check_now(&state.db, &me.0, payout_id.0).await?;
-        state.payer.wake();
+        let p = payouts::check_now(&state.db, &state.payer, &me.0, payout_id.0).await?;
         Ok(Json(my_payout(p, state.pay.as_ref().map(|p| p.mch_id.as_str()))))
     }
 

@@ -233,6 +233,10 @@ impl MpTasksApi {
         body: Json<AcceptInvitation>,
     ) -> Result<Attributed, ApiError> {
         let (_, t) = tasks::claim_scene(&state.db, &me.0, &body.0.scene).await?;
-        Ok(Attributed::Created(Json(InvitationAccepted { task_id: t.id, theme: t.theme, category: t.category })))
+        Ok(Attributed::Created(Json(InvitationAccepted {
+            task_id: t.id,
+            theme: t.theme,
+            category: t.category.as_str().to_owned(),
+        })))
     }
 }

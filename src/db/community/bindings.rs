@@ -3,6 +3,7 @@
 use serde::Serialize;
 use sqlx::{Any, AnyPool, Executor};
 
+use crate::db::community::roster::ResidentRole;
 use crate::db::{subtree_pattern, DbResult, Page, PageRequest, Tx};
 
 stored_enum! {
@@ -25,7 +26,7 @@ pub struct BindingRow {
     pub building: String,
     pub unit: String,
     pub number: String,
-    pub role: String,
+    pub role: ResidentRole,
     pub state: BindingState,
     pub name: String,
     pub phone: String,
@@ -47,8 +48,8 @@ pub struct NewBinding<'a> {
     pub resident_id: i64,
     pub room_id: i64,
     pub community_id: i64,
-    pub role: &'a str,
-    pub state: &'a str,
+    pub role: ResidentRole,
+    pub state: BindingState,
     pub name: &'a str,
     pub phone: &'a str,
     pub verified_by: Option<&'a str>,
@@ -159,7 +160,7 @@ pub struct BindingFilter {
     pub community_id: Option<i64>,
     pub room_id: Option<i64>,
     pub resident_id: Option<i64>,
-    pub state: Option<String>,
+    pub state: Option<BindingState>,
 }
 
 const FILTER: &str = "c.path LIKE $1 AND ($2 IS NULL OR b.community_id = $2) AND ($3 IS NULL OR b.room_id = $3) \
@@ -173,7 +174,7 @@ pub async fn list(pool: &AnyPool, f: &BindingFilter, page: PageRequest) -> DbRes
         .bind(f.community_id)
         .bind(f.room_id)
         .bind(f.resident_id)
-        .bind(&f.state)
+        .bind(f.state)
         .bind(page.limit())
         .bind(page.offset())
         .fetch_all(pool)
@@ -184,7 +185,7 @@ pub async fn list(pool: &AnyPool, f: &BindingFilter, page: PageRequest) -> DbRes
             .bind(f.community_id)
             .bind(f.room_id)
             .bind(f.resident_id)
-            .bind(&f.state)
+            .bind(f.state)
             .fetch_one(pool)
             .await?;
     Ok(Page { items, total })
@@ -196,7 +197,7 @@ pub struct InvitationRow {
     pub code: String,
     pub binding_id: i64,
     pub room_id: i64,
-    pub role: String,
+    pub role: ResidentRole,
     pub expires_at: i64,
     pub redeemed_by: Option<i64>,
     pub created_at: i64,
@@ -210,7 +211,7 @@ pub async fn insert_invitation(
     code: &str,
     binding_id: i64,
     room_id: i64,
-    role: &str,
+    role: ResidentRole,
     expires_at: i64,
     now: i64,
 ) -> DbResult<Option<InvitationRow>> {

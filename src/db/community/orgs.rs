@@ -5,11 +5,21 @@ use sqlx::{Any, Executor};
 
 use crate::db::{like_contains, subtree_pattern, DbResult, Page, PageRequest, Tx};
 
+stored_enum! {
+    /// What an org is in the tree.
+    pub enum OrgKind ("org kind") {
+        Platform = "platform",
+        Company = "company",
+        Community = "community",
+        Merchant = "merchant",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct OrgRow {
     pub id: i64,
     pub parent_id: Option<i64>,
-    pub kind: String,
+    pub kind: OrgKind,
     pub name: String,
     pub path: String,
     pub address: Option<String>,
@@ -33,7 +43,7 @@ pub struct OrgFields {
 }
 
 /// Inserts an org under `parent` and sets its path from its new id.
-pub async fn insert(tx: &mut Tx, parent: &OrgRow, kind: &str, fields: &OrgFields, now: i64) -> DbResult<OrgRow> {
+pub async fn insert(tx: &mut Tx, parent: &OrgRow, kind: OrgKind, fields: &OrgFields, now: i64) -> DbResult<OrgRow> {
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO orgs (parent_id, kind, name, path, address, contact_name, contact_phone, \
                            created_at, updated_at) \
@@ -66,7 +76,7 @@ pub async fn get<'c, E: Executor<'c, Database = Any>>(ex: E, id: i64) -> DbResul
 #[derive(Clone, Debug, Default)]
 pub struct OrgFilter {
     pub scope_path: String,
-    pub kind: Option<String>,
+    pub kind: Option<OrgKind>,
     pub parent_id: Option<i64>,
     pub name_contains: Option<String>,
     pub include_archived: bool,
@@ -81,7 +91,7 @@ pub async fn list(pool: &sqlx::AnyPool, filter: &OrgFilter, page: PageRequest) -
     let archived = i64::from(filter.include_archived);
     let items = sqlx::query_as(&format!("SELECT {COLUMNS} FROM orgs WHERE {FILTER} ORDER BY id LIMIT $6 OFFSET $7"))
         .bind(&scope)
-        .bind(&filter.kind)
+        .bind(filter.kind)
         .bind(filter.parent_id)
         .bind(&name)
         .bind(archived)
@@ -91,7 +101,7 @@ pub async fn list(pool: &sqlx::AnyPool, filter: &OrgFilter, page: PageRequest) -
         .await?;
     let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM orgs WHERE {FILTER}"))
         .bind(&scope)
-        .bind(&filter.kind)
+        .bind(filter.kind)
         .bind(filter.parent_id)
         .bind(&name)
         .bind(archived)

@@ -5,6 +5,15 @@ use sqlx::{Any, Executor};
 
 use crate::db::{like_contains, subtree_pattern, DbResult, Page, PageRequest, Tx};
 
+stored_enum! {
+    /// How a person lives in a room: its owner (业主), the owner's family (家属) or a tenant (租户).
+    pub enum ResidentRole ("resident role") {
+        Owner = "owner",
+        Family = "family",
+        Tenant = "tenant",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct RosterRow {
     pub id: i64,
@@ -15,7 +24,7 @@ pub struct RosterRow {
     pub number: String,
     pub name: String,
     pub phone: String,
-    pub role: String,
+    pub role: ResidentRole,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -29,7 +38,7 @@ const SELECT: &str = "SELECT e.id, e.community_id, e.room_id, r.building, r.unit
 pub struct RosterFields {
     pub name: String,
     pub phone: String,
-    pub role: String,
+    pub role: ResidentRole,
 }
 
 async fn fetch(tx: &mut Tx, id: i64) -> DbResult<RosterRow> {
@@ -52,7 +61,7 @@ pub async fn insert(
     .bind(room_id)
     .bind(&fields.name)
     .bind(&fields.phone)
-    .bind(&fields.role)
+    .bind(fields.role)
     .bind(now)
     .fetch_one(&mut **tx)
     .await?;
@@ -75,7 +84,7 @@ pub async fn insert_if_absent(
     .bind(room_id)
     .bind(&fields.name)
     .bind(&fields.phone)
-    .bind(&fields.role)
+    .bind(fields.role)
     .bind(now)
     .fetch_optional(&mut **tx)
     .await?;
@@ -144,7 +153,7 @@ pub async fn update(tx: &mut Tx, id: i64, room_id: i64, fields: &RosterFields, n
     .bind(room_id)
     .bind(&fields.name)
     .bind(&fields.phone)
-    .bind(&fields.role)
+    .bind(fields.role)
     .bind(now)
     .bind(id)
     .execute(&mut **tx)

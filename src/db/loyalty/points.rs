@@ -177,14 +177,47 @@ pub async fn move_balance(tx: &mut Tx, account_id: i64, amount: i64, now: i64) -
     Ok(row.map(|(b,)| b))
 }
 
+stored_enum! {
+    /// What a ledger row records.
+    pub enum PointsKind ("points ledger kind") {
+        /// Points granted by an operator (发行积分).
+        Issue = "issue",
+        /// Points earned by a rule: follow, check-in, purchase, referral, task.
+        Earn = "earn",
+        /// Points spent (支出积分).
+        Spend = "spend",
+        /// Points exchanged for goods or services (积分兑换).
+        Redeem = "redeem",
+        /// Points given back (返还).
+        Refund = "refund",
+        /// Points that lapsed.
+        Expire = "expire",
+        /// An operator's correction, either way.
+        Adjust = "adjust",
+    }
+}
+
+stored_enum! {
+    /// What caused a ledger row.
+    pub enum PointsSource ("points ledger source") {
+        Follow = "follow",
+        Checkin = "checkin",
+        Purchase = "purchase",
+        Referral = "referral",
+        Task = "task",
+        Redemption = "redemption",
+        Operator = "operator",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct LedgerRow {
     pub id: i64,
     pub programme_id: i64,
     pub account_id: i64,
     pub resident_id: i64,
-    pub kind: String,
-    pub source: String,
+    pub kind: PointsKind,
+    pub source: PointsSource,
     pub reference: String,
     pub amount: i64,
     pub balance_after: i64,
@@ -201,8 +234,8 @@ pub struct NewLedgerRow<'a> {
     pub programme_id: i64,
     pub account_id: i64,
     pub resident_id: i64,
-    pub kind: &'a str,
-    pub source: &'a str,
+    pub kind: PointsKind,
+    pub source: PointsSource,
     pub reference: &'a str,
     pub amount: i64,
     pub balance_after: i64,
@@ -250,8 +283,8 @@ pub async fn by_reference(tx: &mut Tx, programme_id: i64, reference: &str) -> Db
 pub struct LedgerFilter {
     pub programme_id: i64,
     pub resident_id: Option<i64>,
-    pub kind: Option<String>,
-    pub source: Option<String>,
+    pub kind: Option<PointsKind>,
+    pub source: Option<PointsSource>,
     pub operator_key_id: Option<i64>,
     pub since: Option<i64>,
     pub until: Option<i64>,
@@ -276,8 +309,8 @@ pub async fn list(pool: &AnyPool, f: &LedgerFilter, page: PageRequest) -> DbResu
     ))
     .bind(f.programme_id)
     .bind(f.resident_id)
-    .bind(&f.kind)
-    .bind(&f.source)
+    .bind(f.kind)
+    .bind(f.source)
     .bind(f.operator_key_id)
     .bind(f.since)
     .bind(f.until)
@@ -293,8 +326,8 @@ pub async fn list(pool: &AnyPool, f: &LedgerFilter, page: PageRequest) -> DbResu
     ))
     .bind(f.programme_id)
     .bind(f.resident_id)
-    .bind(&f.kind)
-    .bind(&f.source)
+    .bind(f.kind)
+    .bind(f.source)
     .bind(f.operator_key_id)
     .bind(f.since)
     .bind(f.until)

@@ -23,6 +23,39 @@ stored_enum! {
     }
 }
 
+stored_enum! {
+    /// Where a payout's money goes; each channel has its own per-payment limits.
+    pub enum PayoutChannel ("payout channel") {
+        /// A v2 cash red packet (现金红包) to the official account's openid: 1–200 yuan each.
+        CashRedPacket = "cash_red_packet",
+        /// A merchant transfer (商家转账) to the mini-program's openid: at least 0.1 yuan.
+        Transfer = "transfer",
+        /// The resident's in-app wallet: at least 0.01 yuan.
+        Balance = "balance",
+    }
+}
+
+stored_enum! {
+    /// What became of one merchant number: still open, or known to have failed or succeeded.
+    pub enum NumberOutcome ("payout number outcome") {
+        Open = "open",
+        Failed = "failed",
+        Succeeded = "succeeded",
+    }
+}
+
+stored_enum! {
+    /// What a reconciliation run of one day found.
+    pub enum ReconciliationState ("reconciliation state") {
+        /// Every number matched WeChat Pay's bill.
+        Matched = "matched",
+        /// Some did not (see the run's differences).
+        Differences = "differences",
+        /// No bill could be had.
+        Unavailable = "unavailable",
+    }
+}
+
 impl PayoutState {
     /// Whether the payout can still move ([`OPEN_STATES`] in SQL).
     pub fn is_open(self) -> bool {
@@ -36,7 +69,7 @@ pub struct PayoutRow {
     pub company_id: Option<i64>,
     pub owner_org_id: Option<i64>,
     pub resident_id: i64,
-    pub channel: String,
+    pub channel: PayoutChannel,
     pub source: String,
     pub source_ref: String,
     pub amount_fen: i64,
@@ -73,7 +106,7 @@ pub struct NewPayout<'a> {
     pub company_id: Option<i64>,
     pub owner_org_id: Option<i64>,
     pub resident_id: i64,
-    pub channel: &'a str,
+    pub channel: PayoutChannel,
     pub source: &'a str,
     pub source_ref: &'a str,
     pub amount_fen: i64,
@@ -162,7 +195,7 @@ pub struct NewEvent<'a> {
     pub kind: &'a str,
     pub out_no: &'a str,
     /// The payout's state after it.
-    pub state: &'a str,
+    pub state: PayoutState,
     pub code: Option<&'a str>,
     pub message: Option<&'a str>,
     /// The operator, for an operator's action.
@@ -194,7 +227,10 @@ pub async fn get<'c, E: Executor<'c, Database = Any>>(ex: E, id: i64) -> DbResul
 }
 
 /// The payout a merchant number belongs to (current or earlier), with whether it is current.
-pub async fn by_number<'c, E: Executor<'c, Database = Any>>(ex: E, out_no: &str) -> DbResult<Option<(i64, String)>> {
+pub async fn by_number<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    out_no: &str,
+) -> DbResult<Option<(i64, NumberOutcome)>> {
     let row = sqlx::query_as("SELECT payout_id, outcome FROM payout_numbers WHERE out_no = $1")
         .bind(out_no)
         .fetch_optional(ex)
@@ -285,12 +321,20 @@ pub async fn transition(
     .fetch_optional(&mut **tx)
     .await?;
     if row.is_some() && finished {
-        set_number_outcome(tx, out_no, t.state.as_str()).await?;
+        let outcome = match t.state {
+            PayoutState::Succeeded => NumberOutcome::Succeeded,
+            PayoutState::Failed => NumberOutcome::Failed,
+            PayoutState::Pending
+            | PayoutState::Submitted
+            | PayoutState::Unknown
+            | PayoutState::AwaitingConfirmation => NumberOutcome::Open,
+        };
+        set_number_outcome(tx, out_no, outcome).await?;
     }
     Ok(row)
 }
 
-pub async fn set_number_outcome(tx: &mut Tx, out_no: &str, outcome: &str) -> DbResult<()> {
+pub async fn set_number_outcome(tx: &mut Tx, out_no: &str, outcome: NumberOutcome) -> DbResult<()> {
     sqlx::query("UPDATE payout_numbers SET outcome = $1 WHERE out_no = $2")
         .bind(outcome)
         .bind(out_no)
@@ -326,7 +370,7 @@ pub async fn renumber(
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(row) = &row {
-        set_number_outcome(tx, old, "failed").await?;
+        set_number_outcome(tx, old, NumberOutcome::Failed).await?;
         insert_number(tx, id, new, row.attempt, now).await?;
     }
     Ok(row)
@@ -375,7 +419,7 @@ pub struct EventRow {
     pub payout_id: i64,
     pub kind: String,
     pub out_no: String,
-    pub state: String,
+    pub state: PayoutState,
     pub code: Option<String>,
     pub message: Option<String>,
     pub actor: Option<String>,
@@ -396,8 +440,8 @@ pub async fn events<'c, E: Executor<'c, Database = Any>>(ex: E, payout_id: i64) 
 #[derive(Clone, Debug, Default)]
 pub struct PayoutFilter {
     pub scope_path: String,
-    pub state: Option<String>,
-    pub channel: Option<String>,
+    pub state: Option<PayoutState>,
+    pub channel: Option<PayoutChannel>,
     pub source: Option<String>,
     pub resident_id: Option<i64>,
 }
@@ -414,8 +458,8 @@ pub async fn list(pool: &AnyPool, f: &PayoutFilter, page: PageRequest) -> DbResu
          ORDER BY p.id DESC LIMIT $6 OFFSET $7"
     ))
     .bind(&scope)
-    .bind(&f.state)
-    .bind(&f.channel)
+    .bind(f.state)
+    .bind(f.channel)
     .bind(&f.source)
     .bind(f.resident_id)
     .bind(page.limit())
@@ -425,8 +469,8 @@ pub async fn list(pool: &AnyPool, f: &PayoutFilter, page: PageRequest) -> DbResu
     let (total,): (i64,) =
         sqlx::query_as(&format!("SELECT COUNT(*) FROM payouts p JOIN orgs o ON o.id = p.owner_org_id WHERE {FILTER}"))
             .bind(&scope)
-            .bind(&f.state)
-            .bind(&f.channel)
+            .bind(f.state)
+            .bind(f.channel)
             .bind(&f.source)
             .bind(f.resident_id)
             .fetch_one(pool)
@@ -450,9 +494,9 @@ pub async fn mine(pool: &AnyPool, resident_id: i64, page: PageRequest) -> DbResu
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct NumberRow {
     pub out_no: String,
-    pub outcome: String,
+    pub outcome: NumberOutcome,
     pub payout_id: i64,
-    pub channel: String,
+    pub channel: PayoutChannel,
     pub amount_fen: i64,
     pub state: PayoutState,
     pub current_out_no: String,
@@ -500,7 +544,7 @@ pub async fn claim_notification(
 pub async fn insert_reconciliation(
     tx: &mut Tx,
     bill_date: &str,
-    state: &str,
+    state: ReconciliationState,
     checked: i64,
     differences: &str,
     message: Option<&str>,
@@ -525,7 +569,7 @@ pub async fn insert_reconciliation(
 pub struct ReconciliationRow {
     pub id: i64,
     pub bill_date: String,
-    pub state: String,
+    pub state: ReconciliationState,
     pub checked: i64,
     pub differences: String,
     pub message: Option<String>,

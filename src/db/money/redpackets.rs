@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::{Any, AnyPool, Executor};
 
+use crate::db::money::payouts::PayoutChannel;
 use crate::db::{subtree_pattern, DbResult, Page, PageRequest, Tx};
 
 stored_enum! {
@@ -16,19 +17,36 @@ stored_enum! {
     }
 }
 
+stored_enum! {
+    /// How a campaign's total is split: every share the same, or random (double mean).
+    pub enum AmountMode ("red-packet amount mode") {
+        Fixed = "fixed",
+        Random = "random",
+    }
+}
+
+stored_enum! {
+    /// Who may grab a campaign's shares: followers of the official account, or residents with a
+    /// verified home (in the campaign's communities, when it names some).
+    pub enum RedPacketAudience ("red-packet audience") {
+        Followers = "followers",
+        VerifiedResidents = "verified_residents",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct CampaignRow {
     pub id: i64,
     pub owner_org_id: i64,
     pub company_id: i64,
     pub theme: String,
-    pub channel: String,
-    pub amount_mode: String,
+    pub channel: PayoutChannel,
+    pub amount_mode: AmountMode,
     pub total_fen: i64,
     pub shares: i64,
     pub starts_at: i64,
     pub ends_at: i64,
-    pub audience: String,
+    pub audience: RedPacketAudience,
     pub audience_communities: String,
     pub send_name: String,
     pub wishing: String,
@@ -53,13 +71,13 @@ const CAMPAIGN: &str =
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CampaignFields {
     pub theme: String,
-    pub channel: String,
-    pub amount_mode: String,
+    pub channel: PayoutChannel,
+    pub amount_mode: AmountMode,
     pub total_fen: i64,
     pub shares: i64,
     pub starts_at: i64,
     pub ends_at: i64,
-    pub audience: String,
+    pub audience: RedPacketAudience,
     pub audience_communities: String,
     pub send_name: String,
     pub wishing: String,
@@ -86,13 +104,13 @@ pub async fn insert(
     .bind(owner_org_id)
     .bind(company_id)
     .bind(&f.theme)
-    .bind(&f.channel)
-    .bind(&f.amount_mode)
+    .bind(f.channel)
+    .bind(f.amount_mode)
     .bind(f.total_fen)
     .bind(f.shares)
     .bind(f.starts_at)
     .bind(f.ends_at)
-    .bind(&f.audience)
+    .bind(f.audience)
     .bind(&f.audience_communities)
     .bind(&f.send_name)
     .bind(&f.wishing)
@@ -115,13 +133,13 @@ pub async fn update_draft(tx: &mut Tx, id: i64, f: &CampaignFields, now: i64) ->
          WHERE id = $17 AND state = 'draft' RETURNING {CAMPAIGN}"
     ))
     .bind(&f.theme)
-    .bind(&f.channel)
-    .bind(&f.amount_mode)
+    .bind(f.channel)
+    .bind(f.amount_mode)
     .bind(f.total_fen)
     .bind(f.shares)
     .bind(f.starts_at)
     .bind(f.ends_at)
-    .bind(&f.audience)
+    .bind(f.audience)
     .bind(&f.audience_communities)
     .bind(&f.send_name)
     .bind(&f.wishing)
@@ -199,8 +217,8 @@ pub async fn end(tx: &mut Tx, id: i64, now: i64) -> DbResult<Option<CampaignRow>
 pub struct CampaignFilter {
     pub scope_path: String,
     pub owner_org_id: Option<i64>,
-    pub state: Option<String>,
-    pub channel: Option<String>,
+    pub state: Option<CampaignState>,
+    pub channel: Option<PayoutChannel>,
 }
 
 const FILTER: &str = "o.path LIKE $1 AND ($2 IS NULL OR c.owner_org_id = $2) AND ($3 IS NULL OR c.state = $3) \
@@ -215,8 +233,8 @@ pub async fn list(pool: &AnyPool, f: &CampaignFilter, page: PageRequest) -> DbRe
     ))
     .bind(&scope)
     .bind(f.owner_org_id)
-    .bind(&f.state)
-    .bind(&f.channel)
+    .bind(f.state)
+    .bind(f.channel)
     .bind(page.limit())
     .bind(page.offset())
     .fetch_all(pool)
@@ -226,8 +244,8 @@ pub async fn list(pool: &AnyPool, f: &CampaignFilter, page: PageRequest) -> DbRe
     ))
     .bind(&scope)
     .bind(f.owner_org_id)
-    .bind(&f.state)
-    .bind(&f.channel)
+    .bind(f.state)
+    .bind(f.channel)
     .fetch_one(pool)
     .await?;
     Ok(Page { items, total })
@@ -411,7 +429,7 @@ pub struct MyGrab {
     pub id: i64,
     pub campaign_id: i64,
     pub theme: String,
-    pub channel: String,
+    pub channel: PayoutChannel,
     pub amount_fen: i64,
     pub payout_id: Option<i64>,
     pub payout_state: Option<crate::db::money::payouts::PayoutState>,

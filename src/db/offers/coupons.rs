@@ -19,6 +19,32 @@ stored_enum! {
     }
 }
 
+stored_enum! {
+    /// What a coupon takes off: a fixed amount (代金券) or a percentage (折扣券).
+    pub enum CouponKind ("coupon kind") {
+        Cash = "cash",
+        Discount = "discount",
+    }
+}
+
+stored_enum! {
+    /// Whether a template's coupons can still be claimed.
+    pub enum TemplateState ("coupon template state") {
+        Active = "active",
+        Ended = "ended",
+    }
+}
+
+stored_enum! {
+    /// Where a claimed coupon is.
+    pub enum CouponState ("coupon state") {
+        Unused = "unused",
+        Used = "used",
+        Expired = "expired",
+        Revoked = "revoked",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct TemplateRow {
     pub id: i64,
@@ -26,7 +52,7 @@ pub struct TemplateRow {
     pub company_id: i64,
     pub category: String,
     pub title: String,
-    pub kind: String,
+    pub kind: CouponKind,
     pub amount_off: Option<i64>,
     pub percent_off: Option<i64>,
     pub discount_cap: Option<i64>,
@@ -42,7 +68,7 @@ pub struct TemplateRow {
     pub per_household_limit: Option<i64>,
     pub audience: CouponAudience,
     pub merchant_ids: String,
-    pub state: String,
+    pub state: TemplateState,
     pub ended_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -58,7 +84,7 @@ const TEMPLATE: &str = "id, owner_org_id, company_id, category, title, kind, amo
 pub struct TemplateFields {
     pub category: String,
     pub title: String,
-    pub kind: String,
+    pub kind: CouponKind,
     pub amount_off: Option<i64>,
     pub percent_off: Option<i64>,
     pub discount_cap: Option<i64>,
@@ -93,7 +119,7 @@ pub async fn insert(
     .bind(company_id)
     .bind(&f.category)
     .bind(&f.title)
-    .bind(&f.kind)
+    .bind(f.kind)
     .bind(f.amount_off)
     .bind(f.percent_off)
     .bind(f.discount_cap)
@@ -125,7 +151,7 @@ pub async fn update(tx: &mut Tx, id: i64, f: &TemplateFields, now: i64) -> DbRes
     ))
     .bind(&f.category)
     .bind(&f.title)
-    .bind(&f.kind)
+    .bind(f.kind)
     .bind(f.amount_off)
     .bind(f.percent_off)
     .bind(f.discount_cap)
@@ -191,7 +217,7 @@ pub async fn take_one(tx: &mut Tx, id: i64, now: i64) -> DbResult<bool> {
 pub struct TemplateFilter {
     pub scope_path: String,
     pub owner_org_id: Option<i64>,
-    pub state: Option<String>,
+    pub state: Option<TemplateState>,
     pub category: Option<String>,
 }
 
@@ -207,7 +233,7 @@ pub async fn list(pool: &AnyPool, f: &TemplateFilter, page: PageRequest) -> DbRe
     ))
     .bind(&scope)
     .bind(f.owner_org_id)
-    .bind(&f.state)
+    .bind(f.state)
     .bind(&f.category)
     .bind(page.limit())
     .bind(page.offset())
@@ -218,7 +244,7 @@ pub async fn list(pool: &AnyPool, f: &TemplateFilter, page: PageRequest) -> DbRe
     ))
     .bind(&scope)
     .bind(f.owner_org_id)
-    .bind(&f.state)
+    .bind(f.state)
     .bind(&f.category)
     .fetch_one(pool)
     .await?;
@@ -293,7 +319,7 @@ pub struct CouponRow {
     pub resident_id: i64,
     pub room_id: Option<i64>,
     pub code: String,
-    pub state: String,
+    pub state: CouponState,
     pub valid_from: i64,
     pub valid_until: i64,
     pub discount: Option<i64>,
@@ -375,13 +401,13 @@ pub struct HeldCoupon {
     pub template_id: i64,
     pub title: String,
     pub category: String,
-    pub kind: String,
+    pub kind: CouponKind,
     pub amount_off: Option<i64>,
     pub percent_off: Option<i64>,
     pub discount_cap: Option<i64>,
     pub min_spend: i64,
     pub code: String,
-    pub state: String,
+    pub state: CouponState,
     pub valid_from: i64,
     pub valid_until: i64,
     pub used_at: Option<i64>,
@@ -391,7 +417,7 @@ pub struct HeldCoupon {
 pub async fn held<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     resident_id: i64,
-    state: Option<&str>,
+    state: Option<CouponState>,
     page: PageRequest,
 ) -> DbResult<Vec<HeldCoupon>> {
     let rows = sqlx::query_as(
@@ -555,13 +581,13 @@ pub async fn set_issuance_coupon(tx: &mut Tx, rule_id: i64, trigger_ref: &str, c
 pub struct CouponWithTerms {
     pub id: i64,
     pub resident_id: i64,
-    pub state: String,
+    pub state: CouponState,
     pub valid_from: i64,
     pub valid_until: i64,
     pub template_id: i64,
     pub owner_org_id: i64,
     pub company_id: i64,
-    pub kind: String,
+    pub kind: CouponKind,
     pub amount_off: Option<i64>,
     pub percent_off: Option<i64>,
     pub discount_cap: Option<i64>,

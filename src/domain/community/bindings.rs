@@ -11,11 +11,12 @@ use rand::Rng;
 use crate::db::community::bindings::{
     self as store, BindingFilter, BindingRow, BindingState, InvitationRow, NewBinding, Transition,
 };
+use crate::db::community::orgs::OrgKind;
 use crate::db::community::orgs::OrgRow;
 use crate::db::community::rooms::RoomAddress;
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 use crate::domain::community::rooms::{self, label};
-use crate::domain::community::roster::{fields as roster_fields, parse_role};
+use crate::domain::community::roster::{fields as roster_fields, ResidentRole};
 use crate::domain::community::sessions::ResidentActor;
 use crate::domain::money::payouts::{Payer, Wake};
 use crate::domain::operators::access::{scope_of, Actor, Role};
@@ -31,7 +32,7 @@ pub struct BindingRequest {
     pub building: String,
     pub unit: String,
     pub number: String,
-    pub role: String,
+    pub role: ResidentRole,
     pub name: String,
     /// Absent: the phone number the resident confirmed through WeChat.
     pub phone: Option<String>,
@@ -64,7 +65,7 @@ pub async fn request(
     cap: i64,
 ) -> DomainResult<BindingRow> {
     let phone = phone_for(db, me.resident_id, req.phone.as_deref()).await?;
-    let person = roster_fields(&req.name, &phone, &req.role)?;
+    let person = roster_fields(&req.name, &phone, req.role)?;
     let addr = rooms::address(&req.building, &req.unit, &req.number)?;
     let now = db::now_ms();
     let mut tx = db.begin().await?;
@@ -82,8 +83,8 @@ pub async fn request(
         resident_id: me.resident_id,
         room_id: room.id,
         community_id: community.id,
-        role: &person.role,
-        state: if matches { "verified" } else { "pending" },
+        role: person.role,
+        state: if matches { BindingState::Verified } else { BindingState::Pending },
         name: &person.name,
         phone: &person.phone,
         verified_by: matches.then_some("roster"),
@@ -124,7 +125,7 @@ async fn after_verified(tx: &mut Tx, payer: &Payer, b: &BindingRow, now: i64) ->
 async fn open_community(tx: &mut Tx, id: i64) -> DomainResult<OrgRow> {
     db::community::orgs::get(&mut **tx, id)
         .await?
-        .filter(|o| o.kind == "community" && o.archived_at.is_none())
+        .filter(|o| o.kind == OrgKind::Community && o.archived_at.is_none())
         .ok_or(DomainError::NotFound("community"))
 }
 
@@ -166,7 +167,7 @@ pub async fn end_mine(db: &Db, me: &ResidentActor, id: i64) -> DomainResult<Bind
 /// My verified owner binding, for acting on its room.
 async fn my_ownership(tx: &mut Tx, me: &ResidentActor, id: i64) -> DomainResult<BindingRow> {
     let b = my_binding(tx, me, id).await?;
-    if b.state != BindingState::Verified || b.role != "owner" {
+    if b.state != BindingState::Verified || b.role != ResidentRole::Owner {
         return Err(DomainError::Forbidden("only the room's verified owner can do this".into()));
     }
     Ok(b)
@@ -179,9 +180,13 @@ fn new_invitation_code() -> String {
 }
 
 /// Invites family or a tenant to the room of my verified owner binding.
-pub async fn invite(db: &Db, me: &ResidentActor, owner_binding: i64, role: &str) -> DomainResult<InvitationRow> {
-    let role = parse_role(role)?;
-    if role == "owner" {
+pub async fn invite(
+    db: &Db,
+    me: &ResidentActor,
+    owner_binding: i64,
+    role: ResidentRole,
+) -> DomainResult<InvitationRow> {
+    if role == ResidentRole::Owner {
         return Err(DomainError::invalid("invalid_role", "owners invite family or tenants"));
     }
     let now = db::now_ms();
@@ -242,8 +247,8 @@ pub async fn redeem(
         resident_id: me.resident_id,
         room_id: inv.room_id,
         community_id: owner.community_id,
-        role: &inv.role,
-        state: "verified",
+        role: inv.role,
+        state: BindingState::Verified,
         name: &name,
         phone: &phone,
         verified_by: Some("owner"),
@@ -276,7 +281,7 @@ pub async fn end_member(db: &Db, me: &ResidentActor, owner_binding: i64, member:
         .await?
         .filter(|m| m.room_id == owner.room_id && m.state == BindingState::Verified)
         .ok_or(DomainError::NotFound("binding"))?;
-    if m.role == "owner" {
+    if m.role == ResidentRole::Owner {
         return Err(DomainError::Forbidden("an owner's binding is ended by that owner or an operator".into()));
     }
     let decided_by = format!("owner:{}", owner.id);

@@ -7,34 +7,9 @@ use crate::db::{self, Db, DbError, Page, PageRequest};
 use crate::domain::operators::access::{scope_of, Actor, Role};
 use crate::domain::{not_found_as, operators::audit, optional_text, required_text, DomainError, DomainResult};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OrgKind {
-    Platform,
-    Company,
-    Community,
-    Merchant,
-}
+pub use crate::db::community::orgs::OrgKind;
 
 impl OrgKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrgKind::Platform => "platform",
-            OrgKind::Company => "company",
-            OrgKind::Community => "community",
-            OrgKind::Merchant => "merchant",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<OrgKind> {
-        match s {
-            "platform" => Some(OrgKind::Platform),
-            "company" => Some(OrgKind::Company),
-            "community" => Some(OrgKind::Community),
-            "merchant" => Some(OrgKind::Merchant),
-            _ => None,
-        }
-    }
-
     /// The kinds an org of this kind may hang under.
     pub fn allowed_parents(self) -> &'static [OrgKind] {
         match self {
@@ -95,7 +70,7 @@ pub async fn create(db: &Db, actor: &Actor, new: NewOrg) -> DomainResult<OrgRow>
     let mut tx = db.begin().await?;
     let parent = load(&mut *tx, actor, new.parent_id).await?;
     actor.require(Role::Admin)?;
-    let parent_kind = OrgKind::parse(&parent.kind).ok_or(DomainError::NotFound("org"))?;
+    let parent_kind = parent.kind;
     if !new.kind.allowed_parents().contains(&parent_kind) {
         return Err(DomainError::invalid(
             "invalid_parent",
@@ -105,7 +80,7 @@ pub async fn create(db: &Db, actor: &Actor, new: NewOrg) -> DomainResult<OrgRow>
     if parent.archived_at.is_some() {
         return Err(DomainError::conflict("org_archived", "the parent org is archived"));
     }
-    let org = match store::insert(&mut tx, &parent, new.kind.as_str(), &fields, db::now_ms()).await {
+    let org = match store::insert(&mut tx, &parent, new.kind, &fields, db::now_ms()).await {
         Err(DbError::UniqueViolation) => return Err(name_taken(&fields.name)),
         other => other?,
     };
@@ -163,7 +138,7 @@ pub async fn archive(db: &Db, actor: &Actor, id: i64) -> DomainResult<OrgRow> {
     if before.archived_at.is_some() {
         return Ok(before);
     }
-    if before.kind == OrgKind::Platform.as_str() {
+    if before.kind == OrgKind::Platform {
         return Err(DomainError::invalid("cannot_archive", "the platform cannot be archived"));
     }
     if before.id == actor.org_id {
@@ -189,7 +164,7 @@ pub(crate) async fn load_community<'c, E: sqlx::Executor<'c, Database = sqlx::An
     id: i64,
 ) -> DomainResult<OrgRow> {
     let org = load(ex, actor, id).await.map_err(not_found_as("community"))?;
-    if org.kind != OrgKind::Community.as_str() {
+    if org.kind != OrgKind::Community {
         return Err(DomainError::NotFound("community"));
     }
     Ok(org)
@@ -214,9 +189,9 @@ pub(crate) async fn funding_owner(
         .filter(|o| actor.reaches(&o.path))
         .ok_or(DomainError::NotFound("org"))?;
     let company =
-        company_of(&owner).filter(|_| owner.kind == "company" || owner.kind == "community").ok_or_else(|| {
-            DomainError::invalid("invalid_owner", format!("{what} are owned by a property company or a community"))
-        })?;
+        company_of(&owner).filter(|_| owner.kind == OrgKind::Company || owner.kind == OrgKind::Community).ok_or_else(
+            || DomainError::invalid("invalid_owner", format!("{what} are owned by a property company or a community")),
+        )?;
     if owner.archived_at.is_some() {
         return Err(DomainError::conflict("org_archived", "the owner org is archived"));
     }
@@ -245,7 +220,7 @@ mod tests {
         let org = |path: &str| OrgRow {
             id: 0,
             parent_id: None,
-            kind: "merchant".into(),
+            kind: OrgKind::Merchant,
             name: String::new(),
             path: path.into(),
             address: None,

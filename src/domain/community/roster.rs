@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::db::community::orgs::OrgRow;
 use crate::db::community::rooms::{RoomAddress, RoomRow};
+pub use crate::db::community::roster::ResidentRole;
 use crate::db::community::roster::{self as store, RosterFields, RosterFilter, RosterRow};
 use crate::db::{self, Db, DbError, Page, PageRequest};
 use crate::domain::community::import::{too_many_rows, ImportReport, RawRow};
@@ -32,11 +33,11 @@ pub fn normalize_phone(raw: &str) -> DomainResult<String> {
 }
 
 /// Parses a role, accepting the Chinese words of the usual spreadsheets.
-pub fn parse_role(raw: &str) -> DomainResult<&'static str> {
+pub fn parse_role(raw: &str) -> DomainResult<ResidentRole> {
     match raw.trim().to_lowercase().as_str() {
-        "owner" | "业主" => Ok("owner"),
-        "family" | "家属" | "家庭成员" => Ok("family"),
-        "tenant" | "租户" | "租客" => Ok("tenant"),
+        "owner" | "业主" => Ok(ResidentRole::Owner),
+        "family" | "家属" | "家庭成员" => Ok(ResidentRole::Family),
+        "tenant" | "租户" | "租客" => Ok(ResidentRole::Tenant),
         other => {
             Err(DomainError::invalid("invalid_role", format!("role {other:?} is not one of owner, family, tenant")))
         }
@@ -44,12 +45,8 @@ pub fn parse_role(raw: &str) -> DomainResult<&'static str> {
 }
 
 /// Validates a roster person.
-pub fn fields(name: &str, phone: &str, role: &str) -> DomainResult<RosterFields> {
-    Ok(RosterFields {
-        name: required_text("name", name, 32)?,
-        phone: normalize_phone(phone)?,
-        role: parse_role(role)?.to_owned(),
-    })
+pub fn fields(name: &str, phone: &str, role: ResidentRole) -> DomainResult<RosterFields> {
+    Ok(RosterFields { name: required_text("name", name, 32)?, phone: normalize_phone(phone)?, role })
 }
 
 fn already_listed(phone: &str) -> DomainError {
@@ -127,7 +124,7 @@ pub struct RosterPatch {
     pub room_id: Option<i64>,
     pub name: Option<String>,
     pub phone: Option<String>,
-    pub role: Option<String>,
+    pub role: Option<ResidentRole>,
 }
 
 pub async fn update(db: &Db, actor: &Actor, id: i64, patch: RosterPatch) -> DomainResult<RosterRow> {
@@ -146,7 +143,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, patch: RosterPatch) -> Doma
     let f = fields(
         patch.name.as_deref().unwrap_or(&before.name),
         patch.phone.as_deref().unwrap_or(&before.phone),
-        patch.role.as_deref().unwrap_or(&before.role),
+        patch.role.unwrap_or(before.role),
     )?;
     let after = match store::update(&mut tx, id, room_id, &f, db::now_ms()).await {
         Err(DbError::UniqueViolation) => return Err(already_listed(&f.phone)),
@@ -219,11 +216,9 @@ pub async fn import(
             row.number.as_deref().unwrap_or(""),
         )
         .and_then(|addr| {
-            let f = fields(
-                row.name.as_deref().unwrap_or(""),
-                row.phone.as_deref().unwrap_or(""),
-                row.role.as_deref().filter(|r| !r.trim().is_empty()).unwrap_or("owner"),
-            )?;
+            let role =
+                row.role.as_deref().filter(|r| !r.trim().is_empty()).map_or(Ok(ResidentRole::Owner), parse_role)?;
+            let f = fields(row.name.as_deref().unwrap_or(""), row.phone.as_deref().unwrap_or(""), role)?;
             Ok((addr, f))
         });
         let (addr, f) = match parsed {
@@ -322,8 +317,8 @@ mod tests {
 
     #[test]
     fn roles_accept_chinese() {
-        assert_eq!(parse_role("业主").unwrap(), "owner");
-        assert_eq!(parse_role(" Tenant ").unwrap(), "tenant");
+        assert_eq!(parse_role("业主").unwrap(), ResidentRole::Owner);
+        assert_eq!(parse_role(" Tenant ").unwrap(), ResidentRole::Tenant);
         assert!(parse_role("landlord").is_err());
     }
 }

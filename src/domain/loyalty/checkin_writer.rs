@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::db::community::orgs::OrgKind;
 use crate::db::loyalty::points::{self as store, NewCheckin, NewLedgerRow, ProgrammeRow};
 use crate::db::wechat::{self as pushes, HandledPush};
 use crate::db::{self, Db, DbError};
@@ -104,7 +105,7 @@ impl CheckinWriter {
             }
         }
         let company = db::community::orgs::get(self.db.reader(), company_id).await?;
-        let active = company.is_some_and(|c| c.kind == "company" && c.archived_at.is_none());
+        let active = company.is_some_and(|c| c.kind == OrgKind::Company && c.archived_at.is_none());
         let programme =
             if active { store::programme_of(self.db.reader(), company_id).await?.map(Arc::new) } else { None };
         self.programmes
@@ -333,8 +334,8 @@ async fn write_once(db: &Db, jobs: &[Job]) -> DomainResult<Vec<Handled>> {
                 programme_id: programme.id,
                 account_id: residents[resident_id].account_id,
                 resident_id: *resident_id,
-                kind: Kind::Earn.as_str(),
-                source: Source::Checkin.as_str(),
+                kind: Kind::Earn,
+                source: Source::Checkin,
                 reference,
                 amount: done.points,
                 balance_after: done.balance,

@@ -10,6 +10,7 @@
 //! different body under a bound URL is refused (409 `push_nonce_reused`) and changes nothing;
 //! the same body again is a redelivery and gets the first answer.
 
+use crate::db::community::orgs::OrgKind;
 use crate::db::group::GroupCommit;
 use crate::db::loyalty::points::ProgrammeRow;
 use crate::db::{self, Db, Tx};
@@ -172,7 +173,7 @@ async fn lookup_unionid(wechat: &WechatClient, oa: &OfficialAccount, openid: &st
 async fn programme(tx: &mut Tx, oa: &OfficialAccount, now: i64) -> DomainResult<Option<ProgrammeRow>> {
     let Some(company_id) = oa.company_id else { return Ok(None) };
     match db::community::orgs::get(&mut **tx, company_id).await? {
-        Some(company) if company.kind == "company" && company.archived_at.is_none() => {
+        Some(company) if company.kind == OrgKind::Company && company.archived_at.is_none() => {
             Ok(Some(points::programme_for(tx, &company, now).await?))
         }
         _ => {

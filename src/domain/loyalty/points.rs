@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::db::community::orgs::OrgKind;
 use crate::db::community::orgs::OrgRow;
 use crate::db::loyalty::points::{
     self as store, LedgerFilter, LedgerRow, LedgerTotals, MemberRow, NewLedgerRow, ProgrammeFields, ProgrammeRow,
@@ -19,75 +20,7 @@ use crate::domain::{operators::audit, required_text, DomainError, DomainResult};
 pub const DEFAULT_UTC_OFFSET_MINUTES: i64 = 8 * 60;
 const DAY_MS: i64 = 86_400_000;
 
-/// What a ledger row records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Points granted by an operator (发行积分).
-    Issue,
-    /// Points earned by a rule: follow, check-in, purchase, referral, task.
-    Earn,
-    /// Points spent (支出积分).
-    Spend,
-    /// Points exchanged for goods or services (积分兑换).
-    Redeem,
-    /// Points given back (返还).
-    Refund,
-    /// Points that lapsed.
-    Expire,
-    /// An operator's correction, either way.
-    Adjust,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 7] =
-        [Kind::Issue, Kind::Earn, Kind::Spend, Kind::Redeem, Kind::Refund, Kind::Expire, Kind::Adjust];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Issue => "issue",
-            Kind::Earn => "earn",
-            Kind::Spend => "spend",
-            Kind::Redeem => "redeem",
-            Kind::Refund => "refund",
-            Kind::Expire => "expire",
-            Kind::Adjust => "adjust",
-        }
-    }
-}
-
-/// What caused a ledger row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    Follow,
-    Checkin,
-    Purchase,
-    Referral,
-    Task,
-    Redemption,
-    Operator,
-}
-
-impl Source {
-    pub const ALL: [Source; 7] = [
-        Source::Follow,
-        Source::Checkin,
-        Source::Purchase,
-        Source::Referral,
-        Source::Task,
-        Source::Redemption,
-        Source::Operator,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Follow => "follow",
-            Source::Checkin => "checkin",
-            Source::Purchase => "purchase",
-            Source::Referral => "referral",
-            Source::Task => "task",
-            Source::Redemption => "redemption",
-            Source::Operator => "operator",
-        }
-    }
-}
+pub use crate::db::loyalty::points::{PointsKind as Kind, PointsSource as Source};
 
 /// A bonus on a day of a check-in streak: on day `day` of the streak, or on every multiple of it
 /// when `repeat` is set (e.g. +20 on every 7th consecutive day).
@@ -262,8 +195,8 @@ pub async fn post(tx: &mut Tx, programme_id: i64, resident_id: i64, p: &Posting<
         programme_id,
         account_id: account.id,
         resident_id,
-        kind: p.kind.as_str(),
-        source: p.source.as_str(),
+        kind: p.kind,
+        source: p.source,
         reference: &p.reference,
         amount: p.amount,
         balance_after,
@@ -396,7 +329,9 @@ pub(crate) async fn company_in_reach<'c, E: sqlx::Executor<'c, Database = sqlx::
     actor: &Actor,
     company_id: i64,
 ) -> DomainResult<OrgRow> {
-    let org = db::community::orgs::get(ex, company_id).await?.filter(|o| actor.reaches(&o.path) && o.kind == "company");
+    let org = db::community::orgs::get(ex, company_id)
+        .await?
+        .filter(|o| actor.reaches(&o.path) && o.kind == OrgKind::Company);
     org.ok_or(DomainError::NotFound("company"))
 }
 
@@ -596,7 +531,7 @@ pub async fn check_in_resident(db: &Db, resident_id: i64, company_id: i64) -> Do
     let mut tx = db.begin().await?;
     let company = db::community::orgs::get(&mut *tx, company_id)
         .await?
-        .filter(|o| o.kind == "company" && o.archived_at.is_none())
+        .filter(|o| o.kind == OrgKind::Company && o.archived_at.is_none())
         .ok_or(DomainError::NotFound("company"))?;
     let programme = programme_for(&mut tx, &company, now).await?;
     let done = check_in(&mut tx, &programme, resident_id, now).await?;

@@ -74,8 +74,8 @@ pub(super) fn payee<'a>(
     apps: &Apps,
     identities: &'a [IdentityRow],
 ) -> DomainResult<Option<&'a IdentityRow>> {
-    if c.audience == "followers" {
+    if c.audience == crate::db::money::redpackets::RedPacketAudience::Followers {
         follower(identities)?;
     }
-    crate::domain::money::payouts::payee(apps, &c.channel, identities)
+    crate::domain::money::payouts::payee(apps, c.channel, identities)
 }

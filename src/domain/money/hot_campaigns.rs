@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::community::residents::IdentityRow;
-use crate::db::money::payouts::PayoutRow;
+use crate::db::money::payouts::{PayoutChannel, PayoutRow};
 use crate::db::money::redpackets::{self as store, CampaignRow, CampaignState, GrabRow, NewGrab};
 use crate::db::money::wallet::{self as wallet_store, NewEntry};
 use crate::db::{self, Db, DbError, Tx};
@@ -384,7 +384,7 @@ async fn pay(
     if lucky.is_empty() {
         return Ok((HashMap::new(), Wake::default()));
     }
-    if c.channel == "balance" {
+    if c.channel == PayoutChannel::Balance {
         let credits: Vec<(i64, NewEntry<'_>)> = lucky
             .iter()
             .zip(amounts)
@@ -422,7 +422,7 @@ async fn pay(
             company_id: Some(c.company_id),
             owner_org_id: Some(c.owner_org_id),
             resident_id: j.resident_id,
-            channel: &c.channel,
+            channel: c.channel,
             source: "red_packet",
             source_ref: reference,
             amount_fen: *amount,

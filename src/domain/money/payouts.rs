@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use crate::config::PayoutSettings;
 use crate::db::community::residents::IdentityRow;
 use crate::db::money::payouts::{
-    self as store, EventRow, NewEvent, NewPayout, PayoutFilter, PayoutRow, PayoutState, Transition,
+    self as store, EventRow, NewEvent, NewPayout, PayoutChannel, PayoutFilter, PayoutRow, PayoutState, Transition,
 };
 use crate::db::money::wallet::{self, NewEntry};
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
@@ -116,13 +116,19 @@ impl Wake {
 /// official account's openid for cash red packets, the mini-program's for transfers (each of the
 /// configured app, when one is configured), nobody for the balance channel. `Err` with the
 /// resident's way out when the channel needs an identity the resident does not have.
-pub fn payee<'a>(apps: &Apps, channel: &str, identities: &'a [IdentityRow]) -> DomainResult<Option<&'a IdentityRow>> {
+pub fn payee<'a>(
+    apps: &Apps,
+    channel: PayoutChannel,
+    identities: &'a [IdentityRow],
+) -> DomainResult<Option<&'a IdentityRow>> {
     let (kind, appid, hint) = match channel {
-        "balance" => return Ok(None),
-        "cash_red_packet" => {
+        PayoutChannel::Balance => return Ok(None),
+        PayoutChannel::CashRedPacket => {
             ("oa", apps.oa_appid.as_deref(), "follow the official account to receive cash red packets")
         }
-        _ => ("mp", apps.mp_appid.as_deref(), "log in through the mini-program to receive transfers"),
+        PayoutChannel::Transfer => {
+            ("mp", apps.mp_appid.as_deref(), "log in through the mini-program to receive transfers")
+        }
     };
     identities
         .iter()
@@ -136,7 +142,7 @@ pub struct Queue<'a> {
     pub company_id: Option<i64>,
     pub owner_org_id: Option<i64>,
     pub resident_id: i64,
-    pub channel: &'a str,
+    pub channel: PayoutChannel,
     pub source: &'a str,
     pub source_ref: &'a str,
     pub amount_fen: i64,
@@ -423,20 +429,13 @@ pub(crate) async fn record_in(
             let Some(row) = store::renumber(tx, payout.id, out_no, &new_out_no(), next_at, now, false).await? else {
                 return Ok(Recorded::Stale);
             };
-            let failed = NewEvent {
-                payout_id: payout.id,
-                kind,
-                out_no,
-                state: PayoutState::Failed.as_str(),
-                code,
-                message,
-                actor: None,
-            };
+            let failed =
+                NewEvent { payout_id: payout.id, kind, out_no, state: PayoutState::Failed, code, message, actor: None };
             store::insert_event(tx, &failed, now).await?;
             let renumbered = NewEvent {
                 kind: "renumbered",
                 out_no: &row.out_no,
-                state: PayoutState::Pending.as_str(),
+                state: PayoutState::Pending,
                 code: None,
                 message: None,
                 ..failed
@@ -455,7 +454,7 @@ pub(crate) async fn record_in(
     if row.state == PayoutState::Failed {
         row = credit_failed(tx, row, now).await?;
     }
-    let event = NewEvent { payout_id: payout.id, kind, out_no, state: row.state.as_str(), code, message, actor: None };
+    let event = NewEvent { payout_id: payout.id, kind, out_no, state: row.state, code, message, actor: None };
     store::insert_event(tx, &event, now).await?;
     Ok(Recorded::Applied(Box::new(row)))
 }
@@ -507,7 +506,7 @@ pub async fn list(
 /// An operator sends a failed payout again, under a new number. The amount it credited to the
 /// resident's wallet is taken back first, so the money moves once; if the resident has already
 /// spent or withdrawn it, the retry is refused.
-pub async fn retry(db: &Db, actor: &Actor, id: i64) -> DomainResult<PayoutRow> {
+pub async fn retry(db: &Db, payer: &Payer, actor: &Actor, id: i64) -> DomainResult<PayoutRow> {
     let before = store::get(db.reader(), id).await?.ok_or(DomainError::NotFound("payout"))?;
     in_reach(db, actor, &before).await?;
     actor.require(Role::Operator)?;
@@ -545,7 +544,7 @@ pub async fn retry(db: &Db, actor: &Actor, id: i64) -> DomainResult<PayoutRow> {
         payout_id: p.id,
         kind: "operator_retry",
         out_no: &row.out_no,
-        state: "pending",
+        state: PayoutState::Pending,
         code: None,
         message: None,
         actor: Some(&actor.label),
@@ -556,6 +555,7 @@ pub async fn retry(db: &Db, actor: &Actor, id: i64) -> DomainResult<PayoutRow> {
         .ok_or(DomainError::NotFound("payout"))?;
     audit::record(&mut tx, actor, &org, "payout.retry", ("payout", p.id), (Some(&p), Some(&row))).await?;
     tx.commit().await.map_err(DbError::from)?;
+    payer.wake();
     Ok(row)
 }
 
@@ -573,12 +573,15 @@ pub async fn my_payout(db: &Db, me: &ResidentActor, id: i64) -> DomainResult<Pay
 }
 
 /// Asks for a payout of mine to be looked at now (I confirmed a transfer in WeChat).
-pub async fn check_now(db: &Db, me: &ResidentActor, id: i64) -> DomainResult<PayoutRow> {
+pub async fn check_now(db: &Db, payer: &Payer, me: &ResidentActor, id: i64) -> DomainResult<PayoutRow> {
     let mut tx = db.begin().await?;
     let p = store::poke(&mut tx, id, me.resident_id, db::now_ms()).await?;
     tx.commit().await.map_err(DbError::from)?;
     match p {
-        Some(p) => Ok(p),
+        Some(p) => {
+            payer.wake();
+            Ok(p)
+        }
         None => my_payout(db, me, id).await,
     }
 }

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use time::macros::format_description;
 use time::{Date, Duration, OffsetDateTime, UtcOffset};
 
-use crate::db::money::payouts::{self as store, NumberRow, ReconciliationRow};
+use crate::db::money::payouts::{
+    self as store, NumberOutcome, NumberRow, PayoutState, ReconciliationRow, ReconciliationState,
+};
 use crate::db::{self, Db, DbError, PageRequest};
 use crate::domain::operators::access::{Actor, Role, PLATFORM_ORG_ID};
 use crate::domain::{DomainError, DomainResult};
@@ -77,14 +79,14 @@ fn day_start_ms(d: Date) -> i64 {
 /// What linli expects to have left the merchant account for a number, net; `None` when linli
 /// cannot know yet (the last call's outcome is unknown).
 fn expected(n: &NumberRow) -> Option<i64> {
-    match n.outcome.as_str() {
-        "succeeded" => Some(n.amount_fen),
-        "failed" => Some(0),
-        _ if n.out_no != n.current_out_no => Some(0),
-        _ => match n.state.as_str() {
-            "submitted" | "awaiting_confirmation" | "succeeded" => Some(n.amount_fen),
-            "unknown" => None,
-            _ => Some(0),
+    match n.outcome {
+        NumberOutcome::Succeeded => Some(n.amount_fen),
+        NumberOutcome::Failed => Some(0),
+        NumberOutcome::Open if n.out_no != n.current_out_no => Some(0),
+        NumberOutcome::Open => match n.state {
+            PayoutState::Submitted | PayoutState::AwaitingConfirmation | PayoutState::Succeeded => Some(n.amount_fen),
+            PayoutState::Unknown => None,
+            PayoutState::Pending | PayoutState::Failed => Some(0),
         },
     }
 }
@@ -152,7 +154,15 @@ pub async fn run(db: &Db, pay: Option<&PayClients>, date: Date) -> DomainResult<
         return Err(DomainError::invalid("invalid_date", "that day has not happened yet"));
     }
     let Some(v3) = pay.and_then(|p| p.v3.as_ref()) else {
-        return store_run(db, date, "unavailable", 0, &[], Some("WeChat Pay v3 is not configured".into())).await;
+        return store_run(
+            db,
+            date,
+            ReconciliationState::Unavailable,
+            0,
+            &[],
+            Some("WeChat Pay v3 is not configured".into()),
+        )
+        .await;
     };
     let mut nets: BTreeMap<String, i64> = BTreeMap::new();
     let mut day_vouchers = Vec::new();
@@ -180,7 +190,7 @@ pub async fn run(db: &Db, pay: Option<&PayClients>, date: Date) -> DomainResult<
             FundFlowBillOutcome::NoStatement { .. } => {}
             other if d == date => {
                 let message = format!("no bill for {date}: {other:?}");
-                return store_run(db, date, "unavailable", 0, &[], Some(message)).await;
+                return store_run(db, date, ReconciliationState::Unavailable, 0, &[], Some(message)).await;
             }
             other => {
                 note = Some(format!("bills read up to the day before {d} ({other:?})"));
@@ -195,7 +205,7 @@ pub async fn run(db: &Db, pay: Option<&PayClients>, date: Date) -> DomainResult<
     let from = day_start_ms(date);
     let ours = store::numbers_between(db.reader(), from, from + 86_400_000).await?;
     let diffs = compare(&ours, &nets, &day_vouchers);
-    let state = if diffs.is_empty() { "matched" } else { "differences" };
+    let state = if diffs.is_empty() { ReconciliationState::Matched } else { ReconciliationState::Differences };
     let checked = (ours.len() + day_vouchers.iter().filter(|v| !ours.iter().any(|n| &n.out_no == *v)).count()) as i64;
     store_run(db, date, state, checked, &diffs, note).await
 }
@@ -203,7 +213,7 @@ pub async fn run(db: &Db, pay: Option<&PayClients>, date: Date) -> DomainResult<
 async fn store_run(
     db: &Db,
     date: Date,
-    state: &str,
+    state: ReconciliationState,
     checked: i64,
     diffs: &[Difference],
     message: Option<String>,
@@ -217,15 +227,7 @@ async fn store_run(
     if !diffs.is_empty() {
         tracing::warn!(bill_date = %bill_date, differences = diffs.len(), "reconciliation found differences");
     }
-    Ok(ReconciliationRow {
-        id,
-        bill_date,
-        state: state.to_owned(),
-        checked,
-        differences: json,
-        message,
-        created_at: now,
-    })
+    Ok(ReconciliationRow { id, bill_date, state, checked, differences: json, message, created_at: now })
 }
 
 pub async fn list(
@@ -245,9 +247,9 @@ mod tests {
     fn n(out_no: &str, outcome: &str, state: &str, amount: i64) -> NumberRow {
         NumberRow {
             out_no: out_no.into(),
-            outcome: outcome.into(),
+            outcome: NumberOutcome::parse(outcome).expect("a number outcome"),
             payout_id: 1,
-            channel: "cash_red_packet".into(),
+            channel: crate::db::money::payouts::PayoutChannel::CashRedPacket,
             amount_fen: amount,
             state: crate::db::money::payouts::PayoutState::parse(state).expect("a payout state"),
             current_out_no: out_no.into(),

@@ -10,8 +10,10 @@
 
 use sqlx::AnyConnection;
 
+use crate::db::community::orgs::OrgKind;
 use crate::db::community::orgs::OrgRow;
 use crate::db::community::residents::IdentityRow;
+pub use crate::db::money::redpackets::RedPacketAudience;
 use crate::db::money::redpackets::{
     self as store, CampaignFields, CampaignFilter, CampaignRow, CampaignState, Figures, GrabRow, MyGrab,
 };
@@ -30,13 +32,13 @@ pub use crate::domain::money::payouts::Apps;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CampaignInput {
     pub theme: String,
-    pub channel: String,
-    pub amount_mode: String,
+    pub channel: Channel,
+    pub amount_mode: AmountMode,
     pub total_fen: i64,
     pub shares: i64,
     pub starts_at: i64,
     pub ends_at: i64,
-    pub audience: String,
+    pub audience: RedPacketAudience,
     pub audience_communities: Vec<i64>,
     pub send_name: Option<String>,
     pub wishing: Option<String>,
@@ -52,11 +54,7 @@ fn invalid(message: impl Into<String>) -> DomainError {
 
 impl CampaignInput {
     fn validated(&self, owner: &OrgRow, default_scene: &str) -> DomainResult<CampaignFields> {
-        let channel = Channel::parse(&self.channel)
-            .ok_or_else(|| invalid("channel must be cash_red_packet, transfer or balance"))?;
-        let mode =
-            AmountMode::parse(&self.amount_mode).ok_or_else(|| invalid("amount_mode must be fixed or random"))?;
-        split::feasible(mode, self.total_fen, self.shares, channel.limits())
+        split::feasible(self.amount_mode, self.total_fen, self.shares, self.channel.limits())
             .map_err(|e| DomainError::invalid("unsplittable", e.to_string()))?;
         if let Some(why) = crate::domain::window_refusal("starts_at", self.starts_at, "ends_at", self.ends_at) {
             return Err(invalid(why));
@@ -64,12 +62,13 @@ impl CampaignInput {
         let mut communities = self.audience_communities.clone();
         communities.sort_unstable();
         communities.dedup();
-        match self.audience.as_str() {
-            "followers" if communities.is_empty() => {}
-            "followers" => return Err(invalid("audience_communities is only for the verified_residents audience")),
-            "verified_residents" if !communities.is_empty() && communities.len() <= 200 => {}
-            "verified_residents" => return Err(invalid("name 1..=200 audience_communities")),
-            _ => return Err(invalid("audience must be followers or verified_residents")),
+        match self.audience {
+            RedPacketAudience::Followers if communities.is_empty() => {}
+            RedPacketAudience::Followers => {
+                return Err(invalid("audience_communities is only for the verified_residents audience"))
+            }
+            RedPacketAudience::VerifiedResidents if !communities.is_empty() && communities.len() <= 200 => {}
+            RedPacketAudience::VerifiedResidents => return Err(invalid("name 1..=200 audience_communities")),
         }
         let text = |field: &str, v: &Option<String>, max: usize, default: &str| -> DomainResult<String> {
             Ok(optional_text(field, v.as_deref(), max)?.unwrap_or_else(|| default.to_owned()))
@@ -82,13 +81,13 @@ impl CampaignInput {
             return Err(invalid("transfer_scene_id is a number such as 1000"));
         }
         Ok(CampaignFields {
-            channel: channel.as_str().to_owned(),
-            amount_mode: self.amount_mode.clone(),
+            channel: self.channel,
+            amount_mode: self.amount_mode,
             total_fen: self.total_fen,
             shares: self.shares,
             starts_at: self.starts_at,
             ends_at: self.ends_at,
-            audience: self.audience.clone(),
+            audience: self.audience,
             audience_communities: serde_json::to_string(&communities).unwrap_or_else(|_| "[]".into()),
             send_name: text("send_name", &self.send_name, 32, &short)?,
             wishing: text("wishing", &self.wishing, 128, "恭喜发财，大吉大利")?,
@@ -105,9 +104,9 @@ impl CampaignInput {
 async fn check_communities(tx: &mut Tx, owner: &OrgRow, fields: &CampaignFields) -> DomainResult<()> {
     let ids: Vec<i64> = serde_json::from_str(&fields.audience_communities).unwrap_or_default();
     for id in ids {
-        let ok = db::community::orgs::get(&mut **tx, id)
-            .await?
-            .is_some_and(|c| c.kind == "community" && c.archived_at.is_none() && c.path.starts_with(&owner.path));
+        let ok = db::community::orgs::get(&mut **tx, id).await?.is_some_and(|c| {
+            c.kind == OrgKind::Community && c.archived_at.is_none() && c.path.starts_with(&owner.path)
+        });
         if !ok {
             return Err(invalid(format!("org {id} is not an active community of the owner")));
         }
@@ -217,10 +216,8 @@ pub async fn activate(db: &Db, actor: &Actor, id: i64) -> DomainResult<CampaignR
     if before.ends_at <= now {
         return Err(DomainError::conflict("red_packet_window_over", "the campaign's window is already over"));
     }
-    let channel = Channel::parse(&before.channel).ok_or_else(|| invalid("unknown channel"))?;
-    let mode = AmountMode::parse(&before.amount_mode).ok_or_else(|| invalid("unknown amount mode"))?;
-    let limits = channel.limits();
-    let amounts = split::split(mode, before.total_fen, before.shares, limits, &mut rand::thread_rng())
+    let limits = before.channel.limits();
+    let amounts = split::split(before.amount_mode, before.total_fen, before.shares, limits, &mut rand::thread_rng())
         .map_err(|e| DomainError::invalid("unsplittable", e.to_string()))?;
     if !split::check(&amounts, before.total_fen, before.shares, limits) {
         return Err(DomainError::invalid("unsplittable", "the split did not prove out; nothing was stored"));
@@ -233,11 +230,12 @@ pub async fn activate(db: &Db, actor: &Actor, id: i64) -> DomainResult<CampaignR
 }
 
 /// Ends an active campaign: no more grabs; grants already made are paid as usual.
-pub async fn end(db: &Db, actor: &Actor, id: i64) -> DomainResult<CampaignRow> {
+pub async fn end(db: &Db, hot: &HotCampaigns, actor: &Actor, id: i64) -> DomainResult<CampaignRow> {
     let mut tx = db.begin().await?;
     let (before, owner) = campaign_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
     if before.state == CampaignState::Ended {
+        hot.forget(id);
         return Ok(before);
     }
     let after = store::end(&mut tx, id, db::now_ms())
@@ -245,6 +243,8 @@ pub async fn end(db: &Db, actor: &Actor, id: i64) -> DomainResult<CampaignRow> {
         .ok_or_else(|| DomainError::conflict("red_packet_not_active", "a draft is deleted, not ended"))?;
     audit::record(&mut tx, actor, &owner, "red_packet.end", ("red_packet", id), (Some(&before), Some(&after))).await?;
     tx.commit().await.map_err(DbError::from)?;
+    // The writer's copy of the campaign goes at once, so grabs on this instance see it ended.
+    hot.forget(id);
     Ok(after)
 }
 
@@ -258,9 +258,9 @@ async fn check_audience(
     resident_id: i64,
     identities: &[IdentityRow],
 ) -> DomainResult<()> {
-    match c.audience.as_str() {
-        "followers" => grabs::follower(identities)?,
-        _ => {
+    match c.audience {
+        RedPacketAudience::Followers => grabs::follower(identities)?,
+        RedPacketAudience::VerifiedResidents => {
             let ids: Vec<i64> = serde_json::from_str(&c.audience_communities).unwrap_or_default();
             for id in ids {
                 if let Some(community) = db::community::orgs::get(&mut *conn, id).await? {
@@ -318,7 +318,7 @@ pub async fn grab(
         }
         return Err(closed.error());
     }
-    if c.audience != "followers" {
+    if c.audience != RedPacketAudience::Followers {
         // Verified residents of the campaign's communities: their bindings are read here; the
         // WeChat identities (and a follower audience) are checked by the writer for the group.
         let mut conn = db.reader().acquire().await.map_err(DbError::from)?;

@@ -10,35 +10,10 @@ use rand::Rng;
 /// The most shares a campaign may have.
 pub const MAX_SHARES: i64 = 100_000;
 
-/// Where the money goes; each has its own per-share limits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Channel {
-    /// v2 cash red packet: 1–200 yuan each.
-    CashRedPacket,
-    /// Merchant transfer: at least 0.1 yuan.
-    Transfer,
-    /// The in-app wallet: at least 0.01 yuan.
-    Balance,
-}
+pub use crate::db::money::payouts::PayoutChannel as Channel;
+pub use crate::db::money::redpackets::AmountMode;
 
 impl Channel {
-    pub fn parse(s: &str) -> Option<Channel> {
-        match s {
-            "cash_red_packet" => Some(Channel::CashRedPacket),
-            "transfer" => Some(Channel::Transfer),
-            "balance" => Some(Channel::Balance),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::CashRedPacket => "cash_red_packet",
-            Channel::Transfer => "transfer",
-            Channel::Balance => "balance",
-        }
-    }
-
     /// The least and the most one share may be, fen.
     pub fn limits(self) -> Limits {
         match self {
@@ -56,23 +31,6 @@ impl Channel {
 pub struct Limits {
     pub min_fen: i64,
     pub max_fen: i64,
-}
-
-/// Fixed: every share the same; random: double-mean.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AmountMode {
-    Fixed,
-    Random,
-}
-
-impl AmountMode {
-    pub fn parse(s: &str) -> Option<AmountMode> {
-        match s {
-            "fixed" => Some(AmountMode::Fixed),
-            "random" => Some(AmountMode::Random),
-            _ => None,
-        }
-    }
 }
 
 /// Why a total cannot be split as asked.

@@ -2,7 +2,7 @@
 //! drained by withdrawals to WeChat change through the `transfer` payout channel.
 
 use crate::config::PayoutSettings;
-use crate::db::money::payouts::PayoutRow;
+use crate::db::money::payouts::{PayoutChannel, PayoutRow};
 use crate::db::money::wallet::{self as store, WalletEntry};
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 use crate::domain::community::sessions::ResidentActor;
@@ -84,7 +84,7 @@ pub async fn withdraw(
         return payout.map(Withdrawn::Replayed).ok_or_else(crate::domain::idempotency_key_reused);
     }
     let identities = db::community::residents::identities_of(&mut *tx, me.resident_id).await?;
-    let payee = payouts::payee(payer.apps(), "transfer", &identities)
+    let payee = payouts::payee(payer.apps(), PayoutChannel::Transfer, &identities)
         .ok()
         .flatten()
         .ok_or_else(|| DomainError::conflict("no_mini_program_identity", "log in through the mini-program first"))?;
@@ -102,7 +102,7 @@ pub async fn withdraw(
         company_id: None,
         owner_org_id: Some(PLATFORM_ORG_ID),
         resident_id: me.resident_id,
-        channel: "transfer",
+        channel: PayoutChannel::Transfer,
         source: "withdrawal",
         source_ref: &source_ref,
         amount_fen,

@@ -67,7 +67,7 @@ pub async fn create(db: &Db, actor: &Actor, new: NewRule) -> DomainResult<RuleRo
     let mut tx = db.begin().await?;
     let (t, owner) = template_owner(&mut tx, actor, new.template_id).await?;
     actor.require(Role::Operator)?;
-    if t.state != "active" {
+    if t.state != crate::db::offers::coupons::TemplateState::Active {
         return Err(DomainError::conflict("coupon_ended", "the template has ended"));
     }
     let rule = store::insert_rule(

@@ -9,12 +9,13 @@
 use rand::Rng;
 use sqlx::AnyConnection;
 
-use crate::db::community::orgs::OrgRow;
+use crate::db::community::orgs::{OrgKind, OrgRow};
 use crate::db::group::GroupCommit;
 use crate::db::offers::coupons::{
     self as store, CouponAudience, CouponRow, CouponWithTerms, Figures, HeldCoupon, NewCoupon, TemplateFields,
     TemplateFilter, TemplateRow,
 };
+pub use crate::db::offers::coupons::{CouponKind, CouponState, TemplateState};
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
 use crate::domain::community::orgs::company_of;
 use crate::domain::community::sessions::ResidentActor;
@@ -33,7 +34,7 @@ pub struct TemplateInput {
     pub category: String,
     pub title: String,
     /// `cash` (amount off) or `discount` (percent off, optionally capped).
-    pub kind: String,
+    pub kind: CouponKind,
     pub amount_off: Option<i64>,
     pub percent_off: Option<i64>,
     pub discount_cap: Option<i64>,
@@ -62,8 +63,8 @@ fn invalid(message: impl Into<String>) -> DomainError {
 impl TemplateInput {
     /// Checks the terms on their own (the merchants are checked against the owner separately).
     pub fn validated(&self) -> DomainResult<TemplateFields> {
-        let (amount_off, percent_off, discount_cap) = match self.kind.as_str() {
-            "cash" => {
+        let (amount_off, percent_off, discount_cap) = match self.kind {
+            CouponKind::Cash => {
                 let a = self.amount_off.ok_or_else(|| invalid("a cash voucher needs amount_off (fen)"))?;
                 if !(1..=10_000_000).contains(&a) || self.percent_off.is_some() || self.discount_cap.is_some() {
                     return Err(invalid(
@@ -72,7 +73,7 @@ impl TemplateInput {
                 }
                 (Some(a), None, None)
             }
-            "discount" => {
+            CouponKind::Discount => {
                 let p = self.percent_off.ok_or_else(|| invalid("a discount needs percent_off"))?;
                 if !(1..=99).contains(&p) || self.amount_off.is_some() {
                     return Err(invalid("a discount takes percent_off of 1..=99 and no amount_off"));
@@ -82,7 +83,6 @@ impl TemplateInput {
                 }
                 (None, Some(p), self.discount_cap)
             }
-            other => return Err(invalid(format!("kind {other:?} is not cash or discount"))),
         };
         if !(0..=100_000_000).contains(&self.min_spend) {
             return Err(invalid("min_spend must be 0..=100000000 fen"));
@@ -122,7 +122,7 @@ impl TemplateInput {
         Ok(TemplateFields {
             category: required_text("category", &self.category, 32)?,
             title: required_text("title", &self.title, 64)?,
-            kind: self.kind.clone(),
+            kind: self.kind,
             amount_off,
             percent_off,
             discount_cap,
@@ -147,7 +147,7 @@ async fn owner_in_reach(tx: &mut Tx, actor: &Actor, owner_org_id: i64) -> Domain
         .await?
         .filter(|o| actor.reaches(&o.path))
         .ok_or(DomainError::NotFound("org"))?;
-    let company = company_of(&owner).filter(|_| owner.kind != "platform").ok_or_else(|| {
+    let company = company_of(&owner).filter(|_| owner.kind != OrgKind::Platform).ok_or_else(|| {
         DomainError::invalid("invalid_owner", "coupons are issued by a property company, a community or a merchant")
     })?;
     if owner.archived_at.is_some() {
@@ -171,9 +171,9 @@ pub(crate) fn restricted_merchants(stored: &str) -> DomainResult<Vec<i64>> {
 async fn check_merchants(tx: &mut Tx, company_id: i64, fields: &TemplateFields) -> DomainResult<()> {
     let ids = restricted_merchants(&fields.merchant_ids)?;
     for id in ids {
-        let ok = db::community::orgs::get(&mut **tx, id)
-            .await?
-            .is_some_and(|m| m.kind == "merchant" && m.archived_at.is_none() && company_of(&m) == Some(company_id));
+        let ok = db::community::orgs::get(&mut **tx, id).await?.is_some_and(|m| {
+            m.kind == OrgKind::Merchant && m.archived_at.is_none() && company_of(&m) == Some(company_id)
+        });
         if !ok {
             return Err(invalid(format!("org {id} is not an active merchant of this property company")));
         }
@@ -239,7 +239,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, input: TemplateInput) -> Do
     let mut tx = db.begin().await?;
     let (before, owner) = template_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
-    if before.state != "active" {
+    if before.state != TemplateState::Active {
         return Err(DomainError::conflict("coupon_ended", "the template has ended"));
     }
     check_merchants(&mut tx, before.company_id, &fields).await?;
@@ -297,7 +297,7 @@ pub async fn end(db: &Db, actor: &Actor, id: i64) -> DomainResult<TemplateRow> {
     let mut tx = db.begin().await?;
     let (before, owner) = template_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
-    if before.state == "ended" {
+    if before.state == TemplateState::Ended {
         return Ok(before);
     }
     let after = store::end(&mut tx, id, db::now_ms()).await?;
@@ -371,7 +371,7 @@ async fn check_audience(conn: &mut AnyConnection, t: &TemplateRow, resident_id: 
 async fn household_scope_rooms(conn: &mut AnyConnection, t: &TemplateRow, resident_id: i64) -> DomainResult<Vec<i64>> {
     let owner =
         db::community::orgs::get(&mut *conn, t.owner_org_id).await?.ok_or(DomainError::NotFound("coupon template"))?;
-    let scope = if owner.kind == "merchant" {
+    let scope = if owner.kind == OrgKind::Merchant {
         match owner.parent_id {
             Some(p) => db::community::orgs::get(&mut *conn, p).await?.map(|o| o.path).unwrap_or(owner.path),
             None => owner.path,
@@ -466,7 +466,7 @@ async fn claim_in(
         return Err(DomainError::conflict("coupon_expired", "coupons of this template are no longer valid"));
     }
     if !store::take_one(tx, t.id, now).await? {
-        let (code, message) = if t.state != "active" {
+        let (code, message) = if t.state != TemplateState::Active {
             ("coupon_ended", "the coupon campaign has ended")
         } else if now < t.claim_from || now >= t.claim_until {
             ("claim_window_closed", "the coupon cannot be claimed at this time")
@@ -547,7 +547,7 @@ pub async fn claimable(
 pub async fn mine(
     db: &Db,
     me: &ResidentActor,
-    state: Option<&str>,
+    state: Option<CouponState>,
     page: PageRequest,
 ) -> DomainResult<Vec<HeldCoupon>> {
     Ok(store::held(db.reader(), me.resident_id, state, page).await?)
@@ -561,9 +561,9 @@ pub async fn mine(
 /// What a coupon takes off an amount: a cash voucher its face value (at most the amount), a
 /// discount its percentage rounded down, at most its cap.
 pub fn discount_for(c: &CouponWithTerms, amount: i64) -> i64 {
-    match c.kind.as_str() {
-        "cash" => c.amount_off.unwrap_or(0).clamp(0, amount.max(0)),
-        _ => {
+    match c.kind {
+        CouponKind::Cash => c.amount_off.unwrap_or(0).clamp(0, amount.max(0)),
+        CouponKind::Discount => {
             // In i128: an amount near i64::MAX times a percentage would not fit in i64.
             let off = i128::from(amount) * i128::from(c.percent_off.unwrap_or(0)) / 100;
             let off = i64::try_from(off.max(0)).unwrap_or(i64::MAX);
@@ -599,7 +599,7 @@ async fn usable_at(
     }
     let listed = restricted_merchants(&c.merchant_ids)?;
     let owner_is_merchant =
-        db::community::orgs::get(&mut **tx, c.owner_org_id).await?.is_some_and(|o| o.kind == "merchant");
+        db::community::orgs::get(&mut **tx, c.owner_org_id).await?.is_some_and(|o| o.kind == OrgKind::Merchant);
     let here = if !listed.is_empty() {
         listed.contains(&merchant.merchant_id())
     } else if owner_is_merchant {
@@ -610,11 +610,11 @@ async fn usable_at(
     if !here || c.company_id != merchant.company_id() {
         return Err(invalid_as("coupon_wrong_merchant", "the coupon cannot be used at this merchant"));
     }
-    match c.state.as_str() {
-        "unused" => {}
-        "used" => return Err(DomainError::conflict("coupon_used", "the coupon has already been used")),
-        "expired" => return Err(DomainError::conflict("coupon_expired", "the coupon has expired")),
-        _ => return Err(DomainError::conflict("coupon_revoked", "the coupon was revoked")),
+    match c.state {
+        CouponState::Unused => {}
+        CouponState::Used => return Err(DomainError::conflict("coupon_used", "the coupon has already been used")),
+        CouponState::Expired => return Err(DomainError::conflict("coupon_expired", "the coupon has expired")),
+        CouponState::Revoked => return Err(DomainError::conflict("coupon_revoked", "the coupon was revoked")),
     }
     if now < c.valid_from {
         return Err(DomainError::conflict("coupon_not_yet_valid", "the coupon is not valid yet"));
@@ -628,7 +628,7 @@ async fn usable_at(
             format!("the coupon needs a spend of at least {} fen; the order is {a} fen", c.min_spend),
         )),
         Some(a) => Ok(discount_for(c, a)),
-        None if c.kind == "cash" && c.min_spend == 0 => Ok(c.amount_off.unwrap_or(0)),
+        None if c.kind == CouponKind::Cash && c.min_spend == 0 => Ok(c.amount_off.unwrap_or(0)),
         None => Err(invalid_as("amount_required", "this coupon needs the amount it is used on")),
     }
 }
@@ -661,17 +661,22 @@ pub(crate) async fn put_back(tx: &mut Tx, coupon_id: i64, now: i64) -> DomainRes
 mod tests {
     use super::*;
 
-    fn with_terms(kind: &str, amount_off: Option<i64>, percent: Option<i64>, cap: Option<i64>) -> CouponWithTerms {
+    fn with_terms(
+        kind: CouponKind,
+        amount_off: Option<i64>,
+        percent: Option<i64>,
+        cap: Option<i64>,
+    ) -> CouponWithTerms {
         CouponWithTerms {
             id: 1,
             resident_id: 1,
-            state: "unused".into(),
+            state: CouponState::Unused,
             valid_from: 0,
             valid_until: 1,
             template_id: 1,
             owner_org_id: 1,
             company_id: 1,
-            kind: kind.into(),
+            kind,
             amount_off,
             percent_off: percent,
             discount_cap: cap,
@@ -682,21 +687,21 @@ mod tests {
 
     #[test]
     fn discounts_are_whole_fen_and_capped() {
-        assert_eq!(discount_for(&with_terms("cash", Some(1000), None, None), 5000), 1000);
-        assert_eq!(discount_for(&with_terms("cash", Some(1000), None, None), 600), 600);
-        assert_eq!(discount_for(&with_terms("discount", None, Some(15), None), 999), 149);
-        assert_eq!(discount_for(&with_terms("discount", None, Some(20), Some(300)), 5000), 300);
+        assert_eq!(discount_for(&with_terms(CouponKind::Cash, Some(1000), None, None), 5000), 1000);
+        assert_eq!(discount_for(&with_terms(CouponKind::Cash, Some(1000), None, None), 600), 600);
+        assert_eq!(discount_for(&with_terms(CouponKind::Discount, None, Some(15), None), 999), 149);
+        assert_eq!(discount_for(&with_terms(CouponKind::Discount, None, Some(20), Some(300)), 5000), 300);
         // At the edges of i64 a discount neither overflows nor takes off more than the amount.
-        assert_eq!(discount_for(&with_terms("discount", None, Some(100), None), i64::MAX), i64::MAX);
-        assert_eq!(discount_for(&with_terms("cash", Some(i64::MAX), None, None), 0), 0);
-        assert_eq!(discount_for(&with_terms("discount", None, Some(50), None), i64::MIN), 0);
+        assert_eq!(discount_for(&with_terms(CouponKind::Discount, None, Some(100), None), i64::MAX), i64::MAX);
+        assert_eq!(discount_for(&with_terms(CouponKind::Cash, Some(i64::MAX), None, None), 0), 0);
+        assert_eq!(discount_for(&with_terms(CouponKind::Discount, None, Some(50), None), i64::MIN), 0);
     }
 
     fn input() -> TemplateInput {
         TemplateInput {
             category: "水果".into(),
             title: "满50减10".into(),
-            kind: "cash".into(),
+            kind: CouponKind::Cash,
             amount_off: Some(1000),
             percent_off: None,
             discount_cap: None,
@@ -732,7 +737,7 @@ mod tests {
             TemplateInput { amount_off: Some(0), ..input() },
             TemplateInput { amount_off: Some(6000), ..input() },
             TemplateInput { percent_off: Some(10), ..input() },
-            TemplateInput { kind: "discount".into(), amount_off: None, percent_off: Some(100), ..input() },
+            TemplateInput { kind: CouponKind::Discount, amount_off: None, percent_off: Some(100), ..input() },
             TemplateInput { valid_from: Some(5), valid_until: Some(5), valid_days: None, ..input() },
             TemplateInput { valid_from: Some(1), valid_until: Some(5), ..input() },
             TemplateInput { claim_from: 2, claim_until: 2, ..input() },
@@ -746,7 +751,7 @@ mod tests {
             assert!(bad.validated().is_err(), "{bad:?}");
         }
         let d = TemplateInput {
-            kind: "discount".into(),
+            kind: CouponKind::Discount,
             amount_off: None,
             percent_off: Some(20),
             discount_cap: Some(3000),

@@ -10,6 +10,7 @@
 
 use rand::Rng;
 
+use crate::db::community::orgs::OrgKind;
 use crate::db::community::orgs::OrgRow;
 use crate::db::offers::redemption::{
     self as store, ItemFields, ItemFigures, ItemFilter, ItemRow, RedemptionFilter, RedemptionRow, RedemptionState,
@@ -105,7 +106,7 @@ fn new_voucher_code() -> String {
 async fn merchant_of_company(tx: &mut Tx, company: &OrgRow, merchant_id: i64) -> DomainResult<OrgRow> {
     db::community::orgs::get(&mut **tx, merchant_id)
         .await?
-        .filter(|m| m.kind == "merchant" && m.archived_at.is_none() && m.path.starts_with(&company.path))
+        .filter(|m| m.kind == OrgKind::Merchant && m.archived_at.is_none() && m.path.starts_with(&company.path))
         .ok_or_else(|| {
             DomainError::invalid("invalid_merchant", "merchant_id must be an active merchant of this company")
         })
@@ -277,7 +278,7 @@ pub async fn list_redemptions(
 pub async fn catalogue_on_offer(db: &Db, company_id: i64, page: PageRequest) -> DomainResult<Page<ItemFigures>> {
     db::community::orgs::get(db.reader(), company_id)
         .await?
-        .filter(|o| o.kind == "company" && o.archived_at.is_none())
+        .filter(|o| o.kind == OrgKind::Company && o.archived_at.is_none())
         .ok_or(DomainError::NotFound("company"))?;
     let Some(programme) = db::loyalty::points::programme_of(db.reader(), company_id).await? else {
         return Ok(Page { items: vec![], total: 0 });

@@ -4,6 +4,7 @@
 //! admin keys change anything (orders, refunds, write-offs, vouchers), so no merchant write can
 //! forget the check.
 
+use crate::db::community::orgs::OrgKind;
 use crate::db::community::orgs::OrgRow;
 use crate::db::{self, Db};
 use crate::domain::operators::access::{Actor, Role};
@@ -58,7 +59,7 @@ pub async fn authenticate(
     };
     let merchant = db::community::orgs::get(db.reader(), actor.org_id)
         .await?
-        .filter(|o| o.kind == "merchant" && o.archived_at.is_none());
+        .filter(|o| o.kind == OrgKind::Merchant && o.archived_at.is_none());
     let Some(merchant) = merchant else {
         return Ok(None);
     };
