@@ -39,6 +39,7 @@ mod path_template;
 mod payload;
 mod request_bodies;
 mod system;
+pub mod views;
 mod wechat_oa;
 mod wechat_pay;
 

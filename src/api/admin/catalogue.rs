@@ -5,14 +5,15 @@ use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::{ms, patch, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::query::QueryParams;
+use crate::api::views::offers::{RedemptionPage, RedemptionStateView};
 use crate::api::ApiTags;
-use crate::db::offers::redemption::{ItemFigures, ItemFilter, RedemptionFilter, RedemptionRow, RedemptionState};
+use crate::db::offers::redemption::{ItemFigures, ItemFilter, RedemptionFilter};
 use crate::domain::offers::redemption::{self, ItemDraft, ItemPatch};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -145,87 +146,6 @@ pub enum CatalogueItemCreated {
     /// The item is in the catalogue.
     #[oai(status = 201)]
     Created(Json<CatalogueItem>),
-}
-
-/// Where a redemption is: `redeemed` (a voucher waiting for the merchant), `fulfilled` (written
-/// off) or `cancelled` (points refunded).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "RedemptionState", rename_all = "lowercase")]
-pub enum RedemptionStateView {
-    Redeemed,
-    Fulfilled,
-    Cancelled,
-}
-
-impl RedemptionStateView {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RedemptionStateView::Redeemed => "redeemed",
-            RedemptionStateView::Fulfilled => "fulfilled",
-            RedemptionStateView::Cancelled => "cancelled",
-        }
-    }
-    fn of(s: RedemptionState) -> Self {
-        match s {
-            RedemptionState::Redeemed => RedemptionStateView::Redeemed,
-            RedemptionState::Fulfilled => RedemptionStateView::Fulfilled,
-            RedemptionState::Cancelled => RedemptionStateView::Cancelled,
-        }
-    }
-}
-
-/// A redemption: points exchanged for one unit of an item, and the voucher the merchant writes off.
-#[derive(Debug, Clone, Object)]
-pub struct Redemption {
-    pub id: i64,
-    pub item_id: i64,
-    pub resident_id: i64,
-    pub merchant_id: i64,
-    /// The item's title when it was redeemed.
-    pub title: String,
-    /// Points spent.
-    pub points: i64,
-    /// The voucher code the resident shows the merchant.
-    pub code: String,
-    pub state: RedemptionStateView,
-    pub created_at: OffsetDateTime,
-    #[oai(nullable)]
-    pub fulfilled_at: Option<OffsetDateTime>,
-    /// The merchant key that wrote it off.
-    #[oai(nullable)]
-    pub fulfilled_by: Option<String>,
-    #[oai(nullable)]
-    pub cancelled_at: Option<OffsetDateTime>,
-    /// Who cancelled it (`resident`).
-    #[oai(nullable)]
-    pub cancelled_by: Option<String>,
-}
-
-impl From<RedemptionRow> for Redemption {
-    fn from(r: RedemptionRow) -> Self {
-        Self {
-            id: r.id,
-            item_id: r.item_id,
-            resident_id: r.resident_id,
-            merchant_id: r.merchant_id,
-            title: r.title,
-            points: r.points,
-            code: r.code,
-            state: RedemptionStateView::of(r.state),
-            created_at: ts(r.created_at),
-            fulfilled_at: r.fulfilled_at.map(ts),
-            fulfilled_by: r.fulfilled_by,
-            cancelled_at: r.cancelled_at.map(ts),
-            cancelled_by: r.cancelled_by,
-        }
-    }
-}
-
-/// A page of redemptions.
-#[derive(Debug, Clone, Object)]
-pub struct RedemptionPage {
-    pub items: Vec<Redemption>,
-    pub page: PageInfo,
 }
 
 list_query! {
@@ -376,7 +296,7 @@ impl CatalogueApi {
             resident_id: query.resident_id,
             item_id: query.item_id,
             merchant_id: query.merchant_id,
-            state: query.state_filter.map(|s| s.as_str().to_owned()),
+            state: query.state_filter.map(Into::into),
             since: query.since.map(ms),
             until: query.until.map(ms),
         };

@@ -6,47 +6,18 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 
-use super::{ms, page_request, ts, PageInfo};
+use super::{page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::query::QueryParams;
+use crate::api::views::offers::CouponTerms;
 use crate::api::ApiTags;
-use crate::db::offers::coupons::{
-    CouponAudience, CouponKind, CouponState, Figures, RuleRow, TemplateFilter, TemplateRow, TemplateState,
-};
+use crate::db::offers::coupons::{Figures, RuleRow, TemplateFilter, TemplateRow, TemplateState};
 use crate::domain::offers::coupon_rules::{self, NewRule, Trigger};
-use crate::domain::offers::coupons::{self, TemplateInput};
+use crate::domain::offers::coupons::{self};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 pub struct CouponsApi;
-
-/// What a coupon takes off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "CouponKind", rename_all = "lowercase")]
-pub enum CouponKindView {
-    /// A fixed amount off (代金券).
-    Cash,
-    /// A percentage off, optionally capped (折扣券).
-    Discount,
-}
-
-one_to_one!(CouponKindView <=> CouponKind { Cash, Discount });
-
-/// Where a claimed coupon is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "CouponState", rename_all = "lowercase")]
-pub enum CouponStateView {
-    /// Held, usable within its validity.
-    Unused,
-    /// Used at a merchant or on an order.
-    Used,
-    /// Its validity ended unused.
-    Expired,
-    /// Taken back by an operator.
-    Revoked,
-}
-
-one_to_one!(CouponStateView <=> CouponState { Unused, Used, Expired, Revoked });
 
 /// Whether a template's coupons can still be claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -58,132 +29,6 @@ pub enum TemplateStateView {
 }
 
 one_to_one!(TemplateStateView <=> TemplateState { Active, Ended });
-
-/// Who may claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "CouponAudience", rename_all = "snake_case")]
-pub enum AudienceView {
-    /// Followers of the official account.
-    Followers,
-    /// Verified residents of the issuer's communities.
-    VerifiedResidents,
-    /// Residents who have not bought from the issuer's property company before.
-    NewCustomers,
-}
-
-impl AudienceView {
-    fn as_str(self) -> &'static str {
-        match self {
-            AudienceView::Followers => "followers",
-            AudienceView::VerifiedResidents => "verified_residents",
-            AudienceView::NewCustomers => "new_customers",
-        }
-    }
-    fn of(a: CouponAudience) -> Self {
-        match a {
-            CouponAudience::Followers => AudienceView::Followers,
-            CouponAudience::VerifiedResidents => AudienceView::VerifiedResidents,
-            CouponAudience::NewCustomers => AudienceView::NewCustomers,
-        }
-    }
-}
-
-/// A coupon's terms. Money is integer fen (1 yuan = 100).
-#[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
-pub struct CouponTerms {
-    #[oai(validator(min_length = 1, max_length = 32))]
-    pub category: String,
-    #[oai(validator(min_length = 1, max_length = 64))]
-    pub title: String,
-    pub kind: CouponKindView,
-    /// For `cash`: fen off.
-    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "10000000")))]
-    pub amount_off: Option<i64>,
-    /// For `discount`: percent off, 1–99.
-    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "99")))]
-    pub percent_off: Option<i64>,
-    /// For `discount`: the most it takes off, in fen.
-    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "10000000")))]
-    pub discount_cap: Option<i64>,
-    /// The least an order must come to, in fen (0: none).
-    #[oai(default, validator(minimum(value = "0"), maximum(value = "100000000")))]
-    pub min_spend: i64,
-    /// A fixed validity window (with `valid_until`)…
-    #[oai(nullable)]
-    pub valid_from: Option<OffsetDateTime>,
-    #[oai(nullable)]
-    pub valid_until: Option<OffsetDateTime>,
-    /// …or valid for this many days from the claim.
-    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "3650")))]
-    pub valid_days: Option<i64>,
-    /// When residents may claim it.
-    pub claim_from: OffsetDateTime,
-    pub claim_until: OffsetDateTime,
-    /// How many can be claimed in all.
-    #[oai(validator(minimum(value = "1"), maximum(value = "10000000")))]
-    pub stock_total: i64,
-    /// How many one resident may claim.
-    #[oai(default = "one", validator(minimum(value = "1"), maximum(value = "100")))]
-    pub per_resident_limit: i64,
-    /// How many one household (room) may claim; the claimant needs a verified home.
-    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "100")))]
-    pub per_household_limit: Option<i64>,
-    pub audience: AudienceView,
-    /// Merchants (org ids) where it may be used; empty: any merchant of the property company.
-    #[oai(default, validator(max_items = 100))]
-    pub merchant_ids: Vec<i64>,
-}
-
-fn one() -> i64 {
-    1
-}
-
-impl CouponTerms {
-    fn into_input(self) -> TemplateInput {
-        TemplateInput {
-            category: self.category,
-            title: self.title,
-            kind: self.kind.into(),
-            amount_off: self.amount_off,
-            percent_off: self.percent_off,
-            discount_cap: self.discount_cap,
-            min_spend: self.min_spend,
-            valid_from: self.valid_from.map(ms),
-            valid_until: self.valid_until.map(ms),
-            valid_days: self.valid_days,
-            claim_from: ms(self.claim_from),
-            claim_until: ms(self.claim_until),
-            stock_total: self.stock_total,
-            per_resident_limit: self.per_resident_limit,
-            per_household_limit: self.per_household_limit,
-            audience: self.audience.as_str().into(),
-            merchant_ids: self.merchant_ids,
-        }
-    }
-
-    pub(crate) fn of(t: &TemplateRow) -> Self {
-        Self {
-            category: t.category.clone(),
-            title: t.title.clone(),
-            kind: t.kind.into(),
-            amount_off: t.amount_off,
-            percent_off: t.percent_off,
-            discount_cap: t.discount_cap,
-            min_spend: t.min_spend,
-            valid_from: t.valid_from.map(ts),
-            valid_until: t.valid_until.map(ts),
-            valid_days: t.valid_days,
-            claim_from: ts(t.claim_from),
-            claim_until: ts(t.claim_until),
-            stock_total: t.stock_total,
-            per_resident_limit: t.per_resident_limit,
-            per_household_limit: t.per_household_limit,
-            audience: AudienceView::of(t.audience),
-            merchant_ids: serde_json::from_str(&t.merchant_ids).unwrap_or_default(),
-        }
-    }
-}
 
 /// A new coupon template.
 #[derive(Debug, Clone, Object)]

@@ -10,11 +10,9 @@ use time::OffsetDateTime;
 use super::{ms, page_request, ts, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::query::QueryParams;
+use crate::api::views::money::{PayoutChannelView, PayoutState};
 use crate::api::ApiTags;
-use crate::db::money::payouts::{
-    EventRow, PayoutChannel, PayoutFilter, PayoutRow, PayoutState as StoredPayoutState, ReconciliationRow,
-    ReconciliationState,
-};
+use crate::db::money::payouts::{EventRow, PayoutFilter, PayoutRow, ReconciliationRow, ReconciliationState};
 use crate::db::money::redpackets::{
     AmountMode, CampaignFilter, CampaignRow, CampaignState, Figures, RedPacketAudience,
 };
@@ -24,22 +22,6 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub struct RedPacketsApi;
-
-/// Where a red packet's money goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "PayoutChannel", rename_all = "snake_case")]
-pub enum PayoutChannelView {
-    /// A WeChat cash red packet (现金红包), 1–200 yuan a share; the resident must follow the
-    /// official account.
-    CashRedPacket,
-    /// A merchant transfer to WeChat change (商家转账), at least 0.1 yuan; the resident confirms
-    /// it in the mini-program.
-    Transfer,
-    /// The resident's in-app balance, at least 0.01 yuan.
-    Balance,
-}
-
-one_to_one!(PayoutChannelView <=> PayoutChannel { CashRedPacket, Transfer, Balance });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename = "AmountMode", rename_all = "lowercase")]
@@ -240,33 +222,6 @@ pub enum RedPacketDeleted {
     #[oai(status = 204)]
     Deleted,
 }
-
-/// A payout's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "snake_case")]
-pub enum PayoutState {
-    /// Queued; not yet accepted by WeChat Pay.
-    Pending,
-    /// Accepted by WeChat Pay, not final (a red packet not yet opened, a transfer in progress).
-    Submitted,
-    /// The last call's outcome is unknown: it is queried, then resent with the same number.
-    Unknown,
-    /// A transfer waiting for the resident to confirm in the mini-program.
-    AwaitingConfirmation,
-    /// Received.
-    Succeeded,
-    /// Failed for good; the amount went to the resident's balance.
-    Failed,
-}
-
-one_to_one!(PayoutState <=> StoredPayoutState {
-    Pending,
-    Submitted,
-    Unknown,
-    AwaitingConfirmation,
-    Succeeded,
-    Failed,
-});
 
 /// What a reconciliation run of one day found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]

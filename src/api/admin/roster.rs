@@ -3,15 +3,16 @@
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiRequest, ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::{ts, ImportReportView, PageInfo};
 use crate::api::auth::OperatorKey;
 use crate::api::payload::Csv;
 use crate::api::query::QueryParams;
+use crate::api::views::community::ResidentRoleView;
 use crate::api::ApiTags;
-use crate::db::community::roster::{ResidentRole, RosterFilter, RosterRow};
+use crate::db::community::roster::{RosterFilter, RosterRow};
 use crate::domain::community::import::{parse_csv, ImportReport, RawRow};
 use crate::domain::community::roster::{self, RosterPatch};
 use crate::domain::operators::access::{Actor, Role};
@@ -19,20 +20,6 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub struct RosterApi;
-
-/// A person's relation to a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "ResidentRole", rename_all = "lowercase")]
-pub enum ResidentRoleView {
-    /// 业主
-    Owner,
-    /// 家属
-    Family,
-    /// 租户
-    Tenant,
-}
-
-one_to_one!(ResidentRoleView <=> ResidentRole { Owner, Family, Tenant });
 
 /// A person on a community's roster.
 #[derive(Debug, Clone, Object)]

@@ -7,7 +7,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
 
 use super::MerchantKey;
-use crate::api::admin::catalogue::Redemption;
+use crate::api::views::offers::Redemption;
 use crate::api::ApiTags;
 use crate::domain::offers::redemption;
 use crate::error::ApiError;

@@ -7,9 +7,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::ResidentSession;
-use crate::api::admin::bindings::BindingView;
-use crate::api::admin::roster::ResidentRoleView;
 use crate::api::common::{page_request, ts, PageInfo};
+use crate::api::views::community::{BindingView, ResidentRoleView};
 use crate::api::ApiTags;
 use crate::db::community::bindings::InvitationRow;
 use crate::db::community::orgs::OrgFilter;

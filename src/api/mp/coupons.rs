@@ -7,8 +7,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::ResidentSession;
-use crate::api::admin::coupons::{CouponKindView, CouponStateView, CouponTerms};
 use crate::api::common::{page_request, ts};
+use crate::api::views::offers::{CouponKindView, CouponStateView, CouponTerms};
 use crate::api::ApiTags;
 use crate::db::offers::coupons::{CouponRow, HeldCoupon};
 use crate::domain::offers::coupons::{self, Claimed};

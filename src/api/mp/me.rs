@@ -6,9 +6,9 @@ use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::{mini_program, ResidentSession};
-use crate::api::admin::points::{KindView, LedgerPage, SourceView};
 use crate::api::common::{ms, ts};
 use crate::api::query::QueryParams;
+use crate::api::views::loyalty::{KindView, LedgerPage, SourceView};
 use crate::api::ApiTags;
 use crate::db;
 use crate::db::loyalty::points::LedgerFilter;

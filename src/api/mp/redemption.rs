@@ -8,8 +8,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::ResidentSession;
-use crate::api::admin::catalogue::{Redemption, RedemptionPage, RedemptionStateView};
 use crate::api::common::{page_request, ts, PageInfo};
+use crate::api::views::offers::{Redemption, RedemptionPage, RedemptionStateView};
 use crate::api::ApiTags;
 use crate::db::offers::redemption::ItemFigures;
 use crate::domain::offers::redemption::{self, Redeemed};
@@ -142,7 +142,7 @@ impl MpRedemptionApi {
         page_size: Query<Option<u32>>,
     ) -> Result<Json<RedemptionPage>, ApiError> {
         let req = page_request(page.0, page_size.0);
-        let wanted = state_filter.0.map(|s| s.as_str().to_owned());
+        let wanted = state_filter.0.map(Into::into);
         let found = redemption::mine(&state.db, &me.0, company_id.0, wanted, req).await?;
         Ok(Json(RedemptionPage {
             items: found.items.into_iter().map(Into::into).collect(),

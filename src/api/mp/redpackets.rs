@@ -8,8 +8,8 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::ResidentSession;
-use crate::api::admin::redpackets::{PayoutChannelView as PayoutChannel, PayoutState};
 use crate::api::common::{page_request, ts, PageInfo};
+use crate::api::views::money::{PayoutChannelView as PayoutChannel, PayoutState};
 use crate::api::ApiTags;
 use crate::db::money::payouts::PayoutRow;
 use crate::db::money::payouts::PayoutState as StoredPayoutState;

@@ -8,8 +8,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 
 use super::ResidentSession;
-use crate::api::admin::tasks::{view, Task};
 use crate::api::common::{page_request, ts};
+use crate::api::views::tasks::{view, Task};
 use crate::api::ApiTags;
 use crate::db::tasks::{Figures, QrRow};
 use crate::domain::tasks;

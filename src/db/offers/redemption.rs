@@ -334,7 +334,7 @@ pub struct RedemptionFilter {
     pub resident_id: Option<i64>,
     pub item_id: Option<i64>,
     pub merchant_id: Option<i64>,
-    pub state: Option<String>,
+    pub state: Option<RedemptionState>,
     pub since: Option<i64>,
     pub until: Option<i64>,
 }
@@ -356,7 +356,7 @@ pub async fn list_redemptions(
     .bind(f.resident_id)
     .bind(f.item_id)
     .bind(f.merchant_id)
-    .bind(&f.state)
+    .bind(f.state)
     .bind(f.since)
     .bind(f.until)
     .bind(page.limit())
@@ -368,7 +368,7 @@ pub async fn list_redemptions(
         .bind(f.resident_id)
         .bind(f.item_id)
         .bind(f.merchant_id)
-        .bind(&f.state)
+        .bind(f.state)
         .bind(f.since)
         .bind(f.until)
         .fetch_one(pool)

@@ -374,7 +374,7 @@ pub async fn mine(
     db: &Db,
     me: &ResidentActor,
     company_id: Option<i64>,
-    state: Option<String>,
+    state: Option<RedemptionState>,
     page: PageRequest,
 ) -> DomainResult<Page<RedemptionRow>> {
     let programme_id = match company_id {
