@@ -8,6 +8,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::{ApiResponse, Object};
 
+use crate::codes::ErrorCode;
 use crate::db::DbError;
 use crate::domain::DomainError;
 
@@ -21,11 +22,11 @@ pub fn current_request_id() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
 
-/// The body of every error answer.
+/// The body of every error answer. `code` is stable and machine-readable (`not_found`,
+/// `validation_failed`, `room_exists`, …: see `ErrorCode`).
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
 pub struct ErrorBody {
-    /// A stable, machine-readable code, e.g. `not_found`, `validation_failed`, `room_exists`.
-    pub code: String,
+    pub code: ErrorCode,
     /// What went wrong, for people; may change between versions.
     pub message: String,
     /// The request's id, also in the `X-Request-Id` header and in the server's logs.
@@ -77,7 +78,7 @@ pub enum ErrorResponse {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest { code: ErrorCode, message: String },
     #[error("a valid API key is required")]
     Unauthorized,
     /// Credentials other than an API key that do not check out (a session, a login code).
@@ -91,9 +92,9 @@ pub enum ApiError {
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     #[error("{message}")]
-    Unprocessable { code: &'static str, message: String },
+    Unprocessable { code: ErrorCode, message: String },
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     /// A webhook whose signature, timestamp or encryption does not check out.
@@ -134,11 +135,12 @@ impl From<DbError> for ApiError {
         match err {
             DbError::Unavailable(_) => ApiError::Unavailable(err.into()),
             // A constraint the domain did not anticipate: still the caller's input, not a crash.
-            DbError::UniqueViolation => {
-                ApiError::Conflict { code: "conflict", message: "the change conflicts with existing data".into() }
-            }
+            DbError::UniqueViolation => ApiError::Conflict {
+                code: ErrorCode::Conflict,
+                message: "the change conflicts with existing data".into(),
+            },
             DbError::ForeignKeyViolation => ApiError::Unprocessable {
-                code: "invalid_reference",
+                code: ErrorCode::InvalidReference,
                 message: "the change refers to something that does not exist".into(),
             },
             other => ApiError::Internal(other.into()),
@@ -147,23 +149,23 @@ impl From<DbError> for ApiError {
 }
 
 impl ApiError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest { code, .. } => code,
-            ApiError::Unauthorized | ApiError::Unauthenticated(_) => "unauthorized",
-            ApiError::Upstream(_) => "upstream_unavailable",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict { code, .. } => code,
-            ApiError::Unprocessable { code, .. } => code,
-            ApiError::TooManyRequests { .. } => "too_many_requests",
-            ApiError::SignatureRejected(_) => "bad_signature",
-            ApiError::EncryptionRequired(_) => "encryption_required",
-            ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::RequestTimeout => "request_timeout",
-            ApiError::NotConfigured(_) => "not_configured",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::BadRequest { code, .. } => *code,
+            ApiError::Unauthorized | ApiError::Unauthenticated(_) => ErrorCode::Unauthorized,
+            ApiError::Upstream(_) => ErrorCode::UpstreamUnavailable,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Conflict { code, .. } => *code,
+            ApiError::Unprocessable { code, .. } => *code,
+            ApiError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
+            ApiError::SignatureRejected(_) => ErrorCode::BadSignature,
+            ApiError::EncryptionRequired(_) => ErrorCode::EncryptionRequired,
+            ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            ApiError::RequestTimeout => ErrorCode::RequestTimeout,
+            ApiError::NotConfigured(_) => ErrorCode::NotConfigured,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -175,7 +177,7 @@ impl ApiError {
             }
             _ => {}
         }
-        let body = Json(ErrorBody { code: self.code().to_owned(), message: self.to_string(), request_id });
+        let body = Json(ErrorBody { code: self.code(), message: self.to_string(), request_id });
         match self {
             ApiError::BadRequest { .. } => ErrorResponse::BadRequest(body),
             ApiError::Unauthorized
@@ -236,22 +238,22 @@ pub fn framework_error_response(err: poem::Error) -> Response {
         // A JSON body poem-openapi cannot parse into its type (not JSON, an unknown field, a
         // value its validators refuse): the same code as the strict schema check's refusals.
         StatusCode::BAD_REQUEST if err.is::<poem_openapi::error::ParseRequestPayloadError>() => {
-            ("invalid_body", err.to_string())
+            (ErrorCode::InvalidBody, err.to_string())
         }
-        StatusCode::BAD_REQUEST => ("bad_request", err.to_string()),
-        StatusCode::UNAUTHORIZED => ("unauthorized", "a valid API key is required".to_owned()),
-        StatusCode::FORBIDDEN => ("forbidden", err.to_string()),
-        StatusCode::NOT_FOUND => ("not_found", "no such route".to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed on this route".to_owned()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large".to_owned()),
-        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request did not arrive in time".to_owned()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", err.to_string()),
+        StatusCode::BAD_REQUEST => (ErrorCode::BadRequest, err.to_string()),
+        StatusCode::UNAUTHORIZED => (ErrorCode::Unauthorized, "a valid API key is required".to_owned()),
+        StatusCode::FORBIDDEN => (ErrorCode::Forbidden, err.to_string()),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such route".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (ErrorCode::MethodNotAllowed, "method not allowed on this route".to_owned()),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::PayloadTooLarge, "the request body is too large".to_owned()),
+        StatusCode::REQUEST_TIMEOUT => (ErrorCode::RequestTimeout, "the request did not arrive in time".to_owned()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (ErrorCode::UnsupportedMediaType, err.to_string()),
         s if s.is_server_error() => {
             tracing::error!(request_id = %request_id, error = %err, "request failed");
-            ("internal", "internal error".to_owned())
+            (ErrorCode::Internal, "internal error".to_owned())
         }
-        _ => ("bad_request", err.to_string()),
+        _ => (ErrorCode::BadRequest, err.to_string()),
     };
-    let body = ErrorBody { code: code.to_owned(), message, request_id };
+    let body = ErrorBody { code, message, request_id };
     (status, poem::web::Json(body)).into_response()
 }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod codes;
 pub mod config;
 pub mod db;
 pub mod domain;

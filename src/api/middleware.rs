@@ -14,6 +14,7 @@ use rand::RngCore;
 
 use super::allow::AllowedMethods;
 use super::request_bodies::RequestBodies;
+use crate::codes::ErrorCode;
 use crate::error::{framework_error_response, ApiError, REQUEST_ID};
 use crate::state::AppState;
 
@@ -96,7 +97,10 @@ impl RequestContext {
                 let resp = REQUEST_ID.sync_scope(request_id.clone(), || match refused {
                     // The operation could not parse the stand-in body: say what the check found.
                     Some(message) if err.is::<ParseRequestPayloadError>() => {
-                        poem::IntoResponse::into_response(ApiError::BadRequest { code: "invalid_body", message })
+                        poem::IntoResponse::into_response(ApiError::BadRequest {
+                            code: ErrorCode::InvalidBody,
+                            message,
+                        })
                     }
                     _ => framework_error_response(err),
                 });

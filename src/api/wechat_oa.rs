@@ -20,6 +20,7 @@ use rand::Rng;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::codes::ErrorCode;
 use crate::db;
 use crate::domain::loyalty::oa::{handle_push, OfficialAccount, PushServices};
 use crate::domain::loyalty::pushes::SignedPush;
@@ -83,7 +84,7 @@ fn check_signed(state: &AppState, token: &str, q: &CallbackQuery) -> Result<Sign
 fn cannot_decrypt() -> ApiError {
     tracing::warn!("an encrypted push arrived and WECHAT_OA_AES_KEY is missing or unusable; refused");
     ApiError::BadRequest {
-        code: "encryption_not_configured",
+        code: ErrorCode::EncryptionNotConfigured,
         message: "the push is encrypted and the official account has no usable EncodingAESKey (WECHAT_OA_AES_KEY)"
             .into(),
     }
@@ -112,9 +113,11 @@ pub async fn receive_push(
         return Err(ApiError::PayloadTooLarge);
     }
     let body = String::from_utf8(body)
-        .map_err(|_| ApiError::BadRequest { code: "invalid_xml", message: "the body is not UTF-8".into() })?;
-    let bad_xml =
-        |e: crate::wechat::oa::message::XmlError| ApiError::BadRequest { code: "invalid_xml", message: e.to_string() };
+        .map_err(|_| ApiError::BadRequest { code: ErrorCode::InvalidXml, message: "the body is not UTF-8".into() })?;
+    let bad_xml = |e: crate::wechat::oa::message::XmlError| ApiError::BadRequest {
+        code: ErrorCode::InvalidXml,
+        message: e.to_string(),
+    };
 
     let encrypted = q.encrypt_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("aes"));
     if !encrypted && !state.settings.wechat.oa_message_mode().takes_plaintext() {

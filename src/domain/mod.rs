@@ -12,6 +12,7 @@ pub mod operators;
 pub mod retail;
 pub mod tasks;
 
+use crate::codes::ErrorCode;
 use crate::db::DbError;
 
 /// Why a domain operation refused or failed.
@@ -25,10 +26,10 @@ pub enum DomainError {
     Forbidden(String),
     /// The action clashes with the current state (a duplicate, an archived org…).
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     /// The input is well-formed but breaks a rule.
     #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    Invalid { code: ErrorCode, message: String },
     /// The caller's credentials (a login code, a refresh token) are not good.
     #[error("{0}")]
     Unauthenticated(String),
@@ -43,10 +44,10 @@ pub enum DomainError {
 }
 
 impl DomainError {
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Conflict { code, message: message.into() }
     }
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Invalid { code, message: message.into() }
     }
 }
@@ -56,7 +57,7 @@ pub type DomainResult<T> = Result<T, DomainError>;
 /// An `Idempotency-Key` sent again with another request.
 pub(crate) fn idempotency_key_reused() -> DomainError {
     DomainError::invalid(
-        "idempotency_key_reused",
+        ErrorCode::IdempotencyKeyReused,
         "this Idempotency-Key was used for another request; use a new key for a new request",
     )
 }
@@ -98,7 +99,7 @@ pub(crate) fn window_refusal(from_field: &str, from: i64, until_field: &str, unt
 pub(crate) fn required_text(field: &str, value: &str, max: usize) -> DomainResult<String> {
     let v = value.trim();
     if v.is_empty() {
-        return Err(DomainError::invalid("validation_failed", format!("{field} must not be blank")));
+        return Err(DomainError::invalid(ErrorCode::ValidationFailed, format!("{field} must not be blank")));
     }
     bounded_text(field, v, max)
 }
@@ -113,10 +114,16 @@ pub(crate) fn optional_text(field: &str, value: Option<&str>, max: usize) -> Dom
 
 fn bounded_text(field: &str, v: &str, max: usize) -> DomainResult<String> {
     if v.chars().count() > max {
-        return Err(DomainError::invalid("validation_failed", format!("{field} must be at most {max} characters")));
+        return Err(DomainError::invalid(
+            ErrorCode::ValidationFailed,
+            format!("{field} must be at most {max} characters"),
+        ));
     }
     if v.chars().any(char::is_control) {
-        return Err(DomainError::invalid("validation_failed", format!("{field} must not contain control characters")));
+        return Err(DomainError::invalid(
+            ErrorCode::ValidationFailed,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(v.to_owned())
 }

@@ -14,6 +14,7 @@
 
 use serde_json::json;
 
+use crate::codes::ErrorCode;
 use crate::db::community::bindings::BindingRow;
 use crate::db::community::orgs::OrgKind;
 use crate::db::community::orgs::OrgRow;
@@ -56,7 +57,7 @@ pub struct TaskInput {
 }
 
 fn invalid(message: impl Into<String>) -> DomainError {
-    DomainError::invalid("invalid_task", message)
+    DomainError::invalid(ErrorCode::InvalidTask, message)
 }
 
 impl TaskInput {
@@ -178,7 +179,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, input: TaskInput) -> Domain
     let (before, owner) = task_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
     if before.state != TaskState::Active {
-        return Err(DomainError::conflict("task_ended", "the task has ended"));
+        return Err(DomainError::conflict(ErrorCode::TaskEnded, "the task has ended"));
     }
     check_merchant(&mut tx, before.company_id, &fields).await?;
     let held = store::figures(&mut *tx, id).await?.accepted;
@@ -199,7 +200,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, input: TaskInput) -> Domain
         let changed: Vec<&str> = locked.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
         if !changed.is_empty() {
             return Err(DomainError::conflict(
-                "task_terms_locked",
+                ErrorCode::TaskTermsLocked,
                 format!(
                     "{held} residents have taken this task, so these can no longer change: {}; only the theme, a \
                      later ends_at, more max_rounds and a higher daily_cap can",
@@ -219,7 +220,7 @@ pub async fn delete(db: &Db, actor: &Actor, id: i64) -> DomainResult<()> {
     let (before, owner) = task_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
     if !store::delete_unheld(&mut tx, id).await? {
-        return Err(DomainError::conflict("task_held", "residents have taken this task; end it instead"));
+        return Err(DomainError::conflict(ErrorCode::TaskHeld, "residents have taken this task; end it instead"));
     }
     audit::record(&mut tx, actor, &owner, "task.delete", ("task", id), (Some(&before), None::<&()>)).await?;
     tx.commit().await.map_err(DbError::from)?;
@@ -250,10 +251,13 @@ pub async fn assign(
     let (t, owner) = task_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
     if t.mode != TaskMode::Assigned {
-        return Err(DomainError::conflict("task_is_open", "an open task is accepted by residents, not assigned"));
+        return Err(DomainError::conflict(
+            ErrorCode::TaskIsOpen,
+            "an open task is accepted by residents, not assigned",
+        ));
     }
     if t.state != TaskState::Active {
-        return Err(DomainError::conflict("task_ended", "the task has ended"));
+        return Err(DomainError::conflict(ErrorCode::TaskEnded, "the task has ended"));
     }
     if resident_ids.is_empty() && community_id.is_none() || resident_ids.len() > 1000 {
         return Err(invalid("name 1..=1000 resident_ids and/or a community_id"));
@@ -346,7 +350,7 @@ pub async fn accept(db: &Db, me: &ResidentActor, id: i64) -> DomainResult<HoldRo
         return Err(DomainError::NotFound("task"));
     }
     if !open_now(&t, now) {
-        return Err(DomainError::conflict("task_closed", "the task is not open now"));
+        return Err(DomainError::conflict(ErrorCode::TaskClosed, "the task is not open now"));
     }
     store::hold(&mut tx, id, me.resident_id, "accepted", now).await?;
     let h = store::hold_of(&mut *tx, id, me.resident_id).await?.ok_or(DomainError::NotFound("task"))?;
@@ -395,7 +399,7 @@ pub async fn invitation(db: &Db, me: &ResidentActor, id: i64) -> DomainResult<In
     store::hold_of(db.reader(), id, me.resident_id).await?.ok_or(DomainError::NotFound("task"))?;
     let now = db::now_ms();
     if !open_now(&t, now) {
-        return Err(DomainError::conflict("task_closed", "the task is not open now"));
+        return Err(DomainError::conflict(ErrorCode::TaskClosed, "the task is not open now"));
     }
     let me_row =
         db::community::residents::get(db.reader(), me.resident_id).await?.ok_or(DomainError::NotFound("resident"))?;
@@ -428,16 +432,20 @@ impl Refusal {
     pub fn error(&self) -> DomainError {
         match self {
             Refusal::InvalidScene => DomainError::NotFound("invitation"),
-            Refusal::TaskClosed => DomainError::conflict("task_closed", "the task is not open now"),
-            Refusal::SelfInvite => DomainError::conflict("self_invite", "you cannot accept your own invitation"),
-            Refusal::AlreadyBound => {
-                DomainError::conflict("already_bound", "you are already a verified resident; only new neighbours count")
+            Refusal::TaskClosed => DomainError::conflict(ErrorCode::TaskClosed, "the task is not open now"),
+            Refusal::SelfInvite => {
+                DomainError::conflict(ErrorCode::SelfInvite, "you cannot accept your own invitation")
             }
-            Refusal::AlreadyCustomer => {
-                DomainError::conflict("already_customer", "you have shopped there before; only new customers count")
-            }
+            Refusal::AlreadyBound => DomainError::conflict(
+                ErrorCode::AlreadyBound,
+                "you are already a verified resident; only new neighbours count",
+            ),
+            Refusal::AlreadyCustomer => DomainError::conflict(
+                ErrorCode::AlreadyCustomer,
+                "you have shopped there before; only new customers count",
+            ),
             Refusal::AlreadyAttributed => {
-                DomainError::conflict("already_attributed", "you have already been invited for this task")
+                DomainError::conflict(ErrorCode::AlreadyAttributed, "you have already been invited for this task")
             }
         }
     }

@@ -170,3 +170,46 @@ fn every_list_takes_page_and_page_size() {
     assert!(lists >= 20, "only {lists} lists found");
     assert!(unpaged.is_empty(), "lists without page and page_size: {unpaged:?}");
 }
+
+/// Every `ErrorCode` is one the code can answer with (no code listed in the spec that nothing
+/// raises), each is snake_case and unique, and the spec lists exactly the enum's codes.
+#[test]
+fn error_codes_are_one_enum_listed_in_the_spec() {
+    use linli::codes::ErrorCode;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut sources = String::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("codes.rs") {
+                sources.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut unused = Vec::new();
+    for code in ErrorCode::ALL {
+        let s = code.as_str();
+        assert!(seen.insert(s), "{s} twice");
+        assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') && !s.starts_with('_'), "{s} is not snake_case");
+        if !sources.contains(&format!("ErrorCode::{code:?}")) {
+            unused.push(s);
+        }
+    }
+    assert!(unused.is_empty(), "codes nothing answers with: {unused:?}");
+    let spec: serde_json::Value = serde_json::from_str(&linli::api::openapi_service().spec()).unwrap();
+    let listed: HashSet<&str> = spec["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(listed, seen, "the spec's ErrorCode differs from the enum");
+    assert_eq!(
+        spec["components"]["schemas"]["ErrorBody"]["properties"]["code"]["$ref"],
+        "#/components/schemas/ErrorCode"
+    );
+}

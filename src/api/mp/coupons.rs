@@ -10,6 +10,7 @@ use super::ResidentSession;
 use crate::api::common::{page_request, ts};
 use crate::api::views::offers::{CouponKindView, CouponStateView, CouponTerms};
 use crate::api::ApiTags;
+use crate::codes::ErrorCode;
 use crate::db::offers::coupons::{CouponRow, HeldCoupon};
 use crate::domain::offers::coupons::{self, Claimed};
 use crate::error::ApiError;
@@ -136,10 +137,10 @@ impl MpCouponsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         page_size: Query<Option<u32>>,
     ) -> Result<Json<ClaimableList>, ApiError> {
-        let company = company_id
-            .0
-            .or(state.settings.wechat.oa_company_id)
-            .ok_or(ApiError::Unprocessable { code: "company_required", message: "name the property company".into() })?;
+        let company = company_id.0.or(state.settings.wechat.oa_company_id).ok_or(ApiError::Unprocessable {
+            code: ErrorCode::CompanyRequired,
+            message: "name the property company".into(),
+        })?;
         let found = coupons::claimable(&state.db, &me.0, company, page_request(page.0, page_size.0)).await?;
         let items = found
             .into_iter()

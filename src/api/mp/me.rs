@@ -10,6 +10,7 @@ use crate::api::common::{ms, ts};
 use crate::api::query::QueryParams;
 use crate::api::views::loyalty::{KindView, LedgerPage, SourceView};
 use crate::api::ApiTags;
+use crate::codes::ErrorCode;
 use crate::db;
 use crate::db::loyalty::points::LedgerFilter;
 use crate::domain::community::sessions;
@@ -174,7 +175,7 @@ impl MpMeApi {
         body: Json<CheckinRequest>,
     ) -> Result<Json<CheckinResult>, ApiError> {
         let company_id = body.0.company_id.or(state.settings.wechat.oa_company_id).ok_or(ApiError::Unprocessable {
-            code: "company_required",
+            code: ErrorCode::CompanyRequired,
             message: "name the property company to check in to".into(),
         })?;
         let c = points::check_in_resident(&state.db, me.0.resident_id, company_id).await?;

@@ -11,6 +11,7 @@ use super::ResidentSession;
 use crate::api::common::{page_request, ts, PageInfo};
 use crate::api::views::money::{PayoutChannelView as PayoutChannel, PayoutState};
 use crate::api::ApiTags;
+use crate::codes::ErrorCode;
 use crate::db::money::payouts::PayoutRow;
 use crate::db::money::payouts::PayoutState as StoredPayoutState;
 use crate::db::money::redpackets::MyGrab;
@@ -238,10 +239,10 @@ impl MpRedPacketsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         page_size: Query<Option<u32>>,
     ) -> Result<Json<OpenRedPacketList>, ApiError> {
-        let company = company_id
-            .0
-            .or(state.settings.wechat.oa_company_id)
-            .ok_or(ApiError::Unprocessable { code: "company_required", message: "name the property company".into() })?;
+        let company = company_id.0.or(state.settings.wechat.oa_company_id).ok_or(ApiError::Unprocessable {
+            code: ErrorCode::CompanyRequired,
+            message: "name the property company".into(),
+        })?;
         let open = redpackets::open_for_me(&state.db, &me.0, company, page_request(page.0, page_size.0)).await?;
         let items = open
             .into_iter()

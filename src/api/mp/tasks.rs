@@ -11,6 +11,7 @@ use super::ResidentSession;
 use crate::api::common::{page_request, ts};
 use crate::api::views::tasks::{view, Task};
 use crate::api::ApiTags;
+use crate::codes::ErrorCode;
 use crate::db::tasks::{Figures, QrRow};
 use crate::domain::tasks;
 use crate::error::ApiError;
@@ -122,10 +123,10 @@ impl MpTasksApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         page_size: Query<Option<u32>>,
     ) -> Result<Json<AvailableTaskList>, ApiError> {
-        let company = company_id
-            .0
-            .or(state.settings.wechat.oa_company_id)
-            .ok_or(ApiError::Unprocessable { code: "company_required", message: "name the property company".into() })?;
+        let company = company_id.0.or(state.settings.wechat.oa_company_id).ok_or(ApiError::Unprocessable {
+            code: ErrorCode::CompanyRequired,
+            message: "name the property company".into(),
+        })?;
         let items = tasks::available(&state.db, &me.0, company, page_request(page.0, page_size.0))
             .await?
             .into_iter()

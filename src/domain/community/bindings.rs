@@ -8,6 +8,7 @@
 
 use rand::Rng;
 
+use crate::codes::ErrorCode;
 use crate::db::community::bindings::{
     self as store, BindingFilter, BindingRow, BindingState, InvitationRow, NewBinding, Transition,
 };
@@ -39,20 +40,20 @@ pub struct BindingRequest {
 }
 
 fn room_full(cap: i64) -> DomainError {
-    DomainError::conflict("room_full", format!("this room already has {cap} open bindings"))
+    DomainError::conflict(ErrorCode::RoomFull, format!("this room already has {cap} open bindings"))
 }
 
 fn already_open() -> DomainError {
-    DomainError::conflict("binding_exists", "you already have an open request or binding for this room")
+    DomainError::conflict(ErrorCode::BindingExists, "you already have an open request or binding for this room")
 }
 
 /// The phone a binding carries: the one given, or the one WeChat confirmed.
 async fn phone_for(db: &Db, resident_id: i64, given: Option<&str>) -> DomainResult<String> {
     match given.map(str::trim).filter(|p| !p.is_empty()) {
         Some(p) => Ok(crate::domain::community::roster::normalize_phone(p)?),
-        None => db::community::residents::phone_of(db.reader(), resident_id)
-            .await?
-            .ok_or_else(|| DomainError::invalid("phone_required", "give a phone number or confirm one through WeChat")),
+        None => db::community::residents::phone_of(db.reader(), resident_id).await?.ok_or_else(|| {
+            DomainError::invalid(ErrorCode::PhoneRequired, "give a phone number or confirm one through WeChat")
+        }),
     }
 }
 
@@ -152,12 +153,12 @@ pub async fn end_mine(db: &Db, me: &ResidentActor, id: i64) -> DomainResult<Bind
                 reason: Some(reason),
                 decided_by: "resident",
             };
-            store::transition(&mut tx, id, &d, db::now_ms())
-                .await?
-                .ok_or_else(|| DomainError::conflict("binding_changed", "the binding changed meanwhile; reload it"))?
+            store::transition(&mut tx, id, &d, db::now_ms()).await?.ok_or_else(|| {
+                DomainError::conflict(ErrorCode::BindingChanged, "the binding changed meanwhile; reload it")
+            })?
         }
         BindingState::Rejected | BindingState::Ended => {
-            return Err(DomainError::conflict("binding_closed", format!("the binding is already {}", b.state)))
+            return Err(DomainError::conflict(ErrorCode::BindingClosed, format!("the binding is already {}", b.state)))
         }
     };
     tx.commit().await.map_err(DbError::from)?;
@@ -187,7 +188,7 @@ pub async fn invite(
     role: ResidentRole,
 ) -> DomainResult<InvitationRow> {
     if role == ResidentRole::Owner {
-        return Err(DomainError::invalid("invalid_role", "owners invite family or tenants"));
+        return Err(DomainError::invalid(ErrorCode::InvalidRole, "owners invite family or tenants"));
     }
     let now = db::now_ms();
     let mut tx = db.begin().await?;
@@ -228,17 +229,17 @@ pub async fn redeem(
     let mut tx = db.begin().await?;
     let inv = store::invitation_by_code(&mut tx, code.trim()).await?.ok_or_else(invalid)?;
     if inv.redeemed_by.is_some() || inv.expires_at <= now {
-        return Err(DomainError::conflict("invitation_used", "the invitation was already used or has expired"));
+        return Err(DomainError::conflict(ErrorCode::InvitationUsed, "the invitation was already used or has expired"));
     }
     let owner = store::get(&mut *tx, inv.binding_id).await?.ok_or_else(invalid)?;
     if owner.state != BindingState::Verified {
         return Err(DomainError::conflict(
-            "invitation_void",
+            ErrorCode::InvitationVoid,
             "the owner who invited you is no longer bound to the room",
         ));
     }
     if owner.resident_id == me.resident_id {
-        return Err(DomainError::invalid("self_invitation", "you cannot redeem your own invitation"));
+        return Err(DomainError::invalid(ErrorCode::SelfInvitation, "you cannot redeem your own invitation"));
     }
     if store::lock_room_and_count_open(&mut tx, inv.room_id).await? >= cap {
         return Err(room_full(cap));
@@ -257,7 +258,7 @@ pub async fn redeem(
     };
     let binding = store::insert(&mut tx, &new, now).await?.ok_or_else(already_open)?;
     if !store::redeem_invitation(&mut tx, inv.id, binding.id).await? {
-        return Err(DomainError::conflict("invitation_used", "the invitation was already used or has expired"));
+        return Err(DomainError::conflict(ErrorCode::InvitationUsed, "the invitation was already used or has expired"));
     }
     let wake = after_verified(&mut tx, payer, &binding, now).await?;
     tx.commit().await.map_err(DbError::from)?;
@@ -294,7 +295,7 @@ pub async fn end_member(db: &Db, me: &ResidentActor, owner_binding: i64, member:
     };
     let ended = store::transition(&mut tx, m.id, &d, db::now_ms())
         .await?
-        .ok_or_else(|| DomainError::conflict("binding_changed", "the binding changed meanwhile; reload it"))?;
+        .ok_or_else(|| DomainError::conflict(ErrorCode::BindingChanged, "the binding changed meanwhile; reload it"))?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(ended)
 }
@@ -341,7 +342,7 @@ pub async fn decide(
 ) -> DomainResult<BindingRow> {
     let reason = crate::domain::optional_text("reason", reason, 200)?;
     if decision != Decision::Approve && reason.is_none() {
-        return Err(DomainError::invalid("reason_required", "say why, for the resident"));
+        return Err(DomainError::invalid(ErrorCode::ReasonRequired, "say why, for the resident"));
     }
     let mut tx = db.begin().await?;
     let (before, community) = reachable(&mut tx, actor, id).await?;
@@ -358,7 +359,7 @@ pub async fn decide(
         }
         (_, state) => {
             return Err(DomainError::conflict(
-                "binding_state",
+                ErrorCode::BindingState,
                 format!("the binding is {state}; that decision does not apply"),
             ))
         }
@@ -366,7 +367,7 @@ pub async fn decide(
     let d = Transition { from, to, verified_by, reason: reason.as_deref(), decided_by: &actor.label };
     let after = store::transition(&mut tx, id, &d, db::now_ms())
         .await?
-        .ok_or_else(|| DomainError::conflict("binding_changed", "the binding changed meanwhile; reload it"))?;
+        .ok_or_else(|| DomainError::conflict(ErrorCode::BindingChanged, "the binding changed meanwhile; reload it"))?;
     audit::record(&mut tx, actor, &community, action, ("binding", id), (Some(&before), Some(&after))).await?;
     let wake = after_verified(&mut tx, payer, &after, db::now_ms()).await?;
     tx.commit().await.map_err(DbError::from)?;

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use crate::codes::ErrorCode;
 use crate::domain::{DomainError, DomainResult};
 
 /// One row of an import, before validation. `line` is the row's number in what was sent: its
@@ -74,7 +75,7 @@ pub fn parse_csv(text: &str, required: &[&str], max_rows: usize) -> DomainResult
     let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
     let headers = reader
         .headers()
-        .map_err(|e| DomainError::invalid("invalid_csv", format!("cannot read the CSV header: {e}")))?
+        .map_err(|e| DomainError::invalid(ErrorCode::InvalidCsv, format!("cannot read the CSV header: {e}")))?
         .clone();
     let columns: Vec<Option<Column>> = headers.iter().map(column_of).collect();
     let present: HashMap<Column, usize> = columns.iter().enumerate().filter_map(|(i, c)| c.map(|c| (c, i))).collect();
@@ -82,7 +83,7 @@ pub fn parse_csv(text: &str, required: &[&str], max_rows: usize) -> DomainResult
         let col = column_of(name).expect("required columns are known names");
         if !present.contains_key(&col) {
             return Err(DomainError::invalid(
-                "invalid_csv",
+                ErrorCode::InvalidCsv,
                 format!(
                     "the CSV header has no {name:?} column (found: {})",
                     headers.iter().collect::<Vec<_>>().join(", ")
@@ -140,7 +141,7 @@ pub fn parse_csv(text: &str, required: &[&str], max_rows: usize) -> DomainResult
 }
 
 pub fn too_many_rows(max_rows: usize) -> DomainError {
-    DomainError::invalid("too_many_rows", format!("an import may carry at most {max_rows} rows; split the file"))
+    DomainError::invalid(ErrorCode::TooManyRows, format!("an import may carry at most {max_rows} rows; split the file"))
 }
 
 #[cfg(test)]
@@ -171,6 +172,9 @@ mod tests {
         assert_eq!(rows[0].name.as_deref(), Some("An"));
         assert_eq!(rows[0].phone, None);
         let many = format!("building,number\n{}", "1,1\n".repeat(11));
-        assert!(matches!(parse_csv(&many, &["building"], 10), Err(DomainError::Invalid { code: "too_many_rows", .. })));
+        assert!(matches!(
+            parse_csv(&many, &["building"], 10),
+            Err(DomainError::Invalid { code: ErrorCode::TooManyRows, .. })
+        ));
     }
 }

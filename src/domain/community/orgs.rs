@@ -2,6 +2,7 @@
 //! company. An org is archived rather than deleted, since campaigns, ledgers and the audit log
 //! keep pointing at it; an archived org's keys stop working.
 
+use crate::codes::ErrorCode;
 use crate::db::community::orgs::{self as store, OrgFields, OrgFilter, OrgRow};
 use crate::db::{self, Db, DbError, Page, PageRequest};
 use crate::domain::operators::access::{scope_of, Actor, Role};
@@ -56,7 +57,10 @@ fn validated(
 }
 
 fn name_taken(name: &str) -> DomainError {
-    DomainError::conflict("org_name_taken", format!("an active org named {name:?} already exists under this parent"))
+    DomainError::conflict(
+        ErrorCode::OrgNameTaken,
+        format!("an active org named {name:?} already exists under this parent"),
+    )
 }
 
 /// Loads an org the actor reaches, or answers not found.
@@ -73,12 +77,12 @@ pub async fn create(db: &Db, actor: &Actor, new: NewOrg) -> DomainResult<OrgRow>
     let parent_kind = parent.kind;
     if !new.kind.allowed_parents().contains(&parent_kind) {
         return Err(DomainError::invalid(
-            "invalid_parent",
+            ErrorCode::InvalidParent,
             format!("a {} cannot be placed under a {}", new.kind.as_str(), parent_kind.as_str()),
         ));
     }
     if parent.archived_at.is_some() {
-        return Err(DomainError::conflict("org_archived", "the parent org is archived"));
+        return Err(DomainError::conflict(ErrorCode::OrgArchived, "the parent org is archived"));
     }
     let org = match store::insert(&mut tx, &parent, new.kind, &fields, db::now_ms()).await {
         Err(DbError::UniqueViolation) => return Err(name_taken(&fields.name)),
@@ -108,7 +112,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, patch: OrgPatch) -> DomainR
     let before = load(&mut *tx, actor, id).await?;
     actor.require(Role::Admin)?;
     if before.archived_at.is_some() {
-        return Err(DomainError::conflict("org_archived", "the org is archived"));
+        return Err(DomainError::conflict(ErrorCode::OrgArchived, "the org is archived"));
     }
     let merged = |p: Option<Option<String>>, cur: &Option<String>| p.unwrap_or_else(|| cur.clone());
     let address = merged(patch.address, &before.address);
@@ -139,15 +143,15 @@ pub async fn archive(db: &Db, actor: &Actor, id: i64) -> DomainResult<OrgRow> {
         return Ok(before);
     }
     if before.kind == OrgKind::Platform {
-        return Err(DomainError::invalid("cannot_archive", "the platform cannot be archived"));
+        return Err(DomainError::invalid(ErrorCode::CannotArchive, "the platform cannot be archived"));
     }
     if before.id == actor.org_id {
-        return Err(DomainError::invalid("cannot_archive", "a key cannot archive its own org"));
+        return Err(DomainError::invalid(ErrorCode::CannotArchive, "a key cannot archive its own org"));
     }
     let children = store::count_active_children(&mut tx, id).await?;
     if children > 0 {
         return Err(DomainError::conflict(
-            "org_has_children",
+            ErrorCode::OrgHasChildren,
             format!("the org still has {children} active orgs below it; archive them first"),
         ));
     }
@@ -188,12 +192,16 @@ pub(crate) async fn funding_owner(
         .await?
         .filter(|o| actor.reaches(&o.path))
         .ok_or(DomainError::NotFound("org"))?;
-    let company =
-        company_of(&owner).filter(|_| owner.kind == OrgKind::Company || owner.kind == OrgKind::Community).ok_or_else(
-            || DomainError::invalid("invalid_owner", format!("{what} are owned by a property company or a community")),
-        )?;
+    let company = company_of(&owner)
+        .filter(|_| owner.kind == OrgKind::Company || owner.kind == OrgKind::Community)
+        .ok_or_else(|| {
+            DomainError::invalid(
+                ErrorCode::InvalidOwner,
+                format!("{what} are owned by a property company or a community"),
+            )
+        })?;
     if owner.archived_at.is_some() {
-        return Err(DomainError::conflict("org_archived", "the owner org is archived"));
+        return Err(DomainError::conflict(ErrorCode::OrgArchived, "the owner org is archived"));
     }
     Ok((owner, company))
 }

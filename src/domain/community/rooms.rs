@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::codes::ErrorCode;
 use crate::db::community::orgs::OrgRow;
 use crate::db::community::rooms::{self as store, RoomAddress, RoomFilter, RoomRow};
 use crate::db::{self, Db, DbError, Page, PageRequest};
@@ -33,12 +34,12 @@ pub fn label(addr: &RoomAddress) -> String {
 }
 
 fn room_exists(addr: &RoomAddress) -> DomainError {
-    DomainError::conflict("room_exists", format!("room {} already exists in this community", label(addr)))
+    DomainError::conflict(ErrorCode::RoomExists, format!("room {} already exists in this community", label(addr)))
 }
 
 fn writable(community: &OrgRow) -> DomainResult<()> {
     if community.archived_at.is_some() {
-        return Err(DomainError::conflict("org_archived", "the community is archived"));
+        return Err(DomainError::conflict(ErrorCode::OrgArchived, "the community is archived"));
     }
     Ok(())
 }
@@ -90,7 +91,7 @@ pub async fn update(
     actor.require(Role::Operator)?;
     writable(&community)?;
     if before.archived_at.is_some() {
-        return Err(DomainError::conflict("room_archived", "the room is archived"));
+        return Err(DomainError::conflict(ErrorCode::RoomArchived, "the room is archived"));
     }
     let addr = address(
         building.as_deref().unwrap_or(&before.building),

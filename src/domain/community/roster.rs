@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::codes::ErrorCode;
 use crate::db::community::orgs::OrgRow;
 use crate::db::community::rooms::{RoomAddress, RoomRow};
 pub use crate::db::community::roster::ResidentRole;
@@ -28,7 +29,7 @@ pub fn normalize_phone(raw: &str) -> DomainResult<String> {
     if ok {
         Ok(national.to_owned())
     } else {
-        Err(DomainError::invalid("invalid_phone", format!("phone {raw:?} is not a mainland mobile number")))
+        Err(DomainError::invalid(ErrorCode::InvalidPhone, format!("phone {raw:?} is not a mainland mobile number")))
     }
 }
 
@@ -38,9 +39,10 @@ pub fn parse_role(raw: &str) -> DomainResult<ResidentRole> {
         "owner" | "业主" => Ok(ResidentRole::Owner),
         "family" | "家属" | "家庭成员" => Ok(ResidentRole::Family),
         "tenant" | "租户" | "租客" => Ok(ResidentRole::Tenant),
-        other => {
-            Err(DomainError::invalid("invalid_role", format!("role {other:?} is not one of owner, family, tenant")))
-        }
+        other => Err(DomainError::invalid(
+            ErrorCode::InvalidRole,
+            format!("role {other:?} is not one of owner, family, tenant"),
+        )),
     }
 }
 
@@ -50,7 +52,7 @@ pub fn fields(name: &str, phone: &str, role: ResidentRole) -> DomainResult<Roste
 }
 
 fn already_listed(phone: &str) -> DomainError {
-    DomainError::conflict("roster_entry_exists", format!("phone {phone} is already on the roster for this room"))
+    DomainError::conflict(ErrorCode::RosterEntryExists, format!("phone {phone} is already on the roster for this room"))
 }
 
 /// A room of the actor's subtree that entries can point at, with its community.
@@ -62,10 +64,10 @@ async fn writable_room(tx: &mut db::Tx, actor: &Actor, room_id: i64) -> DomainRe
 
 fn check_open(room: &RoomRow, community: &OrgRow) -> DomainResult<()> {
     if community.archived_at.is_some() {
-        return Err(DomainError::conflict("org_archived", "the community is archived"));
+        return Err(DomainError::conflict(ErrorCode::OrgArchived, "the community is archived"));
     }
     if room.archived_at.is_some() {
-        return Err(DomainError::conflict("room_archived", "the room is archived"));
+        return Err(DomainError::conflict(ErrorCode::RoomArchived, "the room is archived"));
     }
     Ok(())
 }
@@ -135,7 +137,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, patch: RosterPatch) -> Doma
     let (room, _) = writable_room(&mut tx, actor, room_id).await?;
     if room.community_id != before.community_id {
         return Err(DomainError::invalid(
-            "room_in_other_community",
+            ErrorCode::RoomInOtherCommunity,
             "an entry can only move to a room of its own community",
         ));
     }
@@ -194,7 +196,7 @@ pub async fn import(
     let community = load_community(&mut *tx, actor, community_id).await?;
     actor.require(Role::Operator)?;
     if community.archived_at.is_some() {
-        return Err(DomainError::conflict("org_archived", "the community is archived"));
+        return Err(DomainError::conflict(ErrorCode::OrgArchived, "the community is archived"));
     }
     let rooms: HashMap<RoomAddress, RoomRow> = db::community::rooms::all_in_community(&mut tx, community_id)
         .await?

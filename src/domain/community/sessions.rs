@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rand::RngCore;
 
+use crate::codes::ErrorCode;
 use crate::db::community::sessions::{self as store, NewSession};
 use crate::db::{self, Db, DbError};
 use crate::domain::community::residents::{self, AppKind};
@@ -269,9 +270,10 @@ pub async fn confirm_phone(
     code: &str,
 ) -> DomainResult<String> {
     let phone = wechat.phone_number(mp, code.trim()).await.map_err(|e| match e.errcode() {
-        Some(40029) | Some(40163) | Some(47001) => {
-            DomainError::invalid("invalid_phone_code", "the phone-number code is invalid, expired or already used")
-        }
+        Some(40029) | Some(40163) | Some(47001) => DomainError::invalid(
+            ErrorCode::InvalidPhoneCode,
+            "the phone-number code is invalid, expired or already used",
+        ),
         _ => {
             tracing::warn!(error = %e, "getuserphonenumber failed");
             DomainError::Upstream("WeChat is unavailable; try again".into())

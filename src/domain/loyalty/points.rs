@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::codes::ErrorCode;
 use crate::db::community::orgs::OrgKind;
 use crate::db::community::orgs::OrgRow;
 use crate::db::loyalty::points::{
@@ -96,7 +97,7 @@ impl Rules {
 
     /// Checks the rules and turns them into what is stored.
     pub fn validated(self) -> DomainResult<ProgrammeFields> {
-        let invalid = |m: &str| DomainError::invalid("invalid_rules", m.to_owned());
+        let invalid = |m: &str| DomainError::invalid(ErrorCode::InvalidRules, m.to_owned());
         if !(-12 * 60..=14 * 60).contains(&self.utc_offset_minutes) {
             return Err(invalid("utc_offset_minutes must be between -720 and 840"));
         }
@@ -106,7 +107,10 @@ impl Rules {
             ("referral_points", self.referral_points),
         ] {
             if !(0..=1_000_000).contains(&v) {
-                return Err(DomainError::invalid("invalid_rules", format!("{name} must be between 0 and 1000000")));
+                return Err(DomainError::invalid(
+                    ErrorCode::InvalidRules,
+                    format!("{name} must be between 0 and 1000000"),
+                ));
             }
         }
         if !(0..=1000).contains(&self.points_per_yuan) || !(100..=1000).contains(&self.first_purchase_percent) {
@@ -182,12 +186,12 @@ impl Posted {
 /// conflict.
 pub async fn post(tx: &mut Tx, programme_id: i64, resident_id: i64, p: &Posting<'_>, now: i64) -> DomainResult<Posted> {
     if p.amount == 0 {
-        return Err(DomainError::invalid("invalid_amount", "a posting moves at least one point"));
+        return Err(DomainError::invalid(ErrorCode::InvalidAmount, "a posting moves at least one point"));
     }
     let account = store::open_account(tx, programme_id, resident_id, now).await?;
     let Some(balance_after) = store::move_balance(tx, account.id, p.amount, now).await? else {
         return Err(DomainError::invalid(
-            "insufficient_points",
+            ErrorCode::InsufficientPoints,
             format!("the balance is {} points, less than {}", account.balance, -p.amount),
         ));
     };
@@ -215,7 +219,7 @@ pub async fn post(tx: &mut Tx, programme_id: i64, resident_id: i64, p: &Posting<
         Ok(Posted::Replayed(existing))
     } else {
         Err(DomainError::conflict(
-            "reference_used",
+            ErrorCode::ReferenceUsed,
             format!("reference {:?} was already used for another posting", p.reference),
         ))
     }
@@ -386,7 +390,10 @@ pub async fn adjust(
     let programme = programme_in_reach(db, actor, company_id).await?;
     actor.require(Role::Operator)?;
     if amount == 0 || amount.unsigned_abs() > 100_000_000 {
-        return Err(DomainError::invalid("invalid_amount", "amount must be non-zero and at most 100000000 either way"));
+        return Err(DomainError::invalid(
+            ErrorCode::InvalidAmount,
+            "amount must be non-zero and at most 100000000 either way",
+        ));
     }
     let mut tx = db.begin().await?;
     // Only residents who belong to this programme can be credited.
@@ -460,7 +467,7 @@ pub async fn add_multiplier(
     let category = required_text("category", category, 32)?;
     if !(0..=1000).contains(&percent) || starts_at >= ends_at {
         return Err(DomainError::invalid(
-            "invalid_multiplier",
+            ErrorCode::InvalidMultiplier,
             "percent must be 0..=1000 and starts_at before ends_at",
         ));
     }

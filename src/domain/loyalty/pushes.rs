@@ -4,6 +4,7 @@
 //! ([`crate::db::wechat::bind_nonces`]); both the general push path ([`crate::domain::loyalty::oa`]) and the grouped
 //! check-in writer ([`crate::domain::loyalty::checkin_writer`]) refuse another body under a bound URL.
 
+use crate::codes::ErrorCode;
 use crate::db;
 use crate::domain::DomainError;
 
@@ -25,7 +26,7 @@ impl SignedPush {
 /// The refusal of a body under a URL already bound to another body.
 pub fn nonce_reused() -> DomainError {
     DomainError::conflict(
-        "push_nonce_reused",
+        ErrorCode::PushNonceReused,
         "this timestamp and nonce already came with another body: a signed URL carries one push only",
     )
 }

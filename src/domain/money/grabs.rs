@@ -2,6 +2,7 @@
 //! campaign's writer ([`crate::domain::money::hot_campaigns`]) apply: why a campaign refuses every grab now
 //! ([`Closed`]), who a share is paid to ([`payee`]), and the refusals a resident is answered.
 
+use crate::codes::ErrorCode;
 use crate::db::community::residents::IdentityRow;
 use crate::db::money::redpackets::{CampaignRow, CampaignState};
 use crate::domain::money::payouts::Apps;
@@ -42,20 +43,22 @@ impl Closed {
     pub(super) fn error(self) -> DomainError {
         match self {
             Closed::Gone => DomainError::NotFound("red packet"),
-            Closed::Ended => DomainError::conflict("red_packet_ended", "the campaign has ended"),
-            Closed::NotStarted => DomainError::conflict("red_packet_not_started", "the campaign has not started yet"),
-            Closed::WindowOver => DomainError::conflict("red_packet_window_over", "the campaign is over"),
+            Closed::Ended => DomainError::conflict(ErrorCode::RedPacketEnded, "the campaign has ended"),
+            Closed::NotStarted => {
+                DomainError::conflict(ErrorCode::RedPacketNotStarted, "the campaign has not started yet")
+            }
+            Closed::WindowOver => DomainError::conflict(ErrorCode::RedPacketWindowOver, "the campaign is over"),
             Closed::SoldOut => sold_out(),
         }
     }
 }
 
 pub(super) fn sold_out() -> DomainError {
-    DomainError::conflict("sold_out", "all shares of this red packet have been taken")
+    DomainError::conflict(ErrorCode::SoldOut, "all shares of this red packet have been taken")
 }
 
 pub(super) fn already() -> DomainError {
-    DomainError::conflict("already_grabbed", "you have already taken a share of this red packet")
+    DomainError::conflict(ErrorCode::AlreadyGrabbed, "you have already taken a share of this red packet")
 }
 
 /// A follower audience admits residents who follow the official account now.

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::codes::ErrorCode;
 use crate::db::community::residents::IdentityRow;
 use crate::db::money::payouts::{PayoutChannel, PayoutRow};
 use crate::db::money::redpackets::{self as store, CampaignRow, CampaignState, GrabRow, NewGrab};
@@ -264,8 +265,8 @@ fn repeat(e: &DomainError) -> DomainError {
     match e {
         DomainError::NotFound(what) => DomainError::NotFound(what),
         DomainError::Forbidden(message) => DomainError::Forbidden(message.clone()),
-        DomainError::Conflict { code, message } => DomainError::Conflict { code, message: message.clone() },
-        DomainError::Invalid { code, message } => DomainError::Invalid { code, message: message.clone() },
+        DomainError::Conflict { code, message } => DomainError::Conflict { code: *code, message: message.clone() },
+        DomainError::Invalid { code, message } => DomainError::Invalid { code: *code, message: message.clone() },
         DomainError::Unauthenticated(message) => DomainError::Unauthenticated(message.clone()),
         DomainError::RateLimited(secs) => DomainError::RateLimited(*secs),
         DomainError::Upstream(message) => DomainError::Upstream(message.clone()),
@@ -361,7 +362,7 @@ async fn take(tx: &mut Tx, campaign_id: i64, wanted: usize, now: i64) -> DomainR
         if store::take_shares(tx, campaign_id, c.granted, to, now).await? {
             let amounts = store::share_amounts(tx, campaign_id, c.granted, to).await?;
             if amounts.len() as i64 != to - c.granted {
-                return Err(DomainError::conflict("red_packet_broken", "the campaign's shares are missing"));
+                return Err(DomainError::conflict(ErrorCode::RedPacketBroken, "the campaign's shares are missing"));
             }
             return Ok(Ok(amounts));
         }
@@ -416,7 +417,7 @@ async fn pay(
     let mut queued = Vec::with_capacity(lucky.len());
     for ((j, (_, amount)), reference) in lucky.iter().zip(amounts).zip(references) {
         let payee = j.identity.as_ref().ok_or_else(|| {
-            DomainError::conflict("no_wechat_identity", "a payout needs the resident's WeChat identity")
+            DomainError::conflict(ErrorCode::NoWechatIdentity, "a payout needs the resident's WeChat identity")
         })?;
         queued.push(Queue {
             company_id: Some(c.company_id),

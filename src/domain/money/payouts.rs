@@ -23,6 +23,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::codes::ErrorCode;
 use crate::config::PayoutSettings;
 use crate::db::community::residents::IdentityRow;
 use crate::db::money::payouts::{
@@ -134,7 +135,7 @@ pub fn payee<'a>(
         .iter()
         .find(|i| i.app_kind == kind && appid.is_none_or(|a| a == i.appid))
         .map(Some)
-        .ok_or_else(|| DomainError::conflict("no_wechat_identity", hint))
+        .ok_or_else(|| DomainError::conflict(ErrorCode::NoWechatIdentity, hint))
 }
 
 /// A payout to queue in the caller's transaction.
@@ -515,7 +516,7 @@ pub async fn retry(db: &Db, payer: &Payer, actor: &Actor, id: i64) -> DomainResu
     let p = store::get(&mut *tx, id).await?.ok_or(DomainError::NotFound("payout"))?;
     if p.state != PayoutState::Failed {
         return Err(DomainError::conflict(
-            "payout_not_failed",
+            ErrorCode::PayoutNotFailed,
             format!("the payout is {}; only a failed one can be retried", p.state),
         ));
     }
@@ -532,7 +533,7 @@ pub async fn retry(db: &Db, payer: &Payer, actor: &Actor, id: i64) -> DomainResu
         };
         if wallet::post(&mut tx, p.resident_id, &entry, now).await?.is_none() {
             return Err(DomainError::conflict(
-                "balance_spent",
+                ErrorCode::BalanceSpent,
                 "the resident has already used the balance this payout credited; it cannot be sent again",
             ));
         }

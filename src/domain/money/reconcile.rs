@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::macros::format_description;
 use time::{Date, Duration, OffsetDateTime, UtcOffset};
 
+use crate::codes::ErrorCode;
 use crate::db::money::payouts::{
     self as store, NumberOutcome, NumberRow, PayoutState, ReconciliationRow, ReconciliationState,
 };
@@ -49,7 +50,7 @@ fn platform_admin(actor: &Actor) -> DomainResult<()> {
 
 pub fn parse_date(s: &str) -> DomainResult<Date> {
     Date::parse(s, format_description!("[year]-[month]-[day]"))
-        .map_err(|_| DomainError::invalid("invalid_date", "bill_date must be a date, YYYY-MM-DD"))
+        .map_err(|_| DomainError::invalid(ErrorCode::InvalidDate, "bill_date must be a date, YYYY-MM-DD"))
 }
 
 /// The Beijing day `at_ms` falls on.
@@ -151,7 +152,7 @@ pub async fn run_for(
 pub async fn run(db: &Db, pay: Option<&PayClients>, date: Date) -> DomainResult<ReconciliationRow> {
     let today = beijing_day(db::now_ms());
     if date > today {
-        return Err(DomainError::invalid("invalid_date", "that day has not happened yet"));
+        return Err(DomainError::invalid(ErrorCode::InvalidDate, "that day has not happened yet"));
     }
     let Some(v3) = pay.and_then(|p| p.v3.as_ref()) else {
         return store_run(

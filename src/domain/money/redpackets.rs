@@ -10,6 +10,7 @@
 
 use sqlx::AnyConnection;
 
+use crate::codes::ErrorCode;
 use crate::db::community::orgs::OrgKind;
 use crate::db::community::orgs::OrgRow;
 use crate::db::community::residents::IdentityRow;
@@ -49,13 +50,13 @@ pub struct CampaignInput {
 }
 
 fn invalid(message: impl Into<String>) -> DomainError {
-    DomainError::invalid("invalid_red_packet", message)
+    DomainError::invalid(ErrorCode::InvalidRedPacket, message)
 }
 
 impl CampaignInput {
     fn validated(&self, owner: &OrgRow, default_scene: &str) -> DomainResult<CampaignFields> {
         split::feasible(self.amount_mode, self.total_fen, self.shares, self.channel.limits())
-            .map_err(|e| DomainError::invalid("unsplittable", e.to_string()))?;
+            .map_err(|e| DomainError::invalid(ErrorCode::Unsplittable, e.to_string()))?;
         if let Some(why) = crate::domain::window_refusal("starts_at", self.starts_at, "ends_at", self.ends_at) {
             return Err(invalid(why));
         }
@@ -171,7 +172,7 @@ pub async fn list(
 }
 
 fn not_draft(c: &CampaignRow) -> DomainError {
-    DomainError::conflict("red_packet_not_draft", format!("the campaign is {}; only a draft can change", c.state))
+    DomainError::conflict(ErrorCode::RedPacketNotDraft, format!("the campaign is {}; only a draft can change", c.state))
 }
 
 /// Rewrites a draft's terms.
@@ -194,7 +195,7 @@ pub async fn delete(db: &Db, actor: &Actor, id: i64) -> DomainResult<()> {
     actor.require(Role::Operator)?;
     if !store::delete_draft(&mut tx, id).await? {
         return Err(DomainError::conflict(
-            "red_packet_not_draft",
+            ErrorCode::RedPacketNotDraft,
             "only a draft can be deleted; end an active campaign instead",
         ));
     }
@@ -214,13 +215,13 @@ pub async fn activate(db: &Db, actor: &Actor, id: i64) -> DomainResult<CampaignR
     }
     let now = db::now_ms();
     if before.ends_at <= now {
-        return Err(DomainError::conflict("red_packet_window_over", "the campaign's window is already over"));
+        return Err(DomainError::conflict(ErrorCode::RedPacketWindowOver, "the campaign's window is already over"));
     }
     let limits = before.channel.limits();
     let amounts = split::split(before.amount_mode, before.total_fen, before.shares, limits, &mut rand::thread_rng())
-        .map_err(|e| DomainError::invalid("unsplittable", e.to_string()))?;
+        .map_err(|e| DomainError::invalid(ErrorCode::Unsplittable, e.to_string()))?;
     if !split::check(&amounts, before.total_fen, before.shares, limits) {
-        return Err(DomainError::invalid("unsplittable", "the split did not prove out; nothing was stored"));
+        return Err(DomainError::invalid(ErrorCode::Unsplittable, "the split did not prove out; nothing was stored"));
     }
     let after = store::activate(&mut tx, id, &amounts, now).await?.ok_or_else(|| not_draft(&before))?;
     audit::record(&mut tx, actor, &owner, "red_packet.activate", ("red_packet", id), (Some(&before), Some(&after)))
@@ -240,7 +241,7 @@ pub async fn end(db: &Db, hot: &HotCampaigns, actor: &Actor, id: i64) -> DomainR
     }
     let after = store::end(&mut tx, id, db::now_ms())
         .await?
-        .ok_or_else(|| DomainError::conflict("red_packet_not_active", "a draft is deleted, not ended"))?;
+        .ok_or_else(|| DomainError::conflict(ErrorCode::RedPacketNotActive, "a draft is deleted, not ended"))?;
     audit::record(&mut tx, actor, &owner, "red_packet.end", ("red_packet", id), (Some(&before), Some(&after))).await?;
     tx.commit().await.map_err(DbError::from)?;
     // The writer's copy of the campaign goes at once, so grabs on this instance see it ended.

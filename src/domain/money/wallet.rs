@@ -1,6 +1,7 @@
 //! The wallet: a resident's balance in fen, funded by red packets, rewards and failed payouts,
 //! drained by withdrawals to WeChat change through the `transfer` payout channel.
 
+use crate::codes::ErrorCode;
 use crate::config::PayoutSettings;
 use crate::db::money::payouts::{PayoutChannel, PayoutRow};
 use crate::db::money::wallet::{self as store, WalletEntry};
@@ -44,7 +45,7 @@ pub async fn credit(tx: &mut Tx, resident_id: i64, c: &Credit<'_>, now: i64) -> 
         store::NewEntry { kind: "credit", source, reference, amount_fen, owner_org_id, payout_id: None, remark };
     store::post(tx, resident_id, &entry, now)
         .await?
-        .ok_or_else(|| DomainError::conflict("wallet_rejected", "a credit cannot lower the balance"))
+        .ok_or_else(|| DomainError::conflict(ErrorCode::WalletRejected, "a credit cannot lower the balance"))
 }
 
 /// A withdrawal's outcome: new, or what an earlier request with the same key got.
@@ -66,7 +67,7 @@ pub async fn withdraw(
 ) -> DomainResult<Withdrawn> {
     if amount_fen < settings.withdraw_min_fen || amount_fen > settings.withdraw_max_fen {
         return Err(DomainError::invalid(
-            "withdrawal_out_of_range",
+            ErrorCode::WithdrawalOutOfRange,
             format!("a withdrawal is {}..={} fen", settings.withdraw_min_fen, settings.withdraw_max_fen),
         ));
     }
@@ -84,14 +85,13 @@ pub async fn withdraw(
         return payout.map(Withdrawn::Replayed).ok_or_else(crate::domain::idempotency_key_reused);
     }
     let identities = db::community::residents::identities_of(&mut *tx, me.resident_id).await?;
-    let payee = payouts::payee(payer.apps(), PayoutChannel::Transfer, &identities)
-        .ok()
-        .flatten()
-        .ok_or_else(|| DomainError::conflict("no_mini_program_identity", "log in through the mini-program first"))?;
+    let payee = payouts::payee(payer.apps(), PayoutChannel::Transfer, &identities).ok().flatten().ok_or_else(|| {
+        DomainError::conflict(ErrorCode::NoMiniProgramIdentity, "log in through the mini-program first")
+    })?;
     let today = store::withdrawn_since(&mut tx, me.resident_id, crate::domain::beijing_day_start(now)).await?;
     if today.saturating_add(amount_fen) > settings.withdraw_daily_max_fen {
         return Err(DomainError::conflict(
-            "withdrawal_daily_limit",
+            ErrorCode::WithdrawalDailyLimit,
             format!("at most {} fen a day; {} fen withdrawn today", settings.withdraw_daily_max_fen, today),
         ));
     }
@@ -122,7 +122,7 @@ pub async fn withdraw(
         remark: None,
     };
     if store::post(&mut tx, me.resident_id, &debit, now).await?.is_none() {
-        return Err(DomainError::conflict("insufficient_balance", "the balance is less than the amount"));
+        return Err(DomainError::conflict(ErrorCode::InsufficientBalance, "the balance is less than the amount"));
     }
     store::insert_withdrawal(&mut tx, me.resident_id, amount_fen, payout.id, now).await?;
     db::idempotency::record_response(&mut tx, me.resident_id, WITHDRAW, idempotency_key, &payout.id.to_string())

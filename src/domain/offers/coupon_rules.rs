@@ -6,6 +6,7 @@
 //! under (rule, trigger), so an event handled twice issues once. Issuance takes template stock
 //! (never below zero) but ignores the claim window and the per-resident limit: the rule decides.
 
+use crate::codes::ErrorCode;
 use crate::db::offers::coupons::{self as store, CouponRow, NewCoupon, NewRuleRow, RuleRow};
 use crate::db::{self, Db, DbError, Tx};
 use crate::domain::operators::access::{Actor, Role};
@@ -48,7 +49,7 @@ pub async fn create(db: &Db, actor: &Actor, new: NewRule) -> DomainResult<RuleRo
                 (new.min_purchases.unwrap_or(1), new.max_purchases.unwrap_or(2), new.window_days.unwrap_or(30));
             if !(1..=100).contains(&min) || !(min..=100).contains(&max) || !(1..=365).contains(&window) {
                 return Err(DomainError::invalid(
-                    "invalid_rule",
+                    ErrorCode::InvalidRule,
                     "a repeat-purchase rule needs 1 <= min_purchases <= max_purchases <= 100 and window_days of 1..=365",
                 ));
             }
@@ -57,7 +58,7 @@ pub async fn create(db: &Db, actor: &Actor, new: NewRule) -> DomainResult<RuleRo
         _ => {
             if new.min_purchases.is_some() || new.max_purchases.is_some() || new.window_days.is_some() {
                 return Err(DomainError::invalid(
-                    "invalid_rule",
+                    ErrorCode::InvalidRule,
                     "purchase counts apply to repeat-purchase rules only",
                 ));
             }
@@ -68,7 +69,7 @@ pub async fn create(db: &Db, actor: &Actor, new: NewRule) -> DomainResult<RuleRo
     let (t, owner) = template_owner(&mut tx, actor, new.template_id).await?;
     actor.require(Role::Operator)?;
     if t.state != crate::db::offers::coupons::TemplateState::Active {
-        return Err(DomainError::conflict("coupon_ended", "the template has ended"));
+        return Err(DomainError::conflict(ErrorCode::CouponEnded, "the template has ended"));
     }
     let rule = store::insert_rule(
         &mut tx,

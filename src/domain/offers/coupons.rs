@@ -9,6 +9,7 @@
 use rand::Rng;
 use sqlx::AnyConnection;
 
+use crate::codes::ErrorCode;
 use crate::db::community::orgs::{OrgKind, OrgRow};
 use crate::db::group::GroupCommit;
 use crate::db::offers::coupons::{
@@ -52,12 +53,12 @@ pub struct TemplateInput {
     pub merchant_ids: Vec<i64>,
 }
 
-fn invalid_as(code: &'static str, message: impl Into<String>) -> DomainError {
+fn invalid_as(code: ErrorCode, message: impl Into<String>) -> DomainError {
     DomainError::invalid(code, message)
 }
 
 fn invalid(message: impl Into<String>) -> DomainError {
-    DomainError::invalid("invalid_coupon", message)
+    DomainError::invalid(ErrorCode::InvalidCoupon, message)
 }
 
 impl TemplateInput {
@@ -148,10 +149,13 @@ async fn owner_in_reach(tx: &mut Tx, actor: &Actor, owner_org_id: i64) -> Domain
         .filter(|o| actor.reaches(&o.path))
         .ok_or(DomainError::NotFound("org"))?;
     let company = company_of(&owner).filter(|_| owner.kind != OrgKind::Platform).ok_or_else(|| {
-        DomainError::invalid("invalid_owner", "coupons are issued by a property company, a community or a merchant")
+        DomainError::invalid(
+            ErrorCode::InvalidOwner,
+            "coupons are issued by a property company, a community or a merchant",
+        )
     })?;
     if owner.archived_at.is_some() {
-        return Err(DomainError::conflict("org_archived", "the owner org is archived"));
+        return Err(DomainError::conflict(ErrorCode::OrgArchived, "the owner org is archived"));
     }
     Ok((owner, company))
 }
@@ -161,7 +165,7 @@ async fn owner_in_reach(tx: &mut Tx, actor: &Actor, owner_org_id: i64) -> Domain
 pub(crate) fn restricted_merchants(stored: &str) -> DomainResult<Vec<i64>> {
     serde_json::from_str(stored).map_err(|_| {
         DomainError::conflict(
-            "coupon_template_broken",
+            ErrorCode::CouponTemplateBroken,
             "the coupon's list of merchants cannot be read; the operator must save the template again",
         )
     })
@@ -240,7 +244,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, input: TemplateInput) -> Do
     let (before, owner) = template_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
     if before.state != TemplateState::Active {
-        return Err(DomainError::conflict("coupon_ended", "the template has ended"));
+        return Err(DomainError::conflict(ErrorCode::CouponEnded, "the template has ended"));
     }
     check_merchants(&mut tx, before.company_id, &fields).await?;
     let claimed = before.stock_total - before.stock_left;
@@ -263,7 +267,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, input: TemplateInput) -> Do
         let changed: Vec<&str> = locked.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
         if !changed.is_empty() {
             return Err(DomainError::conflict(
-                "coupon_terms_locked",
+                ErrorCode::CouponTermsLocked,
                 format!(
                     "{claimed} coupons have been claimed, so these can no longer change: {}; only title, category, \
                      stock_total, claim_until and a larger per_resident_limit can",
@@ -273,7 +277,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, input: TemplateInput) -> Do
         }
         if fields.stock_total < claimed {
             return Err(DomainError::conflict(
-                "stock_below_claimed",
+                ErrorCode::StockBelowClaimed,
                 format!("stock_total cannot go below the {claimed} already claimed"),
             ));
         }
@@ -321,7 +325,7 @@ pub async fn delete(db: &Db, actor: &Actor, id: i64) -> DomainResult<()> {
     actor.require(Role::Operator)?;
     if before.stock_left < before.stock_total {
         return Err(DomainError::conflict(
-            "coupon_has_claims",
+            ErrorCode::CouponHasClaims,
             "coupons were claimed from this template; end it instead",
         ));
     }
@@ -416,7 +420,7 @@ pub async fn claim(
             None => false,
         };
         if !retry {
-            return Err(DomainError::conflict("sold_out", "all coupons have been claimed"));
+            return Err(DomainError::conflict(ErrorCode::SoldOut, "all coupons have been claimed"));
         }
     }
     let me = me.clone();
@@ -425,7 +429,7 @@ pub async fn claim(
         .run(template_id, move |tx| Box::pin(async move { claim_in(tx, &me, template_id, key.as_deref()).await }))
         .await
         .map_err(|e| DomainError::Upstream(e.to_string()))?;
-    if matches!(&claimed, Err(DomainError::Conflict { code: "sold_out", .. })) {
+    if matches!(&claimed, Err(DomainError::Conflict { code: ErrorCode::SoldOut, .. })) {
         gates.mark_coupon_sold_out(template_id, now);
     }
     claimed
@@ -463,25 +467,31 @@ async fn claim_in(
         _ => return Err(invalid("the template has no validity")),
     };
     if valid_until <= now {
-        return Err(DomainError::conflict("coupon_expired", "coupons of this template are no longer valid"));
+        return Err(DomainError::conflict(ErrorCode::CouponExpired, "coupons of this template are no longer valid"));
     }
     if !store::take_one(tx, t.id, now).await? {
         let (code, message) = if t.state != TemplateState::Active {
-            ("coupon_ended", "the coupon campaign has ended")
+            (ErrorCode::CouponEnded, "the coupon campaign has ended")
         } else if now < t.claim_from || now >= t.claim_until {
-            ("claim_window_closed", "the coupon cannot be claimed at this time")
+            (ErrorCode::ClaimWindowClosed, "the coupon cannot be claimed at this time")
         } else {
-            ("sold_out", "all coupons have been claimed")
+            (ErrorCode::SoldOut, "all coupons have been claimed")
         };
         return Err(DomainError::conflict(code, message));
     }
     // The template row is locked from here on: the counts below cannot move under us.
     if store::count_for_resident(&mut **tx, t.id, me.resident_id).await? >= t.per_resident_limit {
-        return Err(DomainError::conflict("limit_reached", format!("at most {} per resident", t.per_resident_limit)));
+        return Err(DomainError::conflict(
+            ErrorCode::LimitReached,
+            format!("at most {} per resident", t.per_resident_limit),
+        ));
     }
     if let (Some(limit), Some(room)) = (t.per_household_limit, room) {
         if store::count_for_room(tx, t.id, room).await? >= limit {
-            return Err(DomainError::conflict("household_limit_reached", format!("at most {limit} per household")));
+            return Err(DomainError::conflict(
+                ErrorCode::HouseholdLimitReached,
+                format!("at most {limit} per household"),
+            ));
         }
     }
     let mut coupon = None;
@@ -595,7 +605,7 @@ async fn usable_at(
     now: i64,
 ) -> DomainResult<i64> {
     if resident_id.is_some_and(|r| r != c.resident_id) {
-        return Err(invalid_as("coupon_not_yours", "the coupon belongs to another resident"));
+        return Err(invalid_as(ErrorCode::CouponNotYours, "the coupon belongs to another resident"));
     }
     let listed = restricted_merchants(&c.merchant_ids)?;
     let owner_is_merchant =
@@ -608,28 +618,30 @@ async fn usable_at(
         c.company_id == merchant.company_id()
     };
     if !here || c.company_id != merchant.company_id() {
-        return Err(invalid_as("coupon_wrong_merchant", "the coupon cannot be used at this merchant"));
+        return Err(invalid_as(ErrorCode::CouponWrongMerchant, "the coupon cannot be used at this merchant"));
     }
     match c.state {
         CouponState::Unused => {}
-        CouponState::Used => return Err(DomainError::conflict("coupon_used", "the coupon has already been used")),
-        CouponState::Expired => return Err(DomainError::conflict("coupon_expired", "the coupon has expired")),
-        CouponState::Revoked => return Err(DomainError::conflict("coupon_revoked", "the coupon was revoked")),
+        CouponState::Used => {
+            return Err(DomainError::conflict(ErrorCode::CouponUsed, "the coupon has already been used"))
+        }
+        CouponState::Expired => return Err(DomainError::conflict(ErrorCode::CouponExpired, "the coupon has expired")),
+        CouponState::Revoked => return Err(DomainError::conflict(ErrorCode::CouponRevoked, "the coupon was revoked")),
     }
     if now < c.valid_from {
-        return Err(DomainError::conflict("coupon_not_yet_valid", "the coupon is not valid yet"));
+        return Err(DomainError::conflict(ErrorCode::CouponNotYetValid, "the coupon is not valid yet"));
     }
     if now >= c.valid_until {
-        return Err(DomainError::conflict("coupon_expired", "the coupon has expired"));
+        return Err(DomainError::conflict(ErrorCode::CouponExpired, "the coupon has expired"));
     }
     match amount {
         Some(a) if a < c.min_spend => Err(invalid_as(
-            "below_minimum_spend",
+            ErrorCode::BelowMinimumSpend,
             format!("the coupon needs a spend of at least {} fen; the order is {a} fen", c.min_spend),
         )),
         Some(a) => Ok(discount_for(c, a)),
         None if c.kind == CouponKind::Cash && c.min_spend == 0 => Ok(c.amount_off.unwrap_or(0)),
-        None => Err(invalid_as("amount_required", "this coupon needs the amount it is used on")),
+        None => Err(invalid_as(ErrorCode::AmountRequired, "this coupon needs the amount it is used on")),
     }
 }
 
@@ -646,7 +658,7 @@ pub(crate) async fn use_at(
 ) -> DomainResult<i64> {
     let discount = usable_at(tx, merchant, c, resident_id, amount, now).await?;
     if !store::mark_used(tx, c.id, discount, merchant.merchant_id(), now).await? {
-        return Err(DomainError::conflict("coupon_used", "the coupon has already been used"));
+        return Err(DomainError::conflict(ErrorCode::CouponUsed, "the coupon has already been used"));
     }
     Ok(discount)
 }
@@ -725,7 +737,10 @@ mod tests {
         assert_eq!(restricted_merchants("[7,9]").unwrap(), vec![7, 9]);
         for broken in ["", "[7,", "{}", "\"7\"", "[\"x\"]", "null"] {
             let refused = restricted_merchants(broken);
-            assert!(matches!(refused, Err(DomainError::Conflict { code: "coupon_template_broken", .. })), "{broken:?}");
+            assert!(
+                matches!(refused, Err(DomainError::Conflict { code: ErrorCode::CouponTemplateBroken, .. })),
+                "{broken:?}"
+            );
         }
     }
 

@@ -10,6 +10,7 @@
 
 use rand::Rng;
 
+use crate::codes::ErrorCode;
 use crate::db::community::orgs::OrgKind;
 use crate::db::community::orgs::OrgRow;
 use crate::db::offers::redemption::{
@@ -58,7 +59,7 @@ pub struct ItemPatch {
 }
 
 fn validated(f: ItemFields) -> DomainResult<ItemFields> {
-    let invalid = |m: String| DomainError::invalid("invalid_item", m);
+    let invalid = |m: String| DomainError::invalid(ErrorCode::InvalidItem, m);
     if !(1..=MAX_POINTS_PRICE).contains(&f.points_price) {
         return Err(invalid(format!("points_price must be between 1 and {MAX_POINTS_PRICE}")));
     }
@@ -108,7 +109,7 @@ async fn merchant_of_company(tx: &mut Tx, company: &OrgRow, merchant_id: i64) ->
         .await?
         .filter(|m| m.kind == OrgKind::Merchant && m.archived_at.is_none() && m.path.starts_with(&company.path))
         .ok_or_else(|| {
-            DomainError::invalid("invalid_merchant", "merchant_id must be an active merchant of this company")
+            DomainError::invalid(ErrorCode::InvalidMerchant, "merchant_id must be an active merchant of this company")
         })
 }
 
@@ -140,7 +141,7 @@ pub async fn create_item(db: &Db, actor: &Actor, company_id: i64, draft: ItemDra
     let company = company_in_reach(&mut *tx, actor, company_id).await?;
     actor.require(Role::Operator)?;
     if company.archived_at.is_some() {
-        return Err(DomainError::conflict("org_archived", "the company is archived"));
+        return Err(DomainError::conflict(ErrorCode::OrgArchived, "the company is archived"));
     }
     let merchant = merchant_of_company(&mut tx, &company, draft.merchant_id).await?;
     let programme = points::programme_for(&mut tx, &company, now).await?;
@@ -171,7 +172,7 @@ pub async fn update_item(
     let (company, before) = item_in_reach(&mut tx, actor, company_id, item_id).await?;
     actor.require(Role::Operator)?;
     if before.archived_at.is_some() {
-        return Err(DomainError::conflict("item_archived", "the item is archived"));
+        return Err(DomainError::conflict(ErrorCode::ItemArchived, "the item is archived"));
     }
     let old = fields_of(&before);
     let fields = validated(ItemFields {
@@ -186,7 +187,7 @@ pub async fn update_item(
     })?;
     let after = store::update_item(&mut tx, item_id, &fields, db::now_ms()).await?.ok_or_else(|| {
         DomainError::invalid(
-            "stock_below_redeemed",
+            ErrorCode::StockBelowRedeemed,
             format!("{} units are already redeemed; the stock cannot be less", before.stock_total - before.stock_left),
         )
     })?;
@@ -306,13 +307,13 @@ pub async fn redeem(db: &Db, me: &ResidentActor, item_id: i64, idempotency_key: 
     if let Some(earlier) = idempotency::claim(&mut tx, me.resident_id, REDEEM_OPERATION, &key, &request, now).await? {
         if earlier.request != request {
             return Err(DomainError::invalid(
-                "idempotency_key_reused",
+                ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was already used for a different request",
             ));
         }
         let first: Option<RedemptionRow> = earlier.response.as_deref().and_then(|r| serde_json::from_str(r).ok());
         return first.map(Redeemed::Replayed).ok_or_else(|| {
-            DomainError::conflict("request_in_progress", "a request with this Idempotency-Key is in progress")
+            DomainError::conflict(ErrorCode::RequestInProgress, "a request with this Idempotency-Key is in progress")
         });
     }
     let Some(item) = store::take_stock(&mut tx, item_id, now).await? else {
@@ -323,7 +324,7 @@ pub async fn redeem(db: &Db, me: &ResidentActor, item_id: i64, idempotency_key: 
     let held = store::count_open_of_resident(&mut tx, item.id, me.resident_id).await?;
     if held >= item.per_resident_limit {
         return Err(DomainError::conflict(
-            "limit_reached",
+            ErrorCode::LimitReached,
             format!("you may hold at most {} of this item", item.per_resident_limit),
         ));
     }
@@ -363,9 +364,9 @@ async fn why_not_on_offer(tx: &mut Tx, item_id: i64, now: i64) -> DomainError {
         && item.available_from.is_none_or(|from| from <= now)
         && item.available_until.is_none_or(|until| until > now);
     if on_offer {
-        DomainError::conflict("sold_out", "this item is sold out")
+        DomainError::conflict(ErrorCode::SoldOut, "this item is sold out")
     } else {
-        DomainError::conflict("item_unavailable", "this item is not on offer now")
+        DomainError::conflict(ErrorCode::ItemUnavailable, "this item is not on offer now")
     }
 }
 
@@ -399,11 +400,13 @@ pub async fn my_redemption(db: &Db, me: &ResidentActor, id: i64) -> DomainResult
 fn closed(r: &RedemptionRow) -> DomainError {
     match r.state {
         RedemptionState::Fulfilled => {
-            DomainError::conflict("redemption_fulfilled", "the voucher was already written off")
+            DomainError::conflict(ErrorCode::RedemptionFulfilled, "the voucher was already written off")
         }
-        RedemptionState::Cancelled => DomainError::conflict("redemption_cancelled", "the redemption was cancelled"),
+        RedemptionState::Cancelled => {
+            DomainError::conflict(ErrorCode::RedemptionCancelled, "the redemption was cancelled")
+        }
         RedemptionState::Redeemed => {
-            DomainError::conflict("redemption_changed", "the redemption changed meanwhile; reload it")
+            DomainError::conflict(ErrorCode::RedemptionChanged, "the redemption changed meanwhile; reload it")
         }
     }
 }

@@ -4,6 +4,7 @@
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::codes::ErrorCode;
 use crate::db::operators::api_keys::{self, ApiKeyFilter, ApiKeyRow, NewApiKey};
 use crate::db::{self, community::orgs, Db, Page, PageRequest};
 use crate::domain::operators::access::{scope_of, Actor, Role};
@@ -68,7 +69,7 @@ pub async fn create_key(
     let org = org.ok_or(DomainError::NotFound("org"))?;
     actor.require(Role::Admin)?;
     if org.archived_at.is_some() {
-        return Err(DomainError::conflict("org_archived", "the org is archived"));
+        return Err(DomainError::conflict(ErrorCode::OrgArchived, "the org is archived"));
     }
     let issued = issue_key();
     let row = api_keys::insert(

@@ -8,6 +8,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::codes::ErrorCode;
 use crate::db::retail::orders::{self as store, MultiplierRow, NewOrder, OrderRow, RefundRow};
 use crate::db::{self, Db, DbError};
 use crate::domain::community::sessions::ResidentActor;
@@ -70,7 +71,7 @@ pub fn purchase_points(
     points.clamp(0, i128::from(i64::MAX)) as i64
 }
 
-fn bad(code: &'static str, message: impl Into<String>) -> DomainError {
+fn bad(code: ErrorCode, message: impl Into<String>) -> DomainError {
     DomainError::invalid(code, message)
 }
 
@@ -79,14 +80,17 @@ fn check_order_no(no: &str, field: &str) -> DomainResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(bad("validation_failed", format!("{field} must be 1–64 of A-Z a-z 0-9 - _")))
+        Err(bad(ErrorCode::ValidationFailed, format!("{field} must be 1–64 of A-Z a-z 0-9 - _")))
     }
 }
 
 /// The answer to a repeated order number: the first order (`true`), unless the report differs.
 fn replay(first: OrderRow, input: &OrderInput) -> DomainResult<(OrderRow, bool)> {
     if first.amount != input.amount {
-        return Err(DomainError::conflict("order_no_reused", "this order number was reported with another amount"));
+        return Err(DomainError::conflict(
+            ErrorCode::OrderNoReused,
+            "this order number was reported with another amount",
+        ));
     }
     Ok((first, true))
 }
@@ -101,28 +105,29 @@ pub async fn report(
 ) -> DomainResult<(OrderRow, bool)> {
     check_order_no(&input.order_no, "order_no")?;
     if !(1..=100_000_000).contains(&input.amount) {
-        return Err(bad("invalid_amount", "amount must be 1..=100000000 fen"));
+        return Err(bad(ErrorCode::InvalidAmount, "amount must be 1..=100000000 fen"));
     }
     if input.items.is_empty() || input.items.len() > 200 {
-        return Err(bad("invalid_items", "an order has 1–200 items"));
+        return Err(bad(ErrorCode::InvalidItems, "an order has 1–200 items"));
     }
     if input.items.iter().any(|i| i.amount < 0 || i.name.trim().is_empty() || i.category.trim().is_empty()) {
-        return Err(bad("invalid_items", "every item needs a name, a category and an amount ≥ 0"));
+        return Err(bad(ErrorCode::InvalidItems, "every item needs a name, a category and an amount ≥ 0"));
     }
     if input.items.iter().try_fold(0i64, |sum, i| sum.checked_add(i.amount)) != Some(input.amount) {
-        return Err(bad("invalid_items", "the items do not add up to the amount"));
+        return Err(bad(ErrorCode::InvalidItems, "the items do not add up to the amount"));
     }
     let now = db::now_ms();
     if input.ordered_at > now + 300_000 || input.ordered_at < now - 30 * 86_400_000 {
-        return Err(bad("invalid_time", "ordered_at must be within the last 30 days"));
+        return Err(bad(ErrorCode::InvalidTime, "ordered_at must be within the last 30 days"));
     }
     let mut tx = db.begin().await?;
     if let Some(o) = store::order_by_no(&mut *tx, merchant.merchant_id(), &input.order_no).await? {
         return replay(o, &input);
     }
-    let resident_id = store::resident_of_member_code(&mut tx, input.member_code.trim(), now)
-        .await?
-        .ok_or_else(|| bad("invalid_member_code", "the member code is unknown or has expired; ask for a fresh one"))?;
+    let resident_id =
+        store::resident_of_member_code(&mut tx, input.member_code.trim(), now).await?.ok_or_else(|| {
+            bad(ErrorCode::InvalidMemberCode, "the member code is unknown or has expired; ask for a fresh one")
+        })?;
     // The order number is claimed before anything is checked or taken: a concurrent report of the
     // same number waits here until the first one's transaction ends (PostgreSQL holds the unique
     // key for it; SQLite runs one writer at a time), then finds the first order and answers it.
@@ -230,13 +235,16 @@ pub async fn refund(
         .ok_or(DomainError::NotFound("order"))?;
     if let Some(r) = store::refund_by_no(&mut tx, order.id, refund_no).await? {
         if r.amount != amount {
-            return Err(DomainError::conflict("refund_no_reused", "this refund number was used with another amount"));
+            return Err(DomainError::conflict(
+                ErrorCode::RefundNoReused,
+                "this refund number was used with another amount",
+            ));
         }
         return Ok(r);
     }
     let left = order.paid - order.refunded;
     if amount < 1 || amount > left {
-        return Err(bad("refund_too_large", format!("a refund must be 1..={left} fen")));
+        return Err(bad(ErrorCode::RefundTooLarge, format!("a refund must be 1..={left} fen")));
     }
     let full = amount == left;
     // points × amount can pass i64 (1e11 points on a 1e8-fen order): the share is taken in i128,
@@ -255,7 +263,7 @@ pub async fn refund(
     let taken = owed.min(balance).max(0);
     let order = store::add_refund(&mut tx, order.id, amount, taken)
         .await?
-        .ok_or_else(|| bad("refund_too_large", "the refunds would exceed what was paid"))?;
+        .ok_or_else(|| bad(ErrorCode::RefundTooLarge, "the refunds would exceed what was paid"))?;
     if taken > 0 {
         let posting = Posting {
             kind: Kind::Refund,
@@ -280,7 +288,7 @@ pub async fn refund(
 /// for discounts and minimum spends. Answers the discount.
 pub async fn write_off(db: &Db, merchant: &MerchantActor, code: &str, amount: Option<i64>) -> DomainResult<(i64, i64)> {
     if amount.is_some_and(|a| !(1..=100_000_000).contains(&a)) {
-        return Err(bad("invalid_amount", "amount must be 1..=100000000 fen"));
+        return Err(bad(ErrorCode::InvalidAmount, "amount must be 1..=100000000 fen"));
     }
     let now = db::now_ms();
     let mut tx = db.begin().await?;
