@@ -150,7 +150,10 @@ pub async fn receive_push(
         return Err(rejected("CreateTime is outside the allowed window"));
     }
     let at_ms = msg.create_time.saturating_mul(1000);
-    let signed = SignedPush { url_timestamp: url.at, nonce: url.nonce.clone(), body_sha256 };
+    // In safe mode an encrypted push is sealed: msg_signature ties its body to the URL, and no
+    // unsigned body is taken, so its URL needs no binding (the check-in path's costliest write).
+    let sealed = crypt.is_some() && !state.settings.wechat.oa_message_mode().takes_plaintext();
+    let signed = SignedPush { url_timestamp: url.at, nonce: url.nonce.clone(), body_sha256, sealed };
 
     let oa = OfficialAccount {
         appid: appid.clone(),

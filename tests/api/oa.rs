@@ -528,6 +528,46 @@ async fn a_plaintext_push_under_a_captured_safe_mode_url_is_refused_and_credits_
     assert!(reply.contains("签到成功"), "{reply}");
 }
 
+/// In safe mode an encrypted push's `msg_signature` ties its body to its URL and no unsigned body
+/// is taken, so its URL is not bound (the binding's write was most of a check-in's cost). In
+/// compatible mode the same encrypted push still binds its URL: its `signature` alone would carry
+/// a plaintext body, and a captured URL must not.
+#[tokio::test]
+async fn only_pushes_a_plaintext_body_could_follow_bind_their_url() {
+    const BOUND: &str = "SELECT COUNT(*) FROM wechat_push_nonces";
+    let safe_app = spawn_oa_app(None, WINDOW).await;
+    let safe = safe_app.pusher(PushMode::Safe);
+    let user = safe_app.mock.add_user();
+    safe_app.say(&safe, &safe.follow(&user.oa_openid)).await;
+    let checkin = safe.text(&user.oa_openid, "签到");
+    let first = safe_app.say(&safe, &checkin).await.unwrap();
+    assert!(first.contains("签到成功"), "{first}");
+    assert_eq!(safe_app.count(BOUND).await, 0, "a safe-mode push bound its URL");
+    // A redelivery still gets the first answer and credits nothing more.
+    assert_eq!(safe_app.say(&safe, &checkin).await.unwrap(), first);
+    assert_eq!(balance(&safe_app, resident_of(&safe_app, &user.oa_openid).await).await, 15);
+
+    let app = spawn_oa_app_with(|s| s.wechat.oa_message_mode = Some(OaMessageMode::Compat)).await;
+    let (safe, plain) = (app.pusher(PushMode::Safe), app.pusher(PushMode::Plaintext));
+    let (resident, other) = (app.mock.add_user(), app.mock.add_user());
+    app.say(&safe, &safe.follow(&resident.oa_openid)).await;
+    app.say(&safe, &safe.follow(&other.oa_openid)).await;
+    let checkin = safe.text(&resident.oa_openid, "签到");
+    let first = app.say(&safe, &checkin).await.unwrap();
+    assert!(first.contains("签到成功"), "{first}");
+    assert_eq!(app.count(BOUND).await, 3, "every compatible-mode push binds its URL");
+    let before = app.count(FINGERPRINT).await;
+    // Under the check-in's URL, stripped of its encryption: another resident's plaintext check-in
+    // and a new user's follow.
+    for forged in [plain.text(&other.oa_openid, "签到"), plain.follow(&app.mock.add_user().oa_openid)] {
+        let a = post_under(&app, captured_url(&checkin, &["encrypt_type", "msg_signature"]), forged.body()).await;
+        assert_eq!((a.status.as_u16(), a.code()), (409, "push_nonce_reused"), "{}", a.body);
+    }
+    assert_eq!(app.count(FINGERPRINT).await, before);
+    assert_eq!(balance(&app, resident_of(&app, &other.oa_openid).await).await, 10);
+    assert_eq!(app.say(&safe, &checkin).await.unwrap(), first);
+}
+
 #[tokio::test]
 async fn a_captured_url_carries_one_body_only() {
     // No AES key: plaintext mode, where the URL signature is all there is.

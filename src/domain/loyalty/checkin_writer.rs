@@ -204,8 +204,7 @@ async fn write_once(db: &Db, jobs: &[Job]) -> DomainResult<Vec<Handled>> {
     // job is refused when its body is not the one its URL is bound to.
     let mut claims: Vec<pushes::NonceClaim<'_>> = Vec::with_capacity(jobs.len());
     let mut claimed: HashMap<(i64, &str), &str> = HashMap::with_capacity(jobs.len());
-    for job in jobs {
-        let claim = job.push.signed.claim();
+    for claim in jobs.iter().filter_map(|j| j.push.signed.claim()) {
         if let Entry::Vacant(e) = claimed.entry((claim.url_timestamp, claim.nonce)) {
             e.insert(claim.body_sha256);
             claims.push(claim);
@@ -224,7 +223,7 @@ async fn write_once(db: &Db, jobs: &[Job]) -> DomainResult<Vec<Handled>> {
         .map(|j| {
             let s = &j.push.signed;
             let url = (s.url_timestamp, s.nonce.as_str());
-            taken.contains(&url) || claimed.get(&url).is_none_or(|first| *first != s.body_sha256)
+            !s.sealed && (taken.contains(&url) || claimed.get(&url).is_none_or(|first| *first != s.body_sha256))
         })
         .collect();
 

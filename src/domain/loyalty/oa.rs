@@ -78,14 +78,20 @@ pub async fn handle_push(
     }
     // A redelivery under its own URL is answered from the read pool; another body under a bound
     // URL is refused there too. A URL not bound yet is bound in the write below.
-    match db::wechat::nonce_binding(db.reader(), &oa.appid, signed.url_timestamp, &signed.nonce).await? {
-        Some(bound) if bound != signed.body_sha256 => return Err(nonce_reused()),
-        Some(_) => {
-            if let Some(reply) = db::wechat::seen_push(db.reader(), &oa.appid, &key).await? {
-                return Ok(reply);
-            }
+    if signed.sealed {
+        if let Some(reply) = db::wechat::seen_push(db.reader(), &oa.appid, &key).await? {
+            return Ok(reply);
         }
-        None => {}
+    } else {
+        match db::wechat::nonce_binding(db.reader(), &oa.appid, signed.url_timestamp, &signed.nonce).await? {
+            Some(bound) if bound != signed.body_sha256 => return Err(nonce_reused()),
+            Some(_) => {
+                if let Some(reply) = db::wechat::seen_push(db.reader(), &oa.appid, &key).await? {
+                    return Ok(reply);
+                }
+            }
+            None => {}
+        }
     }
     // Learn the unionid of an openid new to us before the transaction: no transaction is held
     // open across a call to WeChat. A failure only means the resident is keyed by openid for now.
@@ -120,8 +126,10 @@ async fn apply_push(
     unionid: Option<&str>,
     now: i64,
 ) -> DomainResult<Option<String>> {
-    if !db::wechat::bind_nonces(tx, &oa.appid, &[signed.claim()], db::now_ms()).await?.is_empty() {
-        return Err(nonce_reused());
+    if let Some(claim) = signed.claim() {
+        if !db::wechat::bind_nonces(tx, &oa.appid, &[claim], db::now_ms()).await?.is_empty() {
+            return Err(nonce_reused());
+        }
     }
     let (msg_type, event) = labels(msg);
     if !db::wechat::claim_push(tx, &oa.appid, key, &msg.from_user, msg_type, event.as_deref(), now).await? {

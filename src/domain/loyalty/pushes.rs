@@ -3,6 +3,11 @@
 //! not the body, so each URL's (timestamp, nonce) is bound to the first body taken under it
 //! ([`crate::db::wechat::bind_nonces`]); both the general push path ([`crate::domain::loyalty::oa`]) and the grouped
 //! check-in writer ([`crate::domain::loyalty::checkin_writer`]) refuse another body under a bound URL.
+//!
+//! One kind of push needs no binding: an encrypted push to an account that takes no plaintext
+//! (safe mode). Its `msg_signature` covers the ciphertext, so no other body can come under its
+//! URL without the token, and no unsigned body is taken at all. In compatible and plaintext mode
+//! an encrypted push's URL is still bound: its `signature` alone would carry a plaintext body.
 
 use crate::codes::ErrorCode;
 use crate::db;
@@ -15,11 +20,19 @@ pub struct SignedPush {
     pub url_timestamp: i64,
     pub nonce: String,
     pub body_sha256: String,
+    /// Whether the body is tied to the URL by a checked `msg_signature` and the account takes
+    /// no unsigned body: then the URL needs no binding.
+    pub sealed: bool,
 }
 
 impl SignedPush {
-    pub fn claim(&self) -> db::wechat::NonceClaim<'_> {
-        db::wechat::NonceClaim { url_timestamp: self.url_timestamp, nonce: &self.nonce, body_sha256: &self.body_sha256 }
+    /// The binding of the URL to the body this push asks for; none for a sealed push.
+    pub fn claim(&self) -> Option<db::wechat::NonceClaim<'_>> {
+        (!self.sealed).then(|| db::wechat::NonceClaim {
+            url_timestamp: self.url_timestamp,
+            nonce: &self.nonce,
+            body_sha256: &self.body_sha256,
+        })
     }
 }
 
