@@ -81,6 +81,24 @@ macro_rules! stored_enum {
         }
     };
 }
+/// A flag column (both engines store flags as `BIGINT` 0 or 1), read into a `bool` field with
+/// `#[sqlx(try_from = "crate::db::Flag")]`: anything but 0 or 1 fails the read.
+#[derive(Clone, Copy, Debug, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct Flag(i64);
+
+impl TryFrom<Flag> for bool {
+    type Error = UnknownValue;
+
+    fn try_from(f: Flag) -> Result<bool, UnknownValue> {
+        match f.0 {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(UnknownValue { what: "flag", value: other.to_string() }),
+        }
+    }
+}
+
 /// A stored name that is none of its enum's variants.
 #[derive(Debug, thiserror::Error)]
 #[error("the stored {what} {value:?} is not one linli knows")]
@@ -462,5 +480,19 @@ mod tests {
         assert_eq!((p.limit(), p.offset()), (20, 40));
         let p = PageRequest { page: 0, page_size: 20 };
         assert_eq!(p.offset(), 0);
+    }
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::Flag;
+
+    #[test]
+    fn a_flag_is_zero_or_one_and_nothing_else() {
+        assert!(!bool::try_from(Flag(0)).unwrap());
+        assert!(bool::try_from(Flag(1)).unwrap());
+        for other in [2, -1, i64::MIN, i64::MAX] {
+            assert!(bool::try_from(Flag(other)).is_err(), "{other} read as a flag");
+        }
     }
 }

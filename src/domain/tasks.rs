@@ -672,7 +672,10 @@ async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round
         wallet::credit(tx, resident_id, &credit, now).await?;
     }
     let mp_appid = payer.apps().mp_appid.as_deref();
-    if let Some(mp) = identities.iter().find(|i| i.app_kind == "mp" && mp_appid.is_none_or(|a| a == i.appid)) {
+    if let Some(mp) = identities
+        .iter()
+        .find(|i| i.app_kind == crate::db::community::residents::AppKind::Mp && mp_appid.is_none_or(|a| a == i.appid))
+    {
         let theme: String = t.theme.chars().take(20).collect();
         let data = json!({
             "thing1": { "value": theme },

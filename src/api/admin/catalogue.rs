@@ -76,7 +76,7 @@ impl From<ItemFigures> for CatalogueItem {
             per_resident_limit: i.per_resident_limit,
             available_from: i.available_from.map(ts),
             available_until: i.available_until.map(ts),
-            active: i.active != 0,
+            active: i.active,
             redeemed: f.redeemed,
             outstanding: f.outstanding,
             fulfilled: f.fulfilled,

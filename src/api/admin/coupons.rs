@@ -182,7 +182,7 @@ impl From<RuleRow> for CouponRule {
             min_purchases: r.min_purchases,
             max_purchases: r.max_purchases,
             window_days: r.window_days,
-            active: r.active != 0,
+            active: r.active,
             created_at: ts(r.created_at),
         }
     }

@@ -466,10 +466,10 @@ impl PointsApi {
             identities: identities
                 .into_iter()
                 .map(|i| IdentityView {
-                    app_kind: i.app_kind,
+                    app_kind: i.app_kind.as_str().to_owned(),
                     appid: i.appid,
                     openid: i.openid,
-                    subscribed: i.subscribed != 0,
+                    subscribed: i.subscribed,
                     first_followed_at: i.first_followed_at.map(ts),
                     last_followed_at: i.last_followed_at.map(ts),
                     last_unfollowed_at: i.last_unfollowed_at.map(ts),

@@ -131,7 +131,7 @@ impl MpMeApi {
             phone,
             identities: identities
                 .into_iter()
-                .map(|i| MyIdentity { app_kind: i.app_kind, subscribed: i.subscribed != 0 })
+                .map(|i| MyIdentity { app_kind: i.app_kind.as_str().to_owned(), subscribed: i.subscribed })
                 .collect(),
             points: holdings
                 .into_iter()

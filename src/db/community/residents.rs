@@ -14,14 +14,26 @@ pub struct ResidentRow {
     pub updated_at: i64,
 }
 
+stored_enum! {
+    /// Which app a resident's WeChat identity belongs to.
+    pub enum AppKind ("app kind") {
+        /// The official account (公众号).
+        Oa = "oa",
+        /// The mini-program (小程序).
+        Mp = "mp",
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct IdentityRow {
     pub id: i64,
     pub resident_id: i64,
-    pub app_kind: String,
+    pub app_kind: AppKind,
     pub appid: String,
     pub openid: String,
-    pub subscribed: i64,
+    /// Follows the official account now.
+    #[sqlx(try_from = "crate::db::Flag")]
+    pub subscribed: bool,
     pub first_followed_at: Option<i64>,
     pub last_followed_at: Option<i64>,
     pub last_unfollowed_at: Option<i64>,
@@ -143,7 +155,7 @@ pub async fn identities_of<'c, E: Executor<'c, Database = Any>>(ex: E, resident_
 pub async fn insert_identity(
     tx: &mut Tx,
     resident_id: i64,
-    app_kind: &str,
+    app_kind: AppKind,
     appid: &str,
     openid: &str,
     now: i64,

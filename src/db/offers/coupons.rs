@@ -480,7 +480,8 @@ pub struct RuleRow {
     pub min_purchases: Option<i64>,
     pub max_purchases: Option<i64>,
     pub window_days: Option<i64>,
-    pub active: i64,
+    #[sqlx(try_from = "crate::db::Flag")]
+    pub active: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -19,7 +19,8 @@ pub struct ItemRow {
     pub per_resident_limit: i64,
     pub available_from: Option<i64>,
     pub available_until: Option<i64>,
-    pub active: i64,
+    #[sqlx(try_from = "crate::db::Flag")]
+    pub active: bool,
     pub created_at: i64,
     pub updated_at: i64,
     pub archived_at: Option<i64>,

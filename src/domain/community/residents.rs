@@ -6,28 +6,12 @@ use crate::db::community::residents::{self as store, IdentityRow, ResidentRow};
 use crate::db::{DbError, Tx};
 use crate::domain::DomainResult;
 
-/// Which app an identity belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AppKind {
-    /// The official account (公众号).
-    Oa,
-    /// The mini-program (小程序).
-    Mp,
-}
-
-impl AppKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppKind::Oa => "oa",
-            AppKind::Mp => "mp",
-        }
-    }
-}
+pub use crate::db::community::residents::AppKind;
 
 /// Whether the resident follows the official account now, from their WeChat identities: the one
 /// rule every follower audience (coupons, red packets, tasks) applies.
 pub fn follows_account(identities: &[IdentityRow]) -> bool {
-    identities.iter().any(|i| i.app_kind == AppKind::Oa.as_str() && i.subscribed != 0)
+    identities.iter().any(|i| i.app_kind == AppKind::Oa && i.subscribed)
 }
 
 /// Invite codes avoid letters and digits people confuse (0/O, 1/I/L).
@@ -88,7 +72,7 @@ pub async fn find_or_create(
         },
         None => insert_resident(tx, None, now).await?,
     };
-    match store::insert_identity(tx, resident.id, kind.as_str(), appid, openid, now).await? {
+    match store::insert_identity(tx, resident.id, kind, appid, openid, now).await? {
         Some(identity) => Ok(Found { resident, identity, created }),
         None => {
             // Another request made this identity meanwhile: use its resident.

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 
 use crate::codes::ErrorCode;
 use crate::config::PayoutSettings;
-use crate::db::community::residents::IdentityRow;
+use crate::db::community::residents::{AppKind, IdentityRow};
 use crate::db::money::payouts::{
     self as store, EventRow, NewEvent, NewPayout, PayoutChannel, PayoutFilter, PayoutRow, PayoutState, Transition,
 };
@@ -125,10 +125,10 @@ pub fn payee<'a>(
     let (kind, appid, hint) = match channel {
         PayoutChannel::Balance => return Ok(None),
         PayoutChannel::CashRedPacket => {
-            ("oa", apps.oa_appid.as_deref(), "follow the official account to receive cash red packets")
+            (AppKind::Oa, apps.oa_appid.as_deref(), "follow the official account to receive cash red packets")
         }
         PayoutChannel::Transfer => {
-            ("mp", apps.mp_appid.as_deref(), "log in through the mini-program to receive transfers")
+            (AppKind::Mp, apps.mp_appid.as_deref(), "log in through the mini-program to receive transfers")
         }
     };
     identities

@@ -90,7 +90,7 @@ fn fields_of(item: &ItemRow) -> ItemFields {
         per_resident_limit: item.per_resident_limit,
         available_from: item.available_from,
         available_until: item.available_until,
-        active: item.active != 0,
+        active: item.active,
     }
 }
 
@@ -359,7 +359,7 @@ async fn why_not_on_offer(tx: &mut Tx, item_id: i64, now: i64) -> DomainError {
         Ok(None) => return DomainError::NotFound("catalogue item"),
         Err(e) => return e.into(),
     };
-    let on_offer = item.active != 0
+    let on_offer = item.active
         && item.archived_at.is_none()
         && item.available_from.is_none_or(|from| from <= now)
         && item.available_until.is_none_or(|until| until > now);
