@@ -8,7 +8,8 @@
 //! is fresh. Each URL's (timestamp, nonce) is therefore bound, durably and for every instance, to
 //! the SHA-256 of the first body taken under it, in the transaction that applies that body: a
 //! different body under a bound URL is refused (409 `push_nonce_reused`) and changes nothing;
-//! the same body again is a redelivery and gets the first answer.
+//! the same body again is a redelivery and gets the first answer. A safe-mode encrypted push is
+//! the exception ([`SignedPush::sealed`]): its `msg_signature` already ties its body to the URL.
 
 use crate::db::community::orgs::OrgKind;
 use crate::db::group::GroupCommit;
