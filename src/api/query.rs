@@ -46,9 +46,9 @@ fn object_schema<T: Type>(registry: &mut Registry) -> MetaSchema {
 
 /// The JSON type a query value of this schema is read as: integers, numbers and booleans by
 /// their text, everything else (strings, enums, times) as a string.
-fn json_value(schema: Option<&MetaSchemaRef>, raw: &str) -> Value {
+fn json_value(schema: &MetaSchemaRef, raw: &str) -> Value {
     let ty = match schema {
-        Some(MetaSchemaRef::Inline(s)) if s.all_of.is_empty() => s.ty,
+        MetaSchemaRef::Inline(s) if s.all_of.is_empty() => s.ty,
         _ => "string",
     };
     let parsed = match ty {
@@ -97,7 +97,7 @@ impl<'a, T: ParseFromJSON + Send> ApiExtractor<'a> for QueryParams<T> {
             // are no field are ignored, as they are elsewhere.
             let Some((_, field)) = schema.properties.iter().find(|(n, _)| *n == name) else { continue };
             if !fields.contains_key(&name) {
-                let value = json_value(Some(field), &raw);
+                let value = json_value(field, &raw);
                 fields.insert(name, value);
             }
         }

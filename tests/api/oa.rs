@@ -543,6 +543,16 @@ async fn only_pushes_a_plaintext_body_could_follow_bind_their_url() {
     let first = safe_app.say(&safe, &checkin).await.unwrap();
     assert!(first.contains("签到成功"), "{first}");
     assert_eq!(safe_app.count(BOUND).await, 0, "a safe-mode push bound its URL");
+    // What stands in for the binding: another encrypted body (a genuine one, for another
+    // resident) under the check-in's captured URL fails its msg_signature and writes nothing.
+    let victim = safe_app.mock.add_user();
+    safe_app.say(&safe, &safe.follow(&victim.oa_openid)).await;
+    let before = safe_app.count(FINGERPRINT).await;
+    let other = safe.text(&victim.oa_openid, "签到");
+    let a = post_under(&safe_app, captured_url(&checkin, &[]), other.body()).await;
+    assert_eq!((a.status.as_u16(), a.code()), (401, "bad_signature"), "{}", a.body);
+    assert_eq!(safe_app.count(FINGERPRINT).await, before);
+    assert_eq!(balance(&safe_app, resident_of(&safe_app, &victim.oa_openid).await).await, 10);
     // A redelivery still gets the first answer and credits nothing more.
     assert_eq!(safe_app.say(&safe, &checkin).await.unwrap(), first);
     assert_eq!(balance(&safe_app, resident_of(&safe_app, &user.oa_openid).await).await, 15);

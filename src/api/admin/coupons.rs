@@ -120,22 +120,7 @@ pub enum TriggerView {
     RepeatPurchase,
 }
 
-impl TriggerView {
-    fn trigger(self) -> Trigger {
-        match self {
-            TriggerView::FirstFollow => Trigger::FirstFollow,
-            TriggerView::FirstBinding => Trigger::FirstBinding,
-            TriggerView::RepeatPurchase => Trigger::RepeatPurchase,
-        }
-    }
-    fn of(t: Trigger) -> Self {
-        match t {
-            Trigger::FirstFollow => TriggerView::FirstFollow,
-            Trigger::FirstBinding => TriggerView::FirstBinding,
-            Trigger::RepeatPurchase => TriggerView::RepeatPurchase,
-        }
-    }
-}
+one_to_one!(TriggerView <=> Trigger { FirstFollow, FirstBinding, RepeatPurchase });
 
 /// A new automatic-issuance rule.
 #[derive(Debug, Clone, Object)]
@@ -178,7 +163,7 @@ impl From<RuleRow> for CouponRule {
             id: r.id,
             template_id: r.template_id,
             company_id: r.company_id,
-            trigger: TriggerView::of(r.trigger_kind),
+            trigger: r.trigger_kind.into(),
             min_purchases: r.min_purchases,
             max_purchases: r.max_purchases,
             window_days: r.window_days,
@@ -227,7 +212,7 @@ impl CouponsApi {
         let b = body.0;
         let new = NewRule {
             template_id: b.template_id,
-            trigger: b.trigger.trigger(),
+            trigger: b.trigger.into(),
             min_purchases: b.min_purchases,
             max_purchases: b.max_purchases,
             window_days: b.window_days,

@@ -29,23 +29,7 @@ pub enum KeyRoleView {
     Viewer,
 }
 
-impl From<KeyRoleView> for Role {
-    fn from(r: KeyRoleView) -> Self {
-        match r {
-            KeyRoleView::Admin => Role::Admin,
-            KeyRoleView::Operator => Role::Operator,
-            KeyRoleView::Viewer => Role::Viewer,
-        }
-    }
-}
-
-fn role_view(r: Role) -> KeyRoleView {
-    match r {
-        Role::Admin => KeyRoleView::Admin,
-        Role::Operator => KeyRoleView::Operator,
-        Role::Viewer => KeyRoleView::Viewer,
-    }
-}
+one_to_one!(KeyRoleView <=> Role { Admin, Operator, Viewer });
 
 /// An API key, without its secret.
 #[derive(Debug, Clone, Object)]
@@ -70,7 +54,7 @@ impl From<ApiKeyRow> for ApiKeyView {
         Self {
             id: k.id,
             org_id: k.org_id,
-            role: role_view(k.role),
+            role: k.role.into(),
             name: k.name,
             prefix: k.prefix,
             created_by: k.created_by,

@@ -63,14 +63,14 @@ pub enum ShareState {
 }
 
 fn share_state(state: Option<StoredPayoutState>) -> ShareState {
-    match state.map(PayoutState::from) {
+    match state {
         None => ShareState::Credited,
-        Some(PayoutState::Pending) => ShareState::Pending,
-        Some(PayoutState::Submitted) => ShareState::Submitted,
-        Some(PayoutState::Unknown) => ShareState::Unknown,
-        Some(PayoutState::AwaitingConfirmation) => ShareState::AwaitingConfirmation,
-        Some(PayoutState::Succeeded) => ShareState::Succeeded,
-        Some(PayoutState::Failed) => ShareState::Failed,
+        Some(StoredPayoutState::Pending) => ShareState::Pending,
+        Some(StoredPayoutState::Submitted) => ShareState::Submitted,
+        Some(StoredPayoutState::Unknown) => ShareState::Unknown,
+        Some(StoredPayoutState::AwaitingConfirmation) => ShareState::AwaitingConfirmation,
+        Some(StoredPayoutState::Succeeded) => ShareState::Succeeded,
+        Some(StoredPayoutState::Failed) => ShareState::Failed,
     }
 }
 

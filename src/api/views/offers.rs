@@ -48,22 +48,7 @@ pub enum AudienceView {
     NewCustomers,
 }
 
-impl AudienceView {
-    fn as_str(self) -> &'static str {
-        match self {
-            AudienceView::Followers => "followers",
-            AudienceView::VerifiedResidents => "verified_residents",
-            AudienceView::NewCustomers => "new_customers",
-        }
-    }
-    fn of(a: CouponAudience) -> Self {
-        match a {
-            CouponAudience::Followers => AudienceView::Followers,
-            CouponAudience::VerifiedResidents => AudienceView::VerifiedResidents,
-            CouponAudience::NewCustomers => AudienceView::NewCustomers,
-        }
-    }
-}
+one_to_one!(AudienceView <=> CouponAudience { Followers, VerifiedResidents, NewCustomers });
 
 /// A coupon's terms. Money is integer fen (1 yuan = 100).
 #[derive(Debug, Clone, Object)]
@@ -134,7 +119,7 @@ impl CouponTerms {
             stock_total: self.stock_total,
             per_resident_limit: self.per_resident_limit,
             per_household_limit: self.per_household_limit,
-            audience: self.audience.as_str().into(),
+            audience: CouponAudience::from(self.audience).as_str().into(),
             merchant_ids: self.merchant_ids,
         }
     }
@@ -156,7 +141,7 @@ impl CouponTerms {
             stock_total: t.stock_total,
             per_resident_limit: t.per_resident_limit,
             per_household_limit: t.per_household_limit,
-            audience: AudienceView::of(t.audience),
+            audience: t.audience.into(),
             merchant_ids: serde_json::from_str(&t.merchant_ids).unwrap_or_default(),
         }
     }
