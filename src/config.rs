@@ -53,6 +53,9 @@ pub struct Settings {
     pub instance_heartbeat: Duration,
     pub wechat: WechatSettings,
     pub pay: PaySettings,
+    /// `LINLI_SECRET_KEY`: the master keys the secrets of app and merchant records are sealed
+    /// under (see `crate::sealing`); unset, no record with secrets can be saved or opened.
+    pub sealing_keys: Option<crate::sealing::SealingKeys>,
     /// The sandbox's wechat-mock URL when `linli serve` runs against it (see `crate::sandbox`);
     /// never read from the environment.
     pub sandbox_mock_url: Option<String>,
@@ -325,6 +328,7 @@ impl Settings {
                 ..Default::default()
             },
             pay: PaySettings { api_base: DEFAULT_WECHATPAY_API_BASE.to_owned(), ..Default::default() },
+            sealing_keys: None,
             sandbox_mock_url: None,
         }
     }
@@ -392,6 +396,10 @@ impl Settings {
         };
         s.instance_heartbeat = Duration::from_millis(number("LINLI_INSTANCE_HEARTBEAT_MS", 5000)?.clamp(50, 60_000));
 
+        s.sealing_keys = match lookup(crate::sealing::SECRET_KEY_ENV) {
+            Some(v) if !v.trim().is_empty() => Some(crate::sealing::SealingKeys::parse(&v)?),
+            _ => None,
+        };
         s.wechat = WechatSettings {
             api_base: get("WECHAT_API_BASE").unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_owned()),
             oa_appid: get("WECHAT_OA_APPID"),

@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod sandbox;
+pub mod sealing;
 pub mod secret;
 pub mod server;
 pub mod state;
