@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::db::group::GroupCommit;
 use crate::db::wechat::TokenTable;
 use crate::db::{Db, DbOptions, Engine};
+use crate::domain::accounts::registry::Accounts;
 use crate::domain::community::sessions::SessionCache;
 use crate::domain::loyalty::checkin_writer::CheckinWriter;
 use crate::domain::money::gates::Gates;
@@ -68,13 +69,17 @@ impl Application {
             .context("the listener has no socket address")?;
         let wechat = WechatClient::new(&settings.wechat.api_base, Arc::new(TokenTable(db.clone())));
         let pay = PayClients::from_settings(&settings.pay).context("configuring WeChat Pay (WECHATPAY_*)")?;
+        let accounts = Accounts::load(&db, &settings, pay.clone())
+            .await
+            .context("opening the WeChat app and merchant records (LINLI_SECRET_KEY)")?;
         let group = GroupCommit::start(&db, GROUP_LANES, GROUP_MAX_BATCH);
         let apps = Apps {
             oa_appid: settings.wechat.oa_appid.clone(),
             mp_appid: settings.wechat.mp_appid.clone(),
             transfer_scene_id: settings.pay.payouts.transfer_scene_id.clone(),
+            mch_id: None,
         };
-        let payer = Payer::new(apps, Arc::new(Notify::new()));
+        let payer = Payer::new(apps, Arc::new(Notify::new())).with_accounts(accounts.clone());
         let hot = HotCampaigns::new(db.clone(), payer.clone());
         let checkins = CheckinWriter::start(&db);
         let sessions = Arc::new(SessionCache::default());
@@ -96,6 +101,7 @@ impl Application {
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),
             wechat,
+            accounts,
             pay,
             gates: Arc::new(Gates::default()),
             payer,
@@ -128,18 +134,23 @@ impl Application {
             self.state.settings.expiry_interval,
             self.state.settings.wechat.oa_timestamp_window_secs,
         ));
+        let _accounts = AbortOnDrop(self.state.accounts.spawn_refresh());
         let _revocations = AbortOnDrop(Arc::clone(&self.state.sessions).spawn_sync(db.clone()));
-        let dispatcher = match &self.state.pay {
+        // Every payout goes through its merchant; records can be added at any time, so the
+        // dispatcher always runs (a payout whose merchant is not configured waits).
+        let settings = &self.state.settings.pay;
+        let dispatcher = Dispatcher::new(db.clone(), self.state.accounts.clone(), settings.payouts.clone());
+        let dispatcher = AbortOnDrop(Arc::new(dispatcher).spawn(self.state.payer.notifier()));
+        let _money = match &self.state.pay {
             Some(pay) => {
-                let settings = &self.state.settings.pay;
-                let dispatcher =
-                    Dispatcher::new(db.clone(), pay.clone(), settings.payouts.clone(), settings.notify_url.clone());
                 let reconciler = AbortOnDrop(crate::workers::reconcile::spawn(db.clone(), pay.clone()));
                 let certificates = pay.v3.as_ref().and_then(|v3| v3.spawn_certificate_refresher()).map(AbortOnDrop);
-                Some((AbortOnDrop(Arc::new(dispatcher).spawn(self.state.payer.notifier())), reconciler, certificates))
+                Some((reconciler, certificates))
             }
             None => {
-                tracing::warn!("WeChat Pay is not configured (WECHATPAY_MCH_ID): payouts wait in the outbox");
+                if !self.state.accounts.any_merchant() {
+                    tracing::warn!("no WeChat Pay merchant is configured (records or WECHATPAY_MCH_ID): payouts wait in the outbox");
+                }
                 None
             }
         };

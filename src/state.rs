@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::Settings;
 use crate::db::group::GroupCommit;
 use crate::db::Db;
+use crate::domain::accounts::registry::Accounts;
 use crate::domain::community::sessions::SessionCache;
 use crate::domain::loyalty::checkin_writer::CheckinWriter;
 use crate::domain::money::gates::Gates;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
     pub wechat: WechatClient,
+    /// The WeChat apps and Pay merchants this instance routes by: records and the environment's.
+    pub accounts: Accounts,
     /// WeChat Pay, when a merchant is configured.
     pub pay: Option<PayClients>,
     /// Sold-out red packets, answered without touching storage.

@@ -94,6 +94,8 @@ pub enum ApiTags {
     AdminTasks,
     /// Mini-program: tasks, my progress, my invitations, accepting an invitation.
     MpTasks,
+    /// The WeChat official accounts, mini-programs and Pay merchants each owner brings.
+    Accounts,
 }
 
 /// The admin API, the mini-program API and the merchant API (nested: a tuple per audience).
@@ -111,6 +113,7 @@ type Operations = (
         admin::RedPacketsApi,
         admin::TasksApi,
         admin::CatalogueApi,
+        admin::AccountsApi,
     ),
     (
         mp::MpSessionsApi,
@@ -144,6 +147,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
                 admin::RedPacketsApi,
                 admin::TasksApi,
                 admin::CatalogueApi,
+                admin::AccountsApi,
             ),
             (
                 mp::MpSessionsApi,
@@ -196,7 +200,9 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .with("/metrics", &[Method::GET])
         .with("/sandbox", &[Method::GET])
         .with("/wechat/oa/callback", &[Method::GET, Method::POST])
-        .with("/wechat/pay/notify", &[Method::POST]);
+        .with("/wechat/oa/{appid}/callback", &[Method::GET, Method::POST])
+        .with("/wechat/pay/notify", &[Method::POST])
+        .with("/wechat/pay/{mch_id}/notify", &[Method::POST]);
     let route = Route::new()
         .nest("/", service)
         .nest("/docs", docs)
@@ -206,7 +212,9 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/metrics", poem::get(system::metrics))
         .at("/sandbox", poem::get(system::describe))
         .at("/wechat/oa/callback", poem::get(wechat_oa::verify_url).post(wechat_oa::receive_push))
-        .at("/wechat/pay/notify", poem::post(wechat_pay::notify));
+        .at("/wechat/oa/:appid/callback", poem::get(wechat_oa::verify_app_url).post(wechat_oa::receive_app_push))
+        .at("/wechat/pay/notify", poem::post(wechat_pay::notify))
+        .at("/wechat/pay/:mch_id/notify", poem::post(wechat_pay::notify_merchant));
     // Every operation's JSON body, held to its schema before the operation parses it.
     let bodies = request_bodies::RequestBodies::from_spec(&spec_json).unwrap_or_else(|err| {
         tracing::error!(error = %err, "the generated spec is not JSON; request bodies go unchecked");

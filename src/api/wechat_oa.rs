@@ -1,7 +1,10 @@
-//! `/wechat/oa/callback`: where WeChat pushes the official account's events and messages.
+//! `/wechat/oa/{appid}/callback`: where WeChat pushes each official account's events and
+//! messages; `/wechat/oa/callback` serves the account configured by environment (`WECHAT_OA_*`).
+//! Each account's callback Token, EncodingAESKey and message mode are its own (a record's, or the
+//! environment's), and so is the company its pushes earn in.
 //!
 //! `GET` is WeChat's URL check. `POST` takes pushes in the account's message mode
-//! (`WECHAT_OA_MESSAGE_MODE`): safe mode takes encrypted pushes only; compatible and plaintext
+//! (`message_mode`, or `WECHAT_OA_MESSAGE_MODE`): safe mode takes encrypted pushes only; compatible and plaintext
 //! mode also take plaintext ones. The signature and the timestamp window are checked, encrypted
 //! bodies are authenticated by `msg_signature` and decrypted (the appid inside must be ours), and
 //! anything that fails is refused before it can change anything. The URL signature does not
@@ -14,7 +17,9 @@
 use std::time::Duration;
 
 use poem::http::StatusCode;
-use poem::web::{Data, Query};
+use std::sync::Arc;
+
+use poem::web::{Data, Path, Query};
 use poem::{handler, IntoResponse, Response};
 use rand::Rng;
 use serde::Deserialize;
@@ -22,11 +27,11 @@ use sha2::{Digest, Sha256};
 
 use crate::codes::ErrorCode;
 use crate::db;
+use crate::domain::accounts::registry::OfficialAccount as Account;
 use crate::domain::loyalty::oa::{handle_push, OfficialAccount, PushServices};
 use crate::domain::loyalty::pushes::SignedPush;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::wechat::api::AppCredentials;
 use crate::wechat::oa::crypto::{verify_signature, within_window, MsgCrypt};
 use crate::wechat::oa::message::{parse_envelope, parse_message, MAX_XML_BYTES};
 use crate::wechat::oa::reply::{encrypted_reply, text_reply};
@@ -48,12 +53,21 @@ fn rejected(message: &str) -> ApiError {
     ApiError::SignatureRejected(message.to_owned())
 }
 
-/// The callback's settings, or 503 when the official account is not configured.
-fn configured(state: &AppState) -> Result<(String, String), ApiError> {
-    let w = &state.settings.wechat;
-    match (&w.oa_appid, &w.oa_token) {
-        (Some(appid), Some(token)) => Ok((appid.clone(), token.expose().to_owned())),
-        _ => Err(ApiError::NotConfigured("the official-account callback (WECHAT_OA_APPID, WECHAT_OA_TOKEN)")),
+/// The environment's account, or 503 when none is configured.
+fn environment_account(state: &AppState) -> Result<Arc<Account>, ApiError> {
+    state
+        .accounts
+        .environment_oa()
+        .filter(|a| a.token.is_some())
+        .ok_or(ApiError::NotConfigured("the official-account callback (WECHAT_OA_APPID, WECHAT_OA_TOKEN)"))
+}
+
+/// The account of `/wechat/oa/{appid}/callback`: 404 for an appid that is no official account
+/// here, the same as a path that does not exist.
+async fn app_account(state: &AppState, appid: &str) -> Result<Arc<Account>, ApiError> {
+    match state.accounts.official_account(appid).await {
+        Some(a) if a.token.is_some() => Ok(a),
+        _ => Err(ApiError::NotFound("official account")),
     }
 }
 
@@ -81,33 +95,72 @@ fn check_signed(state: &AppState, token: &str, q: &CallbackQuery) -> Result<Sign
 
 /// The refusal of an encrypted push the account cannot read: its key is missing or unusable.
 /// The start-up warnings name the setting; this is the operator's to fix, not WeChat's.
-fn cannot_decrypt() -> ApiError {
-    tracing::warn!("an encrypted push arrived and WECHAT_OA_AES_KEY is missing or unusable; refused");
+fn cannot_decrypt(appid: &str) -> ApiError {
+    tracing::warn!(appid, "an encrypted push arrived and the account's EncodingAESKey is missing or unusable; refused");
     ApiError::BadRequest {
         code: ErrorCode::EncryptionNotConfigured,
-        message: "the push is encrypted and the official account has no usable EncodingAESKey (WECHAT_OA_AES_KEY)"
+        message: "the push is encrypted and the official account has no usable EncodingAESKey (aes_key, or \
+                  WECHAT_OA_AES_KEY)"
             .into(),
     }
 }
 
-/// WeChat's URL check: answer `echostr` when the signature is ours.
+/// WeChat's URL check for the environment's account: answer `echostr` when the signature is ours.
 #[handler]
 pub async fn verify_url(state: Data<&AppState>, Query(q): Query<CallbackQuery>) -> Result<Response, ApiError> {
-    let (_, token) = configured(&state)?;
-    check_signed(&state, &token, &q)?;
+    let account = environment_account(&state)?;
+    echo(&state, &account, &q)
+}
+
+/// WeChat's URL check for one account.
+#[handler]
+pub async fn verify_app_url(
+    state: Data<&AppState>,
+    Path(appid): Path<String>,
+    Query(q): Query<CallbackQuery>,
+) -> Result<Response, ApiError> {
+    let account = app_account(&state, &appid).await?;
+    echo(&state, &account, &q)
+}
+
+fn echo(state: &AppState, account: &Account, q: &CallbackQuery) -> Result<Response, ApiError> {
+    check_signed(state, token_of(account)?, q)?;
     let echo = q.echostr.clone().ok_or_else(|| rejected("echostr is required"))?;
     Ok(Response::builder().content_type("text/plain; charset=utf-8").body(echo))
 }
 
-/// A push from WeChat.
+fn token_of(account: &Account) -> Result<&str, ApiError> {
+    account.token.as_ref().map(|t| t.expose()).ok_or(ApiError::NotFound("official account"))
+}
+
+/// A push from WeChat for the environment's account.
 #[handler]
 pub async fn receive_push(
     state: Data<&AppState>,
     Query(q): Query<CallbackQuery>,
     body: Vec<u8>,
 ) -> Result<Response, ApiError> {
-    let (appid, token) = configured(&state)?;
-    let url = check_signed(&state, &token, &q)?;
+    let account = environment_account(&state)?;
+    receive(&state, &account, q, body).await
+}
+
+/// A push from WeChat for one account.
+#[handler]
+pub async fn receive_app_push(
+    state: Data<&AppState>,
+    Path(appid): Path<String>,
+    Query(q): Query<CallbackQuery>,
+    body: Vec<u8>,
+) -> Result<Response, ApiError> {
+    let account = app_account(&state, &appid).await?;
+    receive(&state, &account, q, body).await
+}
+
+async fn receive(state: &AppState, account: &Account, q: CallbackQuery, body: Vec<u8>) -> Result<Response, ApiError> {
+    let appid = account.appid.clone();
+    let token = token_of(account)?.to_owned();
+    let mode = account.mode;
+    let url = check_signed(state, &token, &q)?;
     let (timestamp, nonce) = (url.timestamp.as_str(), url.nonce.as_str());
     if body.len() > MAX_XML_BYTES {
         return Err(ApiError::PayloadTooLarge);
@@ -120,15 +173,15 @@ pub async fn receive_push(
     };
 
     let encrypted = q.encrypt_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("aes"));
-    if !encrypted && !state.settings.wechat.oa_message_mode().takes_plaintext() {
+    if !encrypted && !mode.takes_plaintext() {
         // The URL signature covers no body: in safe mode only msg_signature authenticates one.
         return Err(ApiError::EncryptionRequired(
-            "this official account takes encrypted pushes only (encrypt_type=aes; WECHAT_OA_MESSAGE_MODE=safe)",
+            "this official account takes encrypted pushes only (encrypt_type=aes; message mode safe)",
         ));
     }
     let (crypt, inner) = if encrypted {
-        let key = state.settings.wechat.oa_aes_key.as_ref().ok_or_else(cannot_decrypt)?;
-        let crypt = MsgCrypt::new(key.expose(), &appid).map_err(|_| cannot_decrypt())?;
+        let key = account.aes_key.as_ref().ok_or_else(|| cannot_decrypt(&appid))?;
+        let crypt = MsgCrypt::new(key.expose(), &appid).map_err(|_| cannot_decrypt(&appid))?;
         let envelope = parse_envelope(&body).map_err(bad_xml)?;
         let encrypt = envelope.encrypt.ok_or_else(|| rejected("an encrypted push carries no Encrypt"))?;
         let msg_signature = q.msg_signature.as_deref().ok_or_else(|| rejected("msg_signature is required"))?;
@@ -152,19 +205,11 @@ pub async fn receive_push(
     let at_ms = msg.create_time.saturating_mul(1000);
     // In safe mode an encrypted push is sealed: msg_signature ties its body to the URL, and no
     // unsigned body is taken, so its URL needs no binding (the check-in path's costliest write).
-    let sealed = crypt.is_some() && !state.settings.wechat.oa_message_mode().takes_plaintext();
+    let sealed = crypt.is_some() && !mode.takes_plaintext();
     let signed = SignedPush { url_timestamp: url.at, nonce: url.nonce.clone(), body_sha256, sealed };
 
-    let oa = OfficialAccount {
-        appid: appid.clone(),
-        credentials: state
-            .settings
-            .wechat
-            .oa_secret
-            .clone()
-            .map(|secret| AppCredentials { appid: appid.clone(), secret }),
-        company_id: state.settings.wechat.oa_company_id,
-    };
+    let oa =
+        OfficialAccount { appid: appid.clone(), credentials: account.credentials(), company_id: account.company_id };
     let services = PushServices {
         db: state.db.clone(),
         group: state.group.clone(),

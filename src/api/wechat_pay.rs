@@ -1,4 +1,7 @@
-//! `POST /wechat/pay/notify`: WeChat Pay's notifications about transfer bills.
+//! `POST /wechat/pay/{mch_id}/notify`: WeChat Pay's notifications about one merchant's transfer
+//! bills, verified with that merchant's keys; `POST /wechat/pay/notify` serves the merchant
+//! configured by environment. A notification moves only payouts of the merchant it was verified
+//! for: one about another merchant's number is acknowledged and changes nothing.
 //!
 //! The signature is checked over the raw body with the key `Wechatpay-Serial` names — the WeChat
 //! Pay public key or a platform certificate, fetched if not held yet — and the 5-minute timestamp
@@ -8,11 +11,12 @@
 //! `{"code": "FAIL", "message": …}` for "send again".
 
 use poem::http::StatusCode;
-use poem::web::Data;
+use poem::web::{Data, Path};
 use poem::{handler, Body, IntoResponse, Request, Response};
 use serde_json::json;
 
-use crate::domain::money::payouts::{self, Notified};
+use crate::domain::accounts::registry::{Merchant, Source};
+use crate::domain::money::payouts::{self, Notification, Notified};
 use crate::state::AppState;
 use crate::wechat::pay::v3::transfer_bills::{classify_state, TransferBillFinished, EVENT_BILL_FINISHED};
 use crate::wechat::pay::v3::{unix_now, SignedHeaders};
@@ -24,11 +28,33 @@ fn fail(status: StatusCode, message: &str) -> Response {
     poem::web::Json(json!({ "code": "FAIL", "message": message })).with_status(status).into_response()
 }
 
+/// A notification for the merchant configured by environment.
 #[handler]
 pub async fn notify(req: &Request, body: Body, state: Data<&AppState>) -> Response {
-    let Some(pay) = state.pay.as_ref() else {
+    let Some(merchant) = state.accounts.merchant(None) else {
         return fail(StatusCode::SERVICE_UNAVAILABLE, "WeChat Pay is not configured");
     };
+    receive(req, body, &state, &merchant, None).await
+}
+
+/// A notification for one merchant; 404 for a merchant that is not one of ours.
+#[handler]
+pub async fn notify_merchant(
+    req: &Request,
+    Path(mch_id): Path<String>,
+    body: Body,
+    state: Data<&AppState>,
+) -> Response {
+    let Some(merchant) = state.accounts.merchant(Some(&mch_id)) else {
+        return fail(StatusCode::NOT_FOUND, "no such merchant");
+    };
+    // Payouts of the environment's merchant are stored without a merchant number.
+    let stored = (merchant.source != Source::Environment).then_some(mch_id.as_str());
+    receive(req, body, &state, &merchant, stored).await
+}
+
+async fn receive(req: &Request, body: Body, state: &AppState, merchant: &Merchant, mch_id: Option<&str>) -> Response {
+    let pay = &merchant.clients;
     let (Some(v3), Some(api_v3_key)) = (pay.v3.as_ref(), pay.api_v3_key.as_ref()) else {
         return fail(StatusCode::SERVICE_UNAVAILABLE, "WeChat Pay v3 is not configured");
     };
@@ -71,17 +97,14 @@ pub async fn notify(req: &Request, body: Body, state: Data<&AppState>) -> Respon
         classify_state(bill.into()),
         payouts::Recheck::after(settings, crate::db::now_ms()),
     );
-    match payouts::apply_notification(
-        &state.db,
-        settings,
-        &notification.id,
-        &notification.event_type,
-        &out_no,
-        amount,
-        step,
-    )
-    .await
-    {
+    let about = Notification {
+        id: &notification.id,
+        event_type: &notification.event_type,
+        mch_id,
+        out_no: &out_no,
+        amount_fen: amount,
+    };
+    match payouts::apply_notification(&state.db, settings, about, step).await {
         Ok(Notified::Applied(p)) => {
             tracing::info!(payout = p.id, state = %p.state, "WeChat Pay notification applied");
             StatusCode::NO_CONTENT.into_response()

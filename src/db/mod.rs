@@ -107,6 +107,7 @@ pub struct UnknownValue {
     pub value: String,
 }
 
+pub mod accounts;
 pub mod community;
 pub mod group;
 pub mod idempotency;

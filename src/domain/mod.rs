@@ -4,6 +4,7 @@
 //! wire. Contexts call each other's modules by full path (`crate::domain::money::payouts`);
 //! tests/api/layout.rs fails on a cycle between modules.
 
+pub mod accounts;
 pub mod community;
 pub mod loyalty;
 pub mod money;

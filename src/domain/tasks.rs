@@ -603,6 +603,7 @@ async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round
     let reference = format!("task:{}:{}:{}", t.id, resident_id, round);
     let remark = format!("任务「{}」完成第 {round} 轮", t.theme);
     let identities = db::community::residents::identities_of(&mut **tx, resident_id).await?;
+    let apps = payer.apps_for(Some(t.owner_org_id)).await?;
     let mut told = format!("奖励 {} 积分", t.reward_amount);
     let mut wake = Wake::default();
     let to_balance = match (t.reward_kind, t.reward_channel) {
@@ -623,7 +624,7 @@ async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round
         }
         (TaskReward::RedPacket, Some(channel)) => {
             told = format!("红包 {}", yuan(t.reward_amount));
-            match payouts::payee(payer.apps(), channel, &identities) {
+            match payouts::payee(&apps, channel, &identities) {
                 Ok(Some(payee)) => {
                     let display = Display {
                         send_name: t.theme.chars().take(32).collect(),
@@ -671,7 +672,7 @@ async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round
         };
         wallet::credit(tx, resident_id, &credit, now).await?;
     }
-    let mp_appid = payer.apps().mp_appid.as_deref();
+    let mp_appid = apps.mp_appid.as_deref();
     if let Some(mp) = identities
         .iter()
         .find(|i| i.app_kind == crate::db::community::residents::AppKind::Mp && mp_appid.is_none_or(|a| a == i.appid))

@@ -196,6 +196,12 @@ impl WechatClient {
         }
     }
 
+    /// Checks an app's credentials by fetching a token with them, past the shared cache (which
+    /// may hold a token fetched with other credentials). The token is not kept.
+    pub async fn check_credentials(&self, app: &AppCredentials) -> Result<(), WechatError> {
+        self.fetch_stable_token(app).await.map(|_| ())
+    }
+
     async fn fetch_stable_token(&self, app: &AppCredentials) -> Result<(String, i64), WechatError> {
         let body = serde_json::json!({
             "grant_type": "client_credential",

@@ -16,21 +16,23 @@
 //!   number ([`Step::BillFailed`]); a waiting transfer whose `package_info` we never received is
 //!   created again with the same number, which answers it again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Notify, Semaphore};
 
 use crate::config::PayoutSettings;
+use crate::db::accounts::merchants::TransferApi;
 use crate::db::money::payouts::{self as store, PayoutChannel, PayoutRow, PayoutState};
 use crate::db::{self, Db, DbResult};
+use crate::domain::accounts::registry::{Accounts, Merchant};
 use crate::domain::money::payouts::{self, Display, Recheck, Recorded, Report, Step};
-use crate::wechat::pay::clients::PayClients;
 use crate::wechat::pay::v2::{CheckName, SendRedPack, Transfer, V2Client, V2Query};
 use crate::wechat::pay::v3::transfer_bills::{CreateTransferBill, TransferOutcome, TransferSceneReportInfo};
 use crate::wechat::pay::v3::{V3Client, V3Error};
 
-/// Spaces calls to WeChat Pay so they stay under a rate (per merchant: one merchant per instance).
+/// Spaces calls to WeChat Pay so they stay under a rate (one per merchant).
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Duration,
@@ -57,14 +59,20 @@ impl RateLimiter {
     }
 }
 
-/// One instance's dispatcher.
+/// One instance's dispatcher: each payout goes through the merchant it was queued for.
 pub struct Dispatcher {
     db: Db,
-    pay: PayClients,
+    accounts: Accounts,
     settings: PayoutSettings,
-    notify_url: Option<String>,
     owner: String,
-    limiter: RateLimiter,
+    /// One rate per merchant.
+    limiters: std::sync::Mutex<HashMap<String, Arc<RateLimiter>>>,
+}
+
+/// The merchant a payout goes through, and its rate.
+struct Through {
+    merchant: Arc<Merchant>,
+    limiter: Arc<RateLimiter>,
 }
 
 /// What a decision came to: the step, whether a call with the number was made, the event name.
@@ -75,10 +83,19 @@ fn now_ms() -> i64 {
 }
 
 impl Dispatcher {
-    pub fn new(db: Db, pay: PayClients, settings: PayoutSettings, notify_url: Option<String>) -> Self {
+    pub fn new(db: Db, accounts: Accounts, settings: PayoutSettings) -> Self {
         let owner = format!("{}-{}", std::process::id(), payouts::new_out_no());
-        let limiter = RateLimiter::per_second(settings.rate_per_sec);
-        Self { db, pay, settings, notify_url, owner, limiter }
+        Self { db, accounts, settings, owner, limiters: std::sync::Mutex::new(HashMap::new()) }
+    }
+
+    fn through(&self, p: &PayoutRow) -> Option<Through> {
+        let merchant = self.accounts.merchant(p.mch_id.as_deref())?;
+        let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
+        let limiter = limiters
+            .entry(merchant.mch_id.clone())
+            .or_insert_with(|| Arc::new(RateLimiter::per_second(merchant.rate_per_sec)))
+            .clone();
+        Some(Through { merchant, limiter })
     }
 
     /// Runs until the task is aborted: a round whenever woken, or every tick.
@@ -145,6 +162,12 @@ impl Dispatcher {
     }
 
     async fn decide(&self, p: &PayoutRow) -> Option<Decision> {
+        let Some(t) = self.through(p) else {
+            tracing::warn!(payout = p.id, mch_id = ?p.mch_id, "the payout's merchant is not configured; payout waits");
+            return None;
+        };
+        let pay = &t.merchant.clients;
+        let limiter = &t.limiter;
         match p.channel {
             PayoutChannel::Balance => {
                 // The balance channel credits the wallet in the grab's own transaction and never
@@ -152,22 +175,22 @@ impl Dispatcher {
                 tracing::error!(payout = p.id, "a payout on the balance channel; nothing to send");
                 None
             }
-            PayoutChannel::CashRedPacket => match &self.pay.v2 {
-                Some(v2) => Some(self.red_packet(v2, p).await),
+            PayoutChannel::CashRedPacket => match &pay.v2 {
+                Some(v2) => Some(self.red_packet(v2, limiter, p).await),
                 None => {
                     tracing::warn!(payout = p.id, "cash red packets need the WeChat Pay v2 key; payout waits");
                     None
                 }
             },
-            PayoutChannel::Transfer if self.settings.transfer_api == "v2" => match &self.pay.v2 {
-                Some(v2) => Some(self.legacy_transfer(v2, p).await),
+            PayoutChannel::Transfer if t.merchant.transfer_api == TransferApi::V2 => match &pay.v2 {
+                Some(v2) => Some(self.legacy_transfer(v2, limiter, p).await),
                 None => {
                     tracing::warn!(payout = p.id, "legacy transfers need the WeChat Pay v2 key; payout waits");
                     None
                 }
             },
-            PayoutChannel::Transfer => match &self.pay.v3 {
-                Some(v3) => Some(self.transfer_bill(v3, p).await),
+            PayoutChannel::Transfer => match &pay.v3 {
+                Some(v3) => Some(self.transfer_bill(v3, limiter, t.merchant.notify_url.clone(), p).await),
                 None => {
                     tracing::warn!(payout = p.id, "transfers need the WeChat Pay v3 keys; payout waits");
                     None
@@ -182,23 +205,23 @@ impl Dispatcher {
 
     // ----- cash red packets (v2) -----------------------------------------------------------
 
-    async fn red_packet(&self, v2: &V2Client, p: &PayoutRow) -> Decision {
+    async fn red_packet(&self, v2: &V2Client, limiter: &RateLimiter, p: &PayoutRow) -> Decision {
         if p.state == PayoutState::Pending {
-            return self.send_red_packet(v2, p).await;
+            return self.send_red_packet(v2, limiter, p).await;
         }
-        self.limiter.acquire().await;
+        limiter.acquire().await;
         match v2.query_red_pack(&p.out_no, &p.appid).await {
             Err(e) => (payouts::query_not_made(&e.to_string()), false, "query"),
             Ok(V2Query::Found(info)) => (payouts::red_packet_found(info, self.recheck()), false, "query"),
             // Not created (or not visible yet): sending again with the same number is safe.
             Ok(V2Query::Unknown { code, .. }) if code == "NOT_FOUND" && p.state != PayoutState::Submitted => {
-                self.send_red_packet(v2, p).await
+                self.send_red_packet(v2, limiter, p).await
             }
             Ok(V2Query::Unknown { code, message }) => (Step::Unknown { code, message }, false, "query"),
         }
     }
 
-    async fn send_red_packet(&self, v2: &V2Client, p: &PayoutRow) -> Decision {
+    async fn send_red_packet(&self, v2: &V2Client, limiter: &RateLimiter, p: &PayoutRow) -> Decision {
         let d = Self::display(p);
         let request = SendRedPack {
             mch_billno: p.out_no.clone(),
@@ -214,7 +237,7 @@ impl Dispatcher {
             risk_info: None,
             consume_mch_id: None,
         };
-        self.limiter.acquire().await;
+        limiter.acquire().await;
         let step = match v2.send_red_pack(&request).await {
             Err(e) => payouts::not_sent(&e.to_string(), is_invalid_v2(&e)),
             Ok(outcome) => payouts::red_packet_sent(outcome, self.recheck()),
@@ -224,20 +247,20 @@ impl Dispatcher {
 
     // ----- legacy enterprise payment (v2) --------------------------------------------------
 
-    async fn legacy_transfer(&self, v2: &V2Client, p: &PayoutRow) -> Decision {
+    async fn legacy_transfer(&self, v2: &V2Client, limiter: &RateLimiter, p: &PayoutRow) -> Decision {
         if p.state == PayoutState::Pending {
-            return self.send_legacy_transfer(v2, p).await;
+            return self.send_legacy_transfer(v2, limiter, p).await;
         }
-        self.limiter.acquire().await;
+        limiter.acquire().await;
         match v2.query_transfer(&p.out_no, &p.appid).await {
             Err(e) => (payouts::query_not_made(&e.to_string()), false, "query"),
             Ok(V2Query::Found(info)) => (payouts::legacy_transfer_found(info, self.recheck()), false, "query"),
-            Ok(V2Query::Unknown { code, .. }) if code == "NOT_FOUND" => self.send_legacy_transfer(v2, p).await,
+            Ok(V2Query::Unknown { code, .. }) if code == "NOT_FOUND" => self.send_legacy_transfer(v2, limiter, p).await,
             Ok(V2Query::Unknown { code, message }) => (Step::Unknown { code, message }, false, "query"),
         }
     }
 
-    async fn send_legacy_transfer(&self, v2: &V2Client, p: &PayoutRow) -> Decision {
+    async fn send_legacy_transfer(&self, v2: &V2Client, limiter: &RateLimiter, p: &PayoutRow) -> Decision {
         let d = Self::display(p);
         let request = Transfer {
             partner_trade_no: p.out_no.clone(),
@@ -249,7 +272,7 @@ impl Dispatcher {
             spbill_create_ip: self.settings.client_ip.clone(),
             device_info: None,
         };
-        self.limiter.acquire().await;
+        limiter.acquire().await;
         let step = match v2.transfer(&request).await {
             Err(e) => payouts::not_sent(&e.to_string(), is_invalid_v2(&e)),
             Ok(outcome) => payouts::legacy_transfer_sent(outcome),
@@ -259,20 +282,36 @@ impl Dispatcher {
 
     // ----- transfer bills (v3) -------------------------------------------------------------
 
-    async fn transfer_bill(&self, v3: &V3Client, p: &PayoutRow) -> Decision {
+    async fn transfer_bill(
+        &self,
+        v3: &V3Client,
+        limiter: &RateLimiter,
+        notify: Option<String>,
+        p: &PayoutRow,
+    ) -> Decision {
         if p.state == PayoutState::Pending {
-            return self.create_bill(v3, p).await;
+            return self.create_bill(v3, limiter, notify, p).await;
         }
-        self.limiter.acquire().await;
+        limiter.acquire().await;
         match v3.query_transfer_bill(&p.out_no).await {
             Err(e) => (payouts::query_not_made(&e.to_string()), false, "query"),
-            Ok(TransferOutcome::AwaitingConfirmation(_)) if p.package_info.is_none() => self.create_bill(v3, p).await,
-            Ok(TransferOutcome::Unknown { code, .. }) if code == "NOT_FOUND" => self.create_bill(v3, p).await,
+            Ok(TransferOutcome::AwaitingConfirmation(_)) if p.package_info.is_none() => {
+                self.create_bill(v3, limiter, notify, p).await
+            }
+            Ok(TransferOutcome::Unknown { code, .. }) if code == "NOT_FOUND" => {
+                self.create_bill(v3, limiter, notify, p).await
+            }
             Ok(outcome) => (payouts::transfer_bill_step(outcome, self.recheck()), false, "query"),
         }
     }
 
-    async fn create_bill(&self, v3: &V3Client, p: &PayoutRow) -> Decision {
+    async fn create_bill(
+        &self,
+        v3: &V3Client,
+        limiter: &RateLimiter,
+        notify: Option<String>,
+        p: &PayoutRow,
+    ) -> Decision {
         let d = Self::display(p);
         let remark = if d.transfer_remark.is_empty() { d.act_name.clone() } else { d.transfer_remark.clone() };
         let request = CreateTransferBill {
@@ -283,14 +322,14 @@ impl Dispatcher {
             user_name: None,
             transfer_amount: p.amount_fen.max(0) as u64,
             transfer_remark: remark.chars().take(32).collect(),
-            notify_url: self.notify_url.clone(),
+            notify_url: notify,
             user_recv_perception: Some("现金奖励".into()),
             transfer_scene_report_infos: vec![
                 TransferSceneReportInfo { info_type: "活动名称".into(), info_content: d.act_name.clone() },
                 TransferSceneReportInfo { info_type: "奖励说明".into(), info_content: remark },
             ],
         };
-        self.limiter.acquire().await;
+        limiter.acquire().await;
         match v3.create_transfer_bill(&request).await {
             Err(e) => (payouts::not_sent(&e.to_string(), matches!(e, V3Error::InvalidRequest(_))), true, "send"),
             Ok(outcome) => (payouts::transfer_bill_step(outcome, self.recheck()), true, "send"),

@@ -108,6 +108,19 @@ pub async fn fresh_postgres_database(admin_url: String) -> (String, TestDatabase
     (url, TestDatabase::Postgres { admin_url, name })
 }
 
+/// The master key every test app seals app and merchant secrets under (`LINLI_SECRET_KEY`).
+pub const TEST_SECRET_KEY: &str = "t1:ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoM=";
+
+impl TestApp {
+    /// The SQLite database file, when the test runs on SQLite.
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        match &self._database {
+            TestDatabase::Sqlite(path) => Some(path),
+            TestDatabase::Postgres { .. } => None,
+        }
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -123,6 +136,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // by their own test (tests/api/limits.rs), not by every test.
     let off = linli::api::limits::Rate { per_sec: 0, burst: 1 };
     settings.rate_limits = linli::config::RateLimits { per_resident: off, per_key: off, login_per_ip: off };
+    settings.sealing_keys = Some(linli::sealing::SealingKeys::parse(TEST_SECRET_KEY).expect("the test key"));
     configure(&mut settings);
     let (address, db, tx, server) = start(settings.clone()).await;
     let (_, root_key) = keys::create_key(&db, &Actor::cli(), 1, Role::Admin, "test root").await.expect("root key");
@@ -268,6 +282,10 @@ impl TestApp {
     pub async fn post_raw(&self, key: &str, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Answer {
         let req = self.client.post(self.url(path)).header("content-type", content_type).body(body);
         self.send(self.with_key(req, key)).await
+    }
+
+    pub async fn put(&self, key: &str, path: &str, body: Value) -> Answer {
+        self.send(self.with_key(self.client.put(self.url(path)).json(&body), key)).await
     }
 
     pub async fn patch(&self, key: &str, path: &str, body: Value) -> Answer {
@@ -431,7 +449,7 @@ async fn spawn_oa_app_configured(
 }
 
 /// [`spawn_oa_app_configured`] with a mock configured as given.
-async fn spawn_oa_app_on(
+pub async fn spawn_oa_app_on(
     config: wechat_mock::MockConfig,
     window_secs: u64,
     configure: impl FnOnce(&mut Settings) + Send + 'static,

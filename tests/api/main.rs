@@ -2,6 +2,7 @@
 //! (with `TEST_DATABASE_URL`) PostgreSQL. One binary, so it links once.
 
 mod access;
+mod accounts;
 mod cli;
 mod conformance;
 mod coupon_rules;

@@ -1,6 +1,7 @@
 //! The admin API (`/admin/v1`): the back office of property companies, communities and merchants.
 //! Operations are thin: parse, call `domain/`, shape the answer.
 
+mod accounts;
 mod audit;
 pub(crate) mod bindings;
 pub(crate) mod catalogue;
@@ -14,6 +15,7 @@ mod rooms;
 pub(crate) mod roster;
 pub(crate) mod tasks;
 
+pub use accounts::AccountsApi;
 pub use audit::AuditApi;
 pub use bindings::BindingsApi;
 pub use catalogue::CatalogueApi;

@@ -451,7 +451,7 @@ impl RedPacketsApi {
         body: Json<CreateRedPacket>,
     ) -> Result<RedPacketCreated, ApiError> {
         let b = body.0;
-        let c = redpackets::create(&state.db, &key.0, state.apps(), b.owner_org_id, b.terms.into_input()).await?;
+        let c = redpackets::create(&state.db, &key.0, &state.payer, b.owner_org_id, b.terms.into_input()).await?;
         Ok(RedPacketCreated::Created(Json(view(c, Figures::default()))))
     }
 
@@ -497,7 +497,7 @@ impl RedPacketsApi {
         red_packet_id: Path<i64>,
         body: Json<RedPacketTerms>,
     ) -> Result<Json<RedPacket>, ApiError> {
-        let c = redpackets::update(&state.db, &key.0, state.apps(), red_packet_id.0, body.0.into_input()).await?;
+        let c = redpackets::update(&state.db, &key.0, &state.payer, red_packet_id.0, body.0.into_input()).await?;
         Ok(Json(view(c, Figures::default())))
     }
 
@@ -522,7 +522,7 @@ impl RedPacketsApi {
         key: OperatorKey,
         red_packet_id: Path<i64>,
     ) -> Result<Json<RedPacket>, ApiError> {
-        let c = redpackets::activate(&state.db, &key.0, red_packet_id.0).await?;
+        let c = redpackets::activate(&state.db, &key.0, &state.payer, red_packet_id.0).await?;
         Ok(Json(view(c, Figures::default())))
     }
 

@@ -5,7 +5,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use time::OffsetDateTime;
 
-use super::{mini_program, ResidentSession};
+use super::{session_mini_program, ResidentSession};
 use crate::api::common::{ms, ts};
 use crate::api::query::QueryParams;
 use crate::api::views::loyalty::{KindView, LedgerPage, SourceView};
@@ -211,7 +211,7 @@ impl MpMeApi {
         me: ResidentSession,
         body: Json<PhoneCode>,
     ) -> Result<Json<ConfirmedPhone>, ApiError> {
-        let mp = mini_program(&state)?;
+        let mp = session_mini_program(&state, &me.0).await?;
         let phone = sessions::confirm_phone(&state.db, &state.wechat, &mp, &me.0, &body.0.code).await?;
         Ok(Json(ConfirmedPhone { phone }))
     }

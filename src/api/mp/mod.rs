@@ -43,11 +43,22 @@ async fn resident_from_token(req: &Request, bearer: Bearer) -> poem::Result<Resi
     }
 }
 
-/// The mini-program's credentials, or 503 when they are not configured.
-pub(crate) fn mini_program(state: &AppState) -> Result<AppCredentials, ApiError> {
-    let w = &state.settings.wechat;
-    match (&w.mp_appid, &w.mp_secret) {
-        (Some(appid), Some(secret)) => Ok(AppCredentials { appid: appid.clone(), secret: secret.clone() }),
-        _ => Err(ApiError::NotConfigured("the mini-program (WECHAT_MP_APPID, WECHAT_MP_SECRET)")),
+/// A mini-program's credentials: the one with `appid` (a record, or the environment's), or the
+/// environment's when none is named. 503 when the environment has none; 404 for an appid that is
+/// no mini-program here.
+pub(crate) fn mini_program(state: &AppState, appid: Option<&str>) -> Result<AppCredentials, ApiError> {
+    match (state.accounts.mini_program(appid), appid) {
+        (Some(mp), _) => Ok(mp.credentials()),
+        (None, Some(_)) => Err(ApiError::NotFound("mini-program")),
+        (None, None) => Err(ApiError::NotConfigured("the mini-program (WECHAT_MP_APPID, WECHAT_MP_SECRET)")),
     }
+}
+
+/// The mini-program a resident's session was opened through.
+pub(crate) async fn session_mini_program(state: &AppState, me: &ResidentActor) -> Result<AppCredentials, ApiError> {
+    let identities = crate::db::community::residents::identities_of(state.db.reader(), me.resident_id)
+        .await
+        .map_err(crate::domain::DomainError::from)?;
+    let appid = identities.iter().find(|i| i.id == me.identity_id).map(|i| i.appid.clone());
+    mini_program(state, appid.as_deref())
 }

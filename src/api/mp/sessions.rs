@@ -21,6 +21,10 @@ pub struct Login {
     /// The code `wx.login()` gave the mini-program; single use, valid for five minutes.
     #[oai(validator(min_length = 1, max_length = 128))]
     pub code: String,
+    /// The mini-program the code is from (`wx.getAccountInfoSync().miniProgram.appId`), when a
+    /// property company brings its own; absent, the deployment's mini-program.
+    #[oai(validator(min_length = 1, max_length = 32))]
+    pub appid: Option<String>,
 }
 
 /// A refresh token.
@@ -86,7 +90,7 @@ impl MpSessionsApi {
     /// answers 401; WeChat's rate limit 429; a user WeChat blocked 403.
     #[oai(path = "/sessions", method = "post", operation_id = "create_session")]
     async fn create_session(&self, state: Data<&AppState>, body: Json<Login>) -> Result<SessionCreated, ApiError> {
-        let mp = mini_program(&state)?;
+        let mp = mini_program(&state, body.0.appid.as_deref())?;
         let issued = sessions::login(&state.db, &state.wechat, &mp, &body.0.code, lifetimes(&state)).await?;
         Ok(SessionCreated::Created(Json(issued.into())))
     }

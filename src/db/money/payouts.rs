@@ -91,11 +91,13 @@ pub struct PayoutRow {
     pub finished_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The merchant it is paid through; absent, the one configured by environment.
+    pub mch_id: Option<String>,
 }
 
 const PAYOUT: &str = "id, company_id, owner_org_id, resident_id, channel, source, source_ref, amount_fen, appid, openid, \
                       out_no, attempt, state, display, wechat_no, package_info, last_code, last_message, calls, next_at, \
-                      lease_owner, lease_until, credited_at, finished_at, created_at, updated_at";
+                      lease_owner, lease_until, credited_at, finished_at, created_at, updated_at, mch_id";
 
 /// States a payout can still leave.
 pub const OPEN_STATES: &str = "('pending', 'submitted', 'unknown', 'awaiting_confirmation')";
@@ -114,6 +116,8 @@ pub struct NewPayout<'a> {
     pub openid: &'a str,
     pub out_no: &'a str,
     pub display: &'a str,
+    /// The merchant it goes through; `None`: the one configured by environment.
+    pub mch_id: Option<&'a str>,
 }
 
 /// Queues many payouts in three statements (payouts, their first numbers, their `queued`
@@ -124,12 +128,13 @@ pub async fn insert_many(tx: &mut Tx, payouts: &[NewPayout<'_>], now: i64) -> Db
     for chunk in payouts.chunks(crate::db::ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO payouts (company_id, owner_org_id, resident_id, channel, source, source_ref, amount_fen, \
-                 appid, openid, out_no, attempt, state, display, calls, next_at, lease_until, created_at, updated_at) \
+                 appid, openid, out_no, attempt, state, display, calls, next_at, lease_until, created_at, updated_at, \
+                 mch_id) \
              SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10, 1, \
-                 'pending', column11, 0, column12, 0, column12, column12 \
+                 'pending', column11, 0, column12, 0, column12, column12, column13 \
              FROM (VALUES {}) AS v \
              RETURNING {PAYOUT}",
-            crate::db::values_list(chunk.len(), 12, 1)
+            crate::db::values_list(chunk.len(), 13, 1)
         );
         let sql = crate::db::positional(tx, sql);
         let mut q = sqlx::query_as::<_, PayoutRow>(&sql);
@@ -146,7 +151,8 @@ pub async fn insert_many(tx: &mut Tx, payouts: &[NewPayout<'_>], now: i64) -> Db
                 .bind(p.openid)
                 .bind(p.out_no)
                 .bind(p.display)
-                .bind(now);
+                .bind(now)
+                .bind(p.mch_id);
         }
         let made = q.fetch_all(&mut **tx).await?;
         let numbers = format!(

@@ -291,13 +291,14 @@ async fn write_once(
     for i in db::community::residents::identities_of_many(&mut tx, &newcomers).await? {
         identities.entry(i.resident_id).or_default().push(i);
     }
+    let apps = inner.payer.apps_for(Some(campaign.owner_org_id)).await?;
     for j in leads.iter_mut() {
         if holders.contains(&j.resident_id) {
             outcomes.insert(j.resident_id, Outcome::Already);
             continue;
         }
         let mine = identities.get(&j.resident_id).map(Vec::as_slice).unwrap_or_default();
-        match grabs::payee(campaign, inner.payer.apps(), mine) {
+        match grabs::payee(campaign, &apps, mine) {
             Ok(identity) => j.identity = identity.cloned(),
             Err(refused) => {
                 outcomes.insert(j.resident_id, Outcome::Refused(refused));

@@ -31,6 +31,7 @@ use crate::db::money::payouts::{
 };
 use crate::db::money::wallet::{self, NewEntry};
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
+use crate::domain::accounts::registry::{Accounts, Source};
 use crate::domain::community::sessions::ResidentActor;
 use crate::domain::operators::access::{scope_of, Actor, Role, PLATFORM_ORG_ID};
 use crate::domain::{operators::audit, DomainError, DomainResult};
@@ -57,29 +58,88 @@ pub fn new_out_no() -> String {
     format!("L{tail}")
 }
 
-/// The apps payouts are paid through, and the transfer scene used when a cause names none.
+/// What an owner's payouts go through: the apps its residents are paid in, the transfer scene
+/// used when a cause names none, and the merchant that pays.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Apps {
     pub oa_appid: Option<String>,
     pub mp_appid: Option<String>,
     pub transfer_scene_id: String,
+    /// The merchant record that pays; `None`: the merchant configured by environment.
+    pub mch_id: Option<String>,
 }
 
-/// How money leaves this deployment: the apps it is paid through and the dispatcher to wake once
-/// a payout is committed. Built once when the app starts; cheap to clone.
-#[derive(Clone, Debug)]
+/// How money leaves this deployment: the apps and merchant of each funding owner, and the
+/// dispatcher to wake once a payout is committed. Built once when the app starts; cheap to clone.
+#[derive(Clone)]
 pub struct Payer {
     apps: Arc<Apps>,
+    accounts: Option<Accounts>,
     wake: Arc<Notify>,
 }
 
+impl std::fmt::Debug for Payer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payer").field("apps", &self.apps).finish_non_exhaustive()
+    }
+}
+
 impl Payer {
+    /// Pays everyone through `apps` (the environment's).
     pub fn new(apps: Apps, wake: Arc<Notify>) -> Self {
-        Self { apps: Arc::new(apps), wake }
+        Self { apps: Arc::new(apps), accounts: None, wake }
     }
 
+    /// Pays each owner through its own apps and merchant, from the registry.
+    pub fn with_accounts(mut self, accounts: Accounts) -> Self {
+        self.accounts = Some(accounts);
+        self
+    }
+
+    /// The environment's apps.
     pub fn apps(&self) -> &Apps {
         &self.apps
+    }
+
+    /// What payouts funded by `owner_org_id` go through: the owner's (or its nearest
+    /// ancestor's) apps and merchant, else the platform's fallback, else the environment's.
+    /// `None` owner: the platform (withdrawals from the wallet).
+    pub async fn apps_for(&self, owner_org_id: Option<i64>) -> DomainResult<Apps> {
+        let Some(accounts) = &self.accounts else { return Ok((*self.apps).clone()) };
+        let path = match owner_org_id {
+            Some(id) => accounts.owner_path(id).await?.ok_or(DomainError::NotFound("org"))?,
+            None => format!("/{PLATFORM_ORG_ID}/"),
+        };
+        let (oa_appid, mp_appid) = accounts.payout_apps(&path);
+        let merchant = accounts.funding_merchant(&path);
+        Ok(Apps {
+            oa_appid,
+            mp_appid,
+            transfer_scene_id: merchant
+                .as_ref()
+                .map_or_else(|| self.apps.transfer_scene_id.clone(), |m| m.transfer_scene_id.clone()),
+            mch_id: merchant.filter(|m| m.source != Source::Environment).map(|m| m.mch_id.clone()),
+        })
+    }
+
+    /// Why the merchant funding `owner_org_id` cannot pay on `channel`, if it cannot (or there
+    /// is no merchant at all while records exist).
+    pub async fn cannot_pay(&self, owner_org_id: i64, channel: PayoutChannel) -> DomainResult<Option<String>> {
+        let Some(accounts) = &self.accounts else { return Ok(None) };
+        if channel == PayoutChannel::Balance {
+            return Ok(None);
+        }
+        let path = accounts.owner_path(owner_org_id).await?.ok_or(DomainError::NotFound("org"))?;
+        Ok(match accounts.funding_merchant(&path) {
+            Some(m) => m.cannot_pay(channel),
+            None if accounts.any_merchant() => Some(
+                "no WeChat Pay merchant pays for this owner: register one for its property company, or a platform \
+                 merchant with platform_fallback"
+                    .to_owned(),
+            ),
+            // Nothing configured at all: payouts wait in the outbox, as they always have.
+            None => None,
+        })
     }
 
     /// Wakes the dispatcher now, for a payout made due again (a retry, a resident's check).
@@ -161,11 +221,19 @@ pub async fn queue(tx: &mut Tx, payer: &Payer, items: &[Queue<'_>], now: i64) ->
     if items.is_empty() {
         return Ok((Vec::new(), Wake::default()));
     }
+    // Each owner's route, looked up once per distinct owner.
+    let mut routes: Vec<(Option<i64>, Apps)> = Vec::new();
+    for q in items {
+        if !routes.iter().any(|(o, _)| *o == q.owner_org_id) {
+            routes.push((q.owner_org_id, payer.apps_for(q.owner_org_id).await?));
+        }
+    }
+    let route_of = |owner: Option<i64>| &routes.iter().find(|(o, _)| *o == owner).expect("every owner routed").1;
     let displays: Vec<String> = items
         .iter()
         .map(|q| {
             let scene = if q.display.transfer_scene_id.is_empty() {
-                &payer.apps.transfer_scene_id
+                &route_of(q.owner_org_id).transfer_scene_id
             } else {
                 &q.display.transfer_scene_id
             };
@@ -190,6 +258,7 @@ pub async fn queue(tx: &mut Tx, payer: &Payer, items: &[Queue<'_>], now: i64) ->
             openid: &q.payee.openid,
             out_no,
             display,
+            mch_id: route_of(q.owner_org_id).mch_id.as_deref(),
         })
         .collect();
     let made = store::insert_many(tx, &rows, now).await?;
@@ -599,28 +668,42 @@ pub enum Notified {
     UnknownNumber,
 }
 
-/// Applies a verified, decrypted notification about `out_no`: conditional like every record, so
-/// duplicates and late arrivals change nothing. `amount_fen` is what WeChat says was moved.
+/// A verified, decrypted notification about a payout.
+pub struct Notification<'a> {
+    pub id: &'a str,
+    pub event_type: &'a str,
+    /// The merchant whose keys verified it; `None`: the one configured by environment.
+    pub mch_id: Option<&'a str>,
+    pub out_no: &'a str,
+    /// What WeChat says was moved.
+    pub amount_fen: Option<i64>,
+}
+
+/// Applies a verified, decrypted notification: conditional like every record, so duplicates and
+/// late arrivals change nothing. A notification verified with one merchant's keys never moves a
+/// payout of another: to that merchant the number is unknown.
 pub async fn apply_notification(
     db: &Db,
     settings: &PayoutSettings,
-    notification_id: &str,
-    event_type: &str,
-    out_no: &str,
-    amount_fen: Option<i64>,
+    n: Notification<'_>,
     step: Step,
 ) -> DomainResult<Notified> {
+    let Notification { id: notification_id, event_type, mch_id, out_no, amount_fen } = n;
     let now = db::now_ms();
     let mut tx = db.begin().await?;
-    let first = store::claim_notification(&mut tx, notification_id, event_type, Some(out_no), now).await?;
-    let Some((payout_id, _)) = store::by_number(&mut *tx, out_no).await? else {
-        tx.commit().await.map_err(DbError::from)?;
+    let payout = match store::by_number(&mut *tx, out_no).await? {
+        Some((payout_id, _)) => store::get(&mut *tx, payout_id).await?.filter(|p| p.mch_id.as_deref() == mch_id),
+        None => None,
+    };
+    // Claimed only once it is known to be this merchant's: a notification that arrived at the
+    // wrong merchant's path does not use up its id for the right one.
+    let Some(payout) = payout else {
         return Ok(Notified::UnknownNumber);
     };
+    let first = store::claim_notification(&mut tx, notification_id, event_type, Some(out_no), now).await?;
     if !first {
         return Ok(Notified::NoChange);
     }
-    let payout = store::get(&mut *tx, payout_id).await?.ok_or(DomainError::NotFound("payout"))?;
     let step = match amount_fen {
         Some(a) if a != payout.amount_fen => Step::Unknown {
             code: "AMOUNT_MISMATCH".into(),

@@ -27,7 +27,7 @@ use crate::domain::money::split::{self, AmountMode, Channel};
 use crate::domain::operators::access::{scope_of, Actor, Role};
 use crate::domain::{operators::audit, optional_text, required_text, DomainError, DomainResult};
 
-pub use crate::domain::money::payouts::Apps;
+pub use crate::domain::money::payouts::{Apps, Payer};
 
 /// A campaign's terms as an operator writes them. Money is fen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,10 +118,11 @@ async fn check_communities(tx: &mut Tx, owner: &OrgRow, fields: &CampaignFields)
 pub async fn create(
     db: &Db,
     actor: &Actor,
-    apps: &Apps,
+    payer: &Payer,
     owner_org_id: i64,
     input: CampaignInput,
 ) -> DomainResult<CampaignRow> {
+    let apps = payer.apps_for(Some(owner_org_id)).await?;
     let mut tx = db.begin().await?;
     let (owner, company_id) =
         crate::domain::community::orgs::funding_owner(&mut tx, actor, owner_org_id, "red packets").await?;
@@ -176,10 +177,11 @@ fn not_draft(c: &CampaignRow) -> DomainError {
 }
 
 /// Rewrites a draft's terms.
-pub async fn update(db: &Db, actor: &Actor, apps: &Apps, id: i64, input: CampaignInput) -> DomainResult<CampaignRow> {
+pub async fn update(db: &Db, actor: &Actor, payer: &Payer, id: i64, input: CampaignInput) -> DomainResult<CampaignRow> {
     let mut tx = db.begin().await?;
     let (before, owner) = campaign_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
+    let apps = payer.apps_for(Some(owner.id)).await?;
     let fields = input.validated(&owner, &apps.transfer_scene_id)?;
     check_communities(&mut tx, &owner, &fields).await?;
     let after = store::update_draft(&mut tx, id, &fields, db::now_ms()).await?.ok_or_else(|| not_draft(&before))?;
@@ -206,12 +208,20 @@ pub async fn delete(db: &Db, actor: &Actor, id: i64) -> DomainResult<()> {
 }
 
 /// Splits the total into its shares, proves the split, and opens the campaign.
-pub async fn activate(db: &Db, actor: &Actor, id: i64) -> DomainResult<CampaignRow> {
+pub async fn activate(db: &Db, actor: &Actor, payer: &Payer, id: i64) -> DomainResult<CampaignRow> {
     let mut tx = db.begin().await?;
     let (before, owner) = campaign_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
     if before.state != CampaignState::Draft {
         return Err(not_draft(&before));
+    }
+    // Money leaves through the owner's merchant: a channel it cannot pay is refused now, not
+    // discovered when residents' grabs wait in the outbox.
+    if let Some(why) = payer.cannot_pay(owner.id, before.channel).await? {
+        return Err(DomainError::conflict(
+            ErrorCode::MerchantCannotPay,
+            format!("the campaign cannot pay on {}: {why}", before.channel),
+        ));
     }
     let now = db::now_ms();
     if before.ends_at <= now {

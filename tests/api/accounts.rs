@@ -1,0 +1,441 @@
+//! WeChat apps and Pay merchants as records (issue 16): registered per company with their
+//! credentials checked and their secrets sealed, pushes routed by appid into the owner's
+//! programme, logins by the mini-program's appid, payouts through the owner's merchant, and none
+//! of it reachable from another company.
+
+use serde_json::{json, Value};
+use wechat_mock::pay::config as merchant;
+use wechat_mock::{MockApp, PushMode};
+
+use crate::helpers::*;
+
+/// One company's own WeChat apps, as the mock knows them.
+struct Apps {
+    oa: &'static str,
+    oa_secret: &'static str,
+    token: &'static str,
+    aes_key: &'static str,
+    mp: &'static str,
+    mp_secret: &'static str,
+}
+
+const ACME: Apps = Apps {
+    oa: "wx_acme_oa",
+    oa_secret: "acme_oa_secret_0123456789abcdef",
+    token: "AcmeCallbackToken2026",
+    aes_key: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+    mp: "wx_acme_mp",
+    mp_secret: "acme_mp_secret_0123456789abcdef",
+};
+
+const BRIGHT: Apps = Apps {
+    oa: "wx_bright_oa",
+    oa_secret: "bright_oa_secret_0123456789abcd",
+    token: "BrightCallbackToken2026",
+    aes_key: "BwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSY",
+    mp: "wx_bright_mp",
+    mp_secret: "bright_mp_secret_0123456789abcd",
+};
+
+/// A deployment whose mock knows both companies' apps besides the environment's.
+async fn spawn(configure: impl FnOnce(&mut linli::config::Settings) + Send + 'static) -> OaApp {
+    let mut config = wechat_mock::MockConfig::default();
+    for a in [&ACME, &BRIGHT] {
+        config.apps.push(MockApp::official_account(a.oa, a.oa_secret));
+        config.apps.push(MockApp::mini_program(a.mp, a.mp_secret));
+    }
+    spawn_oa_app_on(config, 300, configure).await
+}
+
+struct Company {
+    id: i64,
+    admin: String,
+}
+
+async fn company(app: &OaApp, name: &str) -> Company {
+    let id = app.create_org(&app.root_key, 1, "company", name).await;
+    let admin = app.create_key(&app.root_key, id, "admin").await;
+    Company { id, admin }
+}
+
+fn oa_body(org_id: i64, a: &Apps, secret: &str) -> Value {
+    json!({
+        "org_id": org_id, "kind": "oa", "appid": a.oa, "name": "服务号", "secret": secret,
+        "token": a.token, "aes_key": a.aes_key, "message_mode": "safe"
+    })
+}
+
+async fn register_apps(app: &OaApp, c: &Company, a: &Apps) -> (i64, i64) {
+    let oa = app.post(&c.admin, "/admin/v1/wechat-apps", oa_body(c.id, a, a.oa_secret)).await.expect(201);
+    let mp = app
+        .post(
+            &c.admin,
+            "/admin/v1/wechat-apps",
+            json!({"org_id": c.id, "kind": "mp", "appid": a.mp, "name": "小程序", "secret": a.mp_secret}),
+        )
+        .await
+        .expect(201);
+    (oa["id"].as_i64().unwrap(), mp["id"].as_i64().unwrap())
+}
+
+fn pusher_of(app: &OaApp, a: &Apps) -> wechat_mock::OaPusher {
+    let mut config = wechat_mock::PusherConfig::new(app.url(&format!("/wechat/oa/{}/callback", a.oa)));
+    config.token = a.token.to_owned();
+    config.encoding_aes_key = a.aes_key.to_owned();
+    config.appid = a.oa.to_owned();
+    config.mode = PushMode::Safe;
+    wechat_mock::OaPusher::new(config).expect("pusher").with_mock(app.mock.wechat.clone())
+}
+
+/// The openid `user` has in `appid`.
+fn openid_in(app: &OaApp, user: &wechat_mock::MockUser, appid: &str) -> String {
+    app.mock.user(&user.unionid).expect("a mock user").openids.get(appid).cloned().expect("an openid in the app")
+}
+
+/// The company whose programme a resident's points are in, with the balance there.
+async fn points_by_company(app: &OaApp, openid: &str) -> Vec<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT p.company_id, CAST(SUM(l.amount) AS BIGINT) FROM points_ledger l \
+         JOIN points_programmes p ON p.id = l.programme_id \
+         JOIN resident_identities i ON i.resident_id = l.resident_id \
+         WHERE i.openid = $1 GROUP BY p.company_id ORDER BY p.company_id",
+    )
+    .bind(openid)
+    .fetch_all(app.db.reader())
+    .await
+    .unwrap()
+}
+
+/// No secret appears in clear anywhere in the database: not in the SQLite file (nor its WAL),
+/// not in any text the tables that could hold one store (apps, merchants, the audit log).
+async fn assert_no_secret_stored(app: &OaApp, secrets: &[&str]) {
+    if let Some(path) = app.sqlite_file() {
+        for suffix in ["", "-wal"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let Ok(bytes) = std::fs::read(&p) else { continue };
+            for s in secrets {
+                let found = bytes.windows(s.len()).any(|w| w == s.as_bytes());
+                assert!(!found, "{s:?} is stored in clear in {}", std::path::Path::new(&p).display());
+            }
+        }
+    }
+    for sql in [
+        "SELECT CAST(appid AS TEXT) || name || secret_sealed || COALESCE(token_sealed, '') || COALESCE(aes_key_sealed, '') \
+         FROM wechat_apps",
+        "SELECT name || COALESCE(api_key_v2_sealed, '') || COALESCE(api_v3_key_sealed, '') || \
+         COALESCE(private_key_sealed, '') || COALESCE(client_cert_sealed, '') FROM pay_merchants",
+        "SELECT COALESCE(before_json, '') || COALESCE(after_json, '') FROM audit_log",
+    ] {
+        let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(app.db.reader()).await.unwrap();
+        for (text,) in rows {
+            for s in secrets {
+                assert!(!text.contains(s), "{s:?} is stored in clear: {text}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_company_registers_its_own_apps_and_its_residents_land_in_its_own_programme() {
+    let app = spawn(|_| {}).await;
+    let (acme, bright) = (company(&app, "Acme Property").await, company(&app, "Bright Property").await);
+
+    // A wrong AppSecret is refused with WeChat's answer, and nothing is stored.
+    let wrong = app.post(&acme.admin, "/admin/v1/wechat-apps", oa_body(acme.id, &ACME, "not_the_secret")).await;
+    assert_eq!(wrong.code(), "credentials_rejected", "{}", wrong.body);
+    assert!(wrong.body["message"].as_str().unwrap().contains("errcode"), "{}", wrong.body);
+    wrong.expect(422);
+    assert_eq!(app.count("SELECT COUNT(*) FROM wechat_apps").await, 0);
+
+    // Registered: the answer says which secrets are set, never what they are.
+    let oa = app.post(&acme.admin, "/admin/v1/wechat-apps", oa_body(acme.id, &ACME, ACME.oa_secret)).await.expect(201);
+    let shown = oa.to_string();
+    for secret in [ACME.oa_secret, ACME.token, ACME.aes_key] {
+        assert!(!shown.contains(secret), "a secret in the answer: {shown}");
+    }
+    assert_eq!(oa["secret"]["set"], true);
+    assert_eq!(oa["token"]["fingerprint"].as_str().unwrap().len(), 16);
+    assert_eq!(oa["callback_path"], format!("/wechat/oa/{}/callback", ACME.oa));
+    assert_eq!(oa["message_mode"], "safe");
+    let again = app.post(&acme.admin, "/admin/v1/wechat-apps", oa_body(acme.id, &ACME, ACME.oa_secret)).await;
+    assert_eq!(again.code(), "app_exists");
+    again.expect(409);
+    let mp = app
+        .post(
+            &acme.admin,
+            "/admin/v1/wechat-apps",
+            json!({"org_id": acme.id, "kind": "mp", "appid": ACME.mp, "name": "小程序", "secret": ACME.mp_secret}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(mp["message_mode"], Value::Null);
+
+    // Reach: another company neither sees nor registers for Acme; an operator cannot register.
+    let acme_oa = oa["id"].as_i64().unwrap();
+    app.get(&bright.admin, &format!("/admin/v1/wechat-apps/{acme_oa}")).await.expect(404);
+    let listed = app.get(&bright.admin, "/admin/v1/wechat-apps").await.expect(200);
+    assert_eq!(listed["page"]["total"], 0);
+    let theirs = app.post(&bright.admin, "/admin/v1/wechat-apps", oa_body(acme.id, &BRIGHT, BRIGHT.oa_secret)).await;
+    theirs.expect(404);
+    let operator = app.create_key(&app.root_key, bright.id, "operator").await;
+    app.post(&operator, "/admin/v1/wechat-apps", oa_body(bright.id, &BRIGHT, BRIGHT.oa_secret)).await.expect(403);
+    app.put(&bright.admin, &format!("/admin/v1/wechat-apps/{acme_oa}"), json!({"name": "x"})).await.expect(404);
+    app.delete(&bright.admin, &format!("/admin/v1/wechat-apps/{acme_oa}")).await.expect(404);
+    register_apps(&app, &bright, &BRIGHT).await;
+    let mine = app.get(&acme.admin, "/admin/v1/wechat-apps").await.expect(200);
+    assert_eq!(mine["page"]["total"], 2);
+
+    // Each company's resident follows and checks in through its own account: the points are in
+    // that company's programme, nowhere else.
+    let (acme_user, bright_user) = (app.mock.add_user(), app.mock.add_user());
+    let (acme_pusher, bright_pusher) = (pusher_of(&app, &ACME), pusher_of(&app, &BRIGHT));
+    let acme_openid = openid_in(&app, &acme_user, ACME.oa);
+    let bright_openid = openid_in(&app, &bright_user, BRIGHT.oa);
+    app.say(&acme_pusher, &acme_pusher.follow(&acme_openid)).await;
+    let reply = app.say(&acme_pusher, &acme_pusher.text(&acme_openid, "签到")).await.unwrap();
+    assert!(reply.contains("签到成功"), "{reply}");
+    app.say(&bright_pusher, &bright_pusher.follow(&bright_openid)).await;
+    app.say(&bright_pusher, &bright_pusher.text(&bright_openid, "签到")).await.unwrap();
+    assert_eq!(points_by_company(&app, &acme_openid).await, vec![(acme.id, 15)]);
+    assert_eq!(points_by_company(&app, &bright_openid).await, vec![(bright.id, 15)]);
+
+    // A push for Acme's account signed with Bright's token, and one for an account that is not
+    // here, change nothing.
+    let mut forged = wechat_mock::PusherConfig::new(app.url(&format!("/wechat/oa/{}/callback", ACME.oa)));
+    forged.token = BRIGHT.token.to_owned();
+    forged.encoding_aes_key = ACME.aes_key.to_owned();
+    forged.appid = ACME.oa.to_owned();
+    let forged = wechat_mock::OaPusher::new(forged).unwrap();
+    let outcome = forged.deliver(&forged.text(&acme_openid, "签到")).await.unwrap();
+    assert_eq!(outcome.status, 401, "{}", outcome.body);
+    let mut nowhere = wechat_mock::PusherConfig::new(app.url("/wechat/oa/wx_nobody/callback"));
+    nowhere.token = ACME.token.to_owned();
+    let nowhere = wechat_mock::OaPusher::new(nowhere).unwrap();
+    assert_eq!(nowhere.deliver(&nowhere.follow(&acme_openid)).await.unwrap().status, 404);
+    // The mini-program's appid is no official account.
+    let mut mp_path = wechat_mock::PusherConfig::new(app.url(&format!("/wechat/oa/{}/callback", ACME.mp)));
+    mp_path.token = ACME.token.to_owned();
+    let mp_path = wechat_mock::OaPusher::new(mp_path).unwrap();
+    assert_eq!(mp_path.deliver(&mp_path.follow(&acme_openid)).await.unwrap().status, 404);
+    assert_eq!(points_by_company(&app, &acme_openid).await, vec![(acme.id, 15)]);
+
+    // The resident logs into Acme's mini-program: the same person (unionid) as the follower.
+    let code = app.mock.login_code_for_openid(ACME.mp, &openid_in(&app, &acme_user, ACME.mp)).unwrap();
+    let s = app.post("", "/mp/v1/sessions", json!({"code": code, "appid": ACME.mp})).await.expect(201);
+    let follower: (i64,) = sqlx::query_as("SELECT resident_id FROM resident_identities WHERE openid = $1")
+        .bind(&acme_openid)
+        .fetch_one(app.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(s["resident_id"].as_i64(), Some(follower.0));
+    // A code of one mini-program presented as another's is WeChat's to refuse; an unknown appid 404.
+    let code = app.mock.login_code_for_openid(ACME.mp, &openid_in(&app, &acme_user, ACME.mp)).unwrap();
+    app.post("", "/mp/v1/sessions", json!({"code": code, "appid": BRIGHT.mp})).await.expect(401);
+    app.post("", "/mp/v1/sessions", json!({"code": "x", "appid": "wx_nobody"})).await.expect(404);
+
+    // The environment's account keeps working as before, beside the records.
+    let user = app.mock.add_user();
+    let env = app.pusher(PushMode::Safe);
+    app.say(&env, &env.follow(&user.oa_openid)).await;
+    assert_eq!(points_by_company(&app, &user.oa_openid).await, vec![(app.company_id, 10)]);
+
+    assert_no_secret_stored(
+        &app,
+        &[ACME.oa_secret, ACME.token, ACME.aes_key, ACME.mp_secret, BRIGHT.oa_secret, BRIGHT.token, BRIGHT.aes_key],
+    )
+    .await;
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn an_update_keeps_secrets_not_sent_and_checks_a_new_one() {
+    let app = spawn(|_| {}).await;
+    let acme = company(&app, "Acme Property").await;
+    let (oa, _) = register_apps(&app, &acme, &ACME).await;
+    let before = app.get(&acme.admin, &format!("/admin/v1/wechat-apps/{oa}")).await.expect(200);
+    let renamed = app
+        .put(&acme.admin, &format!("/admin/v1/wechat-apps/{oa}"), json!({"name": "阳光服务号", "message_mode": "safe"}))
+        .await
+        .expect(200);
+    assert_eq!(renamed["name"], "阳光服务号");
+    assert_eq!(renamed["secret"], before["secret"], "a secret not sent is kept");
+    assert_eq!(renamed["aes_key"], before["aes_key"]);
+    let bad =
+        app.put(&acme.admin, &format!("/admin/v1/wechat-apps/{oa}"), json!({"name": "x", "secret": "wrong"})).await;
+    assert_eq!(bad.code(), "credentials_rejected");
+    bad.expect(422);
+    let after = app.get(&acme.admin, &format!("/admin/v1/wechat-apps/{oa}")).await.expect(200);
+    assert_eq!(after["name"], "阳光服务号", "a refused update changes nothing");
+    // Plain mode needs no key; safe mode without one is refused with the reason.
+    let no_key = json!({"org_id": acme.id, "kind": "oa", "appid": BRIGHT.oa, "name": "x", "secret": BRIGHT.oa_secret,
+                        "token": BRIGHT.token, "message_mode": "safe"});
+    let refused = app.post(&acme.admin, "/admin/v1/wechat-apps", no_key).await;
+    assert!(refused.body["message"].as_str().unwrap().contains("aes_key"), "{}", refused.body);
+    refused.expect(422);
+    // A removed account's pushes are refused from then on.
+    app.delete(&acme.admin, &format!("/admin/v1/wechat-apps/{oa}")).await.expect(200);
+    let pusher = pusher_of(&app, &ACME);
+    let user = app.mock.add_user();
+    let outcome = pusher.deliver(&pusher.follow(&openid_in(&app, &user, ACME.oa))).await.unwrap();
+    assert_eq!(outcome.status, 404);
+    let audit = app.count("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'wechat_app.%'").await;
+    assert_eq!(audit, 4, "create ×2, update, delete");
+}
+
+#[tokio::test]
+async fn rotation_reseals_every_secret_and_a_wrong_master_key_fails_start_up() {
+    let mut app = spawn(|_| {}).await;
+    let acme = company(&app, "Acme Property").await;
+    register_apps(&app, &acme, &ACME).await;
+
+    let with_key = |key: Option<&str>| {
+        let mut s = app.settings.clone();
+        s.listen = "127.0.0.1:0".into();
+        s.sealing_keys = key.map(|k| linli::sealing::SealingKeys::parse(k).unwrap());
+        s
+    };
+    // Another key under the same id: the wrong master key.
+    let wrong = "t1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let err = linli::app::Application::build(with_key(Some(wrong))).await.err().expect("refused");
+    assert!(format!("{err:#}").contains("does not open"), "{err:#}");
+    let err = linli::app::Application::build(with_key(None)).await.err().expect("refused");
+    assert!(format!("{err:#}").contains("LINLI_SECRET_KEY is not set"), "{err:#}");
+
+    let new = "t2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let both = linli::sealing::SealingKeys::parse(&format!("{new},{TEST_SECRET_KEY}")).unwrap();
+    let done = linli::domain::accounts::rotation::rotate(&app.db, &both).await.unwrap();
+    assert_eq!((done.secrets, done.moved), (4, 4), "secret, token and key of the OA; the MP's secret");
+    let again = linli::domain::accounts::rotation::rotate(&app.db, &both).await.unwrap();
+    assert_eq!((again.secrets, again.moved), (4, 0), "a second rotation moves nothing");
+    assert_eq!(app.count("SELECT COUNT(*) FROM wechat_apps WHERE secret_sealed LIKE 'v1.t2.%'").await, 2);
+    let err = linli::app::Application::build(with_key(Some(TEST_SECRET_KEY))).await.err().expect("refused");
+    assert!(format!("{err:#}").contains("\"t2\""), "the old key alone no longer opens them: {err:#}");
+
+    // Restarted with the new key only, the service takes the account's pushes as before.
+    app.settings.sealing_keys = Some(linli::sealing::SealingKeys::parse(new).unwrap());
+    app.crash_and_restart().await;
+    let pusher = pusher_of(&app, &ACME);
+    let user = app.mock.add_user();
+    let openid = openid_in(&app, &user, ACME.oa);
+    app.say(&pusher, &pusher.follow(&openid)).await;
+    assert_eq!(points_by_company(&app, &openid).await, vec![(acme.id, 10)]);
+    assert_no_secret_stored(&app, &[ACME.oa_secret, ACME.token, ACME.aes_key, ACME.mp_secret]).await;
+}
+
+/// The mock's merchant as a record's settings, for `org_id`.
+fn merchant_body(org_id: i64, port: u16) -> Value {
+    json!({
+        "org_id": org_id, "mch_id": merchant::MCH_ID,
+        "settings": {
+            "name": "Acme 商户",
+            "api_key_v2": merchant::API_KEY_V2, "api_v3_key": merchant::API_V3_KEY,
+            "private_key_pem": merchant::MERCHANT_PRIVATE_KEY_PEM, "cert_serial": merchant::MERCHANT_CERT_SERIAL,
+            "public_key_id": merchant::WECHATPAY_PUBLIC_KEY_ID, "public_key_pem": merchant::WECHATPAY_PUBLIC_KEY_PEM,
+            "notify_url": format!("http://127.0.0.1:{port}/wechat/pay/{}/notify", merchant::MCH_ID)
+        }
+    })
+}
+
+/// A deployment with no merchant in its environment: money leaves only through records.
+async fn spawn_without_env_merchant() -> (OaApp, u16) {
+    let port = free_port();
+    let app = spawn(move |s| {
+        s.listen = format!("127.0.0.1:{port}");
+        s.pay.api_base = s.wechat.api_base.clone();
+        let p = &mut s.pay.payouts;
+        p.tick = std::time::Duration::from_millis(20);
+        p.backoff_ms = 30;
+        p.poll_secs = 1;
+        p.lease_secs = 5;
+    })
+    .await;
+    (app, port)
+}
+
+#[tokio::test]
+async fn a_merchant_record_is_checked_with_wechat_pay_and_pays_its_owners_red_packets() {
+    let (app, port) = spawn_without_env_merchant().await;
+    let (acme, bright) = (company(&app, "Acme Property").await, company(&app, "Bright Property").await);
+    register_apps(&app, &acme, &ACME).await;
+
+    // Keys WeChat Pay does not take are refused, each with what to check; nothing is stored.
+    let mut wrong_key = merchant_body(acme.id, port);
+    wrong_key["settings"]["private_key_pem"] = json!(merchant::WECHATPAY_PRIVATE_KEY_PEM);
+    let mut wrong_pub = merchant_body(acme.id, port);
+    wrong_pub["settings"]["public_key_pem"] = json!(merchant::MERCHANT_PUBLIC_KEY_PEM);
+    let mut wrong_v2 = merchant_body(acme.id, port);
+    wrong_v2["settings"]["api_key_v2"] = json!("WrongV2Key0123456789abcdefghijkl");
+    for body in [wrong_key, wrong_pub, wrong_v2] {
+        let refused = app.post(&acme.admin, "/admin/v1/pay-merchants", body).await;
+        assert_eq!(refused.code(), "credentials_rejected", "{}", refused.body);
+        refused.expect(422);
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM pay_merchants").await, 0);
+    // Bright cannot register a merchant for Acme.
+    app.post(&bright.admin, "/admin/v1/pay-merchants", merchant_body(acme.id, port)).await.expect(404);
+
+    let made = app.post(&acme.admin, "/admin/v1/pay-merchants", merchant_body(acme.id, port)).await.expect(201);
+    let shown = made.to_string();
+    for secret in [merchant::API_KEY_V2, merchant::API_V3_KEY, "PRIVATE KEY"] {
+        assert!(!shown.contains(secret), "a secret in the answer: {shown}");
+    }
+    assert_eq!(made["api_v3_key"]["set"], true);
+    assert_eq!(made["verify_with"], "both");
+    let id = made["id"].as_i64().unwrap();
+    app.get(&bright.admin, &format!("/admin/v1/pay-merchants/{id}")).await.expect(404);
+    assert_eq!(app.get(&bright.admin, "/admin/v1/pay-merchants").await.expect(200)["page"]["total"], 0);
+
+    // Acme's resident grabs Acme's red packet: paid by Acme's merchant to Acme's account.
+    let user = app.mock.add_user();
+    let pusher = pusher_of(&app, &ACME);
+    let oa_openid = openid_in(&app, &user, ACME.oa);
+    app.say(&pusher, &pusher.follow(&oa_openid)).await;
+    let code = app.mock.login_code_for_openid(ACME.mp, &openid_in(&app, &user, ACME.mp)).unwrap();
+    let s = app.post("", "/mp/v1/sessions", json!({"code": code, "appid": ACME.mp})).await.expect(201);
+    let token = s["access_token"].as_str().unwrap().to_owned();
+    let now = time::OffsetDateTime::now_utc();
+    let f = &time::format_description::well_known::Rfc3339;
+    let terms = |channel: &str| {
+        json!({
+            "theme": "新春红包", "channel": channel, "amount_mode": "fixed", "total_fen": 188, "shares": 1,
+            "starts_at": (now - time::Duration::minutes(1)).format(f).unwrap(),
+            "ends_at": (now + time::Duration::hours(2)).format(f).unwrap(), "audience": "followers"
+        })
+    };
+    let c = app
+        .post(&acme.admin, "/admin/v1/red-packets", json!({"owner_org_id": acme.id, "terms": terms("cash_red_packet")}))
+        .await
+        .expect(201);
+    let cid = c["id"].as_i64().unwrap();
+    app.post(&acme.admin, &format!("/admin/v1/red-packets/{cid}/activate"), json!({})).await.expect(200);
+    let grabbed = app.send(bearer(app.client.post(app.url(&format!("/mp/v1/red-packets/{cid}/grabs"))), &token)).await;
+    grabbed.expect(201);
+    eventually("the red packet is sent by Acme's merchant", || async {
+        app.count("SELECT COUNT(*) FROM payouts WHERE state = 'submitted'").await == 1
+    })
+    .await;
+    let (mch_id, appid, openid): (Option<String>, String, String) =
+        sqlx::query_as("SELECT mch_id, appid, openid FROM payouts").fetch_one(app.db.reader()).await.unwrap();
+    assert_eq!(mch_id.as_deref(), Some(merchant::MCH_ID));
+    assert_eq!((appid.as_str(), openid.as_str()), (ACME.oa, oa_openid.as_str()));
+    assert_eq!(app.mock.payments().len(), 1);
+
+    // Bright has no merchant, and no platform merchant pays for it: its campaign cannot start.
+    let c = app
+        .post(&bright.admin, "/admin/v1/red-packets", json!({"owner_org_id": bright.id, "terms": terms("transfer")}))
+        .await
+        .expect(201);
+    let refused = app.post(&bright.admin, &format!("/admin/v1/red-packets/{}/activate", c["id"]), json!({})).await;
+    assert_eq!(refused.code(), "merchant_cannot_pay", "{}", refused.body);
+    refused.expect(409);
+
+    // A merchant with open payouts cannot go.
+    let gone = app.delete(&acme.admin, &format!("/admin/v1/pay-merchants/{id}")).await;
+    assert_eq!(gone.code(), "merchant_in_use");
+    gone.expect(409);
+    // Notifications for a merchant that is not ours are refused.
+    let stray = app.client.post(app.url("/wechat/pay/1999999999/notify")).body("{}").send().await.unwrap();
+    assert_eq!(stray.status(), 404);
+    assert_no_secret_stored(&app, &[merchant::API_KEY_V2, merchant::API_V3_KEY, "BEGIN PRIVATE KEY"]).await;
+}
