@@ -141,15 +141,14 @@ impl Application {
         let settings = &self.state.settings.pay;
         let dispatcher = Dispatcher::new(db.clone(), self.state.accounts.clone(), settings.payouts.clone());
         let dispatcher = AbortOnDrop(Arc::new(dispatcher).spawn(self.state.payer.notifier()));
-        let _money = match &self.state.pay {
-            Some(pay) => {
-                let reconciler = AbortOnDrop(crate::workers::reconcile::spawn(db.clone(), pay.clone()));
-                let certificates = pay.v3.as_ref().and_then(|v3| v3.spawn_certificate_refresher()).map(AbortOnDrop);
-                Some((reconciler, certificates))
-            }
+        let _reconciler = AbortOnDrop(crate::workers::reconcile::spawn(db.clone(), self.state.accounts.clone()));
+        let _certificates = match &self.state.pay {
+            Some(pay) => pay.v3.as_ref().and_then(|v3| v3.spawn_certificate_refresher()).map(AbortOnDrop),
             None => {
                 if !self.state.accounts.any_merchant() {
-                    tracing::warn!("no WeChat Pay merchant is configured (records or WECHATPAY_MCH_ID): payouts wait in the outbox");
+                    tracing::warn!(
+                        "no WeChat Pay merchant is configured (records or WECHATPAY_MCH_ID): payouts wait in the outbox"
+                    );
                 }
                 None
             }

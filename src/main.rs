@@ -30,7 +30,18 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Reconcile one Beijing day's payouts with WeChat Pay's fund-flow bill and print the report.
+    /// The master key app and merchant secrets are sealed under (LINLI_SECRET_KEY).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+    /// WeChat apps and Pay merchants as records.
+    Apps {
+        #[command(subcommand)]
+        command: AppsCommand,
+    },
+    /// Reconcile one Beijing day's payouts of every merchant with its WeChat Pay fund-flow bill and
+    /// print the reports.
     Reconcile {
         /// The day, YYYY-MM-DD (default: yesterday in Beijing).
         #[arg(long)]
@@ -72,6 +83,31 @@ enum KeysCommand {
     Revoke { id: i64 },
 }
 
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Print a fresh key for LINLI_SECRET_KEY (`<id>:<base64 of 32 random bytes>`).
+    NewKey {
+        /// The key's id, to tell it from the next one.
+        #[arg(long, default_value = "k1")]
+        id: String,
+    },
+    /// Re-seal every stored secret under the first key of LINLI_SECRET_KEY. Put the new key
+    /// first and keep the old one after it (`new:…,old:…`) on every instance, run this, then drop
+    /// the old key.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum AppsCommand {
+    /// Turn the official account, mini-program and merchant configured by environment
+    /// (WECHAT_OA_*, WECHAT_MP_*, WECHATPAY_*) into records; safe to run again.
+    ImportEnv {
+        /// The org the apps belong to (default: LINLI_OA_COMPANY_ID, else the platform).
+        #[arg(long)]
+        org: Option<i64>,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -89,6 +125,10 @@ async fn main() -> anyhow::Result<()> {
         };
         return walkthrough::run(walkthrough::Options { url, admin_key }).await;
     }
+    if let Some(Command::Secrets { command: SecretsCommand::NewKey { id } }) = &cli.command {
+        println!("{}", linli::sealing::SealingKeys::generate(id));
+        return Ok(());
+    }
     telemetry::init_logging();
     let settings = Settings::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
@@ -100,6 +140,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Openapi | Command::Walkthrough { .. } => unreachable!("handled above"),
         Command::Keys { command } => keys(settings, command).await,
+        Command::Secrets { command: SecretsCommand::Rotate } => rotate(settings).await,
+        Command::Secrets { command: SecretsCommand::NewKey { .. } } => unreachable!("handled above"),
+        Command::Apps { command: AppsCommand::ImportEnv { org } } => import_env(settings, org).await,
         Command::Reconcile { date } => reconcile(settings, date).await,
     }
 }
@@ -128,28 +171,65 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn rotate(settings: Settings) -> anyhow::Result<()> {
+    let keys = settings.sealing_keys.clone().context("LINLI_SECRET_KEY is not set")?;
+    let db = connect_and_migrate(&settings).await?;
+    let done = linli::domain::accounts::rotation::rotate(&db, &keys).await?;
+    println!(
+        "{} secrets re-sealed under key {} ({} moved from another key)",
+        done.secrets,
+        keys.current_id(),
+        done.moved
+    );
+    db.close().await;
+    Ok(())
+}
+
+async fn import_env(settings: Settings, org: Option<i64>) -> anyhow::Result<()> {
+    use linli::domain::accounts::registry::Accounts;
+    let db = connect_and_migrate(&settings).await?;
+    let pay = linli::wechat::pay::clients::PayClients::from_settings(&settings.pay)?;
+    let accounts = Accounts::load(&db, &settings, pay).await?;
+    let tokens = std::sync::Arc::new(linli::db::wechat::TokenTable(db.clone()));
+    let wechat = linli::wechat::api::WechatClient::new(&settings.wechat.api_base, tokens);
+    for line in linli::domain::accounts::import::import_env(&accounts, &wechat, &settings, org).await? {
+        println!("{line}");
+    }
+    db.close().await;
+    Ok(())
+}
+
 async fn reconcile(settings: Settings, date: Option<String>) -> anyhow::Result<()> {
     use linli::domain::money::reconcile;
     let db = connect_and_migrate(&settings).await?;
     let pay = linli::wechat::pay::clients::PayClients::from_settings(&settings.pay)?;
+    let accounts = linli::domain::accounts::registry::Accounts::load(&db, &settings, pay).await?;
     let date = match date {
         Some(d) => reconcile::parse_date(&d)?,
         None => reconcile::yesterday(),
     };
-    let run = reconcile::run(&db, pay.as_ref(), date).await?;
-    println!("{} {}: {} merchant numbers checked", run.bill_date, run.state, run.checked);
-    if let Some(m) = &run.message {
-        println!("  {m}");
+    let mut clean = true;
+    let merchants = accounts.merchants();
+    if merchants.is_empty() {
+        println!("no WeChat Pay merchant is configured");
     }
-    let diffs: Vec<reconcile::Difference> = serde_json::from_str(&run.differences)?;
-    for d in &diffs {
-        println!(
-            "  {} {} payout {:?}: WeChat {} fen, linli {} fen — {}",
-            d.kind, d.out_no, d.payout_id, d.wechat_fen, d.linli_fen, d.detail
-        );
+    for m in merchants {
+        let run = reconcile::run(&db, Some(&m.clients), reconcile::stored_mch_id(&m), date).await?;
+        println!("merchant {} {} {}: {} merchant numbers checked", m.mch_id, run.bill_date, run.state, run.checked);
+        if let Some(msg) = &run.message {
+            println!("  {msg}");
+        }
+        let diffs: Vec<reconcile::Difference> = serde_json::from_str(&run.differences)?;
+        for d in &diffs {
+            println!(
+                "  {} {} payout {:?}: WeChat {} fen, linli {} fen — {}",
+                d.kind, d.out_no, d.payout_id, d.wechat_fen, d.linli_fen, d.detail
+            );
+        }
+        clean &= diffs.is_empty() && run.state == linli::db::money::payouts::ReconciliationState::Matched;
     }
     db.close().await;
-    if diffs.is_empty() && run.state == linli::db::money::payouts::ReconciliationState::Matched {
+    if clean {
         Ok(())
     } else {
         std::process::exit(2)

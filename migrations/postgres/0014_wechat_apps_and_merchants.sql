@@ -51,3 +51,6 @@ CREATE INDEX pay_merchants_org ON pay_merchants (org_id);
 -- The merchant a payout goes through: chosen when it is queued, from its funding owner; absent,
 -- the merchant configured by environment (WECHATPAY_MCH_ID), as before records existed.
 ALTER TABLE payouts ADD COLUMN mch_id TEXT;
+
+-- Reconciliation runs per merchant: absent, the merchant configured by environment.
+ALTER TABLE reconciliation_runs ADD COLUMN mch_id TEXT;

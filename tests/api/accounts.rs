@@ -420,6 +420,20 @@ async fn a_merchant_record_is_checked_with_wechat_pay_and_pays_its_owners_red_pa
     assert_eq!(mch_id.as_deref(), Some(merchant::MCH_ID));
     assert_eq!((appid.as_str(), openid.as_str()), (ACME.oa, oa_openid.as_str()));
     assert_eq!(app.mock.payments().len(), 1);
+    // Reconciled per merchant: Acme's merchant's bill matches its payouts; there is no merchant
+    // configured by environment to reconcile.
+    let today = app.mock.wechat.beijing_today();
+    let run = app
+        .post(&app.root_key, "/admin/v1/reconciliations", json!({"bill_date": today, "mch_id": merchant::MCH_ID}))
+        .await
+        .expect(200);
+    assert_eq!((run["state"].as_str(), run["checked"].as_i64()), (Some("matched"), Some(1)), "{run}");
+    assert_eq!(run["mch_id"], merchant::MCH_ID);
+    let env = app.post(&app.root_key, "/admin/v1/reconciliations", json!({"bill_date": today})).await.expect(200);
+    assert_eq!(env["state"], "unavailable");
+    let listed = app.get(&app.root_key, &format!("/admin/v1/reconciliations?mch_id={}", merchant::MCH_ID)).await;
+    assert_eq!(listed.expect(200)["items"].as_array().unwrap().len(), 1);
+    app.post(&acme.admin, "/admin/v1/reconciliations", json!({"bill_date": today})).await.expect(403);
 
     // Bright has no merchant, and no platform merchant pays for it: its campaign cannot start.
     let c = app
@@ -438,4 +452,71 @@ async fn a_merchant_record_is_checked_with_wechat_pay_and_pays_its_owners_red_pa
     let stray = app.client.post(app.url("/wechat/pay/1999999999/notify")).body("{}").send().await.unwrap();
     assert_eq!(stray.status(), 404);
     assert_no_secret_stored(&app, &[merchant::API_KEY_V2, merchant::API_V3_KEY, "BEGIN PRIVATE KEY"]).await;
+}
+
+#[tokio::test]
+async fn import_env_turns_the_environment_into_records_and_the_deployment_runs_on_them() {
+    let mut app = spawn_pay_app(|_| {}).await;
+    // Before the import: a resident paid through the environment's merchant.
+    let user = app.mock.add_user();
+    let env = app.pusher(PushMode::Safe);
+    app.say(&env, &env.follow(&user.oa_openid)).await;
+    let token = app.login(&user).await;
+    let now = time::OffsetDateTime::now_utc();
+    let f = &time::format_description::well_known::Rfc3339;
+    let terms = json!({
+        "theme": "新春红包", "channel": "cash_red_packet", "amount_mode": "fixed", "total_fen": 188, "shares": 1,
+        "starts_at": (now - time::Duration::minutes(1)).format(f).unwrap(),
+        "ends_at": (now + time::Duration::hours(2)).format(f).unwrap(), "audience": "followers"
+    });
+    let body = json!({"owner_org_id": app.company_id, "terms": terms});
+    let c = app.post(&app.root_key, "/admin/v1/red-packets", body).await.expect(201);
+    let cid = c["id"].as_i64().unwrap();
+    app.post(&app.root_key, &format!("/admin/v1/red-packets/{cid}/activate"), json!({})).await.expect(200);
+    let grab = app.send(bearer(app.client.post(app.url(&format!("/mp/v1/red-packets/{cid}/grabs"))), &token)).await;
+    grab.expect(201);
+    eventually("the red packet is sent", || async {
+        app.count("SELECT COUNT(*) FROM payouts WHERE state = 'submitted' AND mch_id IS NULL").await == 1
+    })
+    .await;
+
+    let import = |app: &OaApp| {
+        let (db, settings) = (app.db.clone(), app.settings.clone());
+        async move {
+            let pay = linli::wechat::pay::clients::PayClients::from_settings(&settings.pay).unwrap();
+            let accounts = linli::domain::accounts::registry::Accounts::load(&db, &settings, pay).await.unwrap();
+            let tokens = std::sync::Arc::new(linli::db::wechat::TokenTable(db.clone()));
+            let wechat = linli::wechat::api::WechatClient::new(&settings.wechat.api_base, tokens);
+            linli::domain::accounts::import::import_env(&accounts, &wechat, &settings, None).await.unwrap()
+        }
+    };
+    let lines = import(&app).await;
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[3].contains("1 payouts"), "{lines:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM wechat_apps WHERE org_id = 2").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM pay_merchants WHERE org_id = 1 AND platform_fallback = 1").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM payouts WHERE mch_id IS NULL").await, 0);
+    let again = import(&app).await;
+    assert!(again.iter().all(|l| l.contains("a record already")), "{again:?}");
+
+    // The environment's secrets removed (only the account's appid kept, so the old callback URL
+    // still serves it): the deployment runs on its records.
+    let s = &mut app.settings;
+    (s.wechat.oa_secret, s.wechat.oa_token, s.wechat.oa_aes_key) = (None, None, None);
+    (s.wechat.mp_appid, s.wechat.mp_secret) = (None, None);
+    s.pay.mch_id = None;
+    app.crash_and_restart().await;
+    let bill = app.mock.payments()[0].bill_no.clone();
+    app.mock.receive_red_packet(&bill).unwrap();
+    eventually("the payout is settled through the merchant record", || async {
+        app.count("SELECT COUNT(*) FROM payouts WHERE state = 'succeeded'").await == 1
+    })
+    .await;
+    let other = app.mock.add_user();
+    let env = app.pusher(PushMode::Safe);
+    app.say(&env, &env.follow(&other.oa_openid)).await;
+    assert_eq!(points_by_company(&app, &other.oa_openid).await, vec![(app.company_id, 10)]);
+    let code = app.mock.login_code(&other);
+    app.post("", "/mp/v1/sessions", json!({"code": code, "appid": wechat_mock::MP_APPID})).await.expect(201);
+    app.post("", "/mp/v1/sessions", json!({"code": "x"})).await.expect(503);
 }

@@ -375,6 +375,9 @@ pub struct Reconciliation {
     #[oai(nullable)]
     pub message: Option<String>,
     pub created_at: OffsetDateTime,
+    /// The merchant reconciled; null for the one configured by environment.
+    #[oai(nullable)]
+    pub mch_id: Option<String>,
 }
 
 impl From<ReconciliationRow> for Reconciliation {
@@ -398,6 +401,7 @@ impl From<ReconciliationRow> for Reconciliation {
                 .collect(),
             message: r.message,
             created_at: ts(r.created_at),
+            mch_id: r.mch_id,
         }
     }
 }
@@ -413,6 +417,9 @@ pub struct RunReconciliation {
     /// The Beijing day to reconcile, `YYYY-MM-DD`.
     #[oai(validator(pattern = r"^\d{4}-\d{2}-\d{2}$"))]
     pub bill_date: String,
+    /// The merchant to reconcile (a record's mch_id); absent, the one configured by environment.
+    #[oai(validator(max_length = 16))]
+    pub mch_id: Option<String>,
 }
 
 list_query! {
@@ -596,7 +603,8 @@ impl RedPacketsApi {
         key: OperatorKey,
         body: Json<RunReconciliation>,
     ) -> Result<Json<Reconciliation>, ApiError> {
-        let row = reconcile::run_for(&state.db, &key.0, state.pay.as_ref(), &body.0.bill_date).await?;
+        let b = body.0;
+        let row = reconcile::run_for(&state.db, &key.0, &state.accounts, b.mch_id.as_deref(), &b.bill_date).await?;
         Ok(Json(row.into()))
     }
 
@@ -607,6 +615,9 @@ impl RedPacketsApi {
         state: Data<&AppState>,
         key: OperatorKey,
         #[oai(validator(pattern = r"^\d{4}-\d{2}-\d{2}$"))] bill_date: Query<Option<String>>,
+        /// Only runs of this merchant.
+        #[oai(validator(max_length = 16))]
+        mch_id: Query<Option<String>>,
         /// Page number, from 1.
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
         page: Query<Option<u32>>,
@@ -615,7 +626,9 @@ impl RedPacketsApi {
         page_size: Query<Option<u32>>,
     ) -> Result<Json<ReconciliationList>, ApiError> {
         let req = page_request(page.0, page_size.0);
-        let rows = reconcile::list(&state.db, &key.0, bill_date.0.as_deref(), req).await?;
+        let rows =
+            reconcile::list(&state.db, &key.0, &state.accounts, bill_date.0.as_deref(), mch_id.0.as_deref(), req)
+                .await?;
         Ok(Json(ReconciliationList { items: rows.into_iter().map(Into::into).collect() }))
     }
 }

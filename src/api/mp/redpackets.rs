@@ -141,8 +141,15 @@ pub struct MyPayout {
     pub finished_at: Option<OffsetDateTime>,
 }
 
-fn my_payout(p: PayoutRow, mch_id: Option<&str>) -> MyPayout {
+fn env_mch_id(state: &AppState) -> Option<String> {
+    state.accounts.merchant(None).map(|m| m.mch_id.clone())
+}
+
+/// The payout as its resident sees it; `env_mch_id` is the merchant configured by environment,
+/// which pays the payouts stored without a merchant of their own.
+fn my_payout(p: PayoutRow, env_mch_id: Option<&str>) -> MyPayout {
     let waiting = p.state == StoredPayoutState::AwaitingConfirmation;
+    let mch_id = p.mch_id.clone().or_else(|| env_mch_id.map(str::to_owned));
     MyPayout {
         id: p.id,
         channel: p.channel.as_str().to_owned(),
@@ -150,7 +157,7 @@ fn my_payout(p: PayoutRow, mch_id: Option<&str>) -> MyPayout {
         amount_fen: p.amount_fen,
         state: p.state.into(),
         package_info: if waiting { p.package_info } else { None },
-        mch_id: mch_id.map(str::to_owned),
+        mch_id,
         appid: p.appid,
         in_balance: p.credited_at.is_some(),
         created_at: ts(p.created_at),
@@ -316,7 +323,8 @@ impl MpRedPacketsApi {
         page_size: Query<Option<u32>>,
     ) -> Result<Json<MyPayoutList>, ApiError> {
         let req = page_request(page.0, page_size.0);
-        let mch = state.pay.as_ref().map(|p| p.mch_id.as_str());
+        let mch = env_mch_id(&state);
+        let mch = mch.as_deref();
         let items = payouts::mine(&state.db, &me.0, req).await?.into_iter().map(|p| my_payout(p, mch)).collect();
         Ok(Json(MyPayoutList { items }))
     }
@@ -331,7 +339,7 @@ impl MpRedPacketsApi {
         payout_id: Path<i64>,
     ) -> Result<Json<MyPayout>, ApiError> {
         let p = payouts::my_payout(&state.db, &me.0, payout_id.0).await?;
-        Ok(Json(my_payout(p, state.pay.as_ref().map(|p| p.mch_id.as_str()))))
+        Ok(Json(my_payout(p, env_mch_id(&state).as_deref())))
     }
 
     /// Tell linli I have confirmed (or declined) a transfer in WeChat: it asks WeChat Pay now
@@ -344,7 +352,7 @@ impl MpRedPacketsApi {
         payout_id: Path<i64>,
     ) -> Result<Json<MyPayout>, ApiError> {
         let p = payouts::check_now(&state.db, &state.payer, &me.0, payout_id.0).await?;
-        Ok(Json(my_payout(p, state.pay.as_ref().map(|p| p.mch_id.as_str()))))
+        Ok(Json(my_payout(p, env_mch_id(&state).as_deref())))
     }
 
     /// My balance, fen.
@@ -396,6 +404,6 @@ impl MpRedPacketsApi {
         )
         .await?;
         let (wallet::Withdrawn::New(p) | wallet::Withdrawn::Replayed(p)) = done;
-        Ok(Withdrawn::Created(Json(my_payout(p, state.pay.as_ref().map(|p| p.mch_id.as_str())))))
+        Ok(Withdrawn::Created(Json(my_payout(p, env_mch_id(&state).as_deref()))))
     }
 }

@@ -193,6 +193,14 @@ async fn insert_number(tx: &mut Tx, payout_id: i64, out_no: &str, attempt: i64, 
     Ok(())
 }
 
+/// Moves the payouts queued for the merchant configured by environment onto its record, once
+/// the environment's merchant has become one; answers how many.
+pub async fn adopt_environment_payouts(db: &crate::db::Db, mch_id: &str) -> DbResult<u64> {
+    let done =
+        sqlx::query("UPDATE payouts SET mch_id = $1 WHERE mch_id IS NULL").bind(mch_id).execute(db.writer()).await?;
+    Ok(done.rows_affected())
+}
+
 /// A line of a payout's history.
 #[derive(Clone, Copy, Debug)]
 pub struct NewEvent<'a> {
@@ -511,15 +519,19 @@ pub struct NumberRow {
 }
 
 /// Numbers created in `[from, to)` (unix ms).
-pub async fn numbers_between(pool: &AnyPool, from: i64, to: i64) -> DbResult<Vec<NumberRow>> {
+/// The numbers one merchant's payouts took between `from` and `to` (`mch_id` `None`: the
+/// merchant configured by environment).
+pub async fn numbers_between(pool: &AnyPool, from: i64, to: i64, mch_id: Option<&str>) -> DbResult<Vec<NumberRow>> {
     let rows = sqlx::query_as(
         "SELECT n.out_no, n.outcome, n.payout_id, p.channel, p.amount_fen, p.state, p.out_no AS current_out_no, \
              p.calls, n.created_at \
          FROM payout_numbers n JOIN payouts p ON p.id = n.payout_id WHERE n.created_at >= $1 AND n.created_at < $2 \
+             AND (p.mch_id = $3 OR (p.mch_id IS NULL AND $3 IS NULL)) \
          ORDER BY n.created_at",
     )
     .bind(from)
     .bind(to)
+    .bind(mch_id)
     .fetch_all(pool)
     .await?;
     Ok(rows)
@@ -547,18 +559,24 @@ pub async fn claim_notification(
 }
 
 /// Stores a reconciliation run.
-pub async fn insert_reconciliation(
-    tx: &mut Tx,
-    bill_date: &str,
-    state: ReconciliationState,
-    checked: i64,
-    differences: &str,
-    message: Option<&str>,
-    now: i64,
-) -> DbResult<i64> {
+/// A reconciliation run to store.
+#[derive(Clone, Copy, Debug)]
+pub struct NewReconciliation<'a> {
+    /// Absent: the merchant configured by environment.
+    pub mch_id: Option<&'a str>,
+    pub bill_date: &'a str,
+    pub state: ReconciliationState,
+    pub checked: i64,
+    /// JSON array of differences.
+    pub differences: &'a str,
+    pub message: Option<&'a str>,
+}
+
+pub async fn insert_reconciliation(tx: &mut Tx, run: &NewReconciliation<'_>, now: i64) -> DbResult<i64> {
+    let NewReconciliation { mch_id, bill_date, state, checked, differences, message } = *run;
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO reconciliation_runs (bill_date, state, checked, differences, message, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO reconciliation_runs (bill_date, state, checked, differences, message, created_at, mch_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(bill_date)
     .bind(state)
@@ -566,6 +584,7 @@ pub async fn insert_reconciliation(
     .bind(differences)
     .bind(message)
     .bind(now)
+    .bind(mch_id)
     .fetch_one(&mut **tx)
     .await?;
     Ok(id)
@@ -580,18 +599,25 @@ pub struct ReconciliationRow {
     pub differences: String,
     pub message: Option<String>,
     pub created_at: i64,
+    /// The merchant reconciled; absent, the one configured by environment.
+    pub mch_id: Option<String>,
 }
 
+/// Stored runs, newest first: of one day, of one merchant (`Some(None)`: the environment's), or all.
 pub async fn reconciliations(
     pool: &AnyPool,
     bill_date: Option<&str>,
+    mch_id: Option<Option<&str>>,
     page: PageRequest,
 ) -> DbResult<Vec<ReconciliationRow>> {
     let rows = sqlx::query_as(
-        "SELECT id, bill_date, state, checked, differences, message, created_at FROM reconciliation_runs \
-         WHERE ($1 IS NULL OR bill_date = $1) ORDER BY id DESC LIMIT $2 OFFSET $3",
+        "SELECT id, bill_date, state, checked, differences, message, created_at, mch_id FROM reconciliation_runs \
+         WHERE ($1 IS NULL OR bill_date = $1) \
+             AND ($2 = 0 OR mch_id = $3 OR (mch_id IS NULL AND $3 IS NULL)) ORDER BY id DESC LIMIT $4 OFFSET $5",
     )
     .bind(bill_date)
+    .bind(i64::from(mch_id.is_some()))
+    .bind(mch_id.flatten())
     .bind(page.limit())
     .bind(page.offset())
     .fetch_all(pool)

@@ -6,6 +6,7 @@
 //! mini-program's appid, payouts by the merchant of their funding owner.
 
 pub mod apps;
+pub mod import;
 pub mod merchants;
 pub mod registry;
 pub mod rotation;

@@ -1,4 +1,5 @@
-//! Reconciliation: one Beijing day's payouts against WeChat Pay's fund-flow bill (资金账单).
+//! Reconciliation: one Beijing day's payouts of one merchant against that merchant's WeChat Pay
+//! fund-flow bill (资金账单); the daily job runs it for every merchant.
 //!
 //! For every merchant number linli created that day, what linli believes left the merchant account
 //! (net of money that came back) is compared with what WeChat's bills show for that number, from
@@ -17,6 +18,7 @@ use crate::db::money::payouts::{
     self as store, NumberOutcome, NumberRow, PayoutState, ReconciliationRow, ReconciliationState,
 };
 use crate::db::{self, Db, DbError, PageRequest};
+use crate::domain::accounts::registry::{Accounts, Merchant, Source};
 use crate::domain::operators::access::{Actor, Role, PLATFORM_ORG_ID};
 use crate::domain::{DomainError, DomainResult};
 use crate::wechat::pay::clients::PayClients;
@@ -67,10 +69,30 @@ pub fn yesterday() -> Date {
     today.previous_day().unwrap_or(today)
 }
 
-/// Whether a run for `date` is stored already.
-pub async fn has_run(db: &Db, date: Date) -> DomainResult<bool> {
+/// Whether a run for `date` of one merchant (`None`: the environment's) is stored already.
+pub async fn has_run(db: &Db, date: Date, mch_id: Option<&str>) -> DomainResult<bool> {
     let page = PageRequest { page: 1, page_size: 1 };
-    Ok(!store::reconciliations(db.reader(), Some(&date.to_string()), page).await?.is_empty())
+    Ok(!store::reconciliations(db.reader(), Some(&date.to_string()), Some(mch_id), page).await?.is_empty())
+}
+
+/// How a merchant's runs and payouts are stored: by its mch_id, or without one for the
+/// merchant configured by environment.
+pub fn stored_mch_id(m: &Merchant) -> Option<&str> {
+    (m.source != Source::Environment).then_some(m.mch_id.as_str())
+}
+
+/// Reconciles `date` for every merchant not reconciled for it yet (the daily job).
+pub async fn run_all(db: &Db, accounts: &Accounts, date: Date) -> Vec<DomainResult<ReconciliationRow>> {
+    let mut out = Vec::new();
+    for m in accounts.merchants() {
+        let mch = stored_mch_id(&m);
+        match has_run(db, date, mch).await {
+            Ok(true) => continue,
+            Ok(false) => out.push(run(db, Some(&m.clients), mch, date).await),
+            Err(e) => out.push(Err(e)),
+        }
+    }
+    out
 }
 
 fn day_start_ms(d: Date) -> i64 {
@@ -136,20 +158,32 @@ pub fn compare(ours: &[NumberRow], nets: &BTreeMap<String, i64>, day_vouchers: &
     out
 }
 
-/// Reconciles `bill_date` (a Beijing day) and stores the run. Platform admins only.
+/// Reconciles `bill_date` (a Beijing day) for one merchant (`None`: the one configured by
+/// environment) and stores the run. Platform admins only.
 pub async fn run_for(
     db: &Db,
     actor: &Actor,
-    pay: Option<&PayClients>,
+    accounts: &Accounts,
+    mch_id: Option<&str>,
     bill_date: &str,
 ) -> DomainResult<ReconciliationRow> {
     platform_admin(actor)?;
     let date = parse_date(bill_date)?;
-    run(db, pay, date).await
+    match accounts.merchant(mch_id) {
+        Some(m) => run(db, Some(&m.clients), stored_mch_id(&m), date).await,
+        None if mch_id.is_some() => Err(DomainError::NotFound("merchant")),
+        None => run(db, None, None, date).await,
+    }
 }
 
-/// Reconciles `date` and stores the run (the daily job and the command line call this).
-pub async fn run(db: &Db, pay: Option<&PayClients>, date: Date) -> DomainResult<ReconciliationRow> {
+/// Reconciles `date` for one merchant and stores the run (the daily job and the command line
+/// call this).
+pub async fn run(
+    db: &Db,
+    pay: Option<&PayClients>,
+    mch_id: Option<&str>,
+    date: Date,
+) -> DomainResult<ReconciliationRow> {
     let today = beijing_day(db::now_ms());
     if date > today {
         return Err(DomainError::invalid(ErrorCode::InvalidDate, "that day has not happened yet"));
@@ -157,6 +191,7 @@ pub async fn run(db: &Db, pay: Option<&PayClients>, date: Date) -> DomainResult<
     let Some(v3) = pay.and_then(|p| p.v3.as_ref()) else {
         return store_run(
             db,
+            mch_id,
             date,
             ReconciliationState::Unavailable,
             0,
@@ -191,7 +226,7 @@ pub async fn run(db: &Db, pay: Option<&PayClients>, date: Date) -> DomainResult<
             FundFlowBillOutcome::NoStatement { .. } => {}
             other if d == date => {
                 let message = format!("no bill for {date}: {other:?}");
-                return store_run(db, date, ReconciliationState::Unavailable, 0, &[], Some(message)).await;
+                return store_run(db, mch_id, date, ReconciliationState::Unavailable, 0, &[], Some(message)).await;
             }
             other => {
                 note = Some(format!("bills read up to the day before {d} ({other:?})"));
@@ -204,15 +239,16 @@ pub async fn run(db: &Db, pay: Option<&PayClients>, date: Date) -> DomainResult<
         }
     }
     let from = day_start_ms(date);
-    let ours = store::numbers_between(db.reader(), from, from + 86_400_000).await?;
+    let ours = store::numbers_between(db.reader(), from, from + 86_400_000, mch_id).await?;
     let diffs = compare(&ours, &nets, &day_vouchers);
     let state = if diffs.is_empty() { ReconciliationState::Matched } else { ReconciliationState::Differences };
     let checked = (ours.len() + day_vouchers.iter().filter(|v| !ours.iter().any(|n| &n.out_no == *v)).count()) as i64;
-    store_run(db, date, state, checked, &diffs, note).await
+    store_run(db, mch_id, date, state, checked, &diffs, note).await
 }
 
 async fn store_run(
     db: &Db,
+    mch_id: Option<&str>,
     date: Date,
     state: ReconciliationState,
     checked: i64,
@@ -223,22 +259,47 @@ async fn store_run(
     let json = serde_json::to_string(diffs).unwrap_or_else(|_| "[]".into());
     let bill_date = date.to_string();
     let mut tx = db.begin().await?;
-    let id = store::insert_reconciliation(&mut tx, &bill_date, state, checked, &json, message.as_deref(), now).await?;
+    let run = store::NewReconciliation {
+        mch_id,
+        bill_date: &bill_date,
+        state,
+        checked,
+        differences: &json,
+        message: message.as_deref(),
+    };
+    let id = store::insert_reconciliation(&mut tx, &run, now).await?;
     tx.commit().await.map_err(DbError::from)?;
     if !diffs.is_empty() {
         tracing::warn!(bill_date = %bill_date, differences = diffs.len(), "reconciliation found differences");
     }
-    Ok(ReconciliationRow { id, bill_date, state, checked, differences: json, message, created_at: now })
+    Ok(ReconciliationRow {
+        id,
+        bill_date,
+        state,
+        checked,
+        differences: json,
+        message,
+        created_at: now,
+        mch_id: mch_id.map(str::to_owned),
+    })
 }
 
+/// Stored runs, of every merchant or of one.
 pub async fn list(
     db: &Db,
     actor: &Actor,
+    accounts: &Accounts,
     bill_date: Option<&str>,
+    mch_id: Option<&str>,
     page: PageRequest,
 ) -> DomainResult<Vec<ReconciliationRow>> {
     platform_admin(actor)?;
-    Ok(store::reconciliations(db.reader(), bill_date, page).await?)
+    let merchant = match mch_id {
+        Some(id) => Some(accounts.merchant(Some(id)).ok_or(DomainError::NotFound("merchant"))?),
+        None => None,
+    };
+    let only = merchant.as_deref().map(stored_mch_id);
+    Ok(store::reconciliations(db.reader(), bill_date, only, page).await?)
 }
 
 #[cfg(test)]
