@@ -23,7 +23,7 @@ use crate::domain::money::hot_campaigns::HotCampaigns;
 use crate::domain::money::payouts::{Apps, Payer};
 use crate::state::AppState;
 use crate::telemetry::Metrics;
-use crate::wechat::api::{AppCredentials, WechatClient};
+use crate::wechat::api::WechatClient;
 use crate::wechat::pay::clients::PayClients;
 use crate::workers::instances::Heartbeat;
 use crate::workers::payouts::Dispatcher;
@@ -153,19 +153,12 @@ impl Application {
                 None
             }
         };
-        let wechat_settings = &self.state.settings.wechat;
-        let _messages = match (&wechat_settings.mp_appid, &wechat_settings.mp_secret) {
-            (Some(appid), Some(secret)) => {
-                let sender = crate::workers::messages::Sender {
-                    db: db.clone(),
-                    wechat: self.state.wechat.clone(),
-                    mp: AppCredentials { appid: appid.clone(), secret: secret.clone() },
-                    task_template_id: wechat_settings.mp_task_template_id.clone(),
-                };
-                Some(AbortOnDrop(sender.spawn(self.state.settings.message_interval)))
-            }
-            _ => None,
+        let sender = crate::workers::messages::Sender {
+            db: db.clone(),
+            wechat: self.state.wechat.clone(),
+            accounts: self.state.accounts.clone(),
         };
+        let _messages = AbortOnDrop(sender.spawn(self.state.settings.message_interval));
         let beating = self.heartbeat.clone().map(|h| AbortOnDrop(h.spawn()));
         let header_read_timeout = self.state.settings.header_read_timeout;
         let app = crate::api::routes(self.state);

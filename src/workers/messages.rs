@@ -8,19 +8,20 @@ use std::time::Duration;
 
 use crate::db::tasks::{self as store, MessageRow};
 use crate::db::{self, Db, DbResult};
+use crate::domain::accounts::registry::Accounts;
 use crate::domain::tasks::REWARD_MESSAGE;
-use crate::wechat::api::{AppCredentials, WechatClient, WechatError};
+use crate::wechat::api::{WechatClient, WechatError};
 
 const MAX_ATTEMPTS: i64 = 5;
 const LEASE_MS: i64 = 60_000;
 
-/// Where messages go: the mini-program and the template of each message kind.
-#[derive(Clone, Debug)]
+/// Where messages go: each through the mini-program its resident is in (a record's or the
+/// environment's), with that mini-program's template of the message kind.
+#[derive(Clone)]
 pub struct Sender {
     pub db: Db,
     pub wechat: WechatClient,
-    pub mp: AppCredentials,
-    pub task_template_id: Option<String>,
+    pub accounts: Accounts,
 }
 
 impl Sender {
@@ -36,16 +37,19 @@ impl Sender {
 
     async fn send(&self, m: &MessageRow) -> DbResult<()> {
         let now = db::now_ms();
-        let template = match m.template_id.as_str() {
-            REWARD_MESSAGE => self.task_template_id.as_deref(),
-            other => Some(other),
+        let mp = self.accounts.mini_program(Some(&m.appid));
+        let template = match (m.template_id.as_str(), &mp) {
+            (_, None) => None,
+            (REWARD_MESSAGE, Some(mp)) => mp.task_template_id.clone(),
+            (other, Some(_)) => Some(other.to_owned()),
         };
-        let Some(template) = template.filter(|_| m.appid == self.mp.appid) else {
-            let why = "no template configured for this message, or another mini-program's resident";
+        let (Some(mp), Some(template)) = (mp, template) else {
+            let why = "the resident's mini-program is not configured here, or has no template for this message";
             return store::message_done(self.db.writer(), m.id, "failed", Some(why), now, now).await;
         };
         let data: serde_json::Value = serde_json::from_str(&m.data).unwrap_or_default();
-        match self.wechat.send_subscribe_message(&self.mp, &m.openid, template, m.page.as_deref(), &data).await {
+        let app = mp.credentials();
+        match self.wechat.send_subscribe_message(&app, &m.openid, &template, m.page.as_deref(), &data).await {
             Ok(()) => store::message_done(self.db.writer(), m.id, "sent", None, now, now).await,
             Err(e) => {
                 let final_refusal = matches!(e.errcode(), Some(43101 | 40003 | 40037 | 47003));
