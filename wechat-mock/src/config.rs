@@ -1,6 +1,7 @@
 //! What the mock is started with: the registered test apps (official account and mini-program, each with
-//! its AppID and AppSecret) and the token rules, with defaults equal to WeChat's published limits; and
-//! the default callback settings of the official account, which the pusher uses.
+//! its AppID and AppSecret), the WeChat Pay merchants (a default one and any number of others, each
+//! with its own keys and balance) and the token rules, with defaults equal to WeChat's published
+//! limits; and the default callback settings of the official account, which the pusher uses.
 
 use serde::Serialize;
 
@@ -32,6 +33,9 @@ pub const OA_APPID_ENV: &str = "WECHAT_OA_APPID";
 pub const LISTEN_ENV: &str = "WECHAT_MOCK_LISTEN";
 /// Listen address of the binary when [`LISTEN_ENV`] is not set.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
+/// Environment variable that, set to `1`, makes the binary serve the second test merchant
+/// ([`crate::pay::PayConfig::second`]) besides the default one.
+pub const SECOND_MERCHANT_ENV: &str = "WECHAT_MOCK_SECOND_MERCHANT";
 
 /// Which kind of WeChat account an app is; later APIs (jscode2session, OA user info) depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -110,12 +114,18 @@ pub struct MockConfig {
     /// Whether the apps are bound to one Open Platform account (开放平台): then a user has one
     /// unionid across them and `/cgi-bin/user/info` returns it. Default `true`.
     pub open_platform_bound: bool,
-    /// The WeChat Pay merchant (keys, balance, limits).
+    /// The default WeChat Pay merchant (keys, balance, limits): the one every call and control
+    /// that names no merchant is about.
     pub pay: crate::pay::PayConfig,
+    /// Further WeChat Pay merchants, each with its own keys, balance, ledger, notifications and
+    /// bills (e.g. [`crate::pay::PayConfig::second`]); requests reach the merchant they name.
+    /// Merchant ids must differ from each other and from `pay`'s. Default: none.
+    pub merchants: Vec<crate::pay::PayConfig>,
 }
 
 impl Default for MockConfig {
-    /// One official account ([`OA_APPID`]) and one mini-program ([`MP_APPID`]), WeChat's token rules.
+    /// One official account ([`OA_APPID`]) and one mini-program ([`MP_APPID`]), WeChat's token rules,
+    /// the default merchant only.
     fn default() -> Self {
         Self {
             apps: vec![MockApp::official_account(OA_APPID, OA_SECRET), MockApp::mini_program(MP_APPID, MP_SECRET)],
@@ -123,6 +133,7 @@ impl Default for MockConfig {
             clock_start_unix: None,
             open_platform_bound: true,
             pay: crate::pay::PayConfig::default(),
+            merchants: Vec::new(),
         }
     }
 }
