@@ -10,8 +10,8 @@
 //! One module per WeChat API area, each adding its routes and its `impl MockWechat` block:
 //! - [`token`]: `GET /cgi-bin/token`, `POST /cgi-bin/stable_token` and the access-token check every
 //!   other API uses;
-//! - [`users`]: simulated users (a unionid, an openid per app, follow state, phone number) and
-//!   `GET /cgi-bin/user/info`;
+//! - [`users`]: simulated users (a unionid per Open Platform account, an openid per app, follow
+//!   state, phone number) and `GET /cgi-bin/user/info`;
 //! - [`mini_program`]: `wx.login` and phone codes as the user's client gets them,
 //!   `GET /sns/jscode2session` and `POST /wxa/business/getuserphonenumber`;
 //! - [`pay`]: WeChat Pay v2 red packets and enterprise payments, v3 transfer bills, their

@@ -93,7 +93,7 @@ impl MockWechat {
     ///
     /// If two merchants of `config` (`pay` and `merchants`) have the same `mch_id`.
     pub fn new(config: MockConfig) -> Self {
-        let users = UserStore::new(config.apps.iter().map(|app| (app.appid.clone(), app.kind)).collect());
+        let users = UserStore::new(&config.apps);
         let messages = MessageStore::new(users.primary_mini_program());
         let apps = config.apps.into_iter().map(|app| (app.appid.clone(), app)).collect();
         Self {
