@@ -1,6 +1,8 @@
 //! What the mock is started with: the registered test apps (official account and mini-program, each with
-//! its AppID and AppSecret) and the token rules, with defaults equal to WeChat's published limits; and
-//! the default callback settings of the official account, which the pusher uses.
+//! its AppID and AppSecret, and the Open Platform account it is bound to), the WeChat Pay merchants
+//! (a default one and any number of others, each with its own keys and balance) and the token rules,
+//! with defaults equal to WeChat's published limits; and the default callback settings of the
+//! official account, which the pusher uses.
 
 use serde::Serialize;
 
@@ -32,6 +34,9 @@ pub const OA_APPID_ENV: &str = "WECHAT_OA_APPID";
 pub const LISTEN_ENV: &str = "WECHAT_MOCK_LISTEN";
 /// Listen address of the binary when [`LISTEN_ENV`] is not set.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
+/// Environment variable that, set to `1`, makes the binary serve the second test merchant
+/// ([`crate::pay::PayConfig::second`]) besides the default one.
+pub const SECOND_MERCHANT_ENV: &str = "WECHAT_MOCK_SECOND_MERCHANT";
 
 /// Which kind of WeChat account an app is; later APIs (jscode2session, OA user info) depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,17 +57,28 @@ pub struct MockApp {
     pub secret: String,
     /// Official account or mini-program.
     pub kind: AppKind,
+    /// The Open Platform account (开放平台) the app is bound to, by a name of the test's choosing;
+    /// `None` is the default account. A person has one unionid per account: apps bound to the same
+    /// account see the same unionid for them, apps bound to different accounts different ones
+    /// (see [`MockConfig::open_platform_bound`]).
+    pub open_platform: Option<String>,
 }
 
 impl MockApp {
-    /// An official account with the given credentials.
+    /// An official account with the given credentials, bound to the default Open Platform account.
     pub fn official_account(appid: impl Into<String>, secret: impl Into<String>) -> Self {
-        Self { appid: appid.into(), secret: secret.into(), kind: AppKind::OfficialAccount }
+        Self { appid: appid.into(), secret: secret.into(), kind: AppKind::OfficialAccount, open_platform: None }
     }
 
-    /// A mini-program with the given credentials.
+    /// A mini-program with the given credentials, bound to the default Open Platform account.
     pub fn mini_program(appid: impl Into<String>, secret: impl Into<String>) -> Self {
-        Self { appid: appid.into(), secret: secret.into(), kind: AppKind::MiniProgram }
+        Self { appid: appid.into(), secret: secret.into(), kind: AppKind::MiniProgram, open_platform: None }
+    }
+
+    /// The same app bound to the Open Platform account named `open_platform` instead (e.g. another
+    /// company's): `MockApp::mini_program("wx_b", "secret").bound_to("platform-b")`.
+    pub fn bound_to(self, open_platform: impl Into<String>) -> Self {
+        Self { open_platform: Some(open_platform.into()), ..self }
     }
 }
 
@@ -107,15 +123,23 @@ pub struct MockConfig {
     /// Where the mock clock starts, Unix seconds; `None` starts at the wall clock. Tests that count
     /// daily quotas set it so that Beijing midnight does not fall inside the test.
     pub clock_start_unix: Option<i64>,
-    /// Whether the apps are bound to one Open Platform account (开放平台): then a user has one
-    /// unionid across them and `/cgi-bin/user/info` returns it. Default `true`.
+    /// Whether the apps are bound to Open Platform accounts (开放平台): then `jscode2session` and
+    /// `/cgi-bin/user/info` return a user's unionid, the one of the account the app is bound to
+    /// ([`MockApp::open_platform`]; apps of one account share it). `false`: no app sees a unionid.
+    /// Default `true`.
     pub open_platform_bound: bool,
-    /// The WeChat Pay merchant (keys, balance, limits).
+    /// The default WeChat Pay merchant (keys, balance, limits): the one every call and control
+    /// that names no merchant is about.
     pub pay: crate::pay::PayConfig,
+    /// Further WeChat Pay merchants, each with its own keys, balance, ledger, notifications and
+    /// bills (e.g. [`crate::pay::PayConfig::second`]); requests reach the merchant they name.
+    /// Merchant ids must differ from each other and from `pay`'s. Default: none.
+    pub merchants: Vec<crate::pay::PayConfig>,
 }
 
 impl Default for MockConfig {
-    /// One official account ([`OA_APPID`]) and one mini-program ([`MP_APPID`]), WeChat's token rules.
+    /// One official account ([`OA_APPID`]) and one mini-program ([`MP_APPID`]) on the default Open
+    /// Platform account, WeChat's token rules, the default merchant only.
     fn default() -> Self {
         Self {
             apps: vec![MockApp::official_account(OA_APPID, OA_SECRET), MockApp::mini_program(MP_APPID, MP_SECRET)],
@@ -123,6 +147,7 @@ impl Default for MockConfig {
             clock_start_unix: None,
             open_platform_bound: true,
             pay: crate::pay::PayConfig::default(),
+            merchants: Vec::new(),
         }
     }
 }

@@ -17,8 +17,8 @@
 //! | `POST /__mock/faults` [`Fault`] | `{"faults": [...]}`, every pending fault |
 //! | `GET /__mock/faults` / `DELETE /__mock/faults` | `{"faults": [...]}` / `{"cleared": n}` |
 //!
-//! WeChat Pay's control endpoints (`/__mock/pay…`) are listed in [`crate::pay`], those of QR codes and
-//! subscribe messages in [`crate::messages`].
+//! WeChat Pay's control endpoints (`/__mock/pay…`, each about one merchant, `?mch_id=`) are listed
+//! in [`crate::pay::control`], those of QR codes and subscribe messages in [`crate::messages`].
 
 use poem::{
     get, handler,

@@ -265,7 +265,8 @@ pub(crate) async fn apply<E: Endpoint>(mock: MockWechat, endpoint: Arc<E>, req: 
         state.record_call(&path);
         if path.starts_with("/v3/") {
             let (status, body) = crate::pay::v3::fault_error(code);
-            return Ok(state.signed_v3_response(status, &body));
+            // Signed by the merchant the request names, as its real answers are.
+            return Ok(state.signed_v3_response(req.header("Authorization"), status, &body));
         }
         return Ok(crate::pay::v2::fault_xml(code).with_content_type("text/plain; charset=UTF-8").into_response());
     }

@@ -10,12 +10,13 @@
 //! One module per WeChat API area, each adding its routes and its `impl MockWechat` block:
 //! - [`token`]: `GET /cgi-bin/token`, `POST /cgi-bin/stable_token` and the access-token check every
 //!   other API uses;
-//! - [`users`]: simulated users (a unionid, an openid per app, follow state, phone number) and
-//!   `GET /cgi-bin/user/info`;
+//! - [`users`]: simulated users (a unionid per Open Platform account, an openid per app, follow
+//!   state, phone number) and `GET /cgi-bin/user/info`;
 //! - [`mini_program`]: `wx.login` and phone codes as the user's client gets them,
 //!   `GET /sns/jscode2session` and `POST /wxa/business/getuserphonenumber`;
 //! - [`pay`]: WeChat Pay v2 red packets and enterprise payments, v3 transfer bills, their
-//!   ledger, notifications and daily fund-flow bill;
+//!   ledger, notifications and daily fund-flow bill, for several merchants at once (each with its
+//!   own keys, balance and ledger; requests reach the merchant they name);
 //! - [`messages`]: the official account's parametric QR codes and the mini-program's subscribe messages;
 //! - [`faults`]: injected errors, HTTP statuses and delays on any WeChat path;
 //! - [`control`]: the `/__mock/` control API (clock, counters, reset, users, codes, faults), which
@@ -75,6 +76,7 @@ pub use clock::MockClock;
 pub use config::{
     AppKind, MockApp, MockConfig, TokenRules, DEFAULT_LISTEN, LISTEN_ENV, MP_APPID, MP_SECRET, OA_AES_KEY_ENV,
     OA_APPID, OA_APPID_ENV, OA_CALLBACK_TOKEN, OA_ENCODING_AES_KEY, OA_ORIGINAL_ID, OA_SECRET, OA_TOKEN_ENV,
+    SECOND_MERCHANT_ENV,
 };
 pub use faults::{Fault, FaultError};
 pub use messages::{
@@ -82,7 +84,10 @@ pub use messages::{
     SubscribeTemplate, SubscriptionError, MP_TASK_TEMPLATE_ID,
 };
 pub use mini_program::{Code2Session, Code2SessionRequest, MiniProgramStats, PhoneInfo, Watermark};
-pub use pay::{BillError, PayChannel, PayConfig, PayLimits, PayNotification, PayReport, Payment, PaymentStatus};
+pub use pay::{
+    BillError, PayChannel, PayConfig, PayLimits, PayNotification, PayReport, Payment, PaymentStatus, UnknownMerchant,
+    MCH_ID, SECOND_MCH_ID,
+};
 pub use push::{
     DeliveryError, OaMessage, OaPusher, Push, PushOutcome, PusherConfig, PusherError, Tamper, TamperError, TicketError,
     UrlCheck,

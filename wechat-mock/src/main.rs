@@ -4,6 +4,8 @@
 //!   `127.0.0.1:9090`), prints its address and test apps, and stops cleanly on Ctrl-C. With
 //!   `--tls` it serves HTTPS and checks the merchant's client certificate on WeChat Pay v2 payouts
 //!   (see `wechat_mock::start_tls`), and prints where the mock CA and the merchant certificate are.
+//!   WeChat Pay serves the default test merchant, and also the second one
+//!   (`wechat_mock::PayConfig::second`) when `WECHAT_MOCK_SECOND_MERCHANT=1`.
 //! - `wechat-mock push <follow|follow-scene|unfollow|scan|click|text> --openid … --callback URL`
 //!   plays WeChat once towards an official account's callback URL, with the Token, EncodingAESKey
 //!   and AppID from `WECHAT_OA_TOKEN`, `WECHAT_OA_AES_KEY` and `WECHAT_OA_APPID` (as linli reads
@@ -15,8 +17,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wechat_mock::{
-    MockConfig, OaMessage, OaPusher, PushMode, PusherConfig, Reply, DEFAULT_LISTEN, LISTEN_ENV, OA_AES_KEY_ENV,
-    OA_APPID, OA_APPID_ENV, OA_CALLBACK_TOKEN, OA_ENCODING_AES_KEY, OA_ORIGINAL_ID, OA_TOKEN_ENV,
+    MockConfig, OaMessage, OaPusher, PayConfig, PushMode, PusherConfig, Reply, DEFAULT_LISTEN, LISTEN_ENV,
+    OA_AES_KEY_ENV, OA_APPID, OA_APPID_ENV, OA_CALLBACK_TOKEN, OA_ENCODING_AES_KEY, OA_ORIGINAL_ID, OA_TOKEN_ENV,
+    SECOND_MERCHANT_ENV,
 };
 
 /// linli's fake WeChat.
@@ -114,10 +117,15 @@ const TLS_TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/pay/testdat
 
 async fn serve(args: ServeArgs) -> ExitCode {
     let listen = std::env::var(LISTEN_ENV).unwrap_or_else(|_| DEFAULT_LISTEN.to_owned());
+    let second_merchant = std::env::var(SECOND_MERCHANT_ENV).is_ok_and(|value| value == "1");
+    let config = MockConfig {
+        merchants: if second_merchant { vec![PayConfig::second()] } else { Vec::new() },
+        ..MockConfig::default()
+    };
     let started = if args.tls {
-        wechat_mock::start_tls(MockConfig::default(), &listen).await
+        wechat_mock::start_tls(config, &listen).await
     } else {
-        wechat_mock::start(MockConfig::default(), &listen).await
+        wechat_mock::start(config, &listen).await
     };
     let running = match started {
         Ok(running) => running,
@@ -131,6 +139,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
     println!("  WECHAT_API_BASE={}", running.base_url);
     for app in running.apps() {
         println!("  {:?}: appid={} secret={}", app.kind, app.appid, app.secret);
+    }
+    for mch_id in running.merchant_ids() {
+        println!("  WeChat Pay merchant: mch_id={mch_id}");
     }
     if args.tls {
         println!("  WECHATPAY_API_BASE={}", running.base_url);

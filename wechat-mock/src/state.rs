@@ -12,7 +12,7 @@ use crate::config::{AppKind, MockApp, MockConfig, TokenRules};
 use crate::faults::FaultStore;
 use crate::messages::MessageStore;
 use crate::mini_program::CodeStore;
-use crate::pay::store::PayStore;
+use crate::pay::merchants::PayMerchants;
 use crate::token::{AppTokenStats, TokenStore};
 use crate::users::UserStore;
 use crate::wx_error::WxError;
@@ -39,8 +39,8 @@ pub(crate) struct MockState {
     pub(crate) codes: CodeStore,
     /// Injected faults waiting to happen.
     pub(crate) faults: FaultStore,
-    /// WeChat Pay: merchant, balance, ledger, notifications.
-    pub(crate) pay: PayStore,
+    /// WeChat Pay: every merchant with its balance, ledger, notifications.
+    pub(crate) pay: PayMerchants,
     /// QR codes, subscribe templates, acceptances and delivered subscribe messages.
     pub(crate) messages: MessageStore,
 }
@@ -87,9 +87,13 @@ pub struct AppReport {
 }
 
 impl MockWechat {
-    /// A fresh mock knowing the apps of `config`.
+    /// A fresh mock knowing the apps and merchants of `config`.
+    ///
+    /// # Panics
+    ///
+    /// If two merchants of `config` (`pay` and `merchants`) have the same `mch_id`.
     pub fn new(config: MockConfig) -> Self {
-        let users = UserStore::new(config.apps.iter().map(|app| (app.appid.clone(), app.kind)).collect());
+        let users = UserStore::new(&config.apps);
         let messages = MessageStore::new(users.primary_mini_program());
         let apps = config.apps.into_iter().map(|app| (app.appid.clone(), app)).collect();
         Self {
@@ -105,7 +109,7 @@ impl MockWechat {
                 open_platform_bound: config.open_platform_bound,
                 codes: CodeStore::default(),
                 faults: FaultStore::default(),
-                pay: PayStore::new(config.pay),
+                pay: PayMerchants::new(config.pay, config.merchants),
                 messages,
             })),
         }
@@ -145,8 +149,8 @@ impl MockWechat {
         self.lock().calls.get(path).copied().unwrap_or(0)
     }
 
-    /// Forgets every token, code, session key, quota, counter, injected fault and payment (the
-    /// merchant balance returns to its configured value), QR code, subscribe-message acceptance and
+    /// Forgets every token, code, session key, quota, counter, injected fault and payment (every
+    /// merchant's balance and signing return to their configured values), QR code, subscribe-message acceptance and
     /// delivered message, as if WeChat had just started. The apps, the users (people exist outside
     /// WeChat's caches) and the subscribe templates stay, and so does the clock: time never goes
     /// backwards.

@@ -6,8 +6,9 @@
 //! button. Both kinds are single use and expire after 5 minutes of the mock clock.
 //!
 //! `jscode2session` answers as WeChat's code2Session doc and observed answers say: the openid, a
-//! fresh session key (base64 of 16 bytes) and, when the apps are bound to an Open Platform account,
-//! the unionid (the same one the official account's `user/info` shows). Errors: `41002` / `41004` /
+//! fresh session key (base64 of 16 bytes) and, when the apps are bound to Open Platform accounts,
+//! the unionid on the account the mini-program is bound to (the same one `user/info` shows to an
+//! official account bound to the same account, another one on another account). Errors: `41002` / `41004` /
 //! `41008` for a missing `appid` / `secret` / `js_code`; `40013 invalid appid` for an AppID that is
 //! not a registered mini-program; `40125 invalid appsecret`; `40029 invalid code` for a code that is
 //! unknown, expired or another app's; `40163 code been used`; `40226 code blocked` for a high-risk
@@ -78,7 +79,8 @@ pub struct Code2Session {
     pub openid: String,
     /// The session key: base64 of 16 random bytes, new at every login.
     pub session_key: String,
-    /// The user's unionid; only when the apps are bound to an Open Platform account.
+    /// The user's unionid on the mini-program's Open Platform account; only when the apps are
+    /// bound to Open Platform accounts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unionid: Option<String>,
 }
@@ -127,11 +129,15 @@ impl MockState {
         self.apps.get(appid).is_some_and(|app| app.kind == AppKind::MiniProgram)
     }
 
-    /// Issues a code of `kind` for person `unionid` in mini-program `appid`; `None` if either is unknown.
+    /// Issues a code of `kind` for person `unionid` (on any Open Platform account) in mini-program
+    /// `appid`; `None` if either is unknown.
     fn issue_code(&mut self, kind: CodeKind, appid: &str, unionid: &str) -> Option<String> {
         if !self.is_mini_program(appid) {
             return None;
         }
+        // Codes remember the person by key, so that limits count one person once.
+        let unionid = self.users.key_of(unionid)?.to_owned();
+        let unionid = unionid.as_str();
         self.users.openid_of(unionid, appid)?;
         let now_ms = self.clock.now_ms();
         let ttl = match kind {
@@ -227,7 +233,11 @@ impl MockWechat {
         state.codes.note_exchange(appid, &unionid, now_ms, CODE2SESSION_PER_USER_PER_MINUTE)?;
         state.codes.consume(CodeKind::Login, js_code);
         let session_key = state.codes.new_session(appid, &openid);
-        let unionid = state.open_platform_bound.then_some(unionid);
+        let unionid = if state.open_platform_bound {
+            state.users.unionid_seen_by(&unionid, appid).map(str::to_owned)
+        } else {
+            None
+        };
         Ok(Code2Session { openid, session_key, unionid })
     }
 

@@ -1,8 +1,9 @@
-//! The daily fund-flow bill (资金账单) of the merchant's BASIC account, made from the journal of
-//! balance movements the store keeps: `GET /v3/bill/fundflowbill` answers where to download it and
+//! The daily fund-flow bill (资金账单) of a merchant's BASIC account, made from the journal of
+//! balance movements its store keeps: `GET /v3/bill/fundflowbill` answers where to download it and
 //! its SHA-1, `GET /v3/billdownload/file?token=…` serves the file. Both require a valid merchant
-//! `Authorization` like every v3 call (else 401 `SIGN_ERROR`); the first answer is signed, the file
-//! is not (WeChat does not sign downloads: the client checks the hash).
+//! `Authorization` like every v3 call (else 401 `SIGN_ERROR`), which also says whose bill it is;
+//! the first answer is signed, the file is not (WeChat does not sign downloads: the client checks
+//! the hash).
 //!
 //! The file is WeChat's CSV (UTF-8, `\r\n`): the header [`FUND_FLOW_HEADER`], one line per movement
 //! on that Beijing day [00:00, 24:00), oldest first, every field prefixed with a backtick, then
@@ -29,6 +30,7 @@ use poem::{handler, http::StatusCode, web::Data, Body, IntoResponse, Request, Re
 use serde_json::{json, Value};
 use sha1::{Digest as _, Sha1};
 
+use super::merchants::DEFAULT_MERCHANT;
 use super::sign::nonce;
 use super::store::{beijing_date, beijing_time, FundMovement, MovementKind, PayChannel};
 use super::v3::{param_error, serve, v3_err, V3Error};
@@ -54,6 +56,8 @@ pub enum BillError {
     InvalidDate(String),
     /// The day has not begun yet in Beijing (WeChat: 400 `NO_STATEMENT_EXIST`, 账单文件不存在).
     NoStatementExist(String),
+    /// No merchant has this id ([`MockWechat::fund_flow_bill_of`] only).
+    UnknownMerchant(String),
 }
 
 impl std::fmt::Display for BillError {
@@ -61,6 +65,7 @@ impl std::fmt::Display for BillError {
         match self {
             Self::InvalidDate(date) => write!(f, "bill_date {date:?} is not a YYYY-MM-DD date"),
             Self::NoStatementExist(date) => write!(f, "no bill for {date}: that day has not begun in Beijing"),
+            Self::UnknownMerchant(mch_id) => write!(f, "no merchant {mch_id}"),
         }
     }
 }
@@ -72,6 +77,9 @@ impl From<BillError> for V3Error {
         match error {
             BillError::InvalidDate(_) => param_error("bill_date格式错误，应为YYYY-MM-DD"),
             BillError::NoStatementExist(_) => v3_err(StatusCode::BAD_REQUEST, "NO_STATEMENT_EXIST", "账单文件不存在"),
+            BillError::UnknownMerchant(_) => {
+                v3_err(StatusCode::BAD_REQUEST, "MCH_NOT_EXISTS", super::merchants::V3_UNKNOWN_MERCHANT)
+            }
         }
     }
 }
@@ -186,21 +194,29 @@ fn render_fund_flow_bill<'a>(mch_id: &str, movements: impl IntoIterator<Item = &
 }
 
 impl MockState {
-    /// The fund-flow bill of Beijing day `bill_date` as it stands now.
-    fn fund_flow_file(&mut self, bill_date: &str) -> Result<String, BillError> {
+    /// The fund-flow bill of merchant `merchant` for Beijing day `bill_date` as it stands now.
+    fn fund_flow_file(&mut self, merchant: usize, bill_date: &str) -> Result<String, BillError> {
+        let now_ms = self.clock.now_ms();
         let day = parse_bill_date(bill_date).ok_or_else(|| BillError::InvalidDate(bill_date.to_owned()))?;
-        if day > beijing_day(self.clock.now_ms()) {
+        if day > beijing_day(now_ms) {
             return Err(BillError::NoStatementExist(bill_date.to_owned()));
         }
         // Refunds and cancellations that are due are booked before the day is read.
-        self.settle_red_packets();
-        self.expire_transfer_bills();
-        let of_day = self.pay.movements.iter().filter(|m| beijing_day(m.at.saturating_mul(1000)) == day);
-        Ok(render_fund_flow_bill(&self.pay.config.mch_id, of_day))
+        let store = &mut self.pay[merchant];
+        store.settle_red_packets(now_ms.div_euclid(1000));
+        store.expire_transfer_bills(now_ms);
+        let of_day = store.movements.iter().filter(|m| beijing_day(m.at.saturating_mul(1000)) == day);
+        Ok(render_fund_flow_bill(&store.config.mch_id, of_day))
     }
 
-    /// `fundflowbill`: generates the file, keeps it under a fresh token, answers where and its hash.
-    fn apply_fund_flow_bill(&mut self, query: &HashMap<String, String>, base_url: &str) -> Result<Value, V3Error> {
+    /// `fundflowbill` for merchant `merchant`: generates the file, keeps it under a fresh token of
+    /// that merchant's, answers where and its hash.
+    fn apply_fund_flow_bill(
+        &mut self,
+        merchant: usize,
+        query: &HashMap<String, String>,
+        base_url: &str,
+    ) -> Result<Value, V3Error> {
         let bill_date = query.get("bill_date").map(String::as_str).unwrap_or_default();
         if bill_date.is_empty() {
             return Err(param_error("bill_date字段必填"));
@@ -212,10 +228,10 @@ impl MockState {
         if query.contains_key("tar_type") {
             return Err(param_error("tar_type不支持（模拟商户只提供未压缩的账单）"));
         }
-        let file = self.fund_flow_file(bill_date)?;
+        let file = self.fund_flow_file(merchant, bill_date)?;
         let hash_value = hex::encode(Sha1::digest(file.as_bytes()));
         let token = nonce(40);
-        self.pay.bill_files.insert(token.clone(), file);
+        self.pay[merchant].bill_files.insert(token.clone(), file);
         Ok(json!({
             "download_url": format!("{base_url}{BILL_DOWNLOAD_PATH}?token={token}"),
             "hash_type": "SHA1",
@@ -225,11 +241,19 @@ impl MockState {
 }
 
 impl MockWechat {
-    /// The fund-flow bill (资金账单) of the merchant's BASIC account for Beijing day `bill_date`
-    /// (`YYYY-MM-DD`), exactly as `GET /v3/bill/fundflowbill` would have it downloaded now: today's
-    /// so far, a later day [`BillError::NoStatementExist`].
+    /// The fund-flow bill (资金账单) of the default merchant's BASIC account for Beijing day
+    /// `bill_date` (`YYYY-MM-DD`), exactly as `GET /v3/bill/fundflowbill` would have it downloaded
+    /// now: today's so far, a later day [`BillError::NoStatementExist`].
     pub fn fund_flow_bill(&self, bill_date: &str) -> Result<String, BillError> {
-        self.lock().fund_flow_file(bill_date)
+        self.lock().fund_flow_file(DEFAULT_MERCHANT, bill_date)
+    }
+
+    /// Like [`Self::fund_flow_bill`], for merchant `mch_id` ([`BillError::UnknownMerchant`] if no
+    /// merchant has that id).
+    pub fn fund_flow_bill_of(&self, mch_id: &str, bill_date: &str) -> Result<String, BillError> {
+        let mut state = self.lock();
+        let merchant = state.pay.find(mch_id).ok_or_else(|| BillError::UnknownMerchant(mch_id.to_owned()))?;
+        state.fund_flow_file(merchant, bill_date)
     }
 
     /// Today's date in Beijing on the mock clock (`YYYY-MM-DD`), the `bill_date` of today's bill.
@@ -258,10 +282,11 @@ fn base_url_of(req: &Request) -> String {
 pub(crate) async fn fund_flow_bill(req: &Request, body: Body, Data(mock): Data<&MockWechat>) -> Response {
     let query = query_of(req);
     let base_url = base_url_of(req);
-    serve(mock, req, body, move |state| state.apply_fund_flow_bill(&query, &base_url)).await
+    serve(mock, req, body, move |state, m| state.apply_fund_flow_bill(m, &query, &base_url)).await
 }
 
-/// `GET /v3/billdownload/file?token=…`: the file as it was when the token was issued.
+/// `GET /v3/billdownload/file?token=…`: the file as it was when the token was issued, to the
+/// merchant it was issued to (another merchant's token is as unknown as a made-up one).
 #[handler]
 pub(crate) async fn download(req: &Request, body: Body, Data(mock): Data<&MockWechat>) -> Response {
     let bytes = body.into_vec().await.unwrap_or_default();
@@ -269,16 +294,24 @@ pub(crate) async fn download(req: &Request, body: Body, Data(mock): Data<&MockWe
     let url =
         req.uri().path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_else(|| req.uri().path().to_owned());
     let token = query_of(req).remove("token").unwrap_or_default();
+    let authorization = req.header("Authorization");
     let mut state = mock.lock();
     state.record_call(req.uri().path());
-    if let Err(error) = state.verify_v3(req.method().as_str(), &url, req.header("Authorization"), &text) {
-        return state.signed_v3_response(error.status, &error.body);
-    }
-    match state.pay.bill_files.get(&token) {
+    let now = state.clock.now_ms().div_euclid(1000);
+    let method = req.method().as_str();
+    let verified = state
+        .pay
+        .v3_merchant(method, &url, authorization)
+        .and_then(|(m, auth)| state.pay[m].verify_v3(now, method, &url, &auth, &text).map(|()| m));
+    let merchant = match verified {
+        Ok(merchant) => merchant,
+        Err(error) => return state.signed_v3_response(authorization, error.status, &error.body),
+    };
+    match state.pay[merchant].bill_files.get(&token) {
         Some(file) => file.clone().with_content_type("text/plain; charset=utf-8").into_response(),
         None => {
             let error = param_error("token无效或已过期");
-            state.signed_v3_response(error.status, &error.body)
+            state.signed_v3_response(authorization, error.status, &error.body)
         }
     }
 }

@@ -1,17 +1,19 @@
-//! Which key signs v3 answers and notifications — the WeChat Pay public key (`PUB_KEY_ID_…`) or a
-//! platform certificate — as the merchant the mock plays ([`PaySigning`]), and
-//! `GET /v3/certificates`, which hands out the platform certificates, each sealed with
-//! AEAD_AES_256_GCM under the APIv3 key, in an answer signed like any other.
+//! Which key signs a merchant's v3 answers and notifications — its WeChat Pay public key
+//! (`PUB_KEY_ID_…`) or one of its platform certificates — as the kind of merchant it is
+//! ([`PaySigning`], per merchant), and `GET /v3/certificates`, which hands out the calling
+//! merchant's platform certificates, each sealed with AEAD_AES_256_GCM under its APIv3 key, in an
+//! answer signed like any other.
 
-use poem::{handler, http::StatusCode, web::Data, Body, IntoResponse, Request, Response};
+use poem::{handler, http::StatusCode, web::Data, Body, Request, Response};
 use rsa::RsaPrivateKey;
 use serde_json::{json, Value};
 
 use super::config::PaySigning;
+use super::merchants::{UnknownMerchant, DEFAULT_MERCHANT};
 use super::sign::{aes_gcm_encrypt, nonce};
 use super::store::{rfc3339_beijing, PayStore};
 use super::v3::{serve, v3_err, V3Error};
-use crate::state::{MockState, MockWechat};
+use crate::state::MockWechat;
 
 /// The path of the certificate download.
 pub const CERTIFICATES_PATH: &str = "/v3/certificates";
@@ -55,19 +57,19 @@ impl PayStore {
     }
 }
 
-impl MockState {
-    /// The `/v3/certificates` answer: the certificates in effect, sealed under the APIv3 key.
-    fn list_certificates(&self) -> Result<Value, V3Error> {
-        if self.pay.signing == PaySigning::PublicKey {
+impl PayStore {
+    /// The `/v3/certificates` answer at `now` (Unix seconds): the certificates in effect, sealed
+    /// under the APIv3 key.
+    fn list_certificates(&self, now: i64) -> Result<Value, V3Error> {
+        if self.signing == PaySigning::PublicKey {
             return Err(v3_err(StatusCode::NOT_FOUND, "NOT_FOUND", NO_CERTIFICATE_MESSAGE));
         }
-        let now = self.clock.now_ms().div_euclid(1000);
         let mut data = Vec::new();
-        for c in self.pay.live_certificates(now) {
+        for c in self.live_certificates(now) {
             let sealing_nonce = nonce(12);
             let associated_data = "certificate";
             let ciphertext =
-                aes_gcm_encrypt(&self.pay.config.api_v3_key, &sealing_nonce, associated_data, &c.certificate_pem)
+                aes_gcm_encrypt(&self.config.api_v3_key, &sealing_nonce, associated_data, &c.certificate_pem)
                     .map_err(|e| v3_err(StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR", &e.0))?;
             data.push(json!({
                 "serial_no": c.serial_no,
@@ -88,38 +90,33 @@ impl MockState {
 /// `GET /v3/certificates`.
 #[handler]
 pub(crate) async fn certificates(req: &Request, body: Body, Data(mock): Data<&MockWechat>) -> Response {
-    serve(mock, req, body, |state| state.list_certificates()).await
+    serve(mock, req, body, |state, m| {
+        let now = state.clock.now_ms().div_euclid(1000);
+        state.pay[m].list_certificates(now)
+    })
+    .await
 }
 
 impl MockWechat {
-    /// Plays another kind of merchant from now on (see [`PaySigning`]).
+    /// The default merchant becomes another kind of merchant from now on (see [`PaySigning`]).
     pub fn set_pay_signing(&self, signing: PaySigning) {
-        self.lock().pay.signing = signing;
+        self.lock().pay[DEFAULT_MERCHANT].signing = signing;
     }
 
-    /// The kind of merchant played.
+    /// The kind of merchant the default merchant is.
     pub fn pay_signing(&self) -> PaySigning {
-        self.lock().pay.signing
+        self.lock().pay[DEFAULT_MERCHANT].signing
     }
-}
 
-/// `POST /__mock/pay/signing {"signing": "public_key" | "platform_certificate" | "migration"}`.
-#[handler]
-pub(crate) async fn set_signing(body: Body, Data(mock): Data<&MockWechat>) -> Response {
-    let bytes = body.into_bytes().await.unwrap_or_default();
-    let signing = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("signing").and_then(Value::as_str).and_then(PaySigning::parse));
-    match signing {
-        Some(signing) => {
-            mock.set_pay_signing(signing);
-            poem::web::Json(json!({ "signing": signing.as_str() })).into_response()
-        }
-        None => poem::web::Json(
-            json!({ "error": "expected {\"signing\": \"public_key\" | \"platform_certificate\" | \"migration\"}" }),
-        )
-        .with_status(StatusCode::BAD_REQUEST)
-        .into_response(),
+    /// Merchant `mch_id` becomes another kind of merchant from now on (see [`PaySigning`]).
+    pub fn set_pay_signing_of(&self, mch_id: &str, signing: PaySigning) -> Result<(), UnknownMerchant> {
+        self.lock().pay.of_mut(mch_id)?.signing = signing;
+        Ok(())
+    }
+
+    /// The kind of merchant `mch_id` is.
+    pub fn pay_signing_of(&self, mch_id: &str) -> Result<PaySigning, UnknownMerchant> {
+        Ok(self.lock().pay.of(mch_id)?.signing)
     }
 }
 

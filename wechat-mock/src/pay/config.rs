@@ -1,4 +1,7 @@
-//! The merchant the mock's WeChat Pay knows, its keys, and the limits it enforces.
+//! The merchants the mock's WeChat Pay knows, their keys, and the limits they enforce: the default
+//! merchant ([`MCH_ID`], [`PayConfig::default`]) and a second one with keys of its own
+//! ([`SECOND_MCH_ID`], [`PayConfig::second`]), for tests where several companies pay through
+//! several merchants. All the keys here are public test keys (`testdata/`, see its README).
 
 /// Merchant id (商户号) of the default merchant.
 pub const MCH_ID: &str = "1900000109";
@@ -29,6 +32,34 @@ pub const PLATFORM_CERT_PEM: &str = include_str!("testdata/platform_certificate.
 /// The private key (PKCS#8 PEM) of [`PLATFORM_CERT_PEM`], which signs answers and notifications
 /// when the mock plays a merchant with platform certificates.
 pub const PLATFORM_PRIVATE_KEY_PEM: &str = include_str!("testdata/platform_private_key.pem");
+
+/// Merchant id (商户号) of the second test merchant ([`PayConfig::second`]).
+pub const SECOND_MCH_ID: &str = "1900000110";
+/// The second merchant's APIv2 key (32 characters), unlike the default merchant's.
+pub const SECOND_API_KEY_V2: &str = "LinliMockPay2ndV2Key9876543210cd";
+/// The second merchant's APIv3 key (32 bytes), unlike the default merchant's.
+pub const SECOND_API_V3_KEY: &str = "LinliMockPay2ndV3Key9876543210cd";
+/// Serial number of the second merchant's API certificate.
+pub const SECOND_MERCHANT_CERT_SERIAL: &str = "3A7F1C2E9B04D5E6F708192A3B4C5D6E7F8091B3";
+/// The second merchant's RSA private key (PKCS#8 PEM): a public test key, like
+/// [`MERCHANT_PRIVATE_KEY_PEM`]. Never use it for anything real.
+pub const SECOND_MERCHANT_PRIVATE_KEY_PEM: &str = include_str!("testdata/second_merchant_private_key.pem");
+/// The public half of [`SECOND_MERCHANT_PRIVATE_KEY_PEM`] (SPKI PEM).
+pub const SECOND_MERCHANT_PUBLIC_KEY_PEM: &str = include_str!("testdata/second_merchant_public_key.pem");
+/// Id of the second merchant's WeChat Pay public key, sent as `Wechatpay-Serial` in its answers.
+pub const SECOND_WECHATPAY_PUBLIC_KEY_ID: &str = "PUB_KEY_ID_0119000001102025010100000000000001";
+/// The WeChat Pay private key (PKCS#8 PEM) that signs the second merchant's answers and
+/// notifications (a public test key).
+pub const SECOND_WECHATPAY_PRIVATE_KEY_PEM: &str = include_str!("testdata/second_wechatpay_private_key.pem");
+/// The second merchant's WeChat Pay public key (SPKI PEM).
+pub const SECOND_WECHATPAY_PUBLIC_KEY_PEM: &str = include_str!("testdata/second_wechatpay_public_key.pem");
+/// Serial number of the second merchant's platform certificate.
+pub const SECOND_PLATFORM_CERT_SERIAL: &str = "6D2E0A8F4B5C7D9E1F203A4B5C6D7E8F9012A3B4";
+/// The second merchant's platform certificate (self-signed X.509 PEM, valid 2025-01-01 to
+/// 2125-01-01 UTC).
+pub const SECOND_PLATFORM_CERT_PEM: &str = include_str!("testdata/second_platform_certificate.pem");
+/// The private key (PKCS#8 PEM) of [`SECOND_PLATFORM_CERT_PEM`] (a public test key).
+pub const SECOND_PLATFORM_PRIVATE_KEY_PEM: &str = include_str!("testdata/second_platform_private_key.pem");
 
 /// Which key the mock's WeChat Pay signs v3 answers and notifications with: what kind of merchant
 /// it plays.
@@ -96,6 +127,16 @@ impl PlatformCertificate {
             expire_at: 4_891_363_200,
         }
     }
+
+    /// The second merchant's platform certificate ([`SECOND_PLATFORM_CERT_PEM`]).
+    pub fn second() -> Self {
+        Self {
+            serial_no: SECOND_PLATFORM_CERT_SERIAL.to_owned(),
+            certificate_pem: SECOND_PLATFORM_CERT_PEM.to_owned(),
+            private_key_pem: SECOND_PLATFORM_PRIVATE_KEY_PEM.to_owned(),
+            ..Self::mock_default()
+        }
+    }
 }
 
 /// Limits WeChat Pay enforces; defaults are WeChat's documented defaults (protocols notes §4–5).
@@ -145,7 +186,9 @@ impl Default for PayLimits {
     }
 }
 
-/// The merchant of the mock's WeChat Pay.
+/// One merchant of the mock's WeChat Pay: its id, its keys, WeChat Pay's keys for it, its balance
+/// and limits. [`crate::MockConfig::pay`] is the default merchant, [`crate::MockConfig::merchants`]
+/// the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayConfig {
     /// Merchant id (`mch_id` / `mchid`).
@@ -192,6 +235,58 @@ impl Default for PayConfig {
             balance_fen: 10_000_000,
             limits: PayLimits::default(),
             notify_url: None,
+        }
+    }
+}
+
+impl PayConfig {
+    /// The second test merchant, [`SECOND_MCH_ID`]: like the default one (balance, limits, signing
+    /// with the WeChat Pay public key) but with keys of its own: APIv2 and APIv3 keys, merchant key
+    /// pair and certificate serial, WeChat Pay public key and platform certificate.
+    pub fn second() -> Self {
+        Self {
+            mch_id: SECOND_MCH_ID.to_owned(),
+            api_key_v2: SECOND_API_KEY_V2.to_owned(),
+            api_v3_key: SECOND_API_V3_KEY.to_owned(),
+            merchant_cert_serial: SECOND_MERCHANT_CERT_SERIAL.to_owned(),
+            merchant_public_key_pem: SECOND_MERCHANT_PUBLIC_KEY_PEM.to_owned(),
+            wechatpay_public_key_id: SECOND_WECHATPAY_PUBLIC_KEY_ID.to_owned(),
+            wechatpay_private_key_pem: SECOND_WECHATPAY_PRIVATE_KEY_PEM.to_owned(),
+            platform_certificates: vec![PlatformCertificate::second()],
+            ..Self::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_second_merchant_shares_no_key_with_the_default_one() {
+        let (a, b) = (PayConfig::default(), PayConfig::second());
+        assert_eq!(b.api_key_v2.len(), 32);
+        assert_eq!(b.api_v3_key.len(), 32);
+        for (x, y) in [
+            (&a.mch_id, &b.mch_id),
+            (&a.api_key_v2, &b.api_key_v2),
+            (&a.api_v3_key, &b.api_v3_key),
+            (&a.merchant_cert_serial, &b.merchant_cert_serial),
+            (&a.merchant_public_key_pem, &b.merchant_public_key_pem),
+            (&a.wechatpay_public_key_id, &b.wechatpay_public_key_id),
+            (&a.wechatpay_private_key_pem, &b.wechatpay_private_key_pem),
+            (&a.platform_certificates[0].serial_no, &b.platform_certificates[0].serial_no),
+            (&a.platform_certificates[0].private_key_pem, &b.platform_certificates[0].private_key_pem),
+        ] {
+            assert_ne!(x, y);
+        }
+        // Each published pair is a pair.
+        for (private, public) in [
+            (SECOND_MERCHANT_PRIVATE_KEY_PEM, SECOND_MERCHANT_PUBLIC_KEY_PEM),
+            (SECOND_WECHATPAY_PRIVATE_KEY_PEM, SECOND_WECHATPAY_PUBLIC_KEY_PEM),
+        ] {
+            let signature = super::super::sign::rsa_sign(&super::super::sign::private_key(private).unwrap(), "m");
+            assert!(super::super::sign::rsa_verify(&super::super::sign::public_key(public).unwrap(), "m", &signature));
         }
     }
 }

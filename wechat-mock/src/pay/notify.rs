@@ -1,6 +1,7 @@
-//! v3 transfer notifications (`MCHTRANSFER.BILL.FINISHED`): the resource is AES-256-GCM-encrypted
-//! with the APIv3 key, the body is signed with the WeChat Pay public key or the newest platform
-//! certificate (as the merchant played signs, [`super::PaySigning`]), and a delivery that does
+//! v3 transfer notifications (`MCHTRANSFER.BILL.FINISHED`), each merchant's its own: the resource
+//! is AES-256-GCM-encrypted with the merchant's APIv3 key, the body is signed with the merchant's
+//! WeChat Pay public key or newest platform certificate (as it signs, [`super::PaySigning`]), and a
+//! delivery that does
 //! not get 2xx is retried on WeChat's schedule, driven by the mock clock: nothing is sent until
 //! [`MockWechat::deliver_due_notifications`] runs (the mock runs it itself right after the event).
 
@@ -8,9 +9,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::merchants::{UnknownMerchant, DEFAULT_MERCHANT};
 use super::sign::{aes_gcm_encrypt, nonce, rsa_sign, v3_response_message};
-use super::store::{rfc3339_beijing, PayNotification, Payment};
-use crate::state::{MockState, MockWechat};
+use super::store::{rfc3339_beijing, PayNotification, PayStore, Payment};
+use crate::state::MockWechat;
 
 /// Seconds between attempts: first at once, then 15 s ×10, 300 s ×10, 1800 s ×44 (protocols notes §7).
 pub fn retry_delay_secs(attempts_made: u32) -> Option<i64> {
@@ -23,13 +25,20 @@ pub fn retry_delay_secs(attempts_made: u32) -> Option<i64> {
     }
 }
 
+/// 16 bits of a merchant id, so that two merchants' notification ids differ even when their
+/// serials and clocks agree (WeChat's ids are unique across merchants).
+fn merchant_tag(mch_id: &str) -> u32 {
+    mch_id.bytes().fold(0_u32, |hash, byte| hash.wrapping_mul(31).wrapping_add(u32::from(byte))) & 0xffff
+}
+
 /// How long the mock waits for the merchant's answer (WeChat: 5 s).
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
-impl MockState {
-    pub(crate) fn queue_notification(&mut self, payment: &Payment) {
+impl PayStore {
+    /// Queues the notification of `payment`'s final state, due at once (`now_ms`, Unix ms).
+    pub(crate) fn queue_notification(&mut self, now_ms: i64, payment: &Payment) {
         let Some(url) = payment.notify_url.clone() else { return };
-        let config = &self.pay.config;
+        let config = &self.config;
         let mut plain = json!({
             "out_bill_no": payment.bill_no,
             "transfer_bill_no": payment.wechat_no,
@@ -50,10 +59,10 @@ impl MockState {
             tracing::warn!("APIv3 key is not 32 bytes: notification not sent");
             return;
         };
-        let serial = self.pay.next_serial();
-        let now_ms = self.clock.now_ms();
+        let tag = merchant_tag(&config.mch_id);
+        let serial = self.next_serial();
         let body = json!({
-            "id": format!("{:08x}-{:04x}-5{:03x}-a{:03x}-{:012x}", now_ms as u32, serial & 0xffff, serial & 0xfff, (serial >> 12) & 0xfff, serial),
+            "id": format!("{:08x}-{:04x}-5{:03x}-a{:03x}-{:012x}", now_ms as u32, tag, serial & 0xfff, (serial >> 12) & 0xfff, serial),
             "create_time": rfc3339_beijing(now_ms.div_euclid(1000)),
             "resource_type": "encrypt-resource",
             "event_type": "MCHTRANSFER.BILL.FINISHED",
@@ -66,7 +75,7 @@ impl MockState {
                 "nonce": resource_nonce,
             }
         });
-        self.pay.notifications.push(PayNotification {
+        self.notifications.push(PayNotification {
             id: body["id"].as_str().unwrap_or_default().to_owned(),
             url,
             out_bill_no: payment.bill_no.clone(),
@@ -81,14 +90,14 @@ impl MockState {
         });
     }
 
-    /// Signed headers for one delivery of `body`, with the key notifications are signed with.
-    fn notification_headers(&self, body: &str) -> Vec<(&'static str, String)> {
-        let now = self.clock.now_ms().div_euclid(1000);
+    /// Signed headers for one delivery of `body` at `now` (Unix seconds), with the key this
+    /// merchant's notifications are signed with.
+    fn notification_headers(&self, now: i64, body: &str) -> Vec<(&'static str, String)> {
         let timestamp = now.to_string();
         let nonce = nonce(32);
-        let (serial, signature) = match self.pay.signing_key(None, now) {
+        let (serial, signature) = match self.signing_key(None, now) {
             Some((serial, key)) => (serial, rsa_sign(key, &v3_response_message(&timestamp, &nonce, body))),
-            None => (self.pay.config.wechatpay_public_key_id.clone(), String::new()),
+            None => (self.config.wechatpay_public_key_id.clone(), String::new()),
         };
         vec![
             ("Wechatpay-Timestamp", timestamp),
@@ -100,11 +109,11 @@ impl MockState {
     }
 }
 
-/// One claimed delivery: index, url, body, signed headers, extra copies.
-type Due = (usize, String, String, Vec<(&'static str, String)>, u32);
+/// One claimed delivery: merchant, index, url, body, signed headers, extra copies.
+type Due = (usize, usize, String, String, Vec<(&'static str, String)>, u32);
 
 impl MockWechat {
-    /// Delivers every notification whose attempt is due on the mock clock, records the results,
+    /// Delivers every notification (of every merchant) whose attempt is due on the mock clock, records the results,
     /// and schedules retries for those not acknowledged with 2xx. Returns how many deliveries were
     /// made (duplicates included).
     pub async fn deliver_due_notifications(&self) -> usize {
@@ -113,23 +122,27 @@ impl MockWechat {
             let now = state.clock.now_ms();
             let dup = state.pay.duplicate_notifications;
             let mut due = Vec::new();
-            for index in 0..state.pay.notifications.len() {
-                let n = &state.pay.notifications[index];
-                if n.next_attempt_ms.is_some_and(|at| at <= now) {
-                    let (url, body) = (n.url.clone(), n.body.clone());
-                    let headers = state.notification_headers(&body);
-                    let serial = headers.iter().find(|(name, _)| *name == "Wechatpay-Serial").map(|(_, v)| v.clone());
-                    state.pay.notifications[index].signed_with.extend(serial);
-                    // Claimed: a concurrent run does not deliver it again.
-                    state.pay.notifications[index].next_attempt_ms = None;
-                    due.push((index, url, body, headers, dup));
+            for (merchant, store) in state.pay.iter_mut().enumerate() {
+                for index in 0..store.notifications.len() {
+                    let n = &store.notifications[index];
+                    if n.next_attempt_ms.is_some_and(|at| at <= now) {
+                        let (url, body) = (n.url.clone(), n.body.clone());
+                        let headers = store.notification_headers(now.div_euclid(1000), &body);
+                        let serial =
+                            headers.iter().find(|(name, _)| *name == "Wechatpay-Serial").map(|(_, v)| v.clone());
+                        let n = &mut store.notifications[index];
+                        n.signed_with.extend(serial);
+                        // Claimed: a concurrent run does not deliver it again.
+                        n.next_attempt_ms = None;
+                        due.push((merchant, index, url, body, headers, dup));
+                    }
                 }
             }
             due
         };
         let client = reqwest::Client::builder().timeout(NOTIFY_TIMEOUT).build().unwrap_or_default();
         let mut sent = 0;
-        for (index, url, body, headers, duplicates) in due {
+        for (merchant, index, url, body, headers, duplicates) in due {
             let status = post(&client, &url, &body, &headers).await;
             sent += 1;
             let acknowledged = status.is_some_and(|s| (200..300).contains(&s));
@@ -143,7 +156,7 @@ impl MockWechat {
             }
             let mut state = self.lock();
             let now = state.clock.now_ms();
-            if let Some(n) = state.pay.notifications.get_mut(index) {
+            if let Some(n) = state.pay[merchant].notifications.get_mut(index) {
                 n.attempts += 1;
                 n.results.push(status);
                 n.duplicates_sent += extra;
@@ -155,13 +168,18 @@ impl MockWechat {
         sent
     }
 
-    /// Every notification queued so far, with its deliveries.
+    /// Every notification of the default merchant queued so far, with its deliveries.
     pub fn pay_notifications(&self) -> Vec<PayNotification> {
-        self.lock().pay.notifications.clone()
+        self.lock().pay[DEFAULT_MERCHANT].notifications.clone()
     }
 
-    /// The duplicate-notification fault: every acknowledged notification is delivered `extra`
-    /// more times (same id and body), until set back to 0.
+    /// Every notification of merchant `mch_id` queued so far, with its deliveries.
+    pub fn pay_notifications_of(&self, mch_id: &str) -> Result<Vec<PayNotification>, UnknownMerchant> {
+        Ok(self.lock().pay.of(mch_id)?.notifications.clone())
+    }
+
+    /// The duplicate-notification fault: every acknowledged notification (of every merchant) is
+    /// delivered `extra` more times (same id and body), until set back to 0.
     pub fn set_duplicate_notifications(&self, extra: u32) {
         self.lock().pay.duplicate_notifications = extra;
     }

@@ -139,6 +139,17 @@ impl MerchantSigner {
         .expect("the embedded merchant key parses")
     }
 
+    /// The second test merchant of the mock ([`crate::pay::SECOND_MCH_ID`], its serial and
+    /// embedded key).
+    pub fn second_merchant() -> Self {
+        Self::new(
+            crate::pay::config::SECOND_MCH_ID,
+            crate::pay::config::SECOND_MERCHANT_CERT_SERIAL,
+            crate::pay::config::SECOND_MERCHANT_PRIVATE_KEY_PEM,
+        )
+        .expect("the embedded second merchant key parses")
+    }
+
     /// The signature (base64) of one request.
     pub fn signature(&self, method: &str, url: &str, timestamp: i64, nonce: &str, body: &str) -> String {
         rsa_sign(&self.key, &v3_request_message(method, url, &timestamp.to_string(), nonce, body))

@@ -1,12 +1,15 @@
-//! What WeChat Pay remembers: the merchant's balance and the journal of its movements, the ledger
-//! of payments (red packets, v2 enterprise payments, v3 transfer bills), notifications waiting to be
-//! delivered, bill files handed out for download.
+//! What WeChat Pay remembers of one merchant (one [`PayStore`] per merchant, see
+//! [`super::merchants`]): its balance and the journal of its movements, the ledger of its payments
+//! (red packets, v2 enterprise payments, v3 transfer bills), its notifications waiting to be
+//! delivered, bill files handed out for download, which key signs for it.
 //!
 //! The balance changes only through [`PayStore::debit`], [`PayStore::credit_back`] and
 //! [`PayStore::set_balance`], each of which also writes the movement to the journal the fund-flow
 //! bill (资金账单, see [`super::bill`]) is made from.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::Serialize;
@@ -72,6 +75,8 @@ impl PaymentStatus {
 /// One entry of the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Payment {
+    /// The merchant that made it (its `mch_id`).
+    pub mch_id: String,
     /// The product.
     pub channel: PayChannel,
     /// The merchant's number: `mch_billno`, `partner_trade_no` or `out_bill_no`.
@@ -131,7 +136,7 @@ pub struct PayNotification {
     pub signed_with: Vec<String>,
 }
 
-/// The pay area's state inside [`crate::state::MockState`].
+/// One merchant's part of the pay area's state inside [`crate::state::MockState`].
 pub(crate) struct PayStore {
     pub(crate) config: PayConfig,
     pub(crate) merchant_key: Option<RsaPublicKey>,
@@ -146,9 +151,9 @@ pub(crate) struct PayStore {
     /// In creation order.
     pub(crate) order: Vec<(PayChannelKey, String)>,
     pub(crate) notifications: Vec<PayNotification>,
-    /// Extra copies of each notification to deliver (duplicate-notification fault).
-    pub(crate) duplicate_notifications: u32,
-    pub(crate) serial: u64,
+    /// The counter WeChat's numbers are made from (payments, flows, notifications), shared by
+    /// every merchant: WeChat's numbers are unique across merchants.
+    serials: Arc<AtomicU64>,
     /// Every change of `balance_fen`, ordered by time (oldest first).
     pub(crate) movements: Vec<FundMovement>,
     /// Bill files handed out by `fundflowbill`, by download token.
@@ -200,7 +205,15 @@ pub(crate) fn channel_key(channel: PayChannel) -> PayChannelKey {
 }
 
 impl PayStore {
+    /// A store of its own numbering (one merchant alone).
+    #[cfg(test)]
     pub(crate) fn new(config: PayConfig) -> Self {
+        Self::numbered_by(config, Arc::default())
+    }
+
+    /// A store numbering its payments, flows and notifications from `serials`, which other
+    /// merchants' stores share.
+    pub(crate) fn numbered_by(config: PayConfig, serials: Arc<AtomicU64>) -> Self {
         let merchant_key = sign::public_key(&config.merchant_public_key_pem).ok();
         let wechatpay_key = sign::private_key(&config.wechatpay_private_key_pem).ok();
         let platform_keys = config
@@ -218,8 +231,7 @@ impl PayStore {
             payments: BTreeMap::new(),
             order: Vec::new(),
             notifications: Vec::new(),
-            duplicate_notifications: 0,
-            serial: 0,
+            serials,
             movements: Vec::new(),
             bill_files: BTreeMap::new(),
         }
@@ -232,7 +244,6 @@ impl PayStore {
         self.payments.clear();
         self.order.clear();
         self.notifications.clear();
-        self.duplicate_notifications = 0;
         self.movements.clear();
         self.bill_files.clear();
     }
@@ -313,8 +324,7 @@ impl PayStore {
     }
 
     pub(crate) fn next_serial(&mut self) -> u64 {
-        self.serial += 1;
-        self.serial
+        self.serials.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     pub(crate) fn get(&self, channel: PayChannel, bill_no: &str) -> Option<&Payment> {
@@ -385,6 +395,7 @@ mod tests {
 
     fn payment(channel: PayChannel, bill_no: &str, amount_fen: i64, at: i64) -> Payment {
         Payment {
+            mch_id: crate::pay::config::MCH_ID.to_owned(),
             channel,
             bill_no: bill_no.to_owned(),
             wechat_no: format!("wx{bill_no}"),

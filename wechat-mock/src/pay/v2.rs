@@ -1,25 +1,28 @@
 //! APIv2 (XML) payouts: `sendredpack`, `gethbinfo`, `promotion/transfers`, `gettransferinfo`.
 //!
-//! Order of checks, as WeChat: unreadable XML → `XML_ERROR`; signature (MD5 over every non-empty
-//! field except `sign` and `sign_type`, `&key=`; these APIs take MD5 only, so a request signed with
-//! `sign_type` included or with HMAC-SHA256 fails) → `SIGN_ERROR`; fields → `PARAM_ERROR` /
+//! Order of checks, as WeChat: unreadable XML → `XML_ERROR`; the merchant the request names
+//! (`mch_id`, `mchid` for `promotion/transfers`; one the mock does not know → `PARAM_ERROR`
+//! 商户号非法, see [`super::merchants`]); signature with that merchant's APIv2 key (MD5 over every
+//! non-empty field except `sign` and `sign_type`, `&key=`; these APIs take MD5 only, so a request
+//! signed with `sign_type` included or with HMAC-SHA256 fails) → `SIGN_ERROR`; fields → `PARAM_ERROR` /
 //! `OPENID_ERROR`; bill-number re-entrancy; limits; balance → `NOTENOUGH`. Answers are
 //! `return_code=SUCCESS` + `result_code`/`err_code`/`err_code_des` (the shape of WeChat's answer to
 //! a bad signature, WxJava#1034). These four APIs do not sign their answers, so neither does the
-//! mock.
+//! mock. Every payment, query and limit is the named merchant's: its ledger, its balance.
 //!
 //! WeChat requires the merchant's client TLS certificate and, before anything else, answers
 //! `CA_ERROR` to a call without a valid one. An HTTPS mock ([`crate::start_tls`]) does the same
 //! for a certificate not issued by its CA ([`super::tls`]); a plain-HTTP mock has no certificate
-//! to check and skips this.
+//! to check and skips this. (The mock CA issued one merchant certificate only, so the HTTPS mock
+//! accepts it from every merchant; WeChat also checks that it is the named merchant's.)
 
 use std::collections::BTreeMap;
 
 use poem::{handler, web::Data, Body, IntoResponse, Request, Response};
 
-use super::config::PayConfig;
+use super::merchants::PayMerchants;
 use super::sign::{v2_sign, SignType};
-use super::store::{beijing_time, PayChannel, Payment, PaymentStatus};
+use super::store::{beijing_time, PayChannel, PayStore, Payment, PaymentStatus};
 use crate::callback::xml::parse_fields;
 use crate::clock::beijing_day;
 use crate::https::{ClientCert, ClientCerts};
@@ -114,21 +117,28 @@ fn xml_response(body: String) -> Response {
 /// The fields of a request that passed XML and signature checks.
 type Fields = BTreeMap<String, String>;
 
-/// Parses and verifies a v2 request body.
-fn read_request(config: &PayConfig, body: &str) -> Result<Fields, V2Error> {
+/// The fields of a body, empty if it is not XML.
+fn fields_of(body: &str) -> Fields {
+    parse_fields(body).map(|xml| xml.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()).unwrap_or_default()
+}
+
+/// Parses a v2 request body, finds the merchant its `merchant_field` names and verifies the
+/// signature with that merchant's APIv2 key.
+fn read_request(merchants: &PayMerchants, body: &str, merchant_field: &str) -> Result<(usize, Fields), V2Error> {
     let xml = parse_fields(body).map_err(|_| err("XML_ERROR", "输入xml参数格式错误"))?;
     let fields: Fields = xml.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    let merchant = merchants.v2_merchant(field(&fields, merchant_field))?;
     let given = fields.get("sign").map(String::as_str).unwrap_or_default();
     // sign_type is not part of the signed set of these APIs; they are MD5 only.
     let expected = v2_sign(
         fields.iter().filter(|(k, _)| k.as_str() != "sign_type").map(|(k, v)| (k.as_str(), v.as_str())),
-        &config.api_key_v2,
+        &merchants[merchant].config.api_key_v2,
         SignType::Md5,
     );
     if given.is_empty() || given != expected {
         return Err(err("SIGN_ERROR", "签名错误"));
     }
-    Ok(fields)
+    Ok((merchant, fields))
 }
 
 fn field<'a>(fields: &'a Fields, name: &str) -> &'a str {
@@ -178,12 +188,11 @@ fn check_openid(state: &MockState, appid: &str, openid: &str) -> Result<(), V2Er
     Ok(())
 }
 
-impl MockState {
-    /// Refunds red packets left unopened for 24 h (mock clock).
-    pub(crate) fn settle_red_packets(&mut self) {
-        let now = self.clock.now_ms().div_euclid(1000);
+impl PayStore {
+    /// Refunds red packets left unopened for 24 h (mock clock, `now` in Unix seconds).
+    pub(crate) fn settle_red_packets(&mut self, now: i64) {
         let mut refunded = Vec::new();
-        for payment in self.pay.payments.values_mut() {
+        for payment in self.payments.values_mut() {
             if payment.channel == PayChannel::RedPacket
                 && payment.status == PaymentStatus::Sent
                 && now - payment.created_at >= RED_PACKET_REFUND_AFTER_SECS
@@ -194,22 +203,22 @@ impl MockState {
             }
         }
         for payment in &refunded {
-            self.pay.credit_back(payment);
+            self.credit_back(payment);
         }
+    }
+}
+
+impl MockState {
+    fn now_secs(&self) -> i64 {
+        self.clock.now_ms().div_euclid(1000)
     }
 
     fn sendredpack(&mut self, body: &str) -> String {
-        let config = self.pay.config.clone();
-        let fields = match read_request(&config, body) {
-            Ok(fields) => fields,
-            Err(error) => {
-                let fields = parse_fields(body)
-                    .map(|x| x.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect::<Fields>())
-                    .unwrap_or_default();
-                return fail_xml(&error, &red_packet_echo(&fields));
-            }
+        let (merchant, fields) = match read_request(&self.pay, body, "mch_id") {
+            Ok(found) => found,
+            Err(error) => return fail_xml(&error, &red_packet_echo(&fields_of(body))),
         };
-        match self.sendredpack_checked(&config, &fields) {
+        match self.sendredpack_checked(merchant, &fields) {
             Ok(payment) => Answer::new()
                 .text("return_code", "SUCCESS")
                 .text("return_msg", "发放成功")
@@ -217,7 +226,7 @@ impl MockState {
                 .text("err_code", "SUCCESS")
                 .text("err_code_des", "发放成功")
                 .text("mch_billno", &payment.bill_no)
-                .text("mch_id", &config.mch_id)
+                .text("mch_id", &payment.mch_id)
                 .text("wxappid", &payment.appid)
                 .text("re_openid", &payment.openid)
                 .num("total_amount", payment.amount_fen)
@@ -227,7 +236,7 @@ impl MockState {
         }
     }
 
-    fn sendredpack_checked(&mut self, config: &PayConfig, fields: &Fields) -> Result<Payment, V2Error> {
+    fn sendredpack_checked(&mut self, merchant: usize, fields: &Fields) -> Result<Payment, V2Error> {
         for name in [
             "nonce_str",
             "mch_billno",
@@ -243,9 +252,6 @@ impl MockState {
             "remark",
         ] {
             require(fields, name)?;
-        }
-        if field(fields, "mch_id") != config.mch_id {
-            return Err(err("PARAM_ERROR", "mch_id与证书不匹配"));
         }
         max_chars(fields, "nonce_str", 32)?;
         max_chars(fields, "send_name", 32)?;
@@ -265,7 +271,7 @@ impl MockState {
             return Err(err("PARAM_ERROR", "scene_id字段值不正确"));
         }
         // Re-entrancy: the same billno answers as the first time, never pays twice.
-        if let Some(existing) = self.pay.get(PayChannel::RedPacket, billno) {
+        if let Some(existing) = self.pay[merchant].get(PayChannel::RedPacket, billno) {
             if existing.openid != openid {
                 return Err(err("FATAL_ERROR", "openid和原始单参数不一致"));
             }
@@ -275,7 +281,9 @@ impl MockState {
             return Ok(existing.clone());
         }
         check_openid(self, appid, openid)?;
-        let limits = &config.limits;
+        let now_ms = self.clock.now_ms();
+        let store = &mut self.pay[merchant];
+        let limits = &store.config.limits;
         let (min, max) = if scene.is_empty() {
             (limits.redpack_min_fen, limits.redpack_max_fen)
         } else {
@@ -287,20 +295,20 @@ impl MockState {
                 &format!("每个红包的金额必须在{:.2}元到{:.2}元之间", min as f64 / 100.0, max as f64 / 100.0),
             ));
         }
-        let now_ms = self.clock.now_ms();
-        let (count, sum) = self.pay.daily_usage(PayChannel::RedPacket, openid, beijing_day(now_ms));
+        let (count, sum) = store.daily_usage(PayChannel::RedPacket, openid, beijing_day(now_ms));
         if count >= limits.redpack_daily_count_per_user {
             return Err(err("SENDNUM_LIMIT", "该用户今日领取红包个数超过限制"));
         }
         if sum + total > limits.redpack_daily_fen_per_user {
             return Err(err("MONEY_LIMIT", "该用户今日领取红包金额超过限制"));
         }
-        if self.pay.balance_fen < total {
+        if store.balance_fen < total {
             return Err(err("NOTENOUGH", "帐号余额不足，请到商户平台充值后再重试"));
         }
         let now = now_ms.div_euclid(1000);
-        let serial = self.pay.next_serial();
+        let serial = store.next_serial();
         let payment = Payment {
+            mch_id: store.config.mch_id.clone(),
             channel: PayChannel::RedPacket,
             bill_no: billno.to_owned(),
             wechat_no: format!(
@@ -323,17 +331,19 @@ impl MockState {
             notify_url: None,
             package_info: None,
         };
-        self.pay.debit(&payment);
-        self.pay.insert(payment.clone());
+        store.debit(&payment);
+        store.insert(payment.clone());
         Ok(payment)
     }
 
     fn gethbinfo(&mut self, body: &str) -> String {
-        let config = self.pay.config.clone();
-        let fields = match read_request(&config, body) {
-            Ok(fields) => fields,
+        let (merchant, fields) = match read_request(&self.pay, body, "mch_id") {
+            Ok(found) => found,
             Err(error) => return fail_xml(&error, &[]),
         };
+        let now = self.now_secs();
+        let store = &mut self.pay[merchant];
+        let mch_id = store.config.mch_id.clone();
         let result = (|| {
             for name in ["nonce_str", "mch_billno", "mch_id", "appid", "bill_type"] {
                 require(&fields, name)?;
@@ -341,11 +351,8 @@ impl MockState {
             if field(&fields, "bill_type") != "MCHT" {
                 return Err(err("PARAM_ERROR", "bill_type字段值不正确"));
             }
-            if field(&fields, "mch_id") != config.mch_id {
-                return Err(err("PARAM_ERROR", "mch_id与证书不匹配"));
-            }
-            self.settle_red_packets();
-            self.pay
+            store.settle_red_packets(now);
+            store
                 .get(PayChannel::RedPacket, field(&fields, "mch_billno"))
                 .cloned()
                 .ok_or_else(|| err("NOT_FOUND", "指定单号数据不存在"))
@@ -359,7 +366,7 @@ impl MockState {
                     .text("err_code", "SUCCESS")
                     .text("err_code_des", "OK")
                     .text("mch_billno", &p.bill_no)
-                    .text("mch_id", &config.mch_id)
+                    .text("mch_id", &mch_id)
                     .text("detail_id", &p.wechat_no)
                     .text("status", p.status.as_str())
                     .text("send_type", "API")
@@ -386,14 +393,13 @@ impl MockState {
                 }
                 answer.finish()
             }
-            Err(error) => fail_xml(&error, &[("mch_billno", field(&fields, "mch_billno")), ("mch_id", &config.mch_id)]),
+            Err(error) => fail_xml(&error, &[("mch_billno", field(&fields, "mch_billno")), ("mch_id", &mch_id)]),
         }
     }
 
     fn transfers(&mut self, body: &str) -> String {
-        let config = self.pay.config.clone();
-        let fields = match read_request(&config, body) {
-            Ok(fields) => fields,
+        let (merchant, fields) = match read_request(&self.pay, body, "mchid") {
+            Ok(found) => found,
             Err(error) => return fail_xml(&error, &[]),
         };
         let echo = |fields: &Fields| {
@@ -403,12 +409,12 @@ impl MockState {
                 ("partner_trade_no".to_owned(), field(fields, "partner_trade_no").to_owned()),
             ]
         };
-        match self.transfers_checked(&config, &fields) {
+        match self.transfers_checked(merchant, &fields) {
             Ok(p) => Answer::new()
                 .text("return_code", "SUCCESS")
                 .text("return_msg", "")
                 .text("mch_appid", &p.appid)
-                .text("mchid", &config.mch_id)
+                .text("mchid", &p.mch_id)
                 .text("nonce_str", &super::sign::nonce(32))
                 .text("result_code", "SUCCESS")
                 .text("partner_trade_no", &p.bill_no)
@@ -423,12 +429,9 @@ impl MockState {
         }
     }
 
-    fn transfers_checked(&mut self, config: &PayConfig, fields: &Fields) -> Result<Payment, V2Error> {
+    fn transfers_checked(&mut self, merchant: usize, fields: &Fields) -> Result<Payment, V2Error> {
         for name in ["mch_appid", "mchid", "nonce_str", "partner_trade_no", "openid", "check_name", "amount", "desc"] {
             require(fields, name)?;
-        }
-        if field(fields, "mchid") != config.mch_id {
-            return Err(err("PARAM_ERROR", "mchid与证书不匹配"));
         }
         max_chars(fields, "nonce_str", 32)?;
         let trade_no = field(fields, "partner_trade_no");
@@ -443,14 +446,16 @@ impl MockState {
         let total = amount(fields, "amount")?;
         let appid = field(fields, "mch_appid");
         let openid = field(fields, "openid");
-        if let Some(existing) = self.pay.get(PayChannel::EnterprisePayment, trade_no) {
+        if let Some(existing) = self.pay[merchant].get(PayChannel::EnterprisePayment, trade_no) {
             if existing.openid != openid || existing.amount_fen != total || existing.appid != appid {
                 return Err(err("FATAL_ERROR", "已存在该单，并且订单信息不一致"));
             }
             return Ok(existing.clone());
         }
         check_openid(self, appid, openid)?;
-        let limits = &config.limits;
+        let now_ms = self.clock.now_ms();
+        let store = &mut self.pay[merchant];
+        let limits = &store.config.limits;
         if total < limits.transfer_min_fen || total > limits.transfer_max_fen {
             return Err(err(
                 "AMOUNT_LIMIT",
@@ -461,8 +466,7 @@ impl MockState {
                 ),
             ));
         }
-        let now_ms = self.clock.now_ms();
-        let (count, sum) = self.pay.daily_usage(PayChannel::EnterprisePayment, openid, beijing_day(now_ms));
+        let (count, sum) = store.daily_usage(PayChannel::EnterprisePayment, openid, beijing_day(now_ms));
         if count >= limits.transfer_daily_count_per_user {
             return Err(err(
                 "SENDNUM_LIMIT",
@@ -472,12 +476,13 @@ impl MockState {
         if sum + total > limits.transfer_daily_fen_per_user {
             return Err(err("MONEY_LIMIT", "已经达到今日付款总额上限/已达到付款给此用户额度上限"));
         }
-        if self.pay.balance_fen < total {
+        if store.balance_fen < total {
             return Err(err("NOTENOUGH", "余额不足"));
         }
         let now = now_ms.div_euclid(1000);
-        let serial = self.pay.next_serial();
+        let serial = store.next_serial();
         let payment = Payment {
+            mch_id: store.config.mch_id.clone(),
             channel: PayChannel::EnterprisePayment,
             bill_no: trade_no.to_owned(),
             wechat_no: format!("10100000{now}{serial:08}"),
@@ -496,25 +501,22 @@ impl MockState {
             notify_url: None,
             package_info: None,
         };
-        self.pay.debit(&payment);
-        self.pay.insert(payment.clone());
+        store.debit(&payment);
+        store.insert(payment.clone());
         Ok(payment)
     }
 
     fn gettransferinfo(&mut self, body: &str) -> String {
-        let config = self.pay.config.clone();
-        let fields = match read_request(&config, body) {
-            Ok(fields) => fields,
+        let (merchant, fields) = match read_request(&self.pay, body, "mch_id") {
+            Ok(found) => found,
             Err(error) => return fail_xml(&error, &[]),
         };
+        let store = &self.pay[merchant];
         let result = (|| {
             for name in ["nonce_str", "partner_trade_no", "mch_id", "appid"] {
                 require(&fields, name)?;
             }
-            if field(&fields, "mch_id") != config.mch_id {
-                return Err(err("PARAM_ERROR", "mch_id与证书不匹配"));
-            }
-            self.pay
+            store
                 .get(PayChannel::EnterprisePayment, field(&fields, "partner_trade_no"))
                 .cloned()
                 .ok_or_else(|| err("NOT_FOUND", "该单据不存在"))
@@ -528,7 +530,7 @@ impl MockState {
                 .text("err_code_des", "OK")
                 .text("partner_trade_no", &p.bill_no)
                 .text("appid", &p.appid)
-                .text("mch_id", &config.mch_id)
+                .text("mch_id", &p.mch_id)
                 .text("detail_id", &p.wechat_no)
                 .text("status", if p.status == PaymentStatus::Success { "SUCCESS" } else { "FAILED" })
                 .text("openid", &p.openid)

@@ -1,7 +1,10 @@
 //! APIv3 merchant transfer (商家转账, 2025): create, query by `out_bill_no`, cancel. Requests must
-//! carry a valid `Authorization: WECHATPAY2-SHA256-RSA2048 …` (else 401 `SIGN_ERROR`); every
-//! answer is signed (`Wechatpay-*` headers over the raw body) with the WeChat Pay public key or a
-//! platform certificate, as the merchant played signs ([`super::PaySigning`]).
+//! carry a valid `Authorization: WECHATPAY2-SHA256-RSA2048 …` whose `mchid` names the merchant
+//! (one the mock does not know: 400 `MCH_NOT_EXISTS`, see [`super::merchants`]), signed with that
+//! merchant's key and naming its certificate serial (else 401 `SIGN_ERROR`); every answer is
+//! signed (`Wechatpay-*` headers over the raw body) with that merchant's WeChat Pay public key or
+//! platform certificate, as it signs ([`super::PaySigning`]). Bills are the merchant's: another
+//! merchant's `out_bill_no` is 404 `NOT_FOUND`.
 
 use std::collections::BTreeMap;
 
@@ -13,8 +16,9 @@ use poem::{
 };
 use serde_json::{json, Value};
 
-use super::sign::{nonce, parse_authorization, rsa_sign, rsa_verify, v3_request_message, v3_response_message};
-use super::store::{rfc3339_beijing, PayChannel, Payment, PaymentStatus};
+use super::merchants::DEFAULT_MERCHANT;
+use super::sign::{nonce, rsa_sign, rsa_verify, v3_request_message, v3_response_message, Authorization};
+use super::store::{rfc3339_beijing, PayChannel, PayStore, Payment, PaymentStatus};
 use crate::state::{MockState, MockWechat};
 
 /// How far a request's timestamp may be from the mock clock (WeChat: 5 minutes).
@@ -42,7 +46,7 @@ pub(crate) fn param_error(message: &str) -> V3Error {
 }
 
 /// The shape of WeChat's 401 for a bad signature (wechatpay-go#235).
-fn sign_error(method: &str, url: &str, message: &str, issue: &str) -> V3Error {
+pub(crate) fn sign_error(method: &str, url: &str, message: &str, issue: &str) -> V3Error {
     V3Error {
         status: StatusCode::UNAUTHORIZED,
         body: json!({
@@ -70,28 +74,21 @@ pub(crate) fn fault_error(code: &str) -> (StatusCode, Value) {
     (status, json!({ "code": code, "message": message }))
 }
 
-impl MockState {
-    /// Checks the `Authorization` header of a v3 request.
+impl PayStore {
+    /// Checks a v3 request's `Authorization` (already found to name this merchant) against this
+    /// merchant's certificate serial and public key, at `now` (Unix seconds).
     pub(crate) fn verify_v3(
         &self,
+        now: i64,
         method: &str,
         url: &str,
-        authorization: Option<&str>,
+        auth: &Authorization,
         body: &str,
     ) -> Result<(), V3Error> {
-        let config = &self.pay.config;
-        let Some(auth) = authorization.and_then(parse_authorization) else {
-            return Err(sign_error(
-                method,
-                url,
-                "Http头Authorization值格式错误，请参考《微信支付商户REST API签名规则》",
-                "authorization malformed",
-            ));
-        };
-        if auth.mch_id != config.mch_id {
+        if auth.mch_id != self.config.mch_id {
             return Err(sign_error(method, url, "商户号与签名信息不匹配", "mchid mismatch"));
         }
-        if !auth.serial_no.eq_ignore_ascii_case(&config.merchant_cert_serial) {
+        if !auth.serial_no.eq_ignore_ascii_case(&self.config.merchant_cert_serial) {
             return Err(sign_error(
                 method,
                 url,
@@ -99,13 +96,12 @@ impl MockState {
                 "serial_no mismatch",
             ));
         }
-        let now = self.clock.now_ms().div_euclid(1000);
         match auth.timestamp.parse::<i64>() {
             Ok(ts) if (now - ts).abs() <= TIMESTAMP_WINDOW_SECS => {}
             _ => return Err(sign_error(method, url, "错误的签名，验签失败", "timestamp expired")),
         }
         let message = v3_request_message(method, url, &auth.timestamp, &auth.nonce_str, body);
-        let ok = self.pay.merchant_key.as_ref().is_some_and(|key| rsa_verify(key, &message, &auth.signature));
+        let ok = self.merchant_key.as_ref().is_some_and(|key| rsa_verify(key, &message, &auth.signature));
         if ok {
             Ok(())
         } else {
@@ -113,11 +109,10 @@ impl MockState {
         }
     }
 
-    /// Cancels bills that waited too long for the user (mock clock).
-    pub(crate) fn expire_transfer_bills(&mut self) {
-        let now = self.clock.now_ms().div_euclid(1000);
+    /// Cancels bills that waited too long for the user (mock clock, `now_ms` in Unix ms).
+    pub(crate) fn expire_transfer_bills(&mut self, now_ms: i64) {
+        let now = now_ms.div_euclid(1000);
         let due: Vec<String> = self
-            .pay
             .payments
             .values()
             .filter(|p| p.channel == PayChannel::TransferBill && p.status == PaymentStatus::WaitUserConfirm)
@@ -125,7 +120,7 @@ impl MockState {
             .map(|p| p.bill_no.clone())
             .collect();
         for bill in due {
-            let _ = self.finish_transfer(&bill, PaymentStatus::Cancelled, None);
+            let _ = self.finish_transfer(now_ms, &bill, PaymentStatus::Cancelled, None);
         }
     }
 
@@ -133,13 +128,13 @@ impl MockState {
     /// notification.
     pub(crate) fn finish_transfer(
         &mut self,
+        now_ms: i64,
         out_bill_no: &str,
         to: PaymentStatus,
         fail_reason: Option<String>,
     ) -> Result<Payment, String> {
-        let now = self.clock.now_ms().div_euclid(1000);
+        let now = now_ms.div_euclid(1000);
         let payment = self
-            .pay
             .get_mut(PayChannel::TransferBill, out_bill_no)
             .ok_or_else(|| format!("no transfer bill {out_bill_no}"))?;
         if payment.status != PaymentStatus::WaitUserConfirm {
@@ -150,13 +145,51 @@ impl MockState {
         payment.fail_reason = fail_reason;
         let payment = payment.clone();
         if !to.money_out() {
-            self.pay.credit_back(&payment);
+            self.credit_back(&payment);
         }
-        self.queue_notification(&payment);
+        self.queue_notification(now_ms, &payment);
         Ok(payment)
     }
 
-    fn create_transfer(&mut self, body: &str) -> Result<Value, V3Error> {
+    /// Signs a v3 answer with the key this merchant signs with at `now` (Unix seconds), given the
+    /// request's `Wechatpay-Serial` (see [`super::PaySigning`]).
+    pub(crate) fn signed_v3_answer(
+        &self,
+        now: i64,
+        status: StatusCode,
+        body: &Value,
+        requested_serial: Option<&str>,
+    ) -> Response {
+        let text = body.to_string();
+        let timestamp = now.to_string();
+        let nonce = nonce(32);
+        let (serial, signature) = match self.signing_key(requested_serial, now) {
+            Some((serial, key)) => (serial, rsa_sign(key, &v3_response_message(&timestamp, &nonce, &text))),
+            None => (self.config.wechatpay_public_key_id.clone(), String::new()),
+        };
+        Response::builder()
+            .status(status)
+            .content_type("application/json")
+            .header("Wechatpay-Timestamp", timestamp)
+            .header("Wechatpay-Nonce", nonce)
+            .header("Wechatpay-Signature", signature)
+            .header("Wechatpay-Serial", serial)
+            .header("Wechatpay-Signature-Type", "WECHATPAY2-SHA256-RSA2048")
+            .header("Request-ID", format!("08{}", super::sign::nonce(30)))
+            .body(text)
+    }
+}
+
+impl MockState {
+    /// Signs a v3 answer to a request with this `Authorization` header, as though the request named
+    /// no key in `Wechatpay-Serial`: with the key of the merchant it names, or the default
+    /// merchant's (see [`super::merchants`]).
+    pub(crate) fn signed_v3_response(&self, authorization: Option<&str>, status: StatusCode, body: &Value) -> Response {
+        let now = self.clock.now_ms().div_euclid(1000);
+        self.pay[self.pay.answering(authorization)].signed_v3_answer(now, status, body, None)
+    }
+
+    fn create_transfer(&mut self, merchant: usize, body: &str) -> Result<Value, V3Error> {
         let req: Value = serde_json::from_str(body).map_err(|_| param_error("请求体格式错误，应为JSON"))?;
         let text = |name: &str| req.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
         for name in ["appid", "out_bill_no", "transfer_scene_id", "openid", "transfer_remark", "user_recv_perception"] {
@@ -179,7 +212,7 @@ impl MockState {
         if text("transfer_remark").chars().count() > 32 {
             return Err(param_error("transfer_remark长度不能超过32个字符"));
         }
-        let limits = self.pay.config.limits.clone();
+        let limits = self.pay[merchant].config.limits.clone();
         if amount < limits.transfer_min_fen {
             return Err(param_error(&format!("转账金额不能小于{:.1}元", limits.transfer_min_fen as f64 / 100.0)));
         }
@@ -197,7 +230,7 @@ impl MockState {
             "transfer_scene_report_infos".to_owned(),
             req.get("transfer_scene_report_infos").map(Value::to_string).unwrap_or_default(),
         );
-        if let Some(existing) = self.pay.get(PayChannel::TransferBill, &out_bill_no) {
+        if let Some(existing) = self.pay[merchant].get(PayChannel::TransferBill, &out_bill_no) {
             if existing.request != request {
                 return Err(v3_err(
                     StatusCode::BAD_REQUEST,
@@ -213,14 +246,16 @@ impl MockState {
         if self.users.unionid_of(&appid, &openid).is_none() {
             return Err(param_error("openid与appid不匹配"));
         }
-        if self.pay.balance_fen < amount {
+        let now = self.clock.now_ms().div_euclid(1000);
+        let store = &mut self.pay[merchant];
+        if store.balance_fen < amount {
             return Err(v3_err(StatusCode::FORBIDDEN, "NOT_ENOUGH", "商户运营账户资金不足"));
         }
-        let now = self.clock.now_ms().div_euclid(1000);
-        let serial = self.pay.next_serial();
+        let serial = store.next_serial();
         let notify_url =
-            Some(text("notify_url")).filter(|url| !url.is_empty()).or_else(|| self.pay.config.notify_url.clone());
+            Some(text("notify_url")).filter(|url| !url.is_empty()).or_else(|| store.config.notify_url.clone());
         let payment = Payment {
+            mch_id: store.config.mch_id.clone(),
             channel: PayChannel::TransferBill,
             bill_no: out_bill_no,
             wechat_no: format!("1330000071100999991182020050700{serial:012}"),
@@ -236,19 +271,20 @@ impl MockState {
             package_info: Some(format!("ABBQO+oYAAABAAAAAAAk+yPr{}", nonce(40))),
         };
         let answer = create_answer(&payment);
-        self.pay.debit(&payment);
-        self.pay.insert(payment);
+        store.debit(&payment);
+        store.insert(payment);
         Ok(answer)
     }
+}
 
-    fn query_transfer(&mut self, out_bill_no: &str) -> Result<Value, V3Error> {
-        self.expire_transfer_bills();
+impl PayStore {
+    fn query_transfer(&mut self, now_ms: i64, out_bill_no: &str) -> Result<Value, V3Error> {
+        self.expire_transfer_bills(now_ms);
         let p = self
-            .pay
             .get(PayChannel::TransferBill, out_bill_no)
             .ok_or_else(|| v3_err(StatusCode::NOT_FOUND, "NOT_FOUND", "记录不存在"))?;
         let mut answer = json!({
-            "mch_id": self.pay.config.mch_id,
+            "mch_id": p.mch_id,
             "out_bill_no": p.bill_no,
             "transfer_bill_no": p.wechat_no,
             "appid": p.appid,
@@ -265,10 +301,9 @@ impl MockState {
         Ok(answer)
     }
 
-    fn cancel_transfer(&mut self, out_bill_no: &str) -> Result<Value, V3Error> {
-        self.expire_transfer_bills();
+    fn cancel_transfer(&mut self, now_ms: i64, out_bill_no: &str) -> Result<Value, V3Error> {
+        self.expire_transfer_bills(now_ms);
         let p = self
-            .pay
             .get(PayChannel::TransferBill, out_bill_no)
             .ok_or_else(|| v3_err(StatusCode::NOT_FOUND, "NOT_FOUND", "记录不存在"))?;
         if p.status != PaymentStatus::WaitUserConfirm {
@@ -276,7 +311,7 @@ impl MockState {
         }
         // WeChat answers CANCELING; the mock completes the cancellation at once.
         let p = self
-            .finish_transfer(out_bill_no, PaymentStatus::Cancelled, None)
+            .finish_transfer(now_ms, out_bill_no, PaymentStatus::Cancelled, None)
             .map_err(|e| v3_err(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &e))?;
         Ok(json!({
             "out_bill_no": p.bill_no,
@@ -284,39 +319,6 @@ impl MockState {
             "state": "CANCELING",
             "update_time": rfc3339_beijing(p.updated_at),
         }))
-    }
-
-    /// Signs a v3 answer as though its request named no key in `Wechatpay-Serial`.
-    pub(crate) fn signed_v3_response(&self, status: StatusCode, body: &Value) -> Response {
-        self.signed_v3_answer(status, body, None)
-    }
-
-    /// Signs a v3 answer with the key the merchant played signs with, given the request's
-    /// `Wechatpay-Serial` (see [`super::PaySigning`]).
-    pub(crate) fn signed_v3_answer(
-        &self,
-        status: StatusCode,
-        body: &Value,
-        requested_serial: Option<&str>,
-    ) -> Response {
-        let text = body.to_string();
-        let now = self.clock.now_ms().div_euclid(1000);
-        let timestamp = now.to_string();
-        let nonce = nonce(32);
-        let (serial, signature) = match self.pay.signing_key(requested_serial, now) {
-            Some((serial, key)) => (serial, rsa_sign(key, &v3_response_message(&timestamp, &nonce, &text))),
-            None => (self.pay.config.wechatpay_public_key_id.clone(), String::new()),
-        };
-        Response::builder()
-            .status(status)
-            .content_type("application/json")
-            .header("Wechatpay-Timestamp", timestamp)
-            .header("Wechatpay-Nonce", nonce)
-            .header("Wechatpay-Signature", signature)
-            .header("Wechatpay-Serial", serial)
-            .header("Wechatpay-Signature-Type", "WECHATPAY2-SHA256-RSA2048")
-            .header("Request-ID", format!("08{}", super::sign::nonce(30)))
-            .body(text)
     }
 }
 
@@ -336,11 +338,14 @@ fn create_answer(p: &Payment) -> Value {
     answer
 }
 
+/// Answers a v3 request: finds the merchant its `Authorization` names, verifies the request with
+/// that merchant's keys, runs `run` for that merchant (its index among [`super::merchants`]) and
+/// signs the answer with the merchant's WeChat Pay key.
 pub(crate) async fn serve(
     mock: &MockWechat,
     req: &Request,
     body: Body,
-    run: impl FnOnce(&mut MockState) -> Result<Value, V3Error>,
+    run: impl FnOnce(&mut MockState, usize) -> Result<Value, V3Error>,
 ) -> Response {
     let bytes = body.into_vec().await.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -351,15 +356,23 @@ pub(crate) async fn serve(
     let (response, notify) = {
         let mut state = mock.lock();
         state.record_call(req.uri().path());
-        let result = state
-            .verify_v3(req.method().as_str(), &url, authorization.as_deref(), &text)
-            .and_then(|()| run(&mut state));
+        let now = state.clock.now_ms().div_euclid(1000);
+        let method = req.method().as_str();
+        let merchant = state.pay.v3_merchant(method, &url, authorization.as_deref());
+        let answering = merchant.as_ref().map_or(DEFAULT_MERCHANT, |(m, _)| *m);
+        let result = merchant.and_then(|(m, auth)| {
+            state.pay[m].verify_v3(now, method, &url, &auth, &text)?;
+            run(&mut state, m)
+        });
         let requested = requested_serial.as_deref();
+        let store = &state.pay[answering];
         let response = match result {
-            Ok(body) => state.signed_v3_answer(StatusCode::OK, &body, requested),
-            Err(error) => state.signed_v3_answer(error.status, &error.body, requested),
+            Ok(body) => store.signed_v3_answer(now, StatusCode::OK, &body, requested),
+            Err(error) => store.signed_v3_answer(now, error.status, &error.body, requested),
         };
-        (response, state.pay.notifications.iter().any(|n| n.attempts == 0 && n.next_attempt_ms.is_some()))
+        let notify =
+            state.pay.iter().flat_map(|s| &s.notifications).any(|n| n.attempts == 0 && n.next_attempt_ms.is_some());
+        (response, notify)
     };
     if notify {
         // A cancellation's notification goes out like WeChat's first attempt: right away.
@@ -376,7 +389,7 @@ pub(crate) async fn serve(
 pub(crate) async fn create(req: &Request, body: Body, Data(mock): Data<&MockWechat>) -> Response {
     let text_body = body.into_vec().await.unwrap_or_default();
     let body_text = String::from_utf8_lossy(&text_body).into_owned();
-    serve(mock, req, Body::from(text_body), move |state| state.create_transfer(&body_text)).await
+    serve(mock, req, Body::from(text_body), move |state, m| state.create_transfer(m, &body_text)).await
 }
 
 /// `GET /v3/fund-app/mch-transfer/transfer-bills/out-bill-no/{out_bill_no}`.
@@ -387,7 +400,11 @@ pub(crate) async fn query(
     body: Body,
     Data(mock): Data<&MockWechat>,
 ) -> Response {
-    serve(mock, req, body, move |state| state.query_transfer(&out_bill_no)).await
+    serve(mock, req, body, move |state, m| {
+        let now_ms = state.clock.now_ms();
+        state.pay[m].query_transfer(now_ms, &out_bill_no)
+    })
+    .await
 }
 
 /// `POST /v3/fund-app/mch-transfer/transfer-bills/out-bill-no/{out_bill_no}/cancel`.
@@ -398,5 +415,9 @@ pub(crate) async fn cancel(
     body: Body,
     Data(mock): Data<&MockWechat>,
 ) -> Response {
-    serve(mock, req, body, move |state| state.cancel_transfer(&out_bill_no)).await
+    serve(mock, req, body, move |state, m| {
+        let now_ms = state.clock.now_ms();
+        state.pay[m].cancel_transfer(now_ms, &out_bill_no)
+    })
+    .await
 }

@@ -16,9 +16,14 @@ pub(crate) fn new_openid(appid: &str) -> String {
     new_id(&format!("app:{appid}"))
 }
 
-/// A fresh unionid (one Open Platform account in the mock).
+/// A fresh unionid on the default Open Platform account.
 pub(crate) fn new_unionid() -> String {
     new_id("open-platform")
+}
+
+/// A fresh unionid on the Open Platform account named `platform`.
+pub(crate) fn new_unionid_on(platform: &str) -> String {
+    new_id(&format!("open-platform:{platform}"))
 }
 
 /// A random mainland China mobile number as WeChat's `purePhoneNumber` shows it: eleven digits,

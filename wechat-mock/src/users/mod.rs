@@ -1,7 +1,11 @@
 //! Simulated WeChat users and the official account's user API, `GET /cgi-bin/user/info`.
 //!
-//! A user is one person: a unionid, shared by every app bound to the same Open Platform account, and
-//! one openid per app (28 characters starting with `o`, different in every app). For each official
+//! A user is one person: a unionid per Open Platform account (开放平台), shared by every app bound to
+//! that account and different on every other account, as WeChat does, and one openid per app (28
+//! characters starting with `o`, different in every app). The person is named by their unionid on
+//! the default account ([`MockUser::unionid`], [`UserRecord::unionid`]); their unionids on the
+//! accounts named by [`crate::MockApp::open_platform`] are in [`UserRecord::open_platform_unionids`],
+//! and any of them names the person where the mock takes a unionid. For each official
 //! account the mock keeps whether the person follows it, since when, and through which channel;
 //! follow and unfollow pushes from [`crate::push::OaPusher`] update that state, as WeChat's state
 //! changes before it tells the account.
@@ -35,7 +39,8 @@ pub struct MockUser {
     pub oa_openid: String,
     /// Openid under the first registered mini-program (empty if there is none).
     pub mp_openid: String,
-    /// The person's unionid, the same for every bound app.
+    /// The person's unionid on the default Open Platform account, the same for every app bound to
+    /// it (apps bound to a named account see the person's unionid there instead).
     pub unionid: String,
 }
 
@@ -126,8 +131,10 @@ impl OaFollow {
 /// Everything the mock knows about one user, as served by `GET /__mock/users/{unionid}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UserRecord {
-    /// The unionid.
+    /// The unionid on the default Open Platform account, which names the person in the mock.
     pub unionid: String,
+    /// The unionid on each named Open Platform account some app is bound to (by account name).
+    pub open_platform_unionids: BTreeMap<String, String>,
     /// Openid per AppID.
     pub openids: BTreeMap<String, String>,
     /// Follow state per official-account AppID.
@@ -262,7 +269,7 @@ impl MockWechat {
         Ok(state.users.insert(options, now))
     }
 
-    /// The user with this unionid.
+    /// The user with this unionid (on any Open Platform account).
     pub fn user(&self, unionid: &str) -> Option<UserRecord> {
         self.lock().users.record(unionid)
     }

@@ -1,11 +1,15 @@
-//! The user ledger: people by unionid, an index from (app, openid) to person, and each person's
-//! follow state per official account. Pure bookkeeping; the clock and the HTTP layer live elsewhere.
+//! The user ledger: people by unionid, an index from (app, openid) to person, each person's
+//! unionid on every other Open Platform account an app is bound to, and each person's follow state
+//! per official account. Pure bookkeeping; the clock and the HTTP layer live elsewhere.
+//!
+//! A person is keyed by their unionid on the default Open Platform account; their unionids on the
+//! other accounts are aliases of it, accepted wherever a unionid names a person.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::ids::{is_plausible_phone_number, new_mobile_number, new_openid, new_unionid};
+use super::ids::{is_plausible_phone_number, new_mobile_number, new_openid, new_unionid, new_unionid_on};
 use super::{MockUser, OaFollow, SubscribeScene, UserError, UserInfo, UserOptions, UserRecord};
-use crate::config::AppKind;
+use crate::config::{AppKind, MockApp};
 
 const DEFAULT_LANGUAGE: &str = "zh_CN";
 
@@ -20,6 +24,8 @@ struct Person {
     phone: String,
     /// Rated high-risk: mini-program logins are refused with `40226`.
     blocked: bool,
+    /// Unionid per named Open Platform account (the default account's is the person's key).
+    platform_unionids: BTreeMap<String, String>,
 }
 
 /// Every simulated user.
@@ -28,14 +34,58 @@ pub(crate) struct UserStore {
     /// The registered apps in configuration order; the first of each kind is the "primary" one
     /// whose openid [`MockUser`] reports.
     apps: Vec<(String, AppKind)>,
+    /// The named Open Platform account of each app bound to one (others: the default account).
+    platform_of_app: HashMap<String, String>,
+    /// Every named Open Platform account some app is bound to.
+    platforms: BTreeSet<String>,
     people: BTreeMap<String, Person>,
     by_openid: HashMap<(String, String), String>,
+    /// A person's key by their unionid on a named Open Platform account.
+    by_platform_unionid: HashMap<String, String>,
 }
 
 impl UserStore {
     /// An empty ledger for these apps (in configuration order).
-    pub(crate) fn new(apps: Vec<(String, AppKind)>) -> Self {
-        Self { apps, people: BTreeMap::new(), by_openid: HashMap::new() }
+    pub(crate) fn new(apps: &[MockApp]) -> Self {
+        let platform_of_app: HashMap<String, String> = apps
+            .iter()
+            .filter_map(|app| app.open_platform.clone().map(|platform| (app.appid.clone(), platform)))
+            .collect();
+        Self {
+            apps: apps.iter().map(|app| (app.appid.clone(), app.kind)).collect(),
+            platforms: platform_of_app.values().cloned().collect(),
+            platform_of_app,
+            people: BTreeMap::new(),
+            by_openid: HashMap::new(),
+            by_platform_unionid: HashMap::new(),
+        }
+    }
+
+    /// Whether `unionid` is anyone's, on any Open Platform account.
+    fn unionid_taken(&self, unionid: &str) -> bool {
+        self.people.contains_key(unionid) || self.by_platform_unionid.contains_key(unionid)
+    }
+
+    /// The key of the person with this unionid on any Open Platform account.
+    pub(crate) fn key_of(&self, unionid: &str) -> Option<&str> {
+        match self.people.get_key_value(unionid) {
+            Some((key, _)) => Some(key.as_str()),
+            None => self.by_platform_unionid.get(unionid).map(String::as_str),
+        }
+    }
+
+    fn person(&self, unionid: &str) -> Option<&Person> {
+        self.people.get(self.key_of(unionid)?)
+    }
+
+    /// The unionid app `appid` sees for the person keyed `key`: the one of the Open Platform
+    /// account the app is bound to.
+    pub(crate) fn unionid_seen_by(&self, key: &str, appid: &str) -> Option<&str> {
+        let (key, person) = self.people.get_key_value(key)?;
+        match self.platform_of_app.get(appid) {
+            None => Some(key.as_str()),
+            Some(platform) => person.platform_unionids.get(platform).map(String::as_str),
+        }
     }
 
     fn primary(&self, kind: AppKind) -> Option<&str> {
@@ -58,7 +108,7 @@ impl UserStore {
             if unionid.is_empty() {
                 return Err(UserError::EmptyId);
             }
-            if self.people.contains_key(unionid) {
+            if self.unionid_taken(unionid) {
                 return Err(UserError::UnionidTaken(unionid.clone()));
             }
         }
@@ -85,11 +135,22 @@ impl UserStore {
             Some(chosen) => chosen.clone(),
             None => loop {
                 let candidate = new_unionid();
-                if !self.people.contains_key(&candidate) {
+                if !self.unionid_taken(&candidate) {
                     break candidate;
                 }
             },
         };
+        let mut platform_unionids = BTreeMap::new();
+        for platform in self.platforms.clone() {
+            let other = loop {
+                let candidate = new_unionid_on(&platform);
+                if candidate != unionid && !self.unionid_taken(&candidate) {
+                    break candidate;
+                }
+            };
+            self.by_platform_unionid.insert(other.clone(), unionid.clone());
+            platform_unionids.insert(platform, other);
+        }
         let primary_oa = self.primary(AppKind::OfficialAccount).map(str::to_owned);
         let primary_mp = self.primary(AppKind::MiniProgram).map(str::to_owned);
         let mut openids = BTreeMap::new();
@@ -134,33 +195,38 @@ impl UserStore {
                 language: options.language.clone().unwrap_or_else(|| DEFAULT_LANGUAGE.to_owned()),
                 phone: options.phone.clone().unwrap_or_else(new_mobile_number),
                 blocked: options.blocked,
+                platform_unionids,
             },
         );
         user
     }
 
+    /// The key (default-account unionid) of the person `appid` knows as `openid`.
     pub(crate) fn unionid_of(&self, appid: &str, openid: &str) -> Option<&str> {
         self.by_openid.get(&(appid.to_owned(), openid.to_owned())).map(String::as_str)
     }
 
     /// The openid of person `unionid` under `appid`.
     pub(crate) fn openid_of(&self, unionid: &str, appid: &str) -> Option<&str> {
-        self.people.get(unionid)?.openids.get(appid).map(String::as_str)
+        self.person(unionid)?.openids.get(appid).map(String::as_str)
     }
 
     /// The person's `purePhoneNumber`.
     pub(crate) fn phone_number(&self, unionid: &str) -> Option<&str> {
-        self.people.get(unionid).map(|person| person.phone.as_str())
+        self.person(unionid).map(|person| person.phone.as_str())
     }
 
     /// Whether the person is rated high-risk (unknown people are not).
     pub(crate) fn is_blocked(&self, unionid: &str) -> bool {
-        self.people.get(unionid).is_some_and(|person| person.blocked)
+        self.person(unionid).is_some_and(|person| person.blocked)
     }
 
     /// Sets the high-risk flag; `false` for an unknown person.
     pub(crate) fn set_blocked(&mut self, unionid: &str, blocked: bool) -> bool {
-        match self.people.get_mut(unionid) {
+        let Some(key) = self.key_of(unionid).map(str::to_owned) else {
+            return false;
+        };
+        match self.people.get_mut(&key) {
             Some(person) => {
                 person.blocked = blocked;
                 true
@@ -175,9 +241,11 @@ impl UserStore {
     }
 
     pub(crate) fn record(&self, unionid: &str) -> Option<UserRecord> {
-        let person = self.people.get(unionid)?;
+        let key = self.key_of(unionid)?;
+        let person = self.people.get(key)?;
         Some(UserRecord {
-            unionid: unionid.to_owned(),
+            unionid: key.to_owned(),
+            open_platform_unionids: person.platform_unionids.clone(),
             openids: person.openids.clone(),
             follows: person.follows.clone(),
             remark: person.remark.clone(),
@@ -219,7 +287,8 @@ impl UserStore {
         }
     }
 
-    /// The `user/info` body for `openid` of official account `appid`, or `None` if unknown.
+    /// The `user/info` body for `openid` of official account `appid`, or `None` if unknown;
+    /// `bound`: whether apps see unionids at all.
     pub(crate) fn user_info(&self, appid: &str, openid: &str, bound: bool) -> Option<UserInfo> {
         let unionid = self.unionid_of(appid, openid)?;
         let person = self.people.get(unionid)?;
@@ -244,7 +313,7 @@ impl UserStore {
             openid: openid.to_owned(),
             language: Some(person.language.clone()),
             subscribe_time: Some(follow.subscribe_time),
-            unionid: bound.then(|| unionid.to_owned()),
+            unionid: if bound { self.unionid_seen_by(unionid, appid).map(str::to_owned) } else { None },
             remark: Some(person.remark.clone()),
             groupid: Some(0),
             tagid_list: Some(person.tagid_list.clone()),
@@ -272,11 +341,46 @@ mod tests {
     use super::*;
 
     fn store() -> UserStore {
-        UserStore::new(vec![
-            ("wx_oa".into(), AppKind::OfficialAccount),
-            ("wx_mp".into(), AppKind::MiniProgram),
-            ("wx_oa2".into(), AppKind::OfficialAccount),
+        UserStore::new(&[
+            MockApp::official_account("wx_oa", "s"),
+            MockApp::mini_program("wx_mp", "s"),
+            MockApp::official_account("wx_oa2", "s"),
         ])
+    }
+
+    #[test]
+    fn a_unionid_per_open_platform_account() {
+        let mut users = UserStore::new(&[
+            MockApp::official_account("wx_oa", "s"),
+            MockApp::mini_program("wx_mp", "s"),
+            MockApp::mini_program("wx_mp_b", "s").bound_to("b"),
+            MockApp::official_account("wx_oa_b", "s").bound_to("b"),
+            MockApp::mini_program("wx_mp_c", "s").bound_to("c"),
+        ]);
+        let user = users.insert(&UserOptions::default(), 0);
+        let key = user.unionid.as_str();
+        let [oa, mp, mp_b, oa_b, mp_c] = ["wx_oa", "wx_mp", "wx_mp_b", "wx_oa_b", "wx_mp_c"]
+            .map(|appid| users.unionid_seen_by(key, appid).unwrap().to_owned());
+        assert_eq!((oa.as_str(), mp.as_str()), (key, key));
+        assert_eq!(mp_b, oa_b, "one account, one unionid");
+        assert_ne!(mp_b, key, "another account, another unionid");
+        assert_ne!(mp_c, key);
+        assert_ne!(mp_c, mp_b);
+        // Every unionid names the person.
+        let b = mp_b.clone();
+        assert_eq!(users.key_of(&b), Some(key));
+        let record = users.record(&b).unwrap();
+        assert_eq!(record.unionid, key);
+        assert_eq!(record.open_platform_unionids.get("b"), Some(&b));
+        assert_eq!(record.open_platform_unionids.len(), 2);
+        assert_eq!(users.openid_of(&b, "wx_mp"), Some(user.mp_openid.as_str()));
+        assert!(users.set_blocked(&b, true) && users.is_blocked(key));
+        // Nobody else may take it.
+        let taken = UserOptions { unionid: Some(b.clone()), ..UserOptions::default() };
+        assert_eq!(users.check_choices(&taken), Err(UserError::UnionidTaken(b)));
+        // Another person, other unionids everywhere.
+        let other = users.insert(&UserOptions::default(), 0);
+        assert_ne!(users.unionid_seen_by(&other.unionid, "wx_mp_b").unwrap(), mp_b);
     }
 
     #[test]
