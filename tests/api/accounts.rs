@@ -520,3 +520,224 @@ async fn import_env_turns_the_environment_into_records_and_the_deployment_runs_o
     app.post("", "/mp/v1/sessions", json!({"code": code, "appid": wechat_mock::MP_APPID})).await.expect(201);
     app.post("", "/mp/v1/sessions", json!({"code": "x"})).await.expect(503);
 }
+
+/// A merchant's record settings from the mock's keys of that merchant.
+fn merchant_record(
+    org_id: i64,
+    port: u16,
+    m: &wechat_mock::PayConfig,
+    private_key_pem: &str,
+    wechatpay_pem: &str,
+) -> Value {
+    json!({
+        "org_id": org_id, "mch_id": m.mch_id,
+        "settings": {
+            "name": format!("商户 {}", m.mch_id),
+            "api_key_v2": m.api_key_v2, "api_v3_key": m.api_v3_key,
+            "private_key_pem": private_key_pem, "cert_serial": m.merchant_cert_serial,
+            "public_key_id": m.wechatpay_public_key_id, "public_key_pem": wechatpay_pem,
+            "notify_url": format!("http://127.0.0.1:{port}/wechat/pay/{}/notify", m.mch_id)
+        }
+    })
+}
+
+/// Acme and Bright, each with its own OA, MP (on its own open platform) and merchant; Bright's
+/// merchant sends its notifications to `bright_notify` (its own path when `None`).
+async fn spawn_two(bright_notify: Option<&str>) -> (OaApp, Company, Company) {
+    let port = free_port();
+    let mut config = wechat_mock::MockConfig::default();
+    // Two property companies, two open-platform accounts: their residents are different persons.
+    config.apps.push(MockApp::official_account(ACME.oa, ACME.oa_secret));
+    config.apps.push(MockApp::mini_program(ACME.mp, ACME.mp_secret));
+    config.apps.push(MockApp::official_account(BRIGHT.oa, BRIGHT.oa_secret).bound_to("bright"));
+    config.apps.push(MockApp::mini_program(BRIGHT.mp, BRIGHT.mp_secret).bound_to("bright"));
+    config.merchants.push(wechat_mock::PayConfig::second());
+    let app = spawn_oa_app_on(config, 300, move |s| {
+        s.listen = format!("127.0.0.1:{port}");
+        s.pay.api_base = s.wechat.api_base.clone();
+        let p = &mut s.pay.payouts;
+        p.tick = std::time::Duration::from_millis(20);
+        p.backoff_ms = 30;
+        p.poll_secs = 1;
+        p.lease_secs = 5;
+    })
+    .await;
+    let (acme, bright) = (company(&app, "Acme Property").await, company(&app, "Bright Property").await);
+    register_apps(&app, &acme, &ACME).await;
+    register_apps(&app, &bright, &BRIGHT).await;
+    let first = wechat_mock::PayConfig::default();
+    let second = wechat_mock::PayConfig::second();
+    let a =
+        merchant_record(acme.id, port, &first, merchant::MERCHANT_PRIVATE_KEY_PEM, merchant::WECHATPAY_PUBLIC_KEY_PEM);
+    app.post(&acme.admin, "/admin/v1/pay-merchants", a).await.expect(201);
+    let mut b = merchant_record(
+        bright.id,
+        port,
+        &second,
+        merchant::SECOND_MERCHANT_PRIVATE_KEY_PEM,
+        merchant::SECOND_WECHATPAY_PUBLIC_KEY_PEM,
+    );
+    if let Some(path) = bright_notify {
+        b["settings"]["notify_url"] = json!(format!("http://127.0.0.1:{port}{path}"));
+    }
+    app.post(&bright.admin, "/admin/v1/pay-merchants", b).await.expect(201);
+    (app, acme, bright)
+}
+
+#[tokio::test]
+async fn two_companies_on_two_instances_each_pay_only_through_their_own_merchant() {
+    let (app, acme, bright) = spawn_two(None).await;
+    let (first, second) = (wechat_mock::PayConfig::default(), wechat_mock::PayConfig::second());
+    // A second instance, started after the records: it opens them at start-up.
+    let other = app.another_instance().await;
+    const PER_COMPANY: usize = 12;
+    let now = time::OffsetDateTime::now_utc();
+    let f = &time::format_description::well_known::Rfc3339;
+    let mut campaigns = Vec::new();
+    for c in [&acme, &bright] {
+        let terms = json!({
+            "theme": "新春红包", "channel": "cash_red_packet", "amount_mode": "fixed", "total_fen": 100 * PER_COMPANY as i64,
+            "shares": PER_COMPANY, "starts_at": (now - time::Duration::minutes(1)).format(f).unwrap(),
+            "ends_at": (now + time::Duration::hours(2)).format(f).unwrap(), "audience": "followers"
+        });
+        let made = app
+            .post(&c.admin, "/admin/v1/red-packets", json!({"owner_org_id": c.id, "terms": terms}))
+            .await
+            .expect(201);
+        let id = made["id"].as_i64().unwrap();
+        app.post(&c.admin, &format!("/admin/v1/red-packets/{id}/activate"), json!({})).await.expect(200);
+        campaigns.push(id);
+    }
+
+    // Every resident follows, checks in, logs in and grabs, all at once, half through each instance.
+    let mut work = tokio::task::JoinSet::new();
+    let mut expected: Vec<(String, String)> = Vec::new(); // (openid paid, merchant)
+    for (i, (apps, c_id, campaign, mch)) in
+        [(&ACME, acme.id, campaigns[0], merchant::MCH_ID), (&BRIGHT, bright.id, campaigns[1], merchant::SECOND_MCH_ID)]
+            .into_iter()
+            .enumerate()
+    {
+        for n in 0..PER_COMPANY {
+            let user = app.mock.add_user();
+            let oa_openid = openid_in(&app, &user, apps.oa);
+            let mp_code = app.mock.login_code_for_openid(apps.mp, &openid_in(&app, &user, apps.mp)).unwrap();
+            expected.push((oa_openid.clone(), mch.to_owned()));
+            let base = if (n + i) % 2 == 0 { app.address.clone() } else { other.address.clone() };
+            let mut push = wechat_mock::PusherConfig::new(format!("{base}/wechat/oa/{}/callback", apps.oa));
+            push.token = apps.token.to_owned();
+            push.encoding_aes_key = apps.aes_key.to_owned();
+            push.appid = apps.oa.to_owned();
+            let pusher = wechat_mock::OaPusher::new(push).unwrap().with_mock(app.mock.wechat.clone());
+            let client = app.client.clone();
+            let mp_appid = apps.mp;
+            work.spawn(async move {
+                for p in [pusher.follow(&oa_openid), pusher.text(&oa_openid, "签到")] {
+                    let outcome = pusher.deliver(&p).await.unwrap();
+                    assert_eq!(outcome.status, 200, "{}", outcome.body);
+                }
+                let s: Value = client
+                    .post(format!("{base}/mp/v1/sessions"))
+                    .json(&json!({"code": mp_code, "appid": mp_appid}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let token = s["access_token"].as_str().expect("logged in").to_owned();
+                let grabbed = client
+                    .post(format!("{base}/mp/v1/red-packets/{campaign}/grabs"))
+                    .header("Authorization", format!("Bearer {token}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(grabbed.status(), 201);
+                (oa_openid, c_id)
+            });
+        }
+    }
+    let mut residents = Vec::new();
+    while let Some(done) = work.join_next().await {
+        residents.push(done.unwrap());
+    }
+    eventually("every red packet is sent", || async {
+        app.count("SELECT COUNT(*) FROM payouts WHERE state = 'submitted'").await == 2 * PER_COMPANY as i64
+    })
+    .await;
+
+    // Each payout went through its owner's merchant, to its owner's account; WeChat's ledgers agree.
+    let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(
+        "SELECT p.mch_id, p.appid, c.owner_org_id FROM payouts p JOIN rp_grabs g ON g.payout_id = p.id \
+         JOIN rp_campaigns c ON c.id = g.campaign_id",
+    )
+    .fetch_all(app.db.reader())
+    .await
+    .unwrap();
+    for (mch, appid, owner) in &rows {
+        let want = if *owner == acme.id { (merchant::MCH_ID, ACME.oa) } else { (merchant::SECOND_MCH_ID, BRIGHT.oa) };
+        assert_eq!((mch.as_deref(), appid.as_str()), (Some(want.0), want.1));
+    }
+    for (openid, mch) in &expected {
+        let paid: Vec<_> = app.mock.payments().into_iter().filter(|p| &p.openid == openid).collect();
+        assert_eq!(paid.len(), 1, "{openid} is paid once");
+        assert_eq!(&paid[0].mch_id, mch, "{openid} is paid by its company's merchant");
+    }
+    let spent = |m: &wechat_mock::PayConfig| m.balance_fen - app.mock.pay_balance_fen_of(&m.mch_id).unwrap();
+    assert_eq!(spent(&first), 100 * PER_COMPANY as i64);
+    assert_eq!(spent(&second), 100 * PER_COMPANY as i64);
+    // And each resident's points are in its own company's programme: follow 10, check-in 5.
+    for (openid, company_id) in residents {
+        assert_eq!(points_by_company(&app, &openid).await, vec![(company_id, 15)]);
+    }
+    // The two companies' residents are different persons (different open platforms).
+    assert_eq!(app.count("SELECT COUNT(DISTINCT resident_id) FROM resident_identities").await, 2 * PER_COMPANY as i64);
+    app.assert_ledger_balanced().await;
+}
+
+#[tokio::test]
+async fn a_notification_verified_by_another_merchants_keys_moves_nothing() {
+    // Bright's merchant sends its notifications to Acme's path: signed with Bright's WeChat Pay
+    // key and sealed with Bright's APIv3 key, they do not verify as Acme's.
+    let acme_path = format!("/wechat/pay/{}/notify", merchant::MCH_ID);
+    let (app, _acme, bright) = spawn_two(Some(&acme_path)).await;
+    let user = app.mock.add_user();
+    let pusher = pusher_of(&app, &BRIGHT);
+    app.say(&pusher, &pusher.follow(&openid_in(&app, &user, BRIGHT.oa))).await;
+    let code = app.mock.login_code_for_openid(BRIGHT.mp, &openid_in(&app, &user, BRIGHT.mp)).unwrap();
+    let s = app.post("", "/mp/v1/sessions", json!({"code": code, "appid": BRIGHT.mp})).await.expect(201);
+    let token = s["access_token"].as_str().unwrap().to_owned();
+    let now = time::OffsetDateTime::now_utc();
+    let f = &time::format_description::well_known::Rfc3339;
+    let terms = json!({
+        "theme": "红包", "channel": "transfer", "amount_mode": "fixed", "total_fen": 66, "shares": 1,
+        "starts_at": (now - time::Duration::minutes(1)).format(f).unwrap(),
+        "ends_at": (now + time::Duration::hours(2)).format(f).unwrap(), "audience": "followers"
+    });
+    let c = app
+        .post(&bright.admin, "/admin/v1/red-packets", json!({"owner_org_id": bright.id, "terms": terms}))
+        .await
+        .expect(201);
+    let cid = c["id"].as_i64().unwrap();
+    app.post(&bright.admin, &format!("/admin/v1/red-packets/{cid}/activate"), json!({})).await.expect(200);
+    let g = app.send(bearer(app.client.post(app.url(&format!("/mp/v1/red-packets/{cid}/grabs"))), &token)).await;
+    let payout = g.expect(201)["payout_id"].as_i64().unwrap();
+    eventually("waiting for the resident", || async {
+        app.count("SELECT COUNT(*) FROM payouts WHERE state = 'awaiting_confirmation'").await == 1
+    })
+    .await;
+    let mine = app.send(bearer(app.client.get(app.url(&format!("/mp/v1/me/payouts/{payout}"))), &token)).await;
+    assert_eq!(mine.expect(200)["mch_id"], merchant::SECOND_MCH_ID, "the mini-program confirms with Bright's merchant");
+    let bill: (String,) = sqlx::query_as("SELECT out_no FROM payouts").fetch_one(app.db.reader()).await.unwrap();
+    app.mock.confirm_transfer(&bill.0).unwrap();
+    app.mock.wechat.deliver_due_notifications().await;
+    let notes = app.mock.wechat.pay_notifications_of(merchant::SECOND_MCH_ID).unwrap();
+    assert!(!notes.is_empty() && notes.iter().all(|n| !n.acknowledged), "refused at Acme's path: {notes:?}");
+    assert!(notes.iter().all(|n| n.results.iter().all(|r| *r == Some(401))), "{notes:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM pay_notifications").await, 0, "its id is not used up");
+    // The payout is settled by querying Bright's merchant instead.
+    eventually("succeeded by query", || async {
+        app.count("SELECT COUNT(*) FROM payouts WHERE state = 'succeeded'").await == 1
+    })
+    .await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM payout_events WHERE kind = 'notify'").await, 0);
+}

@@ -46,8 +46,8 @@ async fn resident_from_token(req: &Request, bearer: Bearer) -> poem::Result<Resi
 /// A mini-program's credentials: the one with `appid` (a record, or the environment's), or the
 /// environment's when none is named. 503 when the environment has none; 404 for an appid that is
 /// no mini-program here.
-pub(crate) fn mini_program(state: &AppState, appid: Option<&str>) -> Result<AppCredentials, ApiError> {
-    match (state.accounts.mini_program(appid), appid) {
+pub(crate) async fn mini_program(state: &AppState, appid: Option<&str>) -> Result<AppCredentials, ApiError> {
+    match (state.accounts.login_mini_program(appid).await, appid) {
         (Some(mp), _) => Ok(mp.credentials()),
         (None, Some(_)) => Err(ApiError::NotFound("mini-program")),
         (None, None) => Err(ApiError::NotConfigured("the mini-program (WECHAT_MP_APPID, WECHAT_MP_SECRET)")),
@@ -60,5 +60,5 @@ pub(crate) async fn session_mini_program(state: &AppState, me: &ResidentActor) -
         .await
         .map_err(crate::domain::DomainError::from)?;
     let appid = identities.iter().find(|i| i.id == me.identity_id).map(|i| i.appid.clone());
-    mini_program(state, appid.as_deref())
+    mini_program(state, appid.as_deref()).await
 }

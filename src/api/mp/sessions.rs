@@ -90,7 +90,7 @@ impl MpSessionsApi {
     /// answers 401; WeChat's rate limit 429; a user WeChat blocked 403.
     #[oai(path = "/sessions", method = "post", operation_id = "create_session")]
     async fn create_session(&self, state: Data<&AppState>, body: Json<Login>) -> Result<SessionCreated, ApiError> {
-        let mp = mini_program(&state, body.0.appid.as_deref())?;
+        let mp = mini_program(&state, body.0.appid.as_deref()).await?;
         let issued = sessions::login(&state.db, &state.wechat, &mp, &body.0.code, lifetimes(&state)).await?;
         Ok(SessionCreated::Created(Json(issued.into())))
     }

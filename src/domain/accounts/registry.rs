@@ -469,6 +469,18 @@ impl Accounts {
         Some(self.snapshot().oa.get(&env.appid).cloned().unwrap_or_else(|| Arc::clone(env)))
     }
 
+    /// The mini-program a login names (`None`: the environment's). An appid not known yet
+    /// re-reads the records first (at most once a second), as for pushes.
+    pub async fn login_mini_program(&self, appid: Option<&str>) -> Option<Arc<MiniProgram>> {
+        if let Some(found) = self.mini_program(appid) {
+            return Some(found);
+        }
+        if appid.is_some() && self.may_refresh_on_miss() {
+            let _ = self.refresh().await;
+        }
+        self.mini_program(appid)
+    }
+
     /// The mini-program with this appid, or the environment's when `appid` is absent.
     pub fn mini_program(&self, appid: Option<&str>) -> Option<Arc<MiniProgram>> {
         let snap = self.snapshot();
