@@ -741,3 +741,60 @@ async fn a_notification_verified_by_another_merchants_keys_moves_nothing() {
     .await;
     assert_eq!(app.count("SELECT COUNT(*) FROM payout_events WHERE kind = 'notify'").await, 0);
 }
+
+#[tokio::test]
+async fn a_follower_of_one_companys_account_is_not_another_companys_follower() {
+    // One open platform: the same person in both companies' apps.
+    let (app, _) = spawn_without_env_merchant().await;
+    let (acme, bright) = (company(&app, "Acme Property").await, company(&app, "Bright Property").await);
+    register_apps(&app, &acme, &ACME).await;
+    register_apps(&app, &bright, &BRIGHT).await;
+    let now = time::OffsetDateTime::now_utc();
+    let f = &time::format_description::well_known::Rfc3339;
+    let terms = json!({
+        "theme": "粉丝红包", "channel": "balance", "amount_mode": "fixed", "total_fen": 300, "shares": 3,
+        "starts_at": (now - time::Duration::minutes(1)).format(f).unwrap(),
+        "ends_at": (now + time::Duration::hours(2)).format(f).unwrap(), "audience": "followers"
+    });
+    let c = app
+        .post(&bright.admin, "/admin/v1/red-packets", json!({"owner_org_id": bright.id, "terms": terms}))
+        .await
+        .expect(201);
+    let packet = c["id"].as_i64().unwrap();
+    app.post(&bright.admin, &format!("/admin/v1/red-packets/{packet}/activate"), json!({})).await.expect(200);
+    let coupon_terms = json!({
+        "category": "水果", "title": "粉丝券", "kind": "cash", "amount_off": 1000, "min_spend": 5000,
+        "valid_days": 7, "claim_from": "2020-01-01T00:00:00Z", "claim_until": "2099-01-01T00:00:00Z",
+        "stock_total": 5, "per_resident_limit": 1, "audience": "followers"
+    });
+    let t = app
+        .post(&bright.admin, "/admin/v1/coupon-templates", json!({"owner_org_id": bright.id, "terms": coupon_terms}))
+        .await
+        .expect(201);
+    let coupon = t["id"].as_i64().unwrap();
+
+    // Follows Acme's account only, and opens Bright's mini-program.
+    let user = app.mock.add_user();
+    let acme_pusher = pusher_of(&app, &ACME);
+    app.say(&acme_pusher, &acme_pusher.follow(&openid_in(&app, &user, ACME.oa))).await;
+    let code = app.mock.login_code_for_openid(BRIGHT.mp, &openid_in(&app, &user, BRIGHT.mp)).unwrap();
+    let s = app.post("", "/mp/v1/sessions", json!({"code": code, "appid": BRIGHT.mp})).await.expect(201);
+    let token = s["access_token"].as_str().unwrap().to_owned();
+    let get = |path: String| app.send(bearer(app.client.get(app.url(&path)), &token));
+    let packets = get(format!("/mp/v1/red-packets?company_id={}", bright.id)).await.expect(200);
+    assert_eq!(packets["items"].as_array().unwrap().len(), 0, "{packets}");
+    let coupons = get(format!("/mp/v1/coupons?company_id={}", bright.id)).await.expect(200);
+    assert_eq!(coupons["items"].as_array().unwrap().len(), 0, "{coupons}");
+    let post = |path: String| app.send(bearer(app.client.post(app.url(&path)), &token));
+    post(format!("/mp/v1/red-packets/{packet}/grabs")).await.expect(403);
+    post(format!("/mp/v1/coupons/{coupon}/claims")).await.expect(403);
+    assert_eq!(app.count("SELECT COUNT(*) FROM rp_grabs").await, 0);
+
+    // Following Bright's account makes them Bright's follower.
+    let bright_pusher = pusher_of(&app, &BRIGHT);
+    app.say(&bright_pusher, &bright_pusher.follow(&openid_in(&app, &user, BRIGHT.oa))).await;
+    let packets = get(format!("/mp/v1/red-packets?company_id={}", bright.id)).await.expect(200);
+    assert_eq!(packets["items"].as_array().unwrap().len(), 1, "{packets}");
+    post(format!("/mp/v1/red-packets/{packet}/grabs")).await.expect(201);
+    post(format!("/mp/v1/coupons/{coupon}/claims")).await.expect(201);
+}

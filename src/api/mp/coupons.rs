@@ -141,7 +141,8 @@ impl MpCouponsApi {
             code: ErrorCode::CompanyRequired,
             message: "name the property company".into(),
         })?;
-        let found = coupons::claimable(&state.db, &me.0, company, page_request(page.0, page_size.0)).await?;
+        let found =
+            coupons::claimable(&state.db, &state.accounts, &me.0, company, page_request(page.0, page_size.0)).await?;
         let items = found
             .into_iter()
             .map(|c| ClaimableCoupon {
@@ -167,9 +168,16 @@ impl MpCouponsApi {
         #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 128))]
         idempotency_key: Header<Option<String>>,
     ) -> Result<CouponClaimed, ApiError> {
-        let claimed =
-            coupons::claim(&state.db, &state.group, &state.gates, &me.0, template_id.0, idempotency_key.0.as_deref())
-                .await?;
+        let claimed = coupons::claim(
+            &state.db,
+            &state.group,
+            &state.gates,
+            &state.accounts,
+            &me.0,
+            template_id.0,
+            idempotency_key.0.as_deref(),
+        )
+        .await?;
         let coupon = match claimed {
             Claimed::New(c) | Claimed::Replayed(c) => c,
         };

@@ -250,7 +250,8 @@ impl MpRedPacketsApi {
             code: ErrorCode::CompanyRequired,
             message: "name the property company".into(),
         })?;
-        let open = redpackets::open_for_me(&state.db, &me.0, company, page_request(page.0, page_size.0)).await?;
+        let open =
+            redpackets::open_for_me(&state.db, &state.payer, &me.0, company, page_request(page.0, page_size.0)).await?;
         let items = open
             .into_iter()
             .map(|o| OpenRedPacket {

@@ -578,6 +578,12 @@ impl Accounts {
         (oa, mp)
     }
 
+    /// The official account of a property company (its own, else the platform's, else the
+    /// environment's): the one its followers follow.
+    pub fn company_official_account(&self, company_id: i64) -> Option<String> {
+        self.payout_apps(&format!("/{PLATFORM_ORG_ID}/{company_id}/")).0
+    }
+
     /// The owner's path, looked up once; `None` for an org that does not exist.
     pub async fn owner_path(&self, org_id: i64) -> Result<Option<String>, crate::db::DbError> {
         if let Some(p) = self.inner.paths.lock().unwrap_or_else(|e| e.into_inner()).get(&org_id) {

@@ -10,8 +10,10 @@ pub use crate::db::community::residents::AppKind;
 
 /// Whether the resident follows the official account now, from their WeChat identities: the one
 /// rule every follower audience (coupons, red packets, tasks) applies.
-pub fn follows_account(identities: &[IdentityRow]) -> bool {
-    identities.iter().any(|i| i.app_kind == AppKind::Oa && i.subscribed)
+/// Whether the resident follows the official account `appid` now (any official account when
+/// none is named: a deployment without one anywhere).
+pub fn follows_account(identities: &[IdentityRow], appid: Option<&str>) -> bool {
+    identities.iter().any(|i| i.app_kind == AppKind::Oa && i.subscribed && appid.is_none_or(|a| a == i.appid))
 }
 
 /// Invite codes avoid letters and digits people confuse (0/O, 1/I/L).

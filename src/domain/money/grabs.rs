@@ -61,9 +61,10 @@ pub(super) fn already() -> DomainError {
     DomainError::conflict(ErrorCode::AlreadyGrabbed, "you have already taken a share of this red packet")
 }
 
-/// A follower audience admits residents who follow the official account now.
-pub(super) fn follower(identities: &[IdentityRow]) -> DomainResult<()> {
-    if crate::domain::community::residents::follows_account(identities) {
+/// A follower audience admits residents who follow the owner's official account now (not any
+/// account: a follower of another company's account is not this owner's follower).
+pub(super) fn follower(identities: &[IdentityRow], oa_appid: Option<&str>) -> DomainResult<()> {
+    if crate::domain::community::residents::follows_account(identities, oa_appid) {
         Ok(())
     } else {
         Err(DomainError::Forbidden("this red packet is for followers of the official account".into()))
@@ -78,7 +79,7 @@ pub(super) fn payee<'a>(
     identities: &'a [IdentityRow],
 ) -> DomainResult<Option<&'a IdentityRow>> {
     if c.audience == crate::db::money::redpackets::RedPacketAudience::Followers {
-        follower(identities)?;
+        follower(identities, apps.oa_appid.as_deref())?;
     }
     crate::domain::money::payouts::payee(apps, c.channel, identities)
 }

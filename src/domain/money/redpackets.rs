@@ -268,9 +268,10 @@ async fn check_audience(
     c: &CampaignRow,
     resident_id: i64,
     identities: &[IdentityRow],
+    oa_appid: Option<&str>,
 ) -> DomainResult<()> {
     match c.audience {
-        RedPacketAudience::Followers => grabs::follower(identities)?,
+        RedPacketAudience::Followers => grabs::follower(identities, oa_appid)?,
         RedPacketAudience::VerifiedResidents => {
             let ids: Vec<i64> = serde_json::from_str(&c.audience_communities).unwrap_or_default();
             for id in ids {
@@ -333,7 +334,7 @@ pub async fn grab(
         // Verified residents of the campaign's communities: their bindings are read here; the
         // WeChat identities (and a follower audience) are checked by the writer for the group.
         let mut conn = db.reader().acquire().await.map_err(DbError::from)?;
-        check_audience(&mut conn, &c, me.resident_id, &[]).await?;
+        check_audience(&mut conn, &c, me.resident_id, &[], None).await?;
     }
     let answer = hot.write(&c, me.resident_id).await;
     // The gate learns only what the campaign's own grant count said, never from a refusal that
@@ -354,14 +355,21 @@ pub struct Open {
 }
 
 /// The company's open campaigns whose audience includes me.
-pub async fn open_for_me(db: &Db, me: &ResidentActor, company_id: i64, page: PageRequest) -> DomainResult<Vec<Open>> {
+pub async fn open_for_me(
+    db: &Db,
+    payer: &Payer,
+    me: &ResidentActor,
+    company_id: i64,
+    page: PageRequest,
+) -> DomainResult<Vec<Open>> {
     let now = db::now_ms();
     let open = store::open_in_company(db.reader(), company_id, now).await?;
     let mut conn = db.reader().acquire().await.map_err(DbError::from)?;
     let identities = db::community::residents::identities_of(&mut *conn, me.resident_id).await?;
     let mut out = Vec::new();
     for c in open {
-        match check_audience(&mut conn, &c, me.resident_id, &identities).await {
+        let oa = payer.apps_for(Some(c.owner_org_id)).await?.oa_appid;
+        match check_audience(&mut conn, &c, me.resident_id, &identities, oa.as_deref()).await {
             Ok(()) => {}
             Err(DomainError::Forbidden(_)) => continue,
             Err(e) => return Err(e),

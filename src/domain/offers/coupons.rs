@@ -18,6 +18,7 @@ use crate::db::offers::coupons::{
 };
 pub use crate::db::offers::coupons::{CouponKind, CouponState, TemplateState};
 use crate::db::{self, Db, DbError, Page, PageRequest, Tx};
+use crate::domain::accounts::registry::Accounts;
 use crate::domain::community::orgs::company_of;
 use crate::domain::community::sessions::ResidentActor;
 use crate::domain::money::gates::Gates;
@@ -347,12 +348,18 @@ pub async fn delete(db: &Db, actor: &Actor, id: i64) -> DomainResult<()> {
 
 /// Whether the resident is in the template's audience; `Err` says why not.
 /// Takes a plain connection: a claim's transaction, or a read-pool connection when listing.
-async fn check_audience(conn: &mut AnyConnection, t: &TemplateRow, resident_id: i64) -> DomainResult<()> {
+/// `oa_appid` is the issuing company's official account, which followers must follow.
+async fn check_audience(
+    conn: &mut AnyConnection,
+    t: &TemplateRow,
+    resident_id: i64,
+    oa_appid: Option<&str>,
+) -> DomainResult<()> {
     let refuse = |m: &str| DomainError::Forbidden(m.to_owned());
     match t.audience {
         CouponAudience::Followers => {
             let identities = db::community::residents::identities_of(&mut *conn, resident_id).await?;
-            if !crate::domain::community::residents::follows_account(&identities) {
+            if !crate::domain::community::residents::follows_account(&identities, oa_appid) {
                 return Err(refuse("this coupon is for followers of the official account"));
             }
         }
@@ -407,6 +414,7 @@ pub async fn claim(
     db: &Db,
     group: &GroupCommit,
     gates: &Gates,
+    accounts: &Accounts,
     me: &ResidentActor,
     template_id: i64,
     idempotency_key: Option<&str>,
@@ -425,8 +433,11 @@ pub async fn claim(
     }
     let me = me.clone();
     let key = idempotency_key.map(str::to_owned);
+    let accounts = accounts.clone();
     let claimed = group
-        .run(template_id, move |tx| Box::pin(async move { claim_in(tx, &me, template_id, key.as_deref()).await }))
+        .run(template_id, move |tx| {
+            Box::pin(async move { claim_in(tx, &accounts, &me, template_id, key.as_deref()).await })
+        })
         .await
         .map_err(|e| DomainError::Upstream(e.to_string()))?;
     if matches!(&claimed, Err(DomainError::Conflict { code: ErrorCode::SoldOut, .. })) {
@@ -438,6 +449,7 @@ pub async fn claim(
 /// The claim itself, in the caller's transaction.
 async fn claim_in(
     tx: &mut Tx,
+    accounts: &Accounts,
     me: &ResidentActor,
     template_id: i64,
     idempotency_key: Option<&str>,
@@ -454,7 +466,8 @@ async fn claim_in(
         }
     }
     let t = store::get(&mut **tx, template_id).await?.ok_or(DomainError::NotFound("coupon"))?;
-    check_audience(tx, &t, me.resident_id).await?;
+    let oa = accounts.company_official_account(t.company_id);
+    check_audience(tx, &t, me.resident_id, oa.as_deref()).await?;
     let room = match t.per_household_limit {
         Some(_) => Some(*household_scope_rooms(tx, &t, me.resident_id).await?.first().ok_or_else(|| {
             DomainError::Forbidden("this coupon is limited per household: bind your home first".into())
@@ -527,6 +540,7 @@ pub struct Claimable {
 /// The company's coupons I can claim now: open, in stock, my audience, under my limits.
 pub async fn claimable(
     db: &Db,
+    accounts: &Accounts,
     me: &ResidentActor,
     company_id: i64,
     page: PageRequest,
@@ -540,7 +554,8 @@ pub async fn claimable(
         if t.stock_left == 0 {
             continue;
         }
-        match check_audience(&mut conn, &t, me.resident_id).await {
+        let oa = accounts.company_official_account(t.company_id);
+        match check_audience(&mut conn, &t, me.resident_id, oa.as_deref()).await {
             Ok(()) => {}
             Err(DomainError::Forbidden(_)) => continue,
             Err(e) => return Err(e),
