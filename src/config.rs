@@ -59,6 +59,9 @@ pub struct Settings {
     /// The sandbox's wechat-mock URL when `linli serve` runs against it (see `crate::sandbox`);
     /// never read from the environment.
     pub sandbox_mock_url: Option<String>,
+    /// The sandbox's second company, whose WeChat apps and merchant are records; never read
+    /// from the environment.
+    pub sandbox_second_company_id: Option<i64>,
 }
 
 /// One rate: `per_sec` requests a second on average, `burst` at once. `per_sec == 0` is off.
@@ -330,6 +333,7 @@ impl Settings {
             pay: PaySettings { api_base: DEFAULT_WECHATPAY_API_BASE.to_owned(), ..Default::default() },
             sealing_keys: None,
             sandbox_mock_url: None,
+            sandbox_second_company_id: None,
         }
     }
 

@@ -5,9 +5,13 @@
 //! This module owns deciding whether the sandbox applies, starting the mock, pointing the settings
 //! at it (the mock's official account, mini-program and merchant, WeChat Pay keys written to files,
 //! quick payout checks), and bootstrapping what the walkthrough needs in the database: the property
-//! company the official account belongs to and a platform admin key in a file. It is idempotent
-//! across restarts: the same database gives the same company, and a key file that still works is
-//! kept. The `/sandbox` route ([`describe`]) tells the walkthrough where the mock is.
+//! company the official account belongs to and a platform admin key in a file. It also makes a
+//! second property company that brings its own WeChat as records — its own official account and
+//! mini-program (on another open platform) and its own merchant, registered through the same
+//! checks as the admin API and sealed under a master key kept in the sandbox directory — so both
+//! ways of configuring WeChat run side by side. It is idempotent across restarts: the same
+//! database gives the same companies and records, and a key file that still works is kept. The
+//! `/sandbox` route ([`describe`]) tells the walkthrough where the mock is.
 
 use std::fmt::Write as _;
 use std::io;
@@ -16,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use wechat_mock::pay::config as merchant;
-use wechat_mock::RunningMock;
+use wechat_mock::{MockApp, RunningMock};
 
 use crate::app::connect_and_migrate;
 use crate::config::{Secret, Settings};
@@ -38,6 +42,19 @@ pub const ADMIN_KEY_FILE: &str = "admin-key";
 /// The property company the sandbox's official account belongs to, made on first start.
 pub const COMPANY_NAME: &str = "沙箱物业";
 const ADMIN_KEY_NAME: &str = "sandbox walkthrough";
+/// The second property company, whose WeChat apps and merchant are records.
+pub const SECOND_COMPANY_NAME: &str = "沙箱二号物业";
+/// The second company's official account and mini-program, as the sandbox's mock knows them.
+pub const SECOND_OA_APPID: &str = "wx_sandbox_b_oa";
+pub const SECOND_OA_SECRET: &str = "sandbox_b_oa_secret_0123456789ab";
+pub const SECOND_OA_TOKEN: &str = "SandboxSecondToken2026";
+pub const SECOND_OA_AES_KEY: &str = "BwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSY";
+pub const SECOND_MP_APPID: &str = "wx_sandbox_b_mp";
+pub const SECOND_MP_SECRET: &str = "sandbox_b_mp_secret_0123456789ab";
+/// The open-platform account of the second company's apps: its residents are other persons.
+const SECOND_OPEN_PLATFORM: &str = "sandbox-second";
+/// The sandbox's master key file (`LINLI_SECRET_KEY` when none is set).
+pub const SECRET_KEY_FILE: &str = "secret-key";
 
 /// Any of these set means real WeChat: no sandbox.
 pub const CREDENTIAL_ENVS: [&str; 3] = ["WECHAT_OA_APPID", "WECHAT_MP_APPID", "WECHATPAY_MCH_ID"];
@@ -90,6 +107,8 @@ pub struct Sandbox {
     /// Whether the admin key was made on this start (otherwise the file's key was still valid).
     pub admin_key_created: bool,
     pub company_id: i64,
+    /// The second company, whose WeChat apps and merchant are records.
+    pub second_company_id: i64,
 }
 
 impl Sandbox {
@@ -110,12 +129,29 @@ impl Sandbox {
         let (mock, wanted_listen_taken) = start_mock(&listen).await?;
         configure(settings, &lookup, &dir, &mock.base_url)?;
 
+        if settings.sealing_keys.is_none() {
+            settings.sealing_keys = Some(sandbox_secret_key(&dir)?);
+        }
         let db = connect_and_migrate(settings).await?;
         let bootstrapped = bootstrap(&db, settings.wechat.oa_company_id, &dir).await;
+        let second = match &bootstrapped {
+            Ok(_) => Some(second_company(&db, settings).await),
+            Err(_) => None,
+        };
         db.close().await;
         let (company_id, admin_key_path, admin_key_created) = bootstrapped?;
+        let second_company_id = second.context("the second company")??;
         settings.wechat.oa_company_id = Some(company_id);
-        Ok(Some(Self { mock, wanted_listen_taken, dir, admin_key_path, admin_key_created, company_id }))
+        settings.sandbox_second_company_id = Some(second_company_id);
+        Ok(Some(Self {
+            mock,
+            wanted_listen_taken,
+            dir,
+            admin_key_path,
+            admin_key_created,
+            company_id,
+            second_company_id,
+        }))
     }
 
     pub fn mock_url(&self) -> &str {
@@ -143,6 +179,16 @@ impl Sandbox {
         );
         let _ = writeln!(b, "  mini-program        {}", wechat_mock::MP_APPID);
         let _ = writeln!(b, "  WeChat Pay          merchant {} (fake money)", merchant::MCH_ID);
+        let _ = writeln!(
+            b,
+            "  second company      {SECOND_COMPANY_NAME} (org {}), its own WeChat as records:",
+            self.second_company_id
+        );
+        let _ = writeln!(
+            b,
+            "                      official account {SECOND_OA_APPID}, mini-program {SECOND_MP_APPID}, merchant {}",
+            merchant::SECOND_MCH_ID
+        );
         let made = if self.admin_key_created { "made now" } else { "kept from an earlier start" };
         let _ = writeln!(b, "  platform admin key  {} ({made})", self.admin_key_path.display());
         let _ = writeln!(b);
@@ -162,7 +208,13 @@ impl Sandbox {
 /// Starts the mock on `listen`, or on a free port of the same host when that address is taken
 /// (answering the address that was taken).
 async fn start_mock(listen: &str) -> anyhow::Result<(RunningMock, Option<String>)> {
-    let config = wechat_mock::MockConfig::default;
+    let config = || {
+        let mut c = wechat_mock::MockConfig::default();
+        c.apps.push(MockApp::official_account(SECOND_OA_APPID, SECOND_OA_SECRET).bound_to(SECOND_OPEN_PLATFORM));
+        c.apps.push(MockApp::mini_program(SECOND_MP_APPID, SECOND_MP_SECRET).bound_to(SECOND_OPEN_PLATFORM));
+        c.merchants.push(wechat_mock::PayConfig::second());
+        c
+    };
     match wechat_mock::start(config(), listen).await {
         Ok(mock) => Ok((mock, None)),
         Err(err) if err.kind() == io::ErrorKind::AddrInUse => {
@@ -268,30 +320,106 @@ async fn bootstrap(db: &Db, configured_company: Option<i64>, dir: &Path) -> anyh
     Ok((company_id, path, true))
 }
 
+/// The sandbox's master key: the one in its directory, made on the first start.
+fn sandbox_secret_key(dir: &Path) -> anyhow::Result<crate::sealing::SealingKeys> {
+    let path = dir.join(SECRET_KEY_FILE);
+    let setting = match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().to_owned(),
+        Err(_) => {
+            let made = crate::sealing::SealingKeys::generate("sandbox");
+            write_private(&path, &format!("{made}\n"))?;
+            made
+        }
+    };
+    crate::sealing::SealingKeys::parse(&setting).with_context(|| format!("the sandbox's key in {}", path.display()))
+}
+
+/// The second company and its WeChat records (official account, mini-program, merchant), made
+/// through the admin API's checks when missing. Answers the company's id.
+async fn second_company(db: &Db, settings: &Settings) -> anyhow::Result<i64> {
+    use crate::db::accounts::{apps as app_store, merchants as merchant_store};
+    use crate::domain::accounts::{apps, merchants, registry::Accounts};
+    let cli = Actor::cli();
+    let company = company_named(db, &cli, SECOND_COMPANY_NAME).await?;
+    let accounts = Accounts::load(db, settings, None).await?;
+    let tokens = std::sync::Arc::new(crate::db::wechat::TokenTable(db.clone()));
+    let wechat = crate::wechat::api::WechatClient::new(&settings.wechat.api_base, tokens);
+    let known = app_store::all(db.reader()).await?;
+    let oa = apps::AppInput {
+        name: "沙箱二号服务号".into(),
+        secret: Some(SECOND_OA_SECRET.into()),
+        token: Some(SECOND_OA_TOKEN.into()),
+        aes_key: Some(SECOND_OA_AES_KEY.into()),
+        message_mode: Some(crate::db::accounts::apps::MessageMode::Safe),
+        task_template_id: None,
+    };
+    let mp = apps::AppInput {
+        name: "沙箱二号小程序".into(),
+        secret: Some(SECOND_MP_SECRET.into()),
+        task_template_id: Some(wechat_mock::MP_TASK_TEMPLATE_ID.into()),
+        ..apps::AppInput::default()
+    };
+    for (kind, appid, input) in [
+        (crate::db::accounts::apps::AppKind::Oa, SECOND_OA_APPID, oa),
+        (crate::db::accounts::apps::AppKind::Mp, SECOND_MP_APPID, mp),
+    ] {
+        if !known.iter().any(|a| a.appid == appid) {
+            apps::create(&accounts, &wechat, &cli, company, kind, appid, input)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("registering the second company's {appid}"))?;
+        }
+    }
+    if !merchant_store::all(db.reader()).await?.iter().any(|m| m.mch_id == merchant::SECOND_MCH_ID) {
+        let listen: SocketAddr = settings.listen.parse().context("LINLI_LISTEN")?;
+        let input = merchants::MerchantInput {
+            name: "沙箱二号商户".into(),
+            api_key_v2: Some(merchant::SECOND_API_KEY_V2.into()),
+            api_v3_key: Some(merchant::SECOND_API_V3_KEY.into()),
+            private_key_pem: Some(merchant::SECOND_MERCHANT_PRIVATE_KEY_PEM.into()),
+            cert_serial: Some(merchant::SECOND_MERCHANT_CERT_SERIAL.into()),
+            public_key_id: Some(merchant::SECOND_WECHATPAY_PUBLIC_KEY_ID.into()),
+            public_key_pem: Some(merchant::SECOND_WECHATPAY_PUBLIC_KEY_PEM.into()),
+            notify_url: Some(format!("http://{}/wechat/pay/{}/notify", loopback_for(listen), merchant::SECOND_MCH_ID)),
+            ..merchants::MerchantInput::default()
+        };
+        merchants::create(&accounts, &cli, company, merchant::SECOND_MCH_ID, input)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("registering the second company's merchant")?;
+    }
+    Ok(company)
+}
+
 /// The active company named [`COMPANY_NAME`] under the platform, made when there is none.
 async fn sandbox_company(db: &Db, cli: &Actor) -> anyhow::Result<i64> {
+    company_named(db, cli, COMPANY_NAME).await
+}
+
+/// The active company called `name` under the platform, made when there is none.
+async fn company_named(db: &Db, cli: &Actor, name: &str) -> anyhow::Result<i64> {
     let filter = OrgFilter {
         scope_path: String::new(),
         kind: Some(OrgKind::Company),
         parent_id: Some(PLATFORM_ORG_ID),
-        name_contains: Some(COMPANY_NAME.to_owned()),
+        name_contains: Some(name.to_owned()),
         include_archived: false,
     };
     let found = orgs::list(db, cli, filter, PageRequest { page: 1, page_size: 200 })
         .await
-        .context("looking for the sandbox company")?;
-    if let Some(org) = found.items.into_iter().find(|o| o.name == COMPANY_NAME) {
+        .context("looking for a sandbox company")?;
+    if let Some(org) = found.items.into_iter().find(|o| o.name == name) {
         return Ok(org.id);
     }
     let new = NewOrg {
         parent_id: PLATFORM_ORG_ID,
         kind: OrgKind::Company,
-        name: COMPANY_NAME.to_owned(),
+        name: name.to_owned(),
         address: None,
         contact_name: None,
         contact_phone: None,
     };
-    let org = orgs::create(db, cli, new).await.context("creating the sandbox company")?;
+    let org = orgs::create(db, cli, new).await.context("creating a sandbox company")?;
     Ok(org.id)
 }
 

@@ -4,7 +4,10 @@
 //! the resident follows the official account, checks in, logs in to the mini-program, binds their
 //! home, claims the coupon and shops with it, accepts the task, and a neighbour who follows through
 //! its QR code and binds their own home earns the resident the task's reward; then the resident
-//! grabs the red packet, which is sent, opened and paid.
+//! grabs the red packet, which is sent, opened and paid. Then the sandbox's second property
+//! company, whose official account, mini-program and merchant are records of its own: its operator
+//! opens a red packet, its resident follows its account, checks in, logs in to its mini-program
+//! and is paid through its merchant — and neither company's resident sees the other's red packets.
 //!
 //! WeChat's part is played through the sandbox's wechat-mock: its control API makes the resident,
 //! the neighbour and their `wx.login` codes, knows the scene of the task's QR code and opens the
@@ -74,10 +77,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         })?;
     let mock = sandbox["mock_url"].as_str().context("GET /sandbox answered no mock_url")?.to_owned();
     let company = sandbox["oa_company_id"].as_i64().context("the sandbox has no official-account company")?;
+    let second = sandbox["second_company_id"].as_i64();
     println!("linli walkthrough against {linli} (SANDBOX: the WeChat here is wechat-mock at {mock})");
 
     let w = Walk { http, linli, mock, root: options.admin_key, tag: run_tag(), step: 0 };
-    w.journey(company).await?;
+    w.journey(company, second).await?;
     println!("done: the whole journey works ({:.1} s)", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -190,9 +194,135 @@ impl Walk {
         self.http.call(method, &format!("{}{path}", self.mock), Auth::None, payload).await
     }
 
-    async fn journey(mut self, company: i64) -> anyhow::Result<()> {
+    async fn journey(mut self, company: i64, second: Option<i64>) -> anyhow::Result<()> {
         let setup = self.operator(company).await?;
-        self.resident(company, &setup).await
+        let token = self.resident(company, &setup).await?;
+        match second {
+            Some(second) => self.second_company(second, company, &token, setup.red_packet).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The second company, its WeChat its own (records): an operator's red packet, a resident who
+    /// follows its account, checks in, logs in to its mini-program and is paid by its merchant; and
+    /// each company's resident sees only its own company's red packets.
+    async fn second_company(
+        &mut self,
+        company: i64,
+        first_company: i64,
+        first_token: &str,
+        first_packet: i64,
+    ) -> anyhow::Result<()> {
+        use crate::sandbox::{SECOND_MP_APPID, SECOND_OA_AES_KEY, SECOND_OA_APPID, SECOND_OA_TOKEN};
+        let root = self.root.clone();
+        let org =
+            self.linli(Method::GET, &format!("/admin/v1/orgs/{company}"), Auth::Key(&root), Payload::None).await?;
+        let name = text_of(&org, "name")?.to_owned();
+        let apps = self
+            .linli(Method::GET, &format!("/admin/v1/wechat-apps?org_id={company}"), Auth::Key(&root), Payload::None)
+            .await?;
+        let merchants = self
+            .linli(Method::GET, &format!("/admin/v1/pay-merchants?org_id={company}"), Auth::Key(&root), Payload::None)
+            .await?;
+        let appids: Vec<&str> = apps["items"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["appid"].as_str()).collect())
+            .unwrap_or_default();
+        let mch_id = merchants["items"][0]["mch_id"].as_str().context("the second company has no merchant")?.to_owned();
+        self.say(
+            "operator",
+            "own WeChat",
+            format_args!(
+                "{name} (org {company}) brings its own: apps {} and merchant {mch_id}, secrets shown only as set",
+                appids.join(", ")
+            ),
+        );
+        let terms = json!({
+            "theme": "二号红包", "channel": "cash_red_packet", "amount_mode": "fixed", "total_fen": 300, "shares": 3,
+            "starts_at": now_rfc3339(-time::Duration::minutes(1))?, "ends_at": now_rfc3339(time::Duration::hours(2))?,
+            "audience": "followers", "wishing": "邻里和睦"
+        });
+        let rp = self
+            .linli(
+                Method::POST,
+                "/admin/v1/red-packets",
+                Auth::Key(&root),
+                Payload::Json(json!({"owner_org_id": company, "terms": terms})),
+            )
+            .await?;
+        let packet = id_of(&rp)?;
+        self.linli(Method::POST, &format!("/admin/v1/red-packets/{packet}/activate"), Auth::Key(&root), Payload::None)
+            .await?;
+        self.say(
+            "operator",
+            "red packet",
+            format_args!("二号红包 (red packet {packet}): 3 × 1.00 yuan for {name}'s followers"),
+        );
+
+        let user = self.mock(Method::POST, "/__mock/users", Payload::None).await?;
+        let unionid = text_of(&user, "unionid")?.to_owned();
+        let record = self.mock(Method::GET, &format!("/__mock/users/{unionid}"), Payload::None).await?;
+        let openid = record["openids"][SECOND_OA_APPID].as_str().context("no openid in the second account")?.to_owned();
+        let pusher = OaPusher::new(PusherConfig {
+            mode: PushMode::Safe,
+            token: SECOND_OA_TOKEN.to_owned(),
+            encoding_aes_key: SECOND_OA_AES_KEY.to_owned(),
+            appid: SECOND_OA_APPID.to_owned(),
+            ..PusherConfig::new(format!("{}/wechat/oa/{SECOND_OA_APPID}/callback", self.linli))
+        })
+        .map_err(|e| anyhow!("setting up the WeChat pusher: {e}"))?;
+        // The resident taps 关注 in WeChat: WeChat knows it, then pushes the follow.
+        self.mock(Method::POST, &format!("/__mock/users/{unionid}/follow?appid={SECOND_OA_APPID}"), Payload::None)
+            .await?;
+        let reply = push(&pusher, &pusher.follow(&openid)).await.context("following the second account")?;
+        self.say("resident", "follow", format_args!("{SECOND_OA_APPID} of {name} replies: {reply}"));
+        let reply = push(&pusher, &pusher.text(&openid, "签到")).await.context("checking in with 签到")?;
+        self.say("resident", "check in", format_args!("{name} replies: {reply}"));
+        let code = self
+            .mock(Method::POST, &format!("/__mock/users/{unionid}/login-code?appid={SECOND_MP_APPID}"), Payload::None)
+            .await?;
+        let login = json!({"code": text_of(&code, "code")?, "appid": SECOND_MP_APPID});
+        let session = self.linli(Method::POST, "/mp/v1/sessions", Auth::None, Payload::Json(login)).await?;
+        let token = text_of(&session, "access_token")?.to_owned();
+        let balance = self.points(&token, company).await?;
+        self.say("resident", "log in", format_args!("{SECOND_MP_APPID}: points balance {balance} with {name}"));
+
+        // Each sees its own company's red packets, never the other's.
+        let mine = self.open_red_packets(&token, company).await?;
+        let theirs = self.open_red_packets(&token, first_company).await?;
+        let first_sees = self.open_red_packets(first_token, company).await?;
+        if !mine.contains(&packet) || theirs.contains(&first_packet) || first_sees.contains(&packet) {
+            bail!(
+                "each resident should see only its own company's red packets: second sees {mine:?} of its own and \
+                 {theirs:?} of the first; the first sees {first_sees:?} of the second"
+            );
+        }
+        self.say(
+            "resident",
+            "red packets",
+            format_args!("sees red packet {packet} of {name}, none of the first company's; the first company's resident sees none of {name}'s"),
+        );
+
+        let g = self
+            .linli(Method::POST, &format!("/mp/v1/red-packets/{packet}/grabs"), Auth::Bearer(&token), Payload::None)
+            .await?;
+        let payout = g["payout_id"].as_i64().with_context(|| format!("the grab has no payout: {g}"))?;
+        let p = self.payout_reaching(&token, payout, "submitted").await?;
+        let ledger = self.mock(Method::GET, &format!("/__mock/pay?mch_id={mch_id}"), Payload::None).await?;
+        let paid_here =
+            ledger["payments"].as_array().is_some_and(|ps| ps.iter().any(|x| x["openid"] == openid.as_str()));
+        if !paid_here {
+            bail!("the red packet should have been sent by merchant {mch_id}: {ledger}");
+        }
+        self.say(
+            "linli",
+            "payout sent",
+            format_args!(
+                "payout {payout}: {}, by {name}'s own merchant {mch_id}",
+                p["state"].as_str().unwrap_or_default()
+            ),
+        );
+        Ok(())
     }
 
     /// The operator's part: a key of the company, then everything the resident will meet.
@@ -345,7 +475,7 @@ impl Walk {
     }
 
     /// The resident's part, with WeChat played by the mock and the merchant's till in the middle.
-    async fn resident(&mut self, company: i64, s: &Setup) -> anyhow::Result<()> {
+    async fn resident(&mut self, company: i64, s: &Setup) -> anyhow::Result<String> {
         let user = self.mock(Method::POST, "/__mock/users", Payload::Json(json!({"subscribed": true}))).await?;
         let (unionid, openid) = (text_of(&user, "unionid")?.to_owned(), text_of(&user, "oa_openid")?.to_owned());
         self.say("resident", "WeChat user", format_args!("unionid {unionid}, official-account openid {openid}"));
@@ -495,7 +625,7 @@ impl Walk {
                 yuan(amount)
             ),
         );
-        Ok(())
+        Ok(token)
     }
 
     /// A neighbour new to the official account scans the resident's invitation QR code in WeChat
@@ -546,6 +676,13 @@ impl Walk {
             format_args!("1-1-102 of {} as owner {NEIGHBOUR_NAME}: {state} (roster match)", s.community_name),
         );
         Ok(())
+    }
+
+    /// The red packets of a company a resident may grab now.
+    async fn open_red_packets(&self, token: &str, company: i64) -> anyhow::Result<Vec<i64>> {
+        let path = format!("/mp/v1/red-packets?company_id={company}");
+        let v = self.linli(Method::GET, &path, Auth::Bearer(token), Payload::None).await?;
+        Ok(v["items"].as_array().map(|a| a.iter().filter_map(|x| x["id"].as_i64()).collect()).unwrap_or_default())
     }
 
     /// The resident's points balance in the company's programme.

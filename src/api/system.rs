@@ -49,6 +49,7 @@ pub async fn describe(state: Data<&AppState>) -> Response {
         Some(url) => Json(serde_json::json!({
             "mock_url": url,
             "oa_company_id": state.settings.wechat.oa_company_id,
+            "second_company_id": state.settings.sandbox_second_company_id,
         }))
         .into_response(),
         None => ApiError::NotFound("sandbox").into_response(),

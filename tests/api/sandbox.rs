@@ -145,6 +145,21 @@ async fn with_no_credentials_linli_runs_a_sandbox_and_the_walkthrough_goes_throu
     assert!(bound.contains("1-1-102") && bound.contains(": verified"), "{bound}");
     let reward = line("resident", "task reward");
     assert!(reward.contains("round 1 done: +50 points (balance 205)"), "{reward}");
+    // The second company brings its own WeChat as records: its resident earns with it, sees only
+    // its red packets, and is paid by its own merchant.
+    let own = line("operator", "own WeChat");
+    assert!(own.contains("wx_sandbox_b_oa") && own.contains("merchant 1900000110"), "{own}");
+    let logged = stdout.lines().filter(|l| l.contains("log in")).last().unwrap_or_default();
+    assert!(logged.contains("points balance 15"), "{logged}");
+    let seen = line("resident", "red packets");
+    assert!(seen.contains("none of the first company's"), "{seen}");
+    let paid = stdout.lines().filter(|l| l.contains("payout sent")).last().unwrap_or_default();
+    assert!(paid.contains("own merchant 1900000110"), "{paid}");
+    // Nothing of the second company's secrets is in the database file.
+    let db_file = std::fs::read(app.database_url.trim_start_matches("sqlite://")).unwrap_or_default();
+    for secret in [linli::sandbox::SECOND_OA_SECRET, linli::sandbox::SECOND_OA_TOKEN, linli::sandbox::SECOND_MP_SECRET] {
+        assert!(!db_file.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} in the database");
+    }
     assert!(stdout.contains("done: the whole journey works"), "{stdout}");
 
     // Again, against the same server: fresh names and a new WeChat user.

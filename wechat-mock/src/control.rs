@@ -11,7 +11,8 @@
 //! | `POST /__mock/reset` | `{"ok": true}` |
 //! | `POST /__mock/users` [`UserOptions`]? / `GET /__mock/users` | the new user's ids / every record |
 //! | `GET /__mock/users/{unionid}` | [`crate::UserRecord`] |
-//! | `POST /__mock/users/{unionid}/login-code` | `{"code"}`: a `wx.login` code of the first mini-program |
+//! | `POST /__mock/users/{unionid}/follow?appid=` | the record, now following that official account |
+//! | `POST /__mock/users/{unionid}/login-code[?appid=]` | `{"code"}`: a `wx.login` code of that (or the first) mini-program |
 //! | `POST /__mock/users/{unionid}/phone-code` | `{"code"}`: a phone code of the first mini-program |
 //! | `POST /__mock/users/{unionid}/block`, `…/unblock` | the user's record, high-risk flag set or cleared |
 //! | `POST /__mock/faults` [`Fault`] | `{"faults": [...]}`, every pending fault |
@@ -24,7 +25,7 @@ use poem::{
     get, handler,
     http::StatusCode,
     post,
-    web::{Data, Json, Path},
+    web::{Data, Json, Path, Query},
     Body, IntoResponse, Response, Route,
 };
 use serde::Deserialize;
@@ -32,7 +33,7 @@ use serde_json::json;
 
 use crate::faults::Fault;
 use crate::state::MockWechat;
-use crate::users::{UserError, UserOptions};
+use crate::users::{OaFollow, SubscribeScene, UserError, UserOptions};
 
 /// Adds the control endpoints to `route`.
 pub(crate) fn routes(route: Route) -> Route {
@@ -44,6 +45,7 @@ pub(crate) fn routes(route: Route) -> Route {
         .at("/__mock/users", post(add_user).get(list_users))
         .at("/__mock/users/:unionid", get(user_record))
         .at("/__mock/users/:unionid/login-code", post(login_code))
+        .at("/__mock/users/:unionid/follow", post(follow))
         .at("/__mock/users/:unionid/phone-code", post(phone_code))
         .at("/__mock/users/:unionid/block", post(block_user))
         .at("/__mock/users/:unionid/unblock", post(unblock_user))
@@ -142,11 +144,42 @@ fn code_answer(unionid: &str, code: Option<String>) -> Response {
     }
 }
 
-/// `POST /__mock/users/{unionid}/login-code` → `{"code": "…"}`, a `wx.login` code of the first
-/// mini-program (single use, 5 minutes); 404 for an unknown user.
+/// `POST /__mock/users/{unionid}/follow?appid=…` → the user's record, now following that official
+/// account (by search, now), as WeChat knows once the user taps 关注; 404 for an unknown user or an
+/// account the user has no openid in. The follow push itself is the caller's to send.
 #[handler]
-fn login_code(Path(unionid): Path<String>, Data(mock): Data<&MockWechat>) -> Response {
-    code_answer(&unionid, mock.login_code_for_unionid(&unionid))
+fn follow(Path(unionid): Path<String>, Query(at): Query<CodeFor>, Data(mock): Data<&MockWechat>) -> Response {
+    let Some(appid) = at.appid else {
+        return Json(json!({ "error": "appid is required" })).with_status(StatusCode::BAD_REQUEST).into_response();
+    };
+    let openid = mock.user(&unionid).and_then(|u| u.openids.get(&appid).cloned());
+    let followed =
+        openid.is_some_and(|o| mock.record_follow(&appid, &o, OaFollow::via(SubscribeScene::Search, mock.now_unix())));
+    match mock.user(&unionid) {
+        Some(record) if followed => Json(record).into_response(),
+        _ => no_such_user(&unionid),
+    }
+}
+
+/// Which app a control call is about: `?appid=…` (for a code: default, the first mini-program).
+#[derive(Debug, serde::Deserialize)]
+struct CodeFor {
+    appid: Option<String>,
+}
+
+/// `POST /__mock/users/{unionid}/login-code[?appid=…]` → `{"code": "…"}`, a `wx.login` code of the
+/// mini-program `appid` (default: the first one), single use, 5 minutes; 404 for an unknown user
+/// or a mini-program the user has no openid in.
+#[handler]
+fn login_code(Path(unionid): Path<String>, Query(at): Query<CodeFor>, Data(mock): Data<&MockWechat>) -> Response {
+    let code = match at.appid {
+        None => mock.login_code_for_unionid(&unionid),
+        Some(appid) => mock
+            .user(&unionid)
+            .and_then(|u| u.openids.get(&appid).cloned())
+            .and_then(|openid| mock.login_code_for_openid(&appid, &openid)),
+    };
+    code_answer(&unionid, code)
 }
 
 /// `POST /__mock/users/{unionid}/phone-code` → `{"code": "…"}`, a phone code of the first
