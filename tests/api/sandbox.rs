@@ -149,11 +149,11 @@ async fn with_no_credentials_linli_runs_a_sandbox_and_the_walkthrough_goes_throu
     // its red packets, and is paid by its own merchant.
     let own = line("operator", "own WeChat");
     assert!(own.contains("wx_sandbox_b_oa") && own.contains("merchant 1900000110"), "{own}");
-    let logged = stdout.lines().filter(|l| l.contains("log in")).last().unwrap_or_default();
+    let logged = stdout.lines().rfind(|l| l.contains("log in")).unwrap_or_default();
     assert!(logged.contains("points balance 15"), "{logged}");
     let seen = line("resident", "red packets");
     assert!(seen.contains("none of the first company's"), "{seen}");
-    let paid = stdout.lines().filter(|l| l.contains("payout sent")).last().unwrap_or_default();
+    let paid = stdout.lines().rfind(|l| l.contains("payout sent")).unwrap_or_default();
     assert!(paid.contains("own merchant 1900000110"), "{paid}");
     // Nothing of the second company's secrets is in the database file.
     let db_file = std::fs::read(app.database_url.trim_start_matches("sqlite://")).unwrap_or_default();
