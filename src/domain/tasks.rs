@@ -122,13 +122,34 @@ async fn check_merchant(tx: &mut Tx, company_id: i64, f: &TaskFields) -> DomainR
     Ok(())
 }
 
-pub async fn create(db: &Db, actor: &Actor, owner_org_id: i64, input: TaskInput) -> DomainResult<TaskRow> {
+/// A red-packet reward on a channel the owner's merchant cannot pay is refused with the reason,
+/// when the task is published or changed, not when a resident earns it.
+async fn check_payable(payer: &Payer, owner_org_id: i64, f: &TaskFields) -> DomainResult<()> {
+    if let Some(channel) = f.reward_channel {
+        if let Some(why) = payer.cannot_pay(owner_org_id, channel).await? {
+            return Err(DomainError::conflict(
+                ErrorCode::MerchantCannotPay,
+                format!("the task's reward cannot be paid on {channel}: {why}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn create(
+    db: &Db,
+    actor: &Actor,
+    payer: &Payer,
+    owner_org_id: i64,
+    input: TaskInput,
+) -> DomainResult<TaskRow> {
     let fields = input.validated()?;
     let mut tx = db.begin().await?;
     let (owner, company_id) =
         crate::domain::community::orgs::funding_owner(&mut tx, actor, owner_org_id, "tasks").await?;
     actor.require(Role::Operator)?;
     check_merchant(&mut tx, company_id, &fields).await?;
+    check_payable(payer, owner.id, &fields).await?;
     let t = store::insert(&mut tx, owner.id, company_id, &fields, db::now_ms()).await?;
     audit::record(&mut tx, actor, &owner, "task.publish", ("task", t.id), (None::<&()>, Some(&t))).await?;
     tx.commit().await.map_err(DbError::from)?;
@@ -173,7 +194,7 @@ pub async fn list(
 
 /// Rewrites a task. Once residents hold it, only the theme, a later end, more rounds and a
 /// higher daily cap may change: residents are inviting on the other terms.
-pub async fn update(db: &Db, actor: &Actor, id: i64, input: TaskInput) -> DomainResult<TaskRow> {
+pub async fn update(db: &Db, actor: &Actor, payer: &Payer, id: i64, input: TaskInput) -> DomainResult<TaskRow> {
     let fields = input.validated()?;
     let mut tx = db.begin().await?;
     let (before, owner) = task_in_reach(&mut tx, actor, id).await?;
@@ -182,6 +203,7 @@ pub async fn update(db: &Db, actor: &Actor, id: i64, input: TaskInput) -> Domain
         return Err(DomainError::conflict(ErrorCode::TaskEnded, "the task has ended"));
     }
     check_merchant(&mut tx, before.company_id, &fields).await?;
+    check_payable(payer, owner.id, &fields).await?;
     let held = store::figures(&mut *tx, id).await?.accepted;
     if held > 0 {
         let locked = [

@@ -443,6 +443,22 @@ async fn a_merchant_record_is_checked_with_wechat_pay_and_pays_its_owners_red_pa
     let refused = app.post(&bright.admin, &format!("/admin/v1/red-packets/{}/activate", c["id"]), json!({})).await;
     assert_eq!(refused.code(), "merchant_cannot_pay", "{}", refused.body);
     refused.expect(409);
+    // Nor can it publish a task rewarding in cash; in points it may.
+    let task = |kind: &str, channel: Option<&str>| {
+        let mut terms = json!({
+            "theme": "邀请邻居", "mode": "open", "category": "invite_bind", "target": 1, "reward_kind": kind,
+            "reward_amount": 100, "starts_at": (now - time::Duration::minutes(1)).format(f).unwrap(),
+            "ends_at": (now + time::Duration::days(1)).format(f).unwrap()
+        });
+        if let Some(c) = channel {
+            terms["reward_channel"] = json!(c);
+        }
+        json!({"owner_org_id": bright.id, "terms": terms})
+    };
+    let refused = app.post(&bright.admin, "/admin/v1/tasks", task("red_packet", Some("transfer"))).await;
+    assert_eq!(refused.code(), "merchant_cannot_pay", "{}", refused.body);
+    refused.expect(409);
+    app.post(&bright.admin, "/admin/v1/tasks", task("points", None)).await.expect(201);
 
     // A merchant with open payouts cannot go.
     let gone = app.delete(&acme.admin, &format!("/admin/v1/pay-merchants/{id}")).await;

@@ -157,7 +157,8 @@ async fn with_no_credentials_linli_runs_a_sandbox_and_the_walkthrough_goes_throu
     assert!(paid.contains("own merchant 1900000110"), "{paid}");
     // Nothing of the second company's secrets is in the database file.
     let db_file = std::fs::read(app.database_url.trim_start_matches("sqlite://")).unwrap_or_default();
-    for secret in [linli::sandbox::SECOND_OA_SECRET, linli::sandbox::SECOND_OA_TOKEN, linli::sandbox::SECOND_MP_SECRET] {
+    for secret in [linli::sandbox::SECOND_OA_SECRET, linli::sandbox::SECOND_OA_TOKEN, linli::sandbox::SECOND_MP_SECRET]
+    {
         assert!(!db_file.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} in the database");
     }
     assert!(stdout.contains("done: the whole journey works"), "{stdout}");

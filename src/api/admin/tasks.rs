@@ -148,7 +148,7 @@ impl TasksApi {
         body: Json<PublishTask>,
     ) -> Result<TaskPublished, ApiError> {
         let b = body.0;
-        let t = tasks::create(&state.db, &key.0, b.owner_org_id, b.terms.into_input()).await?;
+        let t = tasks::create(&state.db, &key.0, &state.payer, b.owner_org_id, b.terms.into_input()).await?;
         Ok(TaskPublished::Created(Json(view(t, Figures::default()))))
     }
 
@@ -196,7 +196,7 @@ impl TasksApi {
         task_id: Path<i64>,
         body: Json<TaskTerms>,
     ) -> Result<Json<Task>, ApiError> {
-        let t = tasks::update(&state.db, &key.0, task_id.0, body.0.into_input()).await?;
+        let t = tasks::update(&state.db, &key.0, &state.payer, task_id.0, body.0.into_input()).await?;
         let f = crate::db::tasks::figures(state.db.reader(), t.id).await?;
         Ok(Json(view(t, f)))
     }
