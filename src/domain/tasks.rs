@@ -124,9 +124,9 @@ async fn check_merchant(tx: &mut Tx, company_id: i64, f: &TaskFields) -> DomainR
 
 /// A red-packet reward on a channel the owner's merchant cannot pay is refused with the reason,
 /// when the task is published or changed, not when a resident earns it.
-async fn check_payable(payer: &Payer, owner_org_id: i64, f: &TaskFields) -> DomainResult<()> {
+async fn check_payable(tx: &mut Tx, payer: &Payer, owner_org_id: i64, f: &TaskFields) -> DomainResult<()> {
     if let Some(channel) = f.reward_channel {
-        if let Some(why) = payer.cannot_pay(owner_org_id, channel).await? {
+        if let Some(why) = payer.cannot_pay(tx, owner_org_id, channel).await? {
             return Err(DomainError::conflict(
                 ErrorCode::MerchantCannotPay,
                 format!("the task's reward cannot be paid on {channel}: {why}"),
@@ -149,7 +149,7 @@ pub async fn create(
         crate::domain::community::orgs::funding_owner(&mut tx, actor, owner_org_id, "tasks").await?;
     actor.require(Role::Operator)?;
     check_merchant(&mut tx, company_id, &fields).await?;
-    check_payable(payer, owner.id, &fields).await?;
+    check_payable(&mut tx, payer, owner.id, &fields).await?;
     let t = store::insert(&mut tx, owner.id, company_id, &fields, db::now_ms()).await?;
     audit::record(&mut tx, actor, &owner, "task.publish", ("task", t.id), (None::<&()>, Some(&t))).await?;
     tx.commit().await.map_err(DbError::from)?;
@@ -203,7 +203,7 @@ pub async fn update(db: &Db, actor: &Actor, payer: &Payer, id: i64, input: TaskI
         return Err(DomainError::conflict(ErrorCode::TaskEnded, "the task has ended"));
     }
     check_merchant(&mut tx, before.company_id, &fields).await?;
-    check_payable(payer, owner.id, &fields).await?;
+    check_payable(&mut tx, payer, owner.id, &fields).await?;
     let held = store::figures(&mut *tx, id).await?.accepted;
     if held > 0 {
         let locked = [
@@ -625,7 +625,7 @@ async fn reward(tx: &mut Tx, payer: &Payer, t: &TaskRow, resident_id: i64, round
     let reference = format!("task:{}:{}:{}", t.id, resident_id, round);
     let remark = format!("任务「{}」完成第 {round} 轮", t.theme);
     let identities = db::community::residents::identities_of(&mut **tx, resident_id).await?;
-    let apps = payer.apps_for(Some(t.owner_org_id)).await?;
+    let apps = payer.apps_for(tx, Some(t.owner_org_id)).await?;
     let mut told = format!("奖励 {} 积分", t.reward_amount);
     let mut wake = Wake::default();
     let to_balance = match (t.reward_kind, t.reward_channel) {

@@ -223,9 +223,12 @@ fn seal_fields<'a>(
     }
 }
 
-async fn owner_in_reach(tx: &mut db::Tx, actor: &Actor, org_id: i64) -> DomainResult<OrgRow> {
-    let org =
-        orgs::get(&mut **tx, org_id).await?.filter(|o| actor.reaches(&o.path)).ok_or(DomainError::NotFound("org"))?;
+async fn owner_in_reach<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
+    ex: E,
+    actor: &Actor,
+    org_id: i64,
+) -> DomainResult<OrgRow> {
+    let org = orgs::get(ex, org_id).await?.filter(|o| actor.reaches(&o.path)).ok_or(DomainError::NotFound("org"))?;
     if !matches!(org.kind, OrgKind::Company | OrgKind::Platform) {
         return Err(DomainError::invalid(
             ErrorCode::InvalidOwner,
@@ -248,18 +251,16 @@ pub async fn create(
     appid: &str,
     input: AppInput,
 ) -> DomainResult<AppShown> {
-    actor.require(Role::Admin)?;
     let appid = valid_appid(appid)?;
+    // The owner first (404 outside the reach, then the role), so nobody learns of an org outside
+    // their reach through WeChat's answer.
+    owner_in_reach(accounts.db().reader(), actor, org_id).await?;
+    actor.require(Role::Admin)?;
     let keys = sealing(accounts)?;
     let checked = check_input(kind, &appid, &input, None)?;
-    {
-        // The owner first, so nobody learns of an org outside their reach through WeChat's answer.
-        let mut tx = accounts.db().begin().await?;
-        owner_in_reach(&mut tx, actor, org_id).await?;
-    }
     check_with_wechat(wechat, &appid, &checked.secret).await?;
     let mut tx = accounts.db().begin().await?;
-    let org = owner_in_reach(&mut tx, actor, org_id).await?;
+    let org = owner_in_reach(&mut *tx, actor, org_id).await?;
     let mut sealed = Default::default();
     let fields = seal_fields(keys, &appid, &checked, &mut sealed);
     let row = match store::insert(&mut tx, org.id, kind, &appid, &fields, db::now_ms()).await {
@@ -318,9 +319,9 @@ pub async fn update(
     id: i64,
     input: AppInput,
 ) -> DomainResult<AppShown> {
+    let (row, _) = load(accounts, actor, id).await?;
     actor.require(Role::Admin)?;
     let keys = sealing(accounts)?;
-    let (row, _) = load(accounts, actor, id).await?;
     let checked = check_input(row.kind, &row.appid, &input, Some((keys, &row)))?;
     if input.secret.as_deref().is_some_and(|s| !s.trim().is_empty()) {
         check_with_wechat(wechat, &row.appid, &checked.secret).await?;
@@ -348,8 +349,8 @@ pub async fn update(
 
 /// Removes an app: its pushes are refused from then on. Residents' identities in it stay.
 pub async fn delete(accounts: &Accounts, actor: &Actor, id: i64) -> DomainResult<AppShown> {
-    actor.require(Role::Admin)?;
     let (row, org) = load(accounts, actor, id).await?;
+    actor.require(Role::Admin)?;
     let mut tx = accounts.db().begin().await?;
     store::delete(&mut tx, id).await?;
     let gone = show(accounts, row);

@@ -369,10 +369,10 @@ pub async fn create(
     mch_id: &str,
     input: MerchantInput,
 ) -> DomainResult<MerchantShown> {
-    actor.require(Role::Admin)?;
     let mch_id = valid_mch_id(mch_id)?;
-    let keys = sealing(accounts)?;
     let org = owner_in_reach(accounts, actor, org_id).await?;
+    actor.require(Role::Admin)?;
+    let keys = sealing(accounts)?;
     let checked = check_input(&org, &mch_id, &input, None)?;
     check_with_wechat_pay(accounts, &org, &mch_id, &checked).await?;
     let sealed = seal_all(keys, &mch_id, &checked);
@@ -428,9 +428,9 @@ pub async fn list(
 
 /// Changes a merchant; secrets not sent are kept. The keys are checked with WeChat Pay again.
 pub async fn update(accounts: &Accounts, actor: &Actor, id: i64, input: MerchantInput) -> DomainResult<MerchantShown> {
+    let (row, org) = load(accounts, actor, id).await?;
     actor.require(Role::Admin)?;
     let keys = sealing(accounts)?;
-    let (row, org) = load(accounts, actor, id).await?;
     let checked = check_input(&org, &row.mch_id, &input, Some((keys, &row)))?;
     check_with_wechat_pay(accounts, &org, &row.mch_id, &checked).await?;
     let sealed = seal_all(keys, &row.mch_id, &checked);
@@ -454,8 +454,8 @@ pub async fn update(accounts: &Accounts, actor: &Actor, id: i64, input: Merchant
 
 /// Removes a merchant, unless payouts are still open on it (WeChat may still answer about them).
 pub async fn delete(accounts: &Accounts, actor: &Actor, id: i64) -> DomainResult<MerchantShown> {
-    actor.require(Role::Admin)?;
     let (row, org) = load(accounts, actor, id).await?;
+    actor.require(Role::Admin)?;
     let mut tx = accounts.db().begin().await?;
     let open = store::open_payouts(&mut tx, &row.mch_id).await?;
     if open > 0 {

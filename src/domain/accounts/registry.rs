@@ -332,8 +332,14 @@ impl Accounts {
             .with_context(|| format!("records hold sealed secrets and {} is not set", crate::sealing::SECRET_KEY_ENV))
     }
 
+    /// An owner's path for opening a record: read outside any transaction.
     async fn path_of(&self, org_id: i64) -> anyhow::Result<String> {
-        self.owner_path(org_id).await?.with_context(|| format!("org {org_id} is gone"))
+        if let Some(p) = self.cached_path(org_id) {
+            return Ok(p);
+        }
+        let org = orgs::get(self.inner.db.reader(), org_id).await?.with_context(|| format!("org {org_id} is gone"))?;
+        self.inner.paths.lock().unwrap_or_else(|e| e.into_inner()).insert(org_id, org.path.clone());
+        Ok(org.path)
     }
 
     async fn open_oa(&self, row: &AppRow) -> anyhow::Result<OfficialAccount> {
@@ -584,14 +590,27 @@ impl Accounts {
         self.payout_apps(&format!("/{PLATFORM_ORG_ID}/{company_id}/")).0
     }
 
-    /// The owner's path, looked up once; `None` for an org that does not exist.
-    pub async fn owner_path(&self, org_id: i64) -> Result<Option<String>, crate::db::DbError> {
-        if let Some(p) = self.inner.paths.lock().unwrap_or_else(|e| e.into_inner()).get(&org_id) {
-            return Ok(Some(p.clone()));
+    /// The owner's path, looked up once, through `conn` — the caller's transaction when it is in
+    /// one: a transaction that took a second connection from a PostgreSQL pool it shares could
+    /// wait for itself. `None` for an org that does not exist.
+    pub async fn owner_path(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        org_id: i64,
+    ) -> Result<Option<String>, crate::db::DbError> {
+        if let Some(p) = self.cached_path(org_id) {
+            return Ok(Some(p));
         }
-        let Some(org) = orgs::get(self.inner.db.reader(), org_id).await? else { return Ok(None) };
+        let Some(org) = orgs::get(&mut *conn, org_id).await? else { return Ok(None) };
         self.inner.paths.lock().unwrap_or_else(|e| e.into_inner()).insert(org_id, org.path.clone());
         Ok(Some(org.path))
+    }
+
+    fn cached_path(&self, org_id: i64) -> Option<String> {
+        if org_id == PLATFORM_ORG_ID {
+            return Some(format!("/{PLATFORM_ORG_ID}/"));
+        }
+        self.inner.paths.lock().unwrap_or_else(|e| e.into_inner()).get(&org_id).cloned()
     }
 }
 

@@ -291,7 +291,7 @@ async fn write_once(
     for i in db::community::residents::identities_of_many(&mut tx, &newcomers).await? {
         identities.entry(i.resident_id).or_default().push(i);
     }
-    let apps = inner.payer.apps_for(Some(campaign.owner_org_id)).await?;
+    let apps = inner.payer.apps_for(&mut tx, Some(campaign.owner_org_id)).await?;
     for j in leads.iter_mut() {
         if holders.contains(&j.resident_id) {
             outcomes.insert(j.resident_id, Outcome::Already);

@@ -103,11 +103,12 @@ impl Payer {
 
     /// What payouts funded by `owner_org_id` go through: the owner's (or its nearest
     /// ancestor's) apps and merchant, else the platform's fallback, else the environment's.
-    /// `None` owner: the platform (withdrawals from the wallet).
-    pub async fn apps_for(&self, owner_org_id: Option<i64>) -> DomainResult<Apps> {
+    /// `None` owner: the platform (withdrawals from the wallet). `conn` reads the owner's path
+    /// the first time: the caller's transaction when it is in one.
+    pub async fn apps_for(&self, conn: &mut sqlx::AnyConnection, owner_org_id: Option<i64>) -> DomainResult<Apps> {
         let Some(accounts) = &self.accounts else { return Ok((*self.apps).clone()) };
         let path = match owner_org_id {
-            Some(id) => accounts.owner_path(id).await?.ok_or(DomainError::NotFound("org"))?,
+            Some(id) => accounts.owner_path(conn, id).await?.ok_or(DomainError::NotFound("org"))?,
             None => format!("/{PLATFORM_ORG_ID}/"),
         };
         let (oa_appid, mp_appid) = accounts.payout_apps(&path);
@@ -124,12 +125,17 @@ impl Payer {
 
     /// Why the merchant funding `owner_org_id` cannot pay on `channel`, if it cannot (or there
     /// is no merchant at all while records exist).
-    pub async fn cannot_pay(&self, owner_org_id: i64, channel: PayoutChannel) -> DomainResult<Option<String>> {
+    pub async fn cannot_pay(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        owner_org_id: i64,
+        channel: PayoutChannel,
+    ) -> DomainResult<Option<String>> {
         let Some(accounts) = &self.accounts else { return Ok(None) };
         if channel == PayoutChannel::Balance {
             return Ok(None);
         }
-        let path = accounts.owner_path(owner_org_id).await?.ok_or(DomainError::NotFound("org"))?;
+        let path = accounts.owner_path(conn, owner_org_id).await?.ok_or(DomainError::NotFound("org"))?;
         Ok(match accounts.funding_merchant(&path) {
             Some(m) => m.cannot_pay(channel),
             None if accounts.any_merchant() => Some(
@@ -225,7 +231,7 @@ pub async fn queue(tx: &mut Tx, payer: &Payer, items: &[Queue<'_>], now: i64) ->
     let mut routes: Vec<(Option<i64>, Apps)> = Vec::new();
     for q in items {
         if !routes.iter().any(|(o, _)| *o == q.owner_org_id) {
-            routes.push((q.owner_org_id, payer.apps_for(q.owner_org_id).await?));
+            routes.push((q.owner_org_id, payer.apps_for(tx, q.owner_org_id).await?));
         }
     }
     let route_of = |owner: Option<i64>| &routes.iter().find(|(o, _)| *o == owner).expect("every owner routed").1;

@@ -122,11 +122,11 @@ pub async fn create(
     owner_org_id: i64,
     input: CampaignInput,
 ) -> DomainResult<CampaignRow> {
-    let apps = payer.apps_for(Some(owner_org_id)).await?;
     let mut tx = db.begin().await?;
     let (owner, company_id) =
         crate::domain::community::orgs::funding_owner(&mut tx, actor, owner_org_id, "red packets").await?;
     actor.require(Role::Operator)?;
+    let apps = payer.apps_for(&mut tx, Some(owner.id)).await?;
     let fields = input.validated(&owner, &apps.transfer_scene_id)?;
     check_communities(&mut tx, &owner, &fields).await?;
     let c = store::insert(&mut tx, owner.id, company_id, &fields, db::now_ms()).await?;
@@ -181,7 +181,7 @@ pub async fn update(db: &Db, actor: &Actor, payer: &Payer, id: i64, input: Campa
     let mut tx = db.begin().await?;
     let (before, owner) = campaign_in_reach(&mut tx, actor, id).await?;
     actor.require(Role::Operator)?;
-    let apps = payer.apps_for(Some(owner.id)).await?;
+    let apps = payer.apps_for(&mut tx, Some(owner.id)).await?;
     let fields = input.validated(&owner, &apps.transfer_scene_id)?;
     check_communities(&mut tx, &owner, &fields).await?;
     let after = store::update_draft(&mut tx, id, &fields, db::now_ms()).await?.ok_or_else(|| not_draft(&before))?;
@@ -217,7 +217,7 @@ pub async fn activate(db: &Db, actor: &Actor, payer: &Payer, id: i64) -> DomainR
     }
     // Money leaves through the owner's merchant: a channel it cannot pay is refused now, not
     // discovered when residents' grabs wait in the outbox.
-    if let Some(why) = payer.cannot_pay(owner.id, before.channel).await? {
+    if let Some(why) = payer.cannot_pay(&mut tx, owner.id, before.channel).await? {
         return Err(DomainError::conflict(
             ErrorCode::MerchantCannotPay,
             format!("the campaign cannot pay on {}: {why}", before.channel),
@@ -368,7 +368,7 @@ pub async fn open_for_me(
     let identities = db::community::residents::identities_of(&mut *conn, me.resident_id).await?;
     let mut out = Vec::new();
     for c in open {
-        let oa = payer.apps_for(Some(c.owner_org_id)).await?.oa_appid;
+        let oa = payer.apps_for(&mut conn, Some(c.owner_org_id)).await?.oa_appid;
         match check_audience(&mut conn, &c, me.resident_id, &identities, oa.as_deref()).await {
             Ok(()) => {}
             Err(DomainError::Forbidden(_)) => continue,

@@ -85,7 +85,7 @@ pub async fn withdraw(
         return payout.map(Withdrawn::Replayed).ok_or_else(crate::domain::idempotency_key_reused);
     }
     let identities = db::community::residents::identities_of(&mut *tx, me.resident_id).await?;
-    let apps = payer.apps_for(None).await?;
+    let apps = payer.apps_for(&mut tx, None).await?;
     let payee = payouts::payee(&apps, PayoutChannel::Transfer, &identities).ok().flatten().ok_or_else(|| {
         DomainError::conflict(ErrorCode::NoMiniProgramIdentity, "log in through the mini-program first")
     })?;
