@@ -19,6 +19,10 @@ async fn assert_cannot_reach_b(app: &TestApp, key: &str, b: &crate::helpers::Com
         format!("/admin/v1/roster?community_id={}", b.community),
         format!("/admin/v1/audit-log?org_id={}", b.id),
         format!("/admin/v1/api-keys?org_id={}", b.id),
+        format!("/admin/v1/wechat-apps/{}", b.wechat_app),
+        format!("/admin/v1/wechat-apps?org_id={}", b.id),
+        format!("/admin/v1/pay-merchants/{}", b.pay_merchant),
+        format!("/admin/v1/pay-merchants?org_id={}", b.id),
     ];
     for path in &reads {
         let a = app.get(key, path).await;
@@ -52,11 +56,26 @@ async fn assert_cannot_reach_b(app: &TestApp, key: &str, b: &crate::helpers::Com
         ),
         ("POST", "/admin/v1/api-keys".into(), json!({"org_id": b.id, "role": "admin", "name": "backdoor"})),
         ("DELETE", format!("/admin/v1/api-keys/{b_key_id}"), json!(null)),
+        ("PUT", format!("/admin/v1/wechat-apps/{}", b.wechat_app), json!({"name": "taken over"})),
+        ("DELETE", format!("/admin/v1/wechat-apps/{}", b.wechat_app), json!(null)),
+        (
+            "POST",
+            "/admin/v1/wechat-apps".into(),
+            json!({"org_id": b.id, "kind": "mp", "appid": "wx_intruder", "name": "x", "secret": "s"}),
+        ),
+        ("PUT", format!("/admin/v1/pay-merchants/{}", b.pay_merchant), json!({"name": "taken over"})),
+        ("DELETE", format!("/admin/v1/pay-merchants/{}", b.pay_merchant), json!(null)),
+        (
+            "POST",
+            "/admin/v1/pay-merchants".into(),
+            json!({"org_id": b.id, "mch_id": "1900999999", "settings": {"name": "x", "api_key_v2": "k".repeat(32)}}),
+        ),
     ];
     for (method, path, body) in &writes {
         let a = match *method {
             "POST" => app.post(key, path, body.clone()).await,
             "PATCH" => app.patch(key, path, body.clone()).await,
+            "PUT" => app.put(key, path, body.clone()).await,
             _ => app.delete(key, path).await,
         };
         assert_eq!(a.status.as_u16(), 404, "{method} {path} reached another company: {}", a.body);

@@ -312,7 +312,13 @@ async fn rotation_reseals_every_secret_and_a_wrong_master_key_fails_start_up() {
     let err = linli::app::Application::build(with_key(Some(TEST_SECRET_KEY))).await.err().expect("refused");
     assert!(format!("{err:#}").contains("\"t2\""), "the old key alone no longer opens them: {err:#}");
 
-    // Restarted with the new key only, the service takes the account's pushes as before.
+    // The running service keeps taking the account's pushes (it holds the secrets it opened)…
+    let pusher = pusher_of(&app, &ACME);
+    let early = app.mock.add_user();
+    let early_openid = openid_in(&app, &early, ACME.oa);
+    app.say(&pusher, &pusher.follow(&early_openid)).await;
+    assert_eq!(points_by_company(&app, &early_openid).await, vec![(acme.id, 10)]);
+    // …and restarted with the new key only, it does so as before.
     app.settings.sealing_keys = Some(linli::sealing::SealingKeys::parse(new).unwrap());
     app.crash_and_restart().await;
     let pusher = pusher_of(&app, &ACME);
@@ -610,7 +616,18 @@ async fn two_companies_on_two_instances_each_pay_only_through_their_own_merchant
     let now = time::OffsetDateTime::now_utc();
     let f = &time::format_description::well_known::Rfc3339;
     let mut campaigns = Vec::new();
+    let mut coupons = Vec::new();
     for c in [&acme, &bright] {
+        let coupon_terms = json!({
+            "category": "水果", "title": "粉丝券", "kind": "cash", "amount_off": 1000, "min_spend": 5000,
+            "valid_days": 7, "claim_from": "2020-01-01T00:00:00Z", "claim_until": "2099-01-01T00:00:00Z",
+            "stock_total": PER_COMPANY, "per_resident_limit": 1, "audience": "followers"
+        });
+        let t = app
+            .post(&c.admin, "/admin/v1/coupon-templates", json!({"owner_org_id": c.id, "terms": coupon_terms}))
+            .await
+            .expect(201);
+        coupons.push(t["id"].as_i64().unwrap());
         let terms = json!({
             "theme": "新春红包", "channel": "cash_red_packet", "amount_mode": "fixed", "total_fen": 100 * PER_COMPANY as i64,
             "shares": PER_COMPANY, "starts_at": (now - time::Duration::minutes(1)).format(f).unwrap(),
@@ -628,10 +645,12 @@ async fn two_companies_on_two_instances_each_pay_only_through_their_own_merchant
     // Every resident follows, checks in, logs in and grabs, all at once, half through each instance.
     let mut work = tokio::task::JoinSet::new();
     let mut expected: Vec<(String, String)> = Vec::new(); // (openid paid, merchant)
-    for (i, (apps, c_id, campaign, mch)) in
-        [(&ACME, acme.id, campaigns[0], merchant::MCH_ID), (&BRIGHT, bright.id, campaigns[1], merchant::SECOND_MCH_ID)]
-            .into_iter()
-            .enumerate()
+    for (i, (apps, c_id, campaign, coupon, mch)) in [
+        (&ACME, acme.id, campaigns[0], coupons[0], merchant::MCH_ID),
+        (&BRIGHT, bright.id, campaigns[1], coupons[1], merchant::SECOND_MCH_ID),
+    ]
+    .into_iter()
+    .enumerate()
     {
         for n in 0..PER_COMPANY {
             let user = app.mock.add_user();
@@ -668,6 +687,13 @@ async fn two_companies_on_two_instances_each_pay_only_through_their_own_merchant
                     .await
                     .unwrap();
                 assert_eq!(grabbed.status(), 201);
+                let claimed = client
+                    .post(format!("{base}/mp/v1/coupons/{coupon}/claims"))
+                    .header("Authorization", format!("Bearer {token}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(claimed.status(), 201);
                 (oa_openid, c_id)
             });
         }
@@ -705,6 +731,19 @@ async fn two_companies_on_two_instances_each_pay_only_through_their_own_merchant
     for (openid, company_id) in residents {
         assert_eq!(points_by_company(&app, &openid).await, vec![(company_id, 15)]);
     }
+    // Each company's coupons went to its own residents, every one of them claimed.
+    let claims: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT t.company_id, CAST(COUNT(*) AS BIGINT) FROM coupons c JOIN coupon_templates t ON t.id = c.template_id \
+         JOIN resident_identities i ON i.resident_id = c.resident_id AND i.app_kind = 'oa' \
+         WHERE i.appid = CASE WHEN t.company_id = $1 THEN $2 ELSE $3 END GROUP BY t.company_id ORDER BY t.company_id",
+    )
+    .bind(acme.id)
+    .bind(ACME.oa)
+    .bind(BRIGHT.oa)
+    .fetch_all(app.db.reader())
+    .await
+    .unwrap();
+    assert_eq!(claims, vec![(acme.id, PER_COMPANY as i64), (bright.id, PER_COMPANY as i64)]);
     // The two companies' residents are different persons (different open platforms).
     assert_eq!(app.count("SELECT COUNT(DISTINCT resident_id) FROM resident_identities").await, 2 * PER_COMPANY as i64);
     app.assert_ledger_balanced().await;

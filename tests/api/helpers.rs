@@ -112,6 +112,12 @@ pub async fn fresh_postgres_database(admin_url: String) -> (String, TestDatabase
 pub const TEST_SECRET_KEY: &str = "t1:ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoM=";
 
 impl TestApp {
+    /// A `SELECT COUNT(*) …` on the read pool.
+    pub async fn count_rows(&self, sql: &str) -> i64 {
+        let (n,): (i64,) = sqlx::query_as(sql).fetch_one(self.db.reader()).await.unwrap();
+        n
+    }
+
     /// The SQLite database file, when the test runs on SQLite.
     pub fn sqlite_file(&self) -> Option<&std::path::Path> {
         match &self._database {
@@ -346,6 +352,8 @@ impl TestApp {
             ("roster_entries", "updated_at"),
             ("api_keys", "COALESCE(revoked_at, 0)"),
             ("audit_log", "at"),
+            ("wechat_apps", "updated_at"),
+            ("pay_merchants", "updated_at"),
         ] {
             let (n, sum): (i64, i64) =
                 sqlx::query_as(&format!("SELECT COUNT(*), CAST(COALESCE(SUM({col}), 0) AS BIGINT) FROM {table}"))
@@ -375,6 +383,43 @@ pub struct Company {
     pub viewer: String,
     pub community_admin: String,
     pub key_id: i64,
+    /// Its official account and its WeChat Pay merchant, as records.
+    pub wechat_app: i64,
+    pub pay_merchant: i64,
+}
+
+/// Stores an official account and a merchant for `company` as the admin API would (sealed under
+/// the test key), without asking WeChat: for tests of reach, which need them to exist only.
+pub async fn wechat_records_of(app: &TestApp, company: i64) -> (i64, i64) {
+    use linli::domain::accounts::registry::{app_context, merchant_context};
+    use wechat_mock::pay::config as merchant;
+    let keys = linli::sealing::SealingKeys::parse(TEST_SECRET_KEY).unwrap();
+    let (appid, mch_id) = (format!("wx_company_{company}"), format!("{}", 1_900_100_000 + company));
+    let now = linli::db::now_ms();
+    let (app_id,): (i64,) = sqlx::query_as(
+        "INSERT INTO wechat_apps (org_id, kind, appid, name, secret_sealed, token_sealed, message_mode, created_at, \
+         updated_at) VALUES ($1, 'oa', $2, 'OA', $3, $4, 'plain', $5, $5) RETURNING id",
+    )
+    .bind(company)
+    .bind(&appid)
+    .bind(keys.seal(&app_context(&appid, "secret"), "a_secret"))
+    .bind(keys.seal(&app_context(&appid, "token"), "AToken123"))
+    .bind(now)
+    .fetch_one(app.db.writer())
+    .await
+    .unwrap();
+    let (merchant_id,): (i64,) = sqlx::query_as(
+        "INSERT INTO pay_merchants (org_id, mch_id, name, api_key_v2_sealed, transfer_scene_id, transfer_api, \
+         rate_per_sec, created_at, updated_at) VALUES ($1, $2, 'M', $3, '1000', 'v3', 25, $4, $4) RETURNING id",
+    )
+    .bind(company)
+    .bind(&mch_id)
+    .bind(keys.seal(&merchant_context(&mch_id, "api_key_v2"), merchant::API_KEY_V2))
+    .bind(now)
+    .fetch_one(app.db.writer())
+    .await
+    .unwrap();
+    (app_id, merchant_id)
 }
 
 pub async fn two_companies(app: &TestApp) -> TwoCompanies {
@@ -390,6 +435,7 @@ pub async fn two_companies(app: &TestApp) -> TwoCompanies {
         let viewer = app.create_key(&app.root_key, id, "viewer").await;
         let community_admin = app.create_key(&app.root_key, community, "admin").await;
         let me = app.get(&admin, "/admin/v1/me").await.expect(200);
+        let (wechat_app, pay_merchant) = wechat_records_of(app, id).await;
         made.push(Company {
             id,
             community,
@@ -401,6 +447,8 @@ pub async fn two_companies(app: &TestApp) -> TwoCompanies {
             viewer,
             community_admin,
             key_id: me["key_id"].as_i64().unwrap(),
+            wechat_app,
+            pay_merchant,
         });
     }
     let b = made.pop().unwrap();

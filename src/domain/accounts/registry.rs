@@ -161,11 +161,11 @@ pub(crate) fn verify_with_of(v: VerifyKeys) -> VerifyWith {
 }
 
 /// The sealing contexts: each secret opens only in its own row and column.
-pub(crate) fn app_context(appid: &str, column: &str) -> String {
+pub fn app_context(appid: &str, column: &str) -> String {
     format!("wechat_apps.{column}:{appid}")
 }
 
-pub(crate) fn merchant_context(mch_id: &str, column: &str) -> String {
+pub fn merchant_context(mch_id: &str, column: &str) -> String {
     format!("pay_merchants.{column}:{mch_id}")
 }
 
