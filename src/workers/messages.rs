@@ -37,14 +37,19 @@ impl Sender {
 
     async fn send(&self, m: &MessageRow) -> DbResult<()> {
         let now = db::now_ms();
-        let mp = self.accounts.mini_program(Some(&m.appid));
-        let template = match (m.template_id.as_str(), &mp) {
-            (_, None) => None,
-            (REWARD_MESSAGE, Some(mp)) => mp.task_template_id.clone(),
-            (other, Some(_)) => Some(other.to_owned()),
+        let Some(mp) = self.accounts.mini_program(Some(&m.appid)) else {
+            // Not configured (yet: a record made on another instance arrives within seconds).
+            let state = if m.attempts >= MAX_ATTEMPTS { "failed" } else { "pending" };
+            let why = "the resident's mini-program is not configured here";
+            let next_at = now + 1000 * (1 << m.attempts.clamp(0, 10));
+            return store::message_done(self.db.writer(), m.id, state, Some(why), next_at, now).await;
         };
-        let (Some(mp), Some(template)) = (mp, template) else {
-            let why = "the resident's mini-program is not configured here, or has no template for this message";
+        let template = match m.template_id.as_str() {
+            REWARD_MESSAGE => mp.task_template_id.clone(),
+            other => Some(other.to_owned()),
+        };
+        let Some(template) = template else {
+            let why = "the resident's mini-program has no template for this message";
             return store::message_done(self.db.writer(), m.id, "failed", Some(why), now, now).await;
         };
         let data: serde_json::Value = serde_json::from_str(&m.data).unwrap_or_default();
