@@ -102,7 +102,6 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             wechat,
             accounts,
-            pay,
             gates: Arc::new(Gates::default()),
             payer,
             group,
@@ -142,17 +141,12 @@ impl Application {
         let dispatcher = Dispatcher::new(db.clone(), self.state.accounts.clone(), settings.payouts.clone());
         let dispatcher = AbortOnDrop(Arc::new(dispatcher).spawn(self.state.payer.notifier()));
         let _reconciler = AbortOnDrop(crate::workers::reconcile::spawn(db.clone(), self.state.accounts.clone()));
-        let _certificates = match &self.state.pay {
-            Some(pay) => pay.v3.as_ref().and_then(|v3| v3.spawn_certificate_refresher()).map(AbortOnDrop),
-            None => {
-                if !self.state.accounts.any_merchant() {
-                    tracing::warn!(
-                        "no WeChat Pay merchant is configured (records or WECHATPAY_MCH_ID): payouts wait in the outbox"
-                    );
-                }
-                None
-            }
-        };
+        let _certificates = AbortOnDrop(crate::workers::certificates::spawn(self.state.accounts.clone()));
+        if !self.state.accounts.any_merchant() {
+            tracing::warn!(
+                "no WeChat Pay merchant is configured (records or WECHATPAY_MCH_ID): payouts wait in the outbox"
+            );
+        }
         let sender = crate::workers::messages::Sender {
             db: db.clone(),
             wechat: self.state.wechat.clone(),

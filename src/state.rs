@@ -14,7 +14,6 @@ use crate::domain::money::hot_campaigns::HotCampaigns;
 use crate::domain::money::payouts::{Apps, Payer};
 use crate::telemetry::Metrics;
 use crate::wechat::api::WechatClient;
-use crate::wechat::pay::clients::PayClients;
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -25,8 +24,6 @@ pub struct AppState {
     pub wechat: WechatClient,
     /// The WeChat apps and Pay merchants this instance routes by: records and the environment's.
     pub accounts: Accounts,
-    /// WeChat Pay, when a merchant is configured.
-    pub pay: Option<PayClients>,
     /// Sold-out red packets, answered without touching storage.
     pub gates: Arc<Gates>,
     /// How payouts leave: the apps they go through, and the wake of the payout dispatcher.

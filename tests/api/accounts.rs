@@ -853,3 +853,29 @@ async fn a_follower_of_one_companys_account_is_not_another_companys_follower() {
     post(format!("/mp/v1/red-packets/{packet}/grabs")).await.expect(201);
     post(format!("/mp/v1/coupons/{coupon}/claims")).await.expect(201);
 }
+
+#[tokio::test]
+async fn a_merchant_on_platform_certificates_is_checked_through_fetched_certificates() {
+    let port = free_port();
+    let mut config = wechat_mock::MockConfig::default();
+    config.pay.signing = wechat_mock::pay::PaySigning::PlatformCertificate;
+    let app = spawn_oa_app_on(config, 300, move |s| {
+        s.listen = format!("127.0.0.1:{port}");
+        s.pay.api_base = s.wechat.api_base.clone();
+    })
+    .await;
+    let acme = company(&app, "Acme Property").await;
+    let mut body = merchant_body(acme.id, port);
+    let settings = body["settings"].as_object_mut().unwrap();
+    settings.remove("public_key_id");
+    settings.remove("public_key_pem");
+    settings.insert("verify_with".into(), json!("platform_certificates"));
+    // Without the APIv3 key the certificates cannot be opened: refused.
+    let mut no_v3 = body.clone();
+    no_v3["settings"]["api_v3_key"] = json!("WrongV3Key0123456789abcdefghijkl");
+    let refused = app.post(&acme.admin, "/admin/v1/pay-merchants", no_v3).await;
+    assert_eq!(refused.code(), "credentials_rejected", "{}", refused.body);
+    refused.expect(422);
+    let made = app.post(&acme.admin, "/admin/v1/pay-merchants", body).await.expect(201);
+    assert_eq!(made["verify_with"], "platform_certificates");
+}

@@ -11,7 +11,8 @@
 //! * fetched when an answer or notification names a certificate serial not held (or expired), at
 //!   most once a [`MIN_FETCH_INTERVAL_SECS`], behind one lock, so a burst of answers — or of forged
 //!   notifications naming made-up serials — makes one fetch;
-//! * refreshed on a schedule ([`V3Client::spawn_certificate_refresher`]): every refresh interval,
+//! * refreshed on a schedule ([`V3Client::refresh_certificates_if_due`], called by
+//!   `workers::certificates` every [`REFRESHER_TICK`] for every merchant): every refresh interval,
 //!   and sooner when the newest certificate is within that interval of expiring.
 //!
 //! The answer of `/v3/certificates` is itself signed by one of the certificates it carries: it is
@@ -25,8 +26,8 @@ use rsa::RsaPublicKey;
 use serde::Deserialize;
 
 use super::{
-    decrypt_resource, unix_now, ApiError, EncryptedResource, NotifyError, V3Client, V3Error, VerifyError,
-    WechatPayKeys, PUBLIC_KEY_ID_PREFIX,
+    decrypt_resource, ApiError, EncryptedResource, NotifyError, V3Client, V3Error, VerifyError, WechatPayKeys,
+    PUBLIC_KEY_ID_PREFIX,
 };
 use crate::secret::Secret;
 use crate::wechat::pay::x509::{self, X509Error};
@@ -41,7 +42,7 @@ pub const RETRY_SECS: i64 = 300;
 /// Default time between scheduled refreshes (`WECHATPAY_PLATFORM_CERT_REFRESH_SECS`).
 pub const DEFAULT_REFRESH_SECS: i64 = 12 * 3600;
 /// How often the refresher looks whether a refresh is due.
-const REFRESHER_TICK: Duration = Duration::from_secs(30);
+pub const REFRESHER_TICK: Duration = Duration::from_secs(30);
 
 /// Which keys linli expects WeChat Pay to sign with (`WECHATPAY_VERIFY_WITH`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,21 +279,6 @@ impl V3Client {
         }
         let _ = self.refresh_locked(source, &mut state, now).await;
         true
-    }
-
-    /// Refreshes the platform certificates on their schedule until the task is aborted; `None`
-    /// when certificates are not used.
-    pub fn spawn_certificate_refresher(&self) -> Option<tokio::task::JoinHandle<()>> {
-        if !self.verify_with().uses_certificates() {
-            return None;
-        }
-        let client = self.clone();
-        Some(tokio::spawn(async move {
-            loop {
-                client.refresh_certificates_if_due(unix_now()).await;
-                tokio::time::sleep(REFRESHER_TICK).await;
-            }
-        }))
     }
 
     /// One fetch, under the fetch lock: on success the certificate set is replaced.
