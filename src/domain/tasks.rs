@@ -125,15 +125,10 @@ async fn check_merchant(tx: &mut Tx, company_id: i64, f: &TaskFields) -> DomainR
 /// A red-packet reward on a channel the owner's merchant cannot pay is refused with the reason,
 /// when the task is published or changed, not when a resident earns it.
 async fn check_payable(tx: &mut Tx, payer: &Payer, owner_org_id: i64, f: &TaskFields) -> DomainResult<()> {
-    if let Some(channel) = f.reward_channel {
-        if let Some(why) = payer.cannot_pay(tx, owner_org_id, channel).await? {
-            return Err(DomainError::conflict(
-                ErrorCode::MerchantCannotPay,
-                format!("the task's reward cannot be paid on {channel}: {why}"),
-            ));
-        }
+    match f.reward_channel {
+        Some(channel) => payer.require_payable(tx, owner_org_id, channel, "the task's reward").await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub async fn create(

@@ -92,6 +92,28 @@ fn openid_in(app: &OaApp, user: &wechat_mock::MockUser, appid: &str) -> String {
     app.mock.user(&user.unionid).expect("a mock user").openids.get(appid).cloned().expect("an openid in the app")
 }
 
+/// A fixed-amount followers' red packet of `owner`, made and activated with `key`; answers its id.
+async fn red_packet(app: &OaApp, key: &str, owner: i64, channel: &str, total_fen: i64, shares: i64) -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    let f = &time::format_description::well_known::Rfc3339;
+    let terms = json!({
+        "theme": "红包", "channel": channel, "amount_mode": "fixed", "total_fen": total_fen, "shares": shares,
+        "starts_at": (now - time::Duration::minutes(1)).format(f).unwrap(),
+        "ends_at": (now + time::Duration::hours(2)).format(f).unwrap(), "audience": "followers"
+    });
+    let c = app.post(key, "/admin/v1/red-packets", json!({"owner_org_id": owner, "terms": terms})).await.expect(201);
+    let id = c["id"].as_i64().unwrap();
+    app.post(key, &format!("/admin/v1/red-packets/{id}/activate"), json!({})).await.expect(200);
+    id
+}
+
+/// Logs `user` in through the mini-program `appid`; answers the session token.
+async fn mp_login(app: &OaApp, user: &wechat_mock::MockUser, appid: &str) -> String {
+    let code = app.mock.login_code_for_openid(appid, &openid_in(app, user, appid)).unwrap();
+    let s = app.post("", "/mp/v1/sessions", json!({"code": code, "appid": appid})).await.expect(201);
+    s["access_token"].as_str().unwrap().to_owned()
+}
+
 /// The company whose programme a resident's points are in, with the balance there.
 async fn points_by_company(app: &OaApp, openid: &str) -> Vec<(i64, i64)> {
     sqlx::query_as(
@@ -758,22 +780,8 @@ async fn a_notification_verified_by_another_merchants_keys_moves_nothing() {
     let user = app.mock.add_user();
     let pusher = pusher_of(&app, &BRIGHT);
     app.say(&pusher, &pusher.follow(&openid_in(&app, &user, BRIGHT.oa))).await;
-    let code = app.mock.login_code_for_openid(BRIGHT.mp, &openid_in(&app, &user, BRIGHT.mp)).unwrap();
-    let s = app.post("", "/mp/v1/sessions", json!({"code": code, "appid": BRIGHT.mp})).await.expect(201);
-    let token = s["access_token"].as_str().unwrap().to_owned();
-    let now = time::OffsetDateTime::now_utc();
-    let f = &time::format_description::well_known::Rfc3339;
-    let terms = json!({
-        "theme": "红包", "channel": "transfer", "amount_mode": "fixed", "total_fen": 66, "shares": 1,
-        "starts_at": (now - time::Duration::minutes(1)).format(f).unwrap(),
-        "ends_at": (now + time::Duration::hours(2)).format(f).unwrap(), "audience": "followers"
-    });
-    let c = app
-        .post(&bright.admin, "/admin/v1/red-packets", json!({"owner_org_id": bright.id, "terms": terms}))
-        .await
-        .expect(201);
-    let cid = c["id"].as_i64().unwrap();
-    app.post(&bright.admin, &format!("/admin/v1/red-packets/{cid}/activate"), json!({})).await.expect(200);
+    let token = mp_login(&app, &user, BRIGHT.mp).await;
+    let cid = red_packet(&app, &bright.admin, bright.id, "transfer", 66, 1).await;
     let g = app.send(bearer(app.client.post(app.url(&format!("/mp/v1/red-packets/{cid}/grabs"))), &token)).await;
     let payout = g.expect(201)["payout_id"].as_i64().unwrap();
     eventually("waiting for the resident", || async {
@@ -804,19 +812,7 @@ async fn a_follower_of_one_companys_account_is_not_another_companys_follower() {
     let (acme, bright) = (company(&app, "Acme Property").await, company(&app, "Bright Property").await);
     register_apps(&app, &acme, &ACME).await;
     register_apps(&app, &bright, &BRIGHT).await;
-    let now = time::OffsetDateTime::now_utc();
-    let f = &time::format_description::well_known::Rfc3339;
-    let terms = json!({
-        "theme": "粉丝红包", "channel": "balance", "amount_mode": "fixed", "total_fen": 300, "shares": 3,
-        "starts_at": (now - time::Duration::minutes(1)).format(f).unwrap(),
-        "ends_at": (now + time::Duration::hours(2)).format(f).unwrap(), "audience": "followers"
-    });
-    let c = app
-        .post(&bright.admin, "/admin/v1/red-packets", json!({"owner_org_id": bright.id, "terms": terms}))
-        .await
-        .expect(201);
-    let packet = c["id"].as_i64().unwrap();
-    app.post(&bright.admin, &format!("/admin/v1/red-packets/{packet}/activate"), json!({})).await.expect(200);
+    let packet = red_packet(&app, &bright.admin, bright.id, "balance", 300, 3).await;
     let coupon_terms = json!({
         "category": "水果", "title": "粉丝券", "kind": "cash", "amount_off": 1000, "min_spend": 5000,
         "valid_days": 7, "claim_from": "2020-01-01T00:00:00Z", "claim_until": "2099-01-01T00:00:00Z",
@@ -832,9 +828,7 @@ async fn a_follower_of_one_companys_account_is_not_another_companys_follower() {
     let user = app.mock.add_user();
     let acme_pusher = pusher_of(&app, &ACME);
     app.say(&acme_pusher, &acme_pusher.follow(&openid_in(&app, &user, ACME.oa))).await;
-    let code = app.mock.login_code_for_openid(BRIGHT.mp, &openid_in(&app, &user, BRIGHT.mp)).unwrap();
-    let s = app.post("", "/mp/v1/sessions", json!({"code": code, "appid": BRIGHT.mp})).await.expect(201);
-    let token = s["access_token"].as_str().unwrap().to_owned();
+    let token = mp_login(&app, &user, BRIGHT.mp).await;
     let get = |path: String| app.send(bearer(app.client.get(app.url(&path)), &token));
     let packets = get(format!("/mp/v1/red-packets?company_id={}", bright.id)).await.expect(200);
     assert_eq!(packets["items"].as_array().unwrap().len(), 0, "{packets}");

@@ -6,9 +6,10 @@ use serde::Serialize;
 
 use crate::codes::ErrorCode;
 use crate::db::accounts::apps::{self as store, AppFields, AppKind, AppRow, MessageMode};
-use crate::db::community::orgs::{self, OrgKind, OrgRow};
+use crate::db::community::orgs::{self, OrgRow};
 use crate::db::{self, DbError, Page, PageRequest};
 use crate::domain::accounts::registry::{app_context, Accounts};
+use crate::domain::accounts::{commit, owner_in_reach, reached_owner, sealing};
 use crate::domain::operators::access::{scope_of, Actor, Role};
 use crate::domain::{operators::audit, optional_text, required_text, DomainError, DomainResult};
 use crate::sealing::SealingKeys;
@@ -41,15 +42,6 @@ pub struct AppShown {
     pub secret: SecretShown,
     pub token: SecretShown,
     pub aes_key: SecretShown,
-}
-
-fn sealing(accounts: &Accounts) -> DomainResult<&SealingKeys> {
-    accounts.keys().ok_or_else(|| {
-        DomainError::conflict(
-            ErrorCode::SealingNotConfigured,
-            format!("{} is not set: app and merchant secrets cannot be stored", crate::sealing::SECRET_KEY_ENV),
-        )
-    })
 }
 
 fn shown(keys: Option<&SealingKeys>, context: &str, sealed: Option<&str>) -> SecretShown {
@@ -223,24 +215,6 @@ fn seal_fields<'a>(
     }
 }
 
-async fn owner_in_reach<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
-    ex: E,
-    actor: &Actor,
-    org_id: i64,
-) -> DomainResult<OrgRow> {
-    let org = orgs::get(ex, org_id).await?.filter(|o| actor.reaches(&o.path)).ok_or(DomainError::NotFound("org"))?;
-    if !matches!(org.kind, OrgKind::Company | OrgKind::Platform) {
-        return Err(DomainError::invalid(
-            ErrorCode::InvalidOwner,
-            "WeChat apps belong to a property company, or to the platform for shared use",
-        ));
-    }
-    if org.archived_at.is_some() {
-        return Err(DomainError::conflict(ErrorCode::OrgArchived, "the org is archived"));
-    }
-    Ok(org)
-}
-
 /// Registers an app for an org in the actor's reach. Admins only.
 pub async fn create(
     accounts: &Accounts,
@@ -254,13 +228,13 @@ pub async fn create(
     let appid = valid_appid(appid)?;
     // The owner first (404 outside the reach, then the role), so nobody learns of an org outside
     // their reach through WeChat's answer.
-    owner_in_reach(accounts.db().reader(), actor, org_id).await?;
+    owner_in_reach(accounts.db().reader(), actor, org_id, "WeChat apps").await?;
     actor.require(Role::Admin)?;
     let keys = sealing(accounts)?;
     let checked = check_input(kind, &appid, &input, None)?;
     check_with_wechat(wechat, &appid, &checked.secret).await?;
     let mut tx = accounts.db().begin().await?;
-    let org = owner_in_reach(&mut *tx, actor, org_id).await?;
+    let org = owner_in_reach(&mut *tx, actor, org_id, "WeChat apps").await?;
     let mut sealed = Default::default();
     let fields = seal_fields(keys, &appid, &checked, &mut sealed);
     let row = match store::insert(&mut tx, org.id, kind, &appid, &fields, db::now_ms()).await {
@@ -280,17 +254,13 @@ pub async fn create(
         (None::<&()>, Some(&audited(&out))),
     )
     .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    let _ = accounts.refresh().await;
+    commit(tx, accounts).await?;
     Ok(out)
 }
 
 async fn load(accounts: &Accounts, actor: &Actor, id: i64) -> DomainResult<(AppRow, OrgRow)> {
     let row = store::get(accounts.db().reader(), id).await?.ok_or(DomainError::NotFound("app"))?;
-    let org = orgs::get(accounts.db().reader(), row.org_id)
-        .await?
-        .filter(|o| actor.reaches(&o.path))
-        .ok_or(DomainError::NotFound("app"))?;
+    let org = reached_owner(accounts, actor, row.org_id, "app").await?;
     Ok((row, org))
 }
 
@@ -342,8 +312,7 @@ pub async fn update(
         (Some(&audited(&before)), Some(&audited(&after))),
     )
     .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    let _ = accounts.refresh().await;
+    commit(tx, accounts).await?;
     Ok(after)
 }
 
@@ -356,7 +325,6 @@ pub async fn delete(accounts: &Accounts, actor: &Actor, id: i64) -> DomainResult
     let gone = show(accounts, row);
     audit::record(&mut tx, actor, &org, "wechat_app.delete", ("wechat_app", id), (Some(&audited(&gone)), None::<&()>))
         .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    let _ = accounts.refresh().await;
+    commit(tx, accounts).await?;
     Ok(gone)
 }

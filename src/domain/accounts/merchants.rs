@@ -8,10 +8,11 @@ use serde::Serialize;
 
 use crate::codes::ErrorCode;
 use crate::db::accounts::merchants::{self as store, MerchantFields, MerchantRow, SealedKeys, TransferApi, VerifyKeys};
-use crate::db::community::orgs::{self, OrgKind, OrgRow};
+use crate::db::community::orgs::OrgRow;
 use crate::db::{self, DbError, Page, PageRequest};
 use crate::domain::accounts::apps::SecretShown;
 use crate::domain::accounts::registry::{merchant_context, Accounts};
+use crate::domain::accounts::{commit, owner_in_reach, reached_owner, sealing};
 use crate::domain::operators::access::{scope_of, Actor, Role, PLATFORM_ORG_ID};
 use crate::domain::{operators::audit, optional_text, required_text, DomainError, DomainResult};
 use crate::sealing::SealingKeys;
@@ -121,15 +122,6 @@ fn audited(m: &MerchantShown) -> Audited<'_> {
 
 fn invalid(message: impl Into<String>) -> DomainError {
     DomainError::invalid(ErrorCode::ValidationFailed, message)
-}
-
-fn sealing(accounts: &Accounts) -> DomainResult<&SealingKeys> {
-    accounts.keys().ok_or_else(|| {
-        DomainError::conflict(
-            ErrorCode::SealingNotConfigured,
-            format!("{} is not set: app and merchant secrets cannot be stored", crate::sealing::SECRET_KEY_ENV),
-        )
-    })
 }
 
 fn valid_mch_id(mch_id: &str) -> DomainResult<String> {
@@ -344,23 +336,6 @@ fn fields<'a>(c: &'a Checked, sealed: &'a [Option<String>; 4]) -> MerchantFields
     }
 }
 
-async fn owner_in_reach(accounts: &Accounts, actor: &Actor, org_id: i64) -> DomainResult<OrgRow> {
-    let org = orgs::get(accounts.db().reader(), org_id)
-        .await?
-        .filter(|o| actor.reaches(&o.path))
-        .ok_or(DomainError::NotFound("org"))?;
-    if !matches!(org.kind, OrgKind::Company | OrgKind::Platform) {
-        return Err(DomainError::invalid(
-            ErrorCode::InvalidOwner,
-            "WeChat Pay merchants belong to a property company, or to the platform",
-        ));
-    }
-    if org.archived_at.is_some() {
-        return Err(DomainError::conflict(ErrorCode::OrgArchived, "the org is archived"));
-    }
-    Ok(org)
-}
-
 /// Registers a merchant for an org in the actor's reach. Admins only.
 pub async fn create(
     accounts: &Accounts,
@@ -370,7 +345,7 @@ pub async fn create(
     input: MerchantInput,
 ) -> DomainResult<MerchantShown> {
     let mch_id = valid_mch_id(mch_id)?;
-    let org = owner_in_reach(accounts, actor, org_id).await?;
+    let org = owner_in_reach(accounts.db().reader(), actor, org_id, "WeChat Pay merchants").await?;
     actor.require(Role::Admin)?;
     let keys = sealing(accounts)?;
     let checked = check_input(&org, &mch_id, &input, None)?;
@@ -397,17 +372,13 @@ pub async fn create(
         (None::<&()>, Some(&audited(&out))),
     )
     .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    let _ = accounts.refresh().await;
+    commit(tx, accounts).await?;
     Ok(out)
 }
 
 async fn load(accounts: &Accounts, actor: &Actor, id: i64) -> DomainResult<(MerchantRow, OrgRow)> {
     let row = store::get(accounts.db().reader(), id).await?.ok_or(DomainError::NotFound("merchant"))?;
-    let org = orgs::get(accounts.db().reader(), row.org_id)
-        .await?
-        .filter(|o| actor.reaches(&o.path))
-        .ok_or(DomainError::NotFound("merchant"))?;
+    let org = reached_owner(accounts, actor, row.org_id, "merchant").await?;
     Ok((row, org))
 }
 
@@ -447,8 +418,7 @@ pub async fn update(accounts: &Accounts, actor: &Actor, id: i64, input: Merchant
         (Some(&audited(&before)), Some(&audited(&after))),
     )
     .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    let _ = accounts.refresh().await;
+    commit(tx, accounts).await?;
     Ok(after)
 }
 
@@ -475,7 +445,6 @@ pub async fn delete(accounts: &Accounts, actor: &Actor, id: i64) -> DomainResult
         (Some(&audited(&gone)), None::<&()>),
     )
     .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    let _ = accounts.refresh().await;
+    commit(tx, accounts).await?;
     Ok(gone)
 }

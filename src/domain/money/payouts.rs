@@ -123,20 +123,22 @@ impl Payer {
         })
     }
 
-    /// Why the merchant funding `owner_org_id` cannot pay on `channel`, if it cannot (or there
-    /// is no merchant at all while records exist).
-    pub async fn cannot_pay(
+    /// Refuses (409 `merchant_cannot_pay`, with the reason) when the merchant funding
+    /// `owner_org_id` cannot pay on `channel` — or, while merchants exist, none pays for it. `what`
+    /// names what would be paid ("the campaign", "the task's reward"). `conn` as for [`Self::apps_for`].
+    pub async fn require_payable(
         &self,
         conn: &mut sqlx::AnyConnection,
         owner_org_id: i64,
         channel: PayoutChannel,
-    ) -> DomainResult<Option<String>> {
-        let Some(accounts) = &self.accounts else { return Ok(None) };
+        what: &str,
+    ) -> DomainResult<()> {
+        let Some(accounts) = &self.accounts else { return Ok(()) };
         if channel == PayoutChannel::Balance {
-            return Ok(None);
+            return Ok(());
         }
         let path = accounts.owner_path(conn, owner_org_id).await?.ok_or(DomainError::NotFound("org"))?;
-        Ok(match accounts.funding_merchant(&path) {
+        let why = match accounts.funding_merchant(&path) {
             Some(m) => m.cannot_pay(channel),
             None if accounts.any_merchant() => Some(
                 "no WeChat Pay merchant pays for this owner: register one for its property company, or a platform \
@@ -145,7 +147,14 @@ impl Payer {
             ),
             // Nothing configured at all: payouts wait in the outbox, as they always have.
             None => None,
-        })
+        };
+        match why {
+            Some(why) => Err(DomainError::conflict(
+                ErrorCode::MerchantCannotPay,
+                format!("{what} cannot be paid on {channel}: {why}"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Wakes the dispatcher now, for a payout made due again (a retry, a resident's check).

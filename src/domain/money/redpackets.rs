@@ -217,12 +217,7 @@ pub async fn activate(db: &Db, actor: &Actor, payer: &Payer, id: i64) -> DomainR
     }
     // Money leaves through the owner's merchant: a channel it cannot pay is refused now, not
     // discovered when residents' grabs wait in the outbox.
-    if let Some(why) = payer.cannot_pay(&mut tx, owner.id, before.channel).await? {
-        return Err(DomainError::conflict(
-            ErrorCode::MerchantCannotPay,
-            format!("the campaign cannot pay on {}: {why}", before.channel),
-        ));
-    }
+    payer.require_payable(&mut tx, owner.id, before.channel, "the campaign").await?;
     let now = db::now_ms();
     if before.ends_at <= now {
         return Err(DomainError::conflict(ErrorCode::RedPacketWindowOver, "the campaign's window is already over"));
