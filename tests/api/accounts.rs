@@ -873,3 +873,34 @@ async fn a_merchant_on_platform_certificates_is_checked_through_fetched_certific
     let made = app.post(&acme.admin, "/admin/v1/pay-merchants", body).await.expect(201);
     assert_eq!(made["verify_with"], "platform_certificates");
 }
+
+#[tokio::test]
+async fn a_token_changed_on_one_instance_is_taken_at_once_by_another() {
+    let app = spawn(|_| {}).await;
+    let acme = company(&app, "Acme Property").await;
+    let (oa, _) = register_apps(&app, &acme, &ACME).await;
+    let other = app.another_instance().await;
+    let new_token = "AcmeRotatedToken2027";
+    app.put(&acme.admin, &format!("/admin/v1/wechat-apps/{oa}"), json!({"name": "服务号", "token": new_token}))
+        .await
+        .expect(200);
+    // At once, through the other instance, before its periodic re-read: a push under the new Token.
+    let mut config = wechat_mock::PusherConfig::new(format!("{}/wechat/oa/{}/callback", other.address, ACME.oa));
+    config.token = new_token.to_owned();
+    config.encoding_aes_key = ACME.aes_key.to_owned();
+    config.appid = ACME.oa.to_owned();
+    let pusher = wechat_mock::OaPusher::new(config).unwrap().with_mock(app.mock.wechat.clone());
+    let user = app.mock.add_user();
+    let openid = openid_in(&app, &user, ACME.oa);
+    app.say(&pusher, &pusher.follow(&openid)).await;
+    assert_eq!(points_by_company(&app, &openid).await, vec![(acme.id, 10)]);
+    // The old Token no longer works anywhere.
+    let mut old = wechat_mock::PusherConfig::new(format!("{}/wechat/oa/{}/callback", other.address, ACME.oa));
+    old.token = ACME.token.to_owned();
+    old.encoding_aes_key = ACME.aes_key.to_owned();
+    old.appid = ACME.oa.to_owned();
+    let old = wechat_mock::OaPusher::new(old).unwrap();
+    let again = app.mock.add_user();
+    let outcome = old.deliver(&old.follow(&openid_in(&app, &again, ACME.oa))).await.unwrap();
+    assert_eq!(outcome.status, 401, "{}", outcome.body);
+}

@@ -453,6 +453,15 @@ impl Accounts {
         self.cached_oa(appid)
     }
 
+    /// The official account after re-reading the records (at most once a second; otherwise as
+    /// cached), for a push whose signature does not verify with the cached Token.
+    pub async fn reread_official_account(&self, appid: &str) -> Option<Arc<OfficialAccount>> {
+        if self.may_refresh_on_miss() {
+            let _ = self.refresh().await;
+        }
+        self.cached_oa(appid)
+    }
+
     fn cached_oa(&self, appid: &str) -> Option<Arc<OfficialAccount>> {
         let snap = self.snapshot();
         snap.oa.get(appid).cloned().or_else(|| self.inner.env_oa.clone().filter(|a| a.appid == appid))
