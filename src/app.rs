@@ -20,7 +20,7 @@ use crate::domain::community::sessions::SessionCache;
 use crate::domain::loyalty::checkin_writer::CheckinWriter;
 use crate::domain::money::gates::Gates;
 use crate::domain::money::hot_campaigns::HotCampaigns;
-use crate::domain::money::payouts::{Apps, Payer};
+use crate::domain::money::payouts::Payer;
 use crate::state::AppState;
 use crate::telemetry::Metrics;
 use crate::wechat::api::WechatClient;
@@ -73,13 +73,7 @@ impl Application {
             .await
             .context("opening the WeChat app and merchant records (LINLI_SECRET_KEY)")?;
         let group = GroupCommit::start(&db, GROUP_LANES, GROUP_MAX_BATCH);
-        let apps = Apps {
-            oa_appid: settings.wechat.oa_appid.clone(),
-            mp_appid: settings.wechat.mp_appid.clone(),
-            transfer_scene_id: settings.pay.payouts.transfer_scene_id.clone(),
-            mch_id: None,
-        };
-        let payer = Payer::new(apps, Arc::new(Notify::new())).with_accounts(accounts.clone());
+        let payer = Payer::new(accounts.clone(), Arc::new(Notify::new()));
         let hot = HotCampaigns::new(db.clone(), payer.clone());
         let checkins = CheckinWriter::start(&db);
         let sessions = Arc::new(SessionCache::default());

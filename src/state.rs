@@ -11,7 +11,7 @@ use crate::domain::community::sessions::SessionCache;
 use crate::domain::loyalty::checkin_writer::CheckinWriter;
 use crate::domain::money::gates::Gates;
 use crate::domain::money::hot_campaigns::HotCampaigns;
-use crate::domain::money::payouts::{Apps, Payer};
+use crate::domain::money::payouts::Payer;
 use crate::telemetry::Metrics;
 use crate::wechat::api::WechatClient;
 
@@ -38,11 +38,4 @@ pub struct AppState {
     pub sessions: Arc<SessionCache>,
     /// Abuse limits per resident, API key and login IP.
     pub limiter: Arc<crate::api::limits::Limiter>,
-}
-
-impl AppState {
-    /// The app ids and scene payouts go through.
-    pub fn apps(&self) -> &Apps {
-        self.payer.apps()
-    }
 }

@@ -15,7 +15,7 @@ use poem::web::{Data, Path};
 use poem::{handler, Body, IntoResponse, Request, Response};
 use serde_json::json;
 
-use crate::domain::accounts::registry::{Merchant, Source};
+use crate::domain::accounts::registry::Merchant;
 use crate::domain::money::payouts::{self, Notification, Notified};
 use crate::state::AppState;
 use crate::wechat::pay::v3::transfer_bills::{classify_state, TransferBillFinished, EVENT_BILL_FINISHED};
@@ -28,13 +28,14 @@ fn fail(status: StatusCode, message: &str) -> Response {
     poem::web::Json(json!({ "code": "FAIL", "message": message })).with_status(status).into_response()
 }
 
-/// A notification for the merchant configured by environment.
+/// A notification for the merchant configured by environment (its record's keys, once
+/// `linli apps import-env` has made one: transfers created before still notify this URL).
 #[handler]
 pub async fn notify(req: &Request, body: Body, state: Data<&AppState>) -> Response {
-    let Some(merchant) = state.accounts.merchant(None) else {
+    let Some(mch_id) = state.accounts.environment_mch_id().map(str::to_owned) else {
         return fail(StatusCode::SERVICE_UNAVAILABLE, "WeChat Pay is not configured");
     };
-    receive(req, body, &state, &merchant, None).await
+    notify_as(req, body, &state, &mch_id).await
 }
 
 /// A notification for one merchant; 404 for a merchant that is not one of ours.
@@ -45,15 +46,19 @@ pub async fn notify_merchant(
     body: Body,
     state: Data<&AppState>,
 ) -> Response {
-    let Some(merchant) = state.accounts.merchant(Some(&mch_id)) else {
-        return fail(StatusCode::NOT_FOUND, "no such merchant");
-    };
-    // Payouts of the environment's merchant are stored without a merchant number.
-    let stored = (merchant.source != Source::Environment).then_some(mch_id.as_str());
-    receive(req, body, &state, &merchant, stored).await
+    notify_as(req, body, &state, &mch_id).await
 }
 
-async fn receive(req: &Request, body: Body, state: &AppState, merchant: &Merchant, mch_id: Option<&str>) -> Response {
+async fn notify_as(req: &Request, body: Body, state: &AppState, mch_id: &str) -> Response {
+    let Some(merchant) = state.accounts.merchant(Some(mch_id)) else {
+        return fail(StatusCode::NOT_FOUND, "no such merchant");
+    };
+    // Payouts queued before records existed are stored without a merchant: the environment's.
+    let pays_unassigned = state.accounts.environment_mch_id() == Some(mch_id);
+    receive(req, body, state, &merchant, pays_unassigned).await
+}
+
+async fn receive(req: &Request, body: Body, state: &AppState, merchant: &Merchant, pays_unassigned: bool) -> Response {
     let pay = &merchant.clients;
     let (Some(v3), Some(api_v3_key)) = (pay.v3.as_ref(), pay.api_v3_key.as_ref()) else {
         return fail(StatusCode::SERVICE_UNAVAILABLE, "WeChat Pay v3 is not configured");
@@ -100,7 +105,8 @@ async fn receive(req: &Request, body: Body, state: &AppState, merchant: &Merchan
     let about = Notification {
         id: &notification.id,
         event_type: &notification.event_type,
-        mch_id,
+        mch_id: &merchant.mch_id,
+        pays_unassigned,
         out_no: &out_no,
         amount_fen: amount,
     };

@@ -65,8 +65,8 @@ pub struct Dispatcher {
     accounts: Accounts,
     settings: PayoutSettings,
     owner: String,
-    /// One rate per merchant.
-    limiters: std::sync::Mutex<HashMap<String, Arc<RateLimiter>>>,
+    /// One rate per merchant, with the calls a second it was made for (a record's rate can change).
+    limiters: std::sync::Mutex<HashMap<String, (u32, Arc<RateLimiter>)>>,
 }
 
 /// The merchant a payout goes through, and its rate.
@@ -91,10 +91,13 @@ impl Dispatcher {
     fn through(&self, p: &PayoutRow) -> Option<Through> {
         let merchant = self.accounts.merchant(p.mch_id.as_deref())?;
         let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
-        let limiter = limiters
+        let entry = limiters
             .entry(merchant.mch_id.clone())
-            .or_insert_with(|| Arc::new(RateLimiter::per_second(merchant.rate_per_sec)))
-            .clone();
+            .or_insert_with(|| (merchant.rate_per_sec, Arc::new(RateLimiter::per_second(merchant.rate_per_sec))));
+        if entry.0 != merchant.rate_per_sec {
+            *entry = (merchant.rate_per_sec, Arc::new(RateLimiter::per_second(merchant.rate_per_sec)));
+        }
+        let limiter = Arc::clone(&entry.1);
         Some(Through { merchant, limiter })
     }
 

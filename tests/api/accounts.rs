@@ -523,6 +523,15 @@ async fn import_env_turns_the_environment_into_records_and_the_deployment_runs_o
         app.count("SELECT COUNT(*) FROM payouts WHERE state = 'submitted' AND mch_id IS NULL").await == 1
     })
     .await;
+    // And a transfer waiting for the resident, made under the environment's notify URL.
+    let transfer = red_packet(&app, &app.root_key, app.company_id, "transfer", 66, 1).await;
+    let grab =
+        app.send(bearer(app.client.post(app.url(&format!("/mp/v1/red-packets/{transfer}/grabs"))), &token)).await;
+    grab.expect(201);
+    eventually("the transfer waits for the resident", || async {
+        app.count("SELECT COUNT(*) FROM payouts WHERE state = 'awaiting_confirmation' AND mch_id IS NULL").await == 1
+    })
+    .await;
 
     let import = |app: &OaApp| {
         let (db, settings) = (app.db.clone(), app.settings.clone());
@@ -536,12 +545,28 @@ async fn import_env_turns_the_environment_into_records_and_the_deployment_runs_o
     };
     let lines = import(&app).await;
     assert_eq!(lines.len(), 4, "{lines:?}");
-    assert!(lines[3].contains("1 payouts"), "{lines:?}");
+    assert!(lines[3].contains("2 payouts"), "{lines:?}");
     assert_eq!(app.count("SELECT COUNT(*) FROM wechat_apps WHERE org_id = 2").await, 2);
     assert_eq!(app.count("SELECT COUNT(*) FROM pay_merchants WHERE org_id = 1 AND platform_fallback = 1").await, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM payouts WHERE mch_id IS NULL").await, 0);
     let again = import(&app).await;
     assert!(again.iter().all(|l| l.contains("a record already")), "{again:?}");
+    let (notify_url,): (Option<String>,) =
+        sqlx::query_as("SELECT notify_url FROM pay_merchants").fetch_one(app.db.reader()).await.unwrap();
+    assert!(notify_url.unwrap().ends_with("/wechat/pay/1900000109/notify"), "new transfers notify the record's path");
+    // The transfer made before is confirmed: its notification, to the old URL, settles the payout
+    // that is now the record's.
+    let (bill,): (String,) = sqlx::query_as("SELECT out_no FROM payouts WHERE channel = 'transfer'")
+        .fetch_one(app.db.reader())
+        .await
+        .unwrap();
+    app.mock.confirm_transfer(&bill).unwrap();
+    app.mock.wechat.deliver_due_notifications().await;
+    eventually("the old URL's notification is applied", || async {
+        app.count("SELECT COUNT(*) FROM payout_events WHERE kind = 'notify'").await == 1
+    })
+    .await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM payouts WHERE channel = 'transfer' AND state = 'succeeded'").await, 1);
 
     // The environment's secrets removed (only the account's appid kept, so the old callback URL
     // still serves it): the deployment runs on its records.
@@ -903,4 +928,56 @@ async fn a_token_changed_on_one_instance_is_taken_at_once_by_another() {
     let again = app.mock.add_user();
     let outcome = old.deliver(&old.follow(&openid_in(&app, &again, ACME.oa))).await.unwrap();
     assert_eq!(outcome.status, 401, "{}", outcome.body);
+}
+
+#[tokio::test]
+async fn the_same_record_registered_twice_at_once_is_made_once_and_edge_numbers_are_refused() {
+    let (app, port) = spawn_without_env_merchant().await;
+    let acme = company(&app, "Acme Property").await;
+    let oa = || app.post(&acme.admin, "/admin/v1/wechat-apps", oa_body(acme.id, &ACME, ACME.oa_secret));
+    let (a, b) = tokio::join!(oa(), oa());
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "{} / {}", a.body, b.body);
+    assert_eq!(app.count("SELECT COUNT(*) FROM wechat_apps").await, 1);
+    let merchant = || app.post(&acme.admin, "/admin/v1/pay-merchants", merchant_body(acme.id, port));
+    let (a, b) = tokio::join!(merchant(), merchant());
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "{} / {}", a.body, b.body);
+    assert_eq!(app.count("SELECT COUNT(*) FROM pay_merchants").await, 1);
+    let id = app.get(&acme.admin, "/admin/v1/pay-merchants").await.expect(200)["items"][0]["id"].as_i64().unwrap();
+    // Rates outside 1..=1000, and a platform fallback claimed by a company, change nothing.
+    let before = app.get(&acme.admin, &format!("/admin/v1/pay-merchants/{id}")).await.expect(200);
+    for (field, value) in [
+        ("rate_per_sec", json!(0)),
+        ("rate_per_sec", json!(-1)),
+        ("rate_per_sec", json!(i64::MAX)),
+        ("rate_per_sec", json!(i64::MIN)),
+        ("platform_fallback", json!(true)),
+    ] {
+        let mut settings = merchant_body(acme.id, port)["settings"].clone();
+        settings[field] = value.clone();
+        let refused = app.put(&acme.admin, &format!("/admin/v1/pay-merchants/{id}"), settings).await;
+        assert_eq!(refused.status.as_u16(), 422, "{field} = {value}: {}", refused.body);
+    }
+    assert_eq!(app.get(&acme.admin, &format!("/admin/v1/pay-merchants/{id}")).await.expect(200), before);
+}
+
+#[tokio::test]
+async fn a_resident_of_a_record_mini_program_confirms_the_phone_through_it() {
+    let app = spawn(|_| {}).await;
+    let acme = company(&app, "Acme Property").await;
+    register_apps(&app, &acme, &ACME).await;
+    let user = app.mock.add_user();
+    let token = mp_login(&app, &user, ACME.mp).await;
+    let confirm = |code: String| {
+        app.send(bearer(app.client.post(app.url("/mp/v1/me/phone")), &token).json(&json!({ "code": code })))
+    };
+    // A phone code of the environment's mini-program is not this session's app's: refused.
+    let foreign = app.mock.phone_code(&user);
+    assert_eq!(confirm(foreign).await.status.as_u16(), 422);
+    let own = app.mock.wechat.phone_code_for_openid(ACME.mp, &openid_in(&app, &user, ACME.mp)).unwrap();
+    let confirmed = confirm(own).await.expect(200);
+    assert!(confirmed["phone"].as_str().is_some_and(|p| !p.is_empty()), "{confirmed}");
 }

@@ -95,7 +95,12 @@ pub async fn import_env(
                     crate::wechat::pay::v3::VerifyWith::Both => VerifyKeys::Both,
                 }),
                 client_cert_pem: read(&p.client_cert_path, "WECHATPAY_CLIENT_CERT_PATH")?,
-                notify_url: p.notify_url.clone(),
+                // New transfers notify the record's own path; those made before keep the old URL,
+                // which serves the record too.
+                notify_url: p.notify_url.as_deref().map(|u| match u.strip_suffix("/wechat/pay/notify") {
+                    Some(origin) => format!("{origin}/wechat/pay/{mch_id}/notify"),
+                    None => u.to_owned(),
+                }),
                 transfer_scene_id: Some(p.payouts.transfer_scene_id.clone()),
                 transfer_api: Some(if p.payouts.transfer_api == "v2" { TransferApi::V2 } else { TransferApi::V3 }),
                 rate_per_sec: Some(i64::from(p.payouts.rate_per_sec)),

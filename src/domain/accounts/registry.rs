@@ -17,6 +17,7 @@ use crate::config::{OaMessageMode, PaySettings, Settings};
 use crate::db::accounts::apps::{self as app_store, AppKind, AppRow, MessageMode};
 use crate::db::accounts::merchants::{self as merchant_store, MerchantRow, TransferApi, VerifyKeys};
 use crate::db::{community::orgs, Db};
+use crate::domain::community::orgs::company_of_path;
 use crate::domain::operators::access::PLATFORM_ORG_ID;
 use crate::sealing::{SealError, SealingKeys};
 use crate::secret::Secret;
@@ -43,8 +44,8 @@ pub enum Source {
 pub struct OfficialAccount {
     pub appid: String,
     pub source: Source,
-    /// The owner's path (`/1/5/`), absent for the environment's account.
-    pub org_path: Option<String>,
+    /// The owner (a record's org), absent for the environment's account.
+    pub org_id: Option<i64>,
     /// The property company whose points programme follows and check-ins earn in.
     pub company_id: Option<i64>,
     pub secret: Option<Secret>,
@@ -64,7 +65,8 @@ impl OfficialAccount {
 pub struct MiniProgram {
     pub appid: String,
     pub source: Source,
-    pub org_path: Option<String>,
+    /// The owner (a record's org), absent for the environment's.
+    pub org_id: Option<i64>,
     pub secret: Secret,
     pub task_template_id: Option<String>,
 }
@@ -80,7 +82,8 @@ impl MiniProgram {
 pub struct Merchant {
     pub mch_id: String,
     pub source: Source,
-    pub org_path: Option<String>,
+    /// The owner (a record's org), absent for the environment's.
+    pub org_id: Option<i64>,
     pub clients: PayClients,
     pub transfer_api: TransferApi,
     pub transfer_scene_id: String,
@@ -134,6 +137,8 @@ struct Inner {
     keys: Option<SealingKeys>,
     pay_base: String,
     pay_timeout: Duration,
+    /// `LINLI_PAY_TRANSFER_SCENE_ID`: the scene when no merchant names one.
+    default_scene: String,
     root_ca_pem: Option<String>,
     env_oa: Option<Arc<OfficialAccount>>,
     env_mp: Option<Arc<MiniProgram>>,
@@ -182,7 +187,7 @@ impl Accounts {
             Arc::new(OfficialAccount {
                 appid,
                 source: Source::Environment,
-                org_path: None,
+                org_id: None,
                 company_id: w.oa_company_id,
                 secret: w.oa_secret.clone(),
                 token: w.oa_token.clone(),
@@ -194,7 +199,7 @@ impl Accounts {
             (Some(appid), Some(secret)) => Some(Arc::new(MiniProgram {
                 appid: appid.clone(),
                 source: Source::Environment,
-                org_path: None,
+                org_id: None,
                 secret: secret.clone(),
                 task_template_id: w.mp_task_template_id.clone(),
             })),
@@ -210,6 +215,7 @@ impl Accounts {
                 db: db.clone(),
                 keys: settings.sealing_keys.clone(),
                 pay_base: settings.pay.api_base.clone(),
+                default_scene: settings.pay.payouts.transfer_scene_id.clone(),
                 pay_timeout: settings.pay.payouts.timeout,
                 root_ca_pem,
                 env_oa,
@@ -222,6 +228,11 @@ impl Accounts {
         };
         accounts.refresh_strict().await?;
         Ok(accounts)
+    }
+
+    /// The transfer scene payouts use when no merchant pays for their owner.
+    pub fn default_transfer_scene(&self) -> &str {
+        &self.inner.default_scene
     }
 
     /// The sealing keys, when `LINLI_SECRET_KEY` is set.
@@ -257,65 +268,37 @@ impl Accounts {
         let mut problems = Vec::new();
         for row in apps {
             let kept = old.app_stamps.get(&row.id) == Some(&row.updated_at);
-            match row.kind {
+            let placed = match row.kind {
                 AppKind::Oa => {
-                    let prev = old.oa.get(&row.appid).filter(|a| a.source == Source::Record(row.id)).cloned();
-                    let opened = match prev.filter(|_| kept) {
+                    let opened = match reusable(&old.oa, &row.appid, row.id, kept, |a| a.source) {
                         Some(a) => Ok(a),
                         None => self.open_oa(&row).await.map(Arc::new),
                     };
-                    match opened {
-                        Ok(a) => {
-                            next.oa.insert(row.appid.clone(), a);
-                            next.app_stamps.insert(row.id, row.updated_at);
-                        }
-                        Err(e) => {
-                            problems.push(format!("the official account {} (record {}): {e}", row.appid, row.id));
-                            if let Some(prev) = old.oa.get(&row.appid) {
-                                next.oa.insert(row.appid.clone(), Arc::clone(prev));
-                            }
-                        }
-                    }
+                    let what = format!("the official account {} (record {})", row.appid, row.id);
+                    place(&mut next.oa, &old.oa, &row.appid, opened, what, &mut problems)
                 }
                 AppKind::Mp => {
-                    let prev = old.mp.get(&row.appid).filter(|a| a.source == Source::Record(row.id)).cloned();
-                    let opened = match prev.filter(|_| kept) {
+                    let opened = match reusable(&old.mp, &row.appid, row.id, kept, |a| a.source) {
                         Some(a) => Ok(a),
-                        None => self.open_mp(&row).await.map(Arc::new),
+                        None => self.open_mp(&row).map(Arc::new),
                     };
-                    match opened {
-                        Ok(a) => {
-                            next.mp.insert(row.appid.clone(), a);
-                            next.app_stamps.insert(row.id, row.updated_at);
-                        }
-                        Err(e) => {
-                            problems.push(format!("the mini-program {} (record {}): {e}", row.appid, row.id));
-                            if let Some(prev) = old.mp.get(&row.appid) {
-                                next.mp.insert(row.appid.clone(), Arc::clone(prev));
-                            }
-                        }
-                    }
+                    let what = format!("the mini-program {} (record {})", row.appid, row.id);
+                    place(&mut next.mp, &old.mp, &row.appid, opened, what, &mut problems)
                 }
+            };
+            if placed {
+                next.app_stamps.insert(row.id, row.updated_at);
             }
         }
         for row in merchants {
             let kept = old.merchant_stamps.get(&row.id) == Some(&row.updated_at);
-            let prev = old.merchants.get(&row.mch_id).filter(|m| m.source == Source::Record(row.id)).cloned();
-            let opened = match prev.filter(|_| kept) {
+            let opened = match reusable(&old.merchants, &row.mch_id, row.id, kept, |m| m.source) {
                 Some(m) => Ok(m),
-                None => self.open_merchant(&row).await.map(Arc::new),
+                None => self.open_merchant(&row).map(Arc::new),
             };
-            match opened {
-                Ok(m) => {
-                    next.merchants.insert(row.mch_id.clone(), m);
-                    next.merchant_stamps.insert(row.id, row.updated_at);
-                }
-                Err(e) => {
-                    problems.push(format!("the merchant {} (record {}): {e:#}", row.mch_id, row.id));
-                    if let Some(prev) = old.merchants.get(&row.mch_id) {
-                        next.merchants.insert(row.mch_id.clone(), Arc::clone(prev));
-                    }
-                }
+            let what = format!("the merchant {} (record {})", row.mch_id, row.id);
+            if place(&mut next.merchants, &old.merchants, &row.mch_id, opened, what, &mut problems) {
+                next.merchant_stamps.insert(row.id, row.updated_at);
             }
         }
         for p in &problems {
@@ -334,24 +317,19 @@ impl Accounts {
 
     /// An owner's path for opening a record: read outside any transaction.
     async fn path_of(&self, org_id: i64) -> anyhow::Result<String> {
-        if let Some(p) = self.cached_path(org_id) {
-            return Ok(p);
-        }
-        let org = orgs::get(self.inner.db.reader(), org_id).await?.with_context(|| format!("org {org_id} is gone"))?;
-        self.inner.paths.lock().unwrap_or_else(|e| e.into_inner()).insert(org_id, org.path.clone());
-        Ok(org.path)
+        let mut conn = self.inner.db.reader().acquire().await?;
+        self.owner_path(&mut conn, org_id).await?.with_context(|| format!("org {org_id} is gone"))
     }
 
     async fn open_oa(&self, row: &AppRow) -> anyhow::Result<OfficialAccount> {
         let keys = self.sealing()?;
         let ctx = |c: &str| app_context(&row.appid, c);
-        let path = self.path_of(row.org_id).await?;
         // A platform account is shared: no one company's programme.
-        let company_id = path.split('/').filter(|s| !s.is_empty()).nth(1).and_then(|s| s.parse().ok());
+        let company_id = company_of_path(&self.path_of(row.org_id).await?);
         Ok(OfficialAccount {
             appid: row.appid.clone(),
             source: Source::Record(row.id),
-            org_path: Some(path),
+            org_id: Some(row.org_id),
             company_id,
             secret: Some(keys.open(&ctx("secret"), &row.secret_sealed)?),
             token: open_opt(keys, &ctx("token"), row.token_sealed.as_deref())?,
@@ -360,12 +338,12 @@ impl Accounts {
         })
     }
 
-    async fn open_mp(&self, row: &AppRow) -> anyhow::Result<MiniProgram> {
+    fn open_mp(&self, row: &AppRow) -> anyhow::Result<MiniProgram> {
         let keys = self.sealing()?;
         Ok(MiniProgram {
             appid: row.appid.clone(),
             source: Source::Record(row.id),
-            org_path: Some(self.path_of(row.org_id).await?),
+            org_id: Some(row.org_id),
             secret: keys.open(&app_context(&row.appid, "secret"), &row.secret_sealed)?,
             task_template_id: row.task_template_id.clone(),
         })
@@ -407,12 +385,12 @@ impl Accounts {
         }
     }
 
-    async fn open_merchant(&self, row: &MerchantRow) -> anyhow::Result<Merchant> {
+    fn open_merchant(&self, row: &MerchantRow) -> anyhow::Result<Merchant> {
         let clients = PayClients::build(&self.merchant_keys(row)?)?;
         Ok(Merchant {
             mch_id: row.mch_id.clone(),
             source: Source::Record(row.id),
-            org_path: Some(self.path_of(row.org_id).await?),
+            org_id: Some(row.org_id),
             clients,
             transfer_api: row.transfer_api,
             transfer_scene_id: row.transfer_scene_id.clone(),
@@ -444,21 +422,16 @@ impl Accounts {
     /// re-reads the records first (at most once a second), for an account added on another
     /// instance a moment ago.
     pub async fn official_account(&self, appid: &str) -> Option<Arc<OfficialAccount>> {
-        if let Some(found) = self.cached_oa(appid) {
-            return Some(found);
+        match self.cached_oa(appid) {
+            Some(found) => Some(found),
+            None => self.reread_official_account(appid).await,
         }
-        if self.may_refresh_on_miss() {
-            let _ = self.refresh().await;
-        }
-        self.cached_oa(appid)
     }
 
     /// The official account after re-reading the records (at most once a second; otherwise as
     /// cached), for a push whose signature does not verify with the cached Token.
     pub async fn reread_official_account(&self, appid: &str) -> Option<Arc<OfficialAccount>> {
-        if self.may_refresh_on_miss() {
-            let _ = self.refresh().await;
-        }
+        self.reread_at_most_once_a_second().await;
         self.cached_oa(appid)
     }
 
@@ -467,14 +440,24 @@ impl Accounts {
         snap.oa.get(appid).cloned().or_else(|| self.inner.env_oa.clone().filter(|a| a.appid == appid))
     }
 
-    fn may_refresh_on_miss(&self) -> bool {
-        let mut last = self.inner.last_miss.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < MISS_REFRESH_EVERY) {
-            return false;
+    /// Re-reads the records unless this instance did so less than a second ago: what an appid
+    /// not known yet, or a signature that does not verify, may cost (a flood of them, one read a
+    /// second).
+    async fn reread_at_most_once_a_second(&self) {
+        let due = {
+            let mut last = self.inner.last_miss.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let due = last.is_none_or(|t| now.duration_since(t) >= MISS_REFRESH_EVERY);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if due {
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "re-reading the WeChat accounts failed; keeping the last ones");
+            }
         }
-        *last = Some(now);
-        true
     }
 
     /// The environment's official account (the one `/wechat/oa/callback` serves), unless a
@@ -490,8 +473,8 @@ impl Accounts {
         if let Some(found) = self.mini_program(appid) {
             return Some(found);
         }
-        if appid.is_some() && self.may_refresh_on_miss() {
-            let _ = self.refresh().await;
+        if appid.is_some() {
+            self.reread_at_most_once_a_second().await;
         }
         self.mini_program(appid)
     }
@@ -510,18 +493,6 @@ impl Accounts {
         }
     }
 
-    /// Every mini-program (for the message sender).
-    pub fn mini_programs(&self) -> Vec<Arc<MiniProgram>> {
-        let snap = self.snapshot();
-        let mut out: Vec<Arc<MiniProgram>> = snap.mp.values().cloned().collect();
-        if let Some(env) = &self.inner.env_mp {
-            if !snap.mp.contains_key(&env.appid) {
-                out.push(Arc::clone(env));
-            }
-        }
-        out
-    }
-
     /// The merchant with this mch_id; `None` names the environment's.
     pub fn merchant(&self, mch_id: Option<&str>) -> Option<Arc<Merchant>> {
         match mch_id {
@@ -533,6 +504,11 @@ impl Accounts {
                 .or_else(|| self.inner.env_merchant.clone().filter(|m| m.mch_id == id)),
             None => self.inner.env_merchant.clone(),
         }
+    }
+
+    /// The merchant configured by environment's mch_id, when there is one.
+    pub fn environment_mch_id(&self) -> Option<&str> {
+        self.inner.env_merchant.as_deref().map(|m| m.mch_id.as_str())
     }
 
     /// Every merchant: the records' and the environment's.
@@ -562,16 +538,12 @@ impl Accounts {
             if id == PLATFORM_ORG_ID {
                 return None;
             }
-            snap.merchants
-                .values()
-                .filter(|m| owner_id(m.org_path.as_deref()) == Some(id))
-                .min_by_key(|m| m.mch_id.clone())
-                .cloned()
+            snap.merchants.values().filter(|m| m.org_id == Some(id)).min_by_key(|m| m.mch_id.clone()).cloned()
         })
         .or_else(|| {
             snap.merchants
                 .values()
-                .filter(|m| m.fallback && owner_id(m.org_path.as_deref()) == Some(PLATFORM_ORG_ID))
+                .filter(|m| m.fallback && m.org_id == Some(PLATFORM_ORG_ID))
                 .min_by_key(|m| m.mch_id.clone())
                 .cloned()
         })
@@ -582,14 +554,12 @@ impl Accounts {
     /// mini-program up the owner's path (the platform's included), then the environment's.
     pub fn payout_apps(&self, owner_path: &str) -> (Option<String>, Option<String>) {
         let snap = self.snapshot();
-        let oa = nearest(owner_path, |id| {
-            snap.oa.values().filter(|a| owner_id(a.org_path.as_deref()) == Some(id)).map(|a| a.appid.clone()).min()
-        })
-        .or_else(|| self.inner.env_oa.as_ref().map(|a| a.appid.clone()));
-        let mp = nearest(owner_path, |id| {
-            snap.mp.values().filter(|a| owner_id(a.org_path.as_deref()) == Some(id)).map(|a| a.appid.clone()).min()
-        })
-        .or_else(|| self.inner.env_mp.as_ref().map(|a| a.appid.clone()));
+        let oa =
+            nearest(owner_path, |id| snap.oa.values().filter(|a| a.org_id == Some(id)).map(|a| a.appid.clone()).min())
+                .or_else(|| self.inner.env_oa.as_ref().map(|a| a.appid.clone()));
+        let mp =
+            nearest(owner_path, |id| snap.mp.values().filter(|a| a.org_id == Some(id)).map(|a| a.appid.clone()).min())
+                .or_else(|| self.inner.env_mp.as_ref().map(|a| a.appid.clone()));
         (oa, mp)
     }
 
@@ -623,21 +593,52 @@ impl Accounts {
     }
 }
 
+/// The last snapshot's form of record `id` under `key`, when the record is unchanged (`kept`).
+fn reusable<T>(
+    old: &HashMap<String, Arc<T>>,
+    key: &str,
+    id: i64,
+    kept: bool,
+    source: impl Fn(&T) -> Source,
+) -> Option<Arc<T>> {
+    old.get(key).filter(|a| kept && source(a) == Source::Record(id)).cloned()
+}
+
+/// Puts a record's opened form in the next snapshot; when it did not open, its last good form
+/// stays and the failure is reported. Answers whether the record was opened (its stamp is kept).
+fn place<T>(
+    next: &mut HashMap<String, Arc<T>>,
+    old: &HashMap<String, Arc<T>>,
+    key: &str,
+    opened: anyhow::Result<Arc<T>>,
+    what: String,
+    problems: &mut Vec<String>,
+) -> bool {
+    match opened {
+        Ok(a) => {
+            next.insert(key.to_owned(), a);
+            true
+        }
+        Err(e) => {
+            problems.push(format!("{what}: {e:#}"));
+            if let Some(prev) = old.get(key) {
+                next.insert(key.to_owned(), Arc::clone(prev));
+            }
+            false
+        }
+    }
+}
+
 /// The ids on a path, nearest first (`/1/5/12/` → 12, 5, 1), the first that `f` answers for.
 fn nearest<T>(path: &str, f: impl Fn(i64) -> Option<T>) -> Option<T> {
     path.split('/').filter(|s| !s.is_empty()).rev().filter_map(|s| s.parse::<i64>().ok()).find_map(f)
-}
-
-/// The org a path ends with.
-fn owner_id(path: Option<&str>) -> Option<i64> {
-    path?.split('/').rfind(|s| !s.is_empty())?.parse().ok()
 }
 
 fn env_merchant(clients: PayClients, pay: &PaySettings) -> Merchant {
     Merchant {
         mch_id: clients.mch_id.clone(),
         source: Source::Environment,
-        org_path: None,
+        org_id: None,
         transfer_api: if pay.payouts.transfer_api == "v2" { TransferApi::V2 } else { TransferApi::V3 },
         transfer_scene_id: pay.payouts.transfer_scene_id.clone(),
         rate_per_sec: pay.payouts.rate_per_sec,
@@ -656,7 +657,5 @@ mod tests {
         let found = nearest("/1/5/12/", |id| (id == 5 || id == 1).then_some(id));
         assert_eq!(found, Some(5));
         assert_eq!(nearest("/1/5/12/", |id| (id == 99).then_some(id)), None);
-        assert_eq!(owner_id(Some("/1/5/")), Some(5));
-        assert_eq!(owner_id(None), None);
     }
 }

@@ -176,7 +176,13 @@ pub(crate) async fn load_community<'c, E: sqlx::Executor<'c, Database = sqlx::An
 
 /// The property company an org belongs to: itself, or the org just under the platform on its path.
 pub fn company_of(org: &OrgRow) -> Option<i64> {
-    org.path.split('/').filter(|s| !s.is_empty()).nth(1).and_then(|s| s.parse().ok())
+    company_of_path(&org.path)
+}
+
+/// [`company_of`] for an org known by its path: the id just under the platform (none for the
+/// platform itself).
+pub fn company_of_path(path: &str) -> Option<i64> {
+    path.split('/').filter(|s| !s.is_empty()).nth(1).and_then(|s| s.parse().ok())
 }
 
 /// The org that owns a campaign or task: in the actor's reach, a property company or a community,

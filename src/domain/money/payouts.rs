@@ -69,36 +69,24 @@ pub struct Apps {
     pub mch_id: Option<String>,
 }
 
-/// How money leaves this deployment: the apps and merchant of each funding owner, and the
-/// dispatcher to wake once a payout is committed. Built once when the app starts; cheap to clone.
+/// How money leaves this deployment: the apps and merchant of each funding owner (from the
+/// registry of records and the environment), and the dispatcher to wake once a payout is
+/// committed. Built once when the app starts; cheap to clone.
 #[derive(Clone)]
 pub struct Payer {
-    apps: Arc<Apps>,
-    accounts: Option<Accounts>,
+    accounts: Accounts,
     wake: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Payer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Payer").field("apps", &self.apps).finish_non_exhaustive()
+        f.debug_struct("Payer").finish_non_exhaustive()
     }
 }
 
 impl Payer {
-    /// Pays everyone through `apps` (the environment's).
-    pub fn new(apps: Apps, wake: Arc<Notify>) -> Self {
-        Self { apps: Arc::new(apps), accounts: None, wake }
-    }
-
-    /// Pays each owner through its own apps and merchant, from the registry.
-    pub fn with_accounts(mut self, accounts: Accounts) -> Self {
-        self.accounts = Some(accounts);
-        self
-    }
-
-    /// The environment's apps.
-    pub fn apps(&self) -> &Apps {
-        &self.apps
+    pub fn new(accounts: Accounts, wake: Arc<Notify>) -> Self {
+        Self { accounts, wake }
     }
 
     /// What payouts funded by `owner_org_id` go through: the owner's (or its nearest
@@ -106,7 +94,7 @@ impl Payer {
     /// `None` owner: the platform (withdrawals from the wallet). `conn` reads the owner's path
     /// the first time: the caller's transaction when it is in one.
     pub async fn apps_for(&self, conn: &mut sqlx::AnyConnection, owner_org_id: Option<i64>) -> DomainResult<Apps> {
-        let Some(accounts) = &self.accounts else { return Ok((*self.apps).clone()) };
+        let accounts = &self.accounts;
         let path = match owner_org_id {
             Some(id) => accounts.owner_path(conn, id).await?.ok_or(DomainError::NotFound("org"))?,
             None => format!("/{PLATFORM_ORG_ID}/"),
@@ -118,7 +106,7 @@ impl Payer {
             mp_appid,
             transfer_scene_id: merchant
                 .as_ref()
-                .map_or_else(|| self.apps.transfer_scene_id.clone(), |m| m.transfer_scene_id.clone()),
+                .map_or_else(|| accounts.default_transfer_scene().to_owned(), |m| m.transfer_scene_id.clone()),
             mch_id: merchant.filter(|m| m.source != Source::Environment).map(|m| m.mch_id.clone()),
         })
     }
@@ -133,7 +121,7 @@ impl Payer {
         channel: PayoutChannel,
         what: &str,
     ) -> DomainResult<()> {
-        let Some(accounts) = &self.accounts else { return Ok(()) };
+        let accounts = &self.accounts;
         if channel == PayoutChannel::Balance {
             return Ok(());
         }
@@ -687,8 +675,11 @@ pub enum Notified {
 pub struct Notification<'a> {
     pub id: &'a str,
     pub event_type: &'a str,
-    /// The merchant whose keys verified it; `None`: the one configured by environment.
-    pub mch_id: Option<&'a str>,
+    /// The merchant whose keys verified it.
+    pub mch_id: &'a str,
+    /// Whether that merchant is the one configured by environment, whose payouts are stored
+    /// without a merchant (those queued before records existed).
+    pub pays_unassigned: bool,
     pub out_no: &'a str,
     /// What WeChat says was moved.
     pub amount_fen: Option<i64>,
@@ -703,11 +694,14 @@ pub async fn apply_notification(
     n: Notification<'_>,
     step: Step,
 ) -> DomainResult<Notified> {
-    let Notification { id: notification_id, event_type, mch_id, out_no, amount_fen } = n;
+    let Notification { id: notification_id, event_type, mch_id, pays_unassigned, out_no, amount_fen } = n;
     let now = db::now_ms();
     let mut tx = db.begin().await?;
     let payout = match store::by_number(&mut *tx, out_no).await? {
-        Some((payout_id, _)) => store::get(&mut *tx, payout_id).await?.filter(|p| p.mch_id.as_deref() == mch_id),
+        Some((payout_id, _)) => store::get(&mut *tx, payout_id).await?.filter(|p| match p.mch_id.as_deref() {
+            Some(m) => m == mch_id,
+            None => pays_unassigned,
+        }),
         None => None,
     };
     // Claimed only once it is known to be this merchant's: a notification that arrived at the
